@@ -1,0 +1,39 @@
+# The same commands locally and in CI (.ci/run calls `make check` and `make test`).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROJECT ?= .project
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: initialise a project on SQLite in $(PROJECT)/ and list its servers
+run: $(STAMP)
+	$(BIN)/atrium init $(PROJECT)
+	$(BIN)/atrium --project $(PROJECT) plugins mcp list
+
+## test: the whole suite (PostgreSQL on 127.0.0.1:5432 must be up; in CI it is required)
+test: $(STAMP)
+	$(BIN)/python scripts/pytest_strict.py $(PYTEST_ARGS)
+
+## check: lint, format and types
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict src
+
+## bench: every benchmark under bench/, each printing its ratios
+bench: $(STAMP)
+	@set -e; found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; found=1; $(BIN)/python "$$f"; done; \
+	[ $$found = 1 ] || echo "no benchmarks yet"
+
+clean:
+	rm -rf $(VENV) $(PROJECT) .pytest_cache .mypy_cache .ruff_cache

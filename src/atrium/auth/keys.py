@@ -1,0 +1,36 @@
+"""The keys Atrium signs access tokens with (RFC 7517 JWK Set, RFC 7518 ES256).
+
+Kept as a private JWK Set in ``.atrium/signing-keys.json`` with file mode 0600. Each key has a
+``kid`` (RFC 7638 thumbprint) so that a rotated-in key and the one it replaces can both verify
+tokens during the overlap; the first key of the set is the one that signs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from joserfc.jwk import ECKey
+
+SIGNING_KEYS_FILE = "signing-keys.json"
+
+
+def new_signing_key() -> dict[str, Any]:
+    key = ECKey.generate_key("P-256", parameters={"use": "sig", "alg": "ES256"}, auto_kid=True)
+    return dict(key.as_dict(private=True))
+
+
+def ensure_signing_keys(state_dir: Path) -> tuple[Path, bool]:
+    """Create the key set if it does not exist; return its path and whether it was created."""
+    path = state_dir / SIGNING_KEYS_FILE
+    if path.exists():
+        return path, False
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    text = json.dumps({"keys": [new_signing_key()]}, indent=2) + "\n"
+    # O_EXCL: never overwrite a key another process wrote in the meantime.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    return path, True

@@ -1,0 +1,59 @@
+"""What every command shares: the settings (built once, on first use) and the consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from atrium.registry.loader import Registry, load_registry
+from atrium.settings import Settings, load_settings
+from atrium.store import Store
+
+T = TypeVar("T")
+
+
+@dataclass
+class CliState:
+    project_option: Path | None = None
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(self.project_option)
+
+    def registry(self, directory: Path | None = None) -> Registry:
+        """The validated registry; warnings (unset ``$env`` variables) go to stderr."""
+        registry = load_registry(self.settings, directory)
+        for warning in registry.warnings:
+            self.err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)
+        return registry
+
+    def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        async def run() -> T:
+            store = await Store.open(self.settings)
+            try:
+                return await work(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(run())
+
+    def print_json(self, data: Any) -> None:
+        # Plain print: Rich would wrap or colour the text and break `| jq`.
+        print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        obj = ctx.find_root().obj = CliState()
+    return obj

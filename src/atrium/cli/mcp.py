@@ -1,0 +1,157 @@
+"""``atrium plugins mcp``: list, show and list-packages of the project's servers."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from atrium.cli.context import CliState, state
+from atrium.registry.loader import ServerEntry
+from atrium.registry.schema import redacted
+
+app = typer.Typer(help="MCP servers: configuration, status and tools.", no_args_is_help=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _summary(cli: CliState, entry: ServerEntry) -> dict[str, Any]:
+    config = entry.config
+    return {
+        "name": entry.name,
+        "port": config.port,
+        "enabled": config.enabled,
+        "transport": config.transport,
+        "oauth_required": config.oauth.required,
+        "scopes": list(config.oauth.scopes),
+        "description": config.description,
+        "endpoint": config.endpoint or cli.settings.endpoint_for(entry.name),
+        "source": entry.source,
+    }
+
+
+@app.command("list")
+def list_servers(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the MCP servers configured in services/mcp/."""
+    cli = state(ctx)
+    rows = [_summary(cli, entry) for entry in cli.registry()]
+    if as_json:
+        cli.print_json(rows)
+        return
+    if not rows:
+        cli.out.print(
+            f"No MCP servers in {cli.settings.mcp_dir}."
+            " Run `atrium init` to create the built-in ones."
+        )
+        return
+    table = Table("name", "port", "enabled", "transport", "oauth", "scopes", "description")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            "-" if row["port"] is None else str(row["port"]),
+            "yes" if row["enabled"] else "[dim]no[/]",
+            row["transport"],
+            "required" if row["oauth_required"] else "[dim]off[/]",
+            escape(", ".join(row["scopes"])) or "-",
+            escape(row["description"]),
+        )
+    cli.out.print(table)
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show every field of one server, its public endpoint and its tool policy."""
+    cli = state(ctx)
+    entry = cli.registry().get(name)
+    config = redacted(entry.config.to_json())
+    endpoint = entry.config.endpoint or cli.settings.endpoint_for(entry.name)
+    if as_json:
+        cli.print_json(
+            {"name": entry.name, "source": entry.source, "endpoint": endpoint, "config": config}
+        )
+        return
+    cli.out.print(f"[bold]{entry.name}[/]  ({escape(entry.source)})", highlight=False)
+    table = Table("key", "value", box=None, pad_edge=False)
+    table.add_row("endpoint", endpoint)
+    for key, value in _flatten(config):
+        table.add_row(escape(key), escape(_text(value)))
+    cli.out.print(table)
+    policy = entry.config.tools
+    cli.out.print(
+        f"Tool policy: allowed {_globs(policy.allowed)}; denied {_globs(policy.denied)}; "
+        f"public (anonymous callers) {_globs(policy.public)}",
+        highlight=False,
+    )
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict) and value and not set(value) <= {"$env", "$file"}:
+        rows = []
+        for key, item in value.items():
+            rows += _flatten(item, f"{prefix}.{key}" if prefix else key)
+        return rows
+    return [(prefix, value)]
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) if value else "[]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items()) if value else "{}"
+    return str(value)
+
+
+def _globs(patterns: tuple[str, ...]) -> str:
+    return escape(", ".join(patterns)) if patterns else "(none)"
+
+
+@app.command("list-packages")
+def list_packages(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the packages that provide the servers' binaries, and whether each is installed."""
+    cli = state(ctx)
+    registry = cli.registry()
+    path = cli.settings.environ.get("PATH")
+    rows: dict[str, dict[str, Any]] = {}
+    for entry in registry:
+        if entry.config.package is None and entry.config.binary is None:
+            continue
+        package = entry.config.package or entry.name
+        row = rows.setdefault(
+            package, {"package": package, "binary": entry.config.binary, "servers": []}
+        )
+        row["servers"].append(entry.name)
+    for extension in registry.extensions.values():
+        row = rows.setdefault(
+            extension.name, {"package": extension.name, "binary": extension.binary, "servers": []}
+        )
+        row["extension"] = extension.source
+    for row in rows.values():
+        row.setdefault("extension", None)
+        row["installed"] = (
+            bool(row["binary"]) and shutil.which(row["binary"], path=path) is not None
+        )
+    result = sorted(rows.values(), key=lambda r: r["package"])
+    if as_json:
+        cli.print_json(result)
+        return
+    table = Table("package", "binary", "servers", "extension", "installed")
+    for row in result:
+        table.add_row(
+            escape(row["package"]),
+            escape(row["binary"] or "-"),
+            escape(", ".join(row["servers"])) or "-",
+            escape(row["extension"] or "-"),
+            "yes" if row["installed"] else "[yellow]no[/]",
+        )
+    cli.out.print(table)

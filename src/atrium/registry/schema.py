@@ -1,0 +1,247 @@
+"""The YAML schema of a hosted MCP server (``services/mcp/<name>.yaml``).
+
+The seed fields come first (``binary``, ``package``, ``port``, ``endpoint``, ``enabled``,
+``display_in_web``, ``description``, ``oauth``, ``tools``), then ours (``transport``,
+``command``, ``env``, ``url``, ``headers``, ``rate_limit``, ``timeout_s``). Models are frozen and
+reject unknown keys; checks that need the project's settings (the port range) or other files
+(duplicates) live in ``atrium.registry.loader``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from atrium.registry.globs import validate_glob
+
+# Names appear in URLs (/api/v1/mcp/{name}/mcp) and in namespaced tool names (mcp__{name}__tool).
+SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+RATE_LIMIT = re.compile(
+    r"^\s*\d+\s*(?:/|per)\s*(?:\d+\s*)?(?:second|minute|hour|day|month|year)s?\s*$"
+)
+
+Transport = Literal["http", "stdio", "remote"]
+DpopMode = Literal["off", "optional", "required"]
+Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]  # RFC 6749 §3.3
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvRef(_Model):
+    """``{$env: NAME}``: the value of an environment variable, read when the server starts."""
+
+    env: str = Field(alias="$env", pattern=ENV_NAME.pattern)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class FileRef(_Model):
+    """``{$file: path}``: the contents of a file (relative to the project), read at start."""
+
+    file: str = Field(alias="$file", min_length=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _value_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "literal"
+    if isinstance(value, dict | EnvRef | FileRef):
+        keys = set(value) if isinstance(value, dict) else set()
+        if isinstance(value, EnvRef) or keys == {"$env"}:
+            return "$env"
+        if isinstance(value, FileRef) or keys == {"$file"}:
+            return "$file"
+    return None
+
+
+# Literal values are allowed for non-secrets; secrets belong in $env / $file references.
+SecretValue = Annotated[
+    Annotated[str, Tag("literal")]
+    | Annotated[EnvRef, Tag("$env")]
+    | Annotated[FileRef, Tag("$file")],
+    Discriminator(
+        _value_kind,
+        custom_error_type="value_kind",
+        custom_error_message="must be a string, {$env: VARIABLE} or {$file: path}",
+    ),
+]
+
+
+class OAuthPolicy(_Model):
+    required: bool = False
+    scopes: tuple[Scope, ...] = ()
+    audience: str | None = None
+    client_id: str | None = None
+    dpop: DpopMode = "optional"
+
+
+def _glob(pattern: str) -> str:
+    validate_glob(pattern)
+    return pattern
+
+
+Glob = Annotated[str, AfterValidator(_glob)]
+
+
+class ToolPolicy(_Model):
+    """Which tools the gateway lets through; globs over tool names (``*``, ``?``, ``[...]``)."""
+
+    allowed: tuple[Glob, ...] = ("*",)
+    denied: tuple[Glob, ...] = ()
+    public: tuple[Glob, ...] = ()
+    scopes: dict[Glob, tuple[Scope, ...]] = Field(default_factory=dict)
+
+
+class ServerConfig(_Model):
+    """One entry of ``mcp_servers:``."""
+
+    binary: str | None = Field(default=None, min_length=1)
+    package: str | None = Field(default=None, min_length=1)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    endpoint: str | None = None
+    enabled: bool = True
+    display_in_web: bool = True
+    description: str = ""
+    oauth: OAuthPolicy = OAuthPolicy()
+    tools: ToolPolicy = ToolPolicy()
+    transport: Transport = "http"
+    command: tuple[str, ...] | None = None
+    env: dict[str, SecretValue] = Field(default_factory=dict)
+    url: str | None = None
+    headers: dict[str, SecretValue] = Field(default_factory=dict)
+    rate_limit: str | None = None
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty_command(cls, command: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if command is not None and (not command or not command[0]):
+            raise ValueError("must name a program to run, e.g. [npx, -y, some-package]")
+        return command
+
+    @field_validator("endpoint", "url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, Any]) -> dict[str, Any]:
+        for name in env:
+            if not ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return env
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, Any]) -> dict[str, Any]:
+        for name in headers:
+            if not HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+        return headers
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and not RATE_LIMIT.match(value):
+            raise ValueError(f"{value!r} is not a rate like 60/minute or 1000/day")
+        return value
+
+    @model_validator(mode="after")
+    def _transport_needs(self) -> ServerConfig:
+        # Each transport needs the one thing that tells Atrium how to reach the server.
+        if self.transport == "http" and not (self.binary or self.command):
+            raise ValueError("transport 'http' needs 'binary' (or 'command') to start the server")
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("transport 'stdio' needs 'command', e.g. [uvx, mcp-server-time]")
+        if self.transport == "remote" and not self.url:
+            raise ValueError("transport 'remote' needs 'url'")
+        if self.transport != "remote" and self.port is None:
+            raise ValueError(f"transport '{self.transport}' needs 'port'")
+        if self.transport != "remote" and self.url is not None:
+            raise ValueError("'url' is only for transport 'remote'")
+        if self.headers and self.transport != "remote":
+            raise ValueError("'headers' is only for transport 'remote'")
+        return self
+
+    def env_references(self) -> list[tuple[str, str]]:
+        """``(key path, variable)`` for every ``$env`` reference in ``env`` and ``headers``."""
+        found = []
+        for section in ("env", "headers"):
+            values: dict[str, SecretValue] = getattr(self, section)
+            for key, value in values.items():
+                if isinstance(value, EnvRef):
+                    found.append((f"{section}.{key}", value.env))
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        """The plain-JSON form stored in the database and written back to YAML."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _server_name(name: str) -> str:
+    if not SERVER_NAME.match(name):
+        raise ValueError(
+            f"server name {name!r} must be lowercase letters, digits and '-' (at most 64),"
+            " starting and ending with a letter or digit"
+        )
+    return name
+
+
+ServerName = Annotated[str, AfterValidator(_server_name)]
+
+
+class ServersFile(_Model):
+    """A whole ``services/mcp/*.yaml`` file."""
+
+    mcp_servers: dict[ServerName, ServerConfig]
+
+
+class ExtensionSpec(_Model):
+    """``extension:`` in ``extensions/mcp/<name>/manifest.yaml`` (seed 002)."""
+
+    type: Literal["mcp"]
+    name: str = Field(pattern=SERVER_NAME.pattern)
+    binary: str = Field(min_length=1)
+    description: str = ""
+    port: int | None = Field(default=None, ge=1, le=65535)
+    build_type: Literal["workspace", "python", "external"] = "workspace"
+    enabled: bool = True
+
+
+class ManifestFile(_Model):
+    extension: ExtensionSpec
+
+
+# Keys whose literal values are secrets; shown as "***" (issue: audit redaction uses the same).
+SECRET_KEY = re.compile(r"(?i)(secret|token|password|passwd|api[_-]?key|auth|credential|private)")
+
+
+def redacted(value: Any, key: str = "") -> Any:
+    """``value`` with literal strings under secret-looking keys replaced by ``***``."""
+    if isinstance(value, dict):
+        return {k: redacted(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(item, key) for item in value]
+    if isinstance(value, str) and key and SECRET_KEY.search(key):
+        return "***"
+    return value

@@ -1,0 +1,119 @@
+"""Writing the project scaffold; see the package docstring."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from string import Template
+
+from atrium.auth.keys import ensure_signing_keys
+from atrium.errors import display_path
+from atrium.settings import SETTINGS_FILE, Settings
+
+
+@dataclass(frozen=True)
+class BuiltinServer:
+    name: str
+    port: int
+    description: str
+    scopes: tuple[str, ...]
+    denied: tuple[str, ...] = ()
+
+    @property
+    def binary(self) -> str:
+        return f"atrium-mcp-{self.name}"
+
+
+BUILTIN_SERVERS = (
+    BuiltinServer("atrium", 5010, "Atrium MCP Server - run atrium CLI commands", ("admin",)),
+    BuiltinServer("soul", 5020, "Soul MCP Server - AI-powered content tools", ("user", "admin")),
+    BuiltinServer(
+        "content-manager", 5040, "Content Manager MCP Server - manage content", ("user", "admin")
+    ),
+    BuiltinServer(
+        "marketplace",
+        5050,
+        "Marketplace MCP Server - skills, secrets and sync",
+        ("admin",),
+        ("delete_*", "admin_*"),
+    ),
+)
+
+_KEEP_DIRS = ("services/agents", "services/playbooks", "extensions/mcp")
+
+
+@dataclass
+class InitReport:
+    created: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+
+def installed_binaries() -> frozenset[str]:
+    """Console scripts installed with Atrium: a built-in server is enabled only if it exists."""
+    return frozenset(ep.name for ep in metadata.entry_points(group="console_scripts"))
+
+
+def init_project(
+    settings: Settings, *, binaries: Callable[[], frozenset[str]] = installed_binaries
+) -> InitReport:
+    """Write every missing file of the scaffold under ``settings.project_dir``."""
+    root = settings.project_dir
+    report = InitReport()
+    installed = binaries()
+    files: dict[str, str] = {
+        SETTINGS_FILE: _template("atrium.yaml"),
+        ".gitignore": _template("gitignore"),
+        "services/ai/config.yaml": _template("ai-config.yaml"),
+    }
+    for server in BUILTIN_SERVERS:
+        files[f"services/mcp/{server.name}.yaml"] = _server_yaml(server, server.binary in installed)
+    for relative, text in files.items():
+        _write_new(root / relative, text, report, root)
+    for relative in _KEEP_DIRS:
+        directory = root / relative
+        if not directory.exists():
+            directory.mkdir(parents=True)
+            (directory / ".gitkeep").touch()
+            report.created.append(relative + "/")
+    (root / "logs").mkdir(exist_ok=True)
+    settings.state_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(settings.state_dir, 0o700)
+    path, created = ensure_signing_keys(settings.state_dir)
+    (report.created if created else report.kept).append(display_path(path, root))
+    return report
+
+
+def _template(name: str) -> str:
+    return (resources.files("atrium.scaffold") / "templates" / name).read_text(encoding="utf-8")
+
+
+def _server_yaml(server: BuiltinServer, enabled: bool) -> str:
+    return Template(_template("server.yaml")).substitute(
+        name=server.name,
+        binary=server.binary,
+        package=server.name,
+        port=server.port,
+        enabled="true" if enabled else "false",
+        description=server.description,
+        scopes=", ".join(server.scopes),
+        denied=", ".join(f'"{glob}"' for glob in server.denied),
+    )
+
+
+def _write_new(path: Path, text: str, report: InitReport, root: Path) -> None:
+    shown = display_path(path, root)
+    if path.exists():
+        report.kept.append(shown)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        report.kept.append(shown)
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    report.created.append(shown)

@@ -1,0 +1,253 @@
+"""The one ``Settings`` object: ``atrium.yaml`` in the project folder plus ``ATRIUM_*`` overrides.
+
+Built once at the edge (the CLI, a test) by ``load_settings`` and passed down. This is the only
+module that reads the process environment: it keeps a snapshot in ``Settings.environ`` for the
+``$env`` references of server YAML, so nothing else needs ``os.environ``.
+
+Precedence, highest first: an ``ATRIUM_*`` variable, ``atrium.yaml``, the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from atrium import yamlio
+from atrium.errors import ConfigError, Problem
+
+SETTINGS_FILE = "atrium.yaml"
+STATE_DIR = ".atrium"
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# Each override names the variable and the key path it replaces in atrium.yaml.
+ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "ATRIUM_GATEWAY_HOST": ("gateway", "host"),
+        "ATRIUM_GATEWAY_PORT": ("gateway", "port"),
+        "ATRIUM_PUBLIC_URL": ("gateway", "public_url"),
+        "ATRIUM_PORT_RANGE": ("mcp", "port_range"),
+        "ATRIUM_DATABASE_URL": ("store", "url"),
+        "ATRIUM_DATABASE_SCHEMA": ("store", "schema"),
+        "ATRIUM_ISSUER": ("oauth", "issuer"),
+        "ATRIUM_LOG_LEVEL": ("logging", "level"),
+    }
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GatewaySection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+
+class McpSection(_Section):
+    port_range: tuple[int, int] = (5000, 5999)
+
+    @field_validator("port_range", mode="before")
+    @classmethod
+    def _parse_range(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            low, sep, high = value.partition("-")
+            if not sep or not low.strip().isdigit() or not high.strip().isdigit():
+                raise ValueError("must look like 5000-5999")
+            return (int(low), int(high))
+        return value
+
+    # A field validator, not a model validator: the error's key path must be mcp.port_range so
+    # that it is blamed on ATRIUM_PORT_RANGE when that variable set it.
+    @field_validator("port_range")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not (1 <= low <= high <= 65535):
+            raise ValueError(f"port_range {low}-{high} must satisfy 1 <= start <= end <= 65535")
+        return value
+
+
+class StoreSection(_Section):
+    url: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class OAuthSection(_Section):
+    issuer: str | None = None
+
+
+class LoggingSection(_Section):
+    level: LogLevel = "info"
+
+
+class SettingsFile(_Section):
+    """The schema of ``atrium.yaml``; every section and key is optional."""
+
+    gateway: GatewaySection = GatewaySection()
+    mcp: McpSection = McpSection()
+    store: StoreSection = StoreSection()
+    oauth: OAuthSection = OAuthSection()
+    logging: LoggingSection = LoggingSection()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Atrium is configured with, resolved to final values."""
+
+    project_dir: Path
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    public_url: str = "http://localhost:8080"
+    port_range: tuple[int, int] = (5000, 5999)
+    database_url: str = ""
+    database_schema: str | None = None
+    issuer: str = "http://localhost:8080"
+    log_level: LogLevel = "info"
+    environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def state_dir(self) -> Path:
+        return self.project_dir / STATE_DIR
+
+    @property
+    def mcp_dir(self) -> Path:
+        return self.project_dir / "services" / "mcp"
+
+    @property
+    def extensions_dir(self) -> Path:
+        return self.project_dir / "extensions" / "mcp"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.project_dir / "logs"
+
+    @property
+    def settings_file(self) -> Path:
+        return self.project_dir / SETTINGS_FILE
+
+    def endpoint_for(self, server: str) -> str:
+        """The public URL a client uses for ``server`` through the gateway."""
+        return f"{self.public_url}/api/v1/mcp/{server}/mcp"
+
+
+def project_dir_from(option: Path | None, environ: Mapping[str, str] | None = None) -> Path:
+    """``--project DIR``, else ``ATRIUM_PROJECT``, else the current folder."""
+    env = os.environ if environ is None else environ
+    if option is not None:
+        return option.expanduser().resolve()
+    if env.get("ATRIUM_PROJECT"):
+        return Path(env["ATRIUM_PROJECT"]).expanduser().resolve()
+    return Path.cwd().resolve()
+
+
+def load_settings(
+    project_dir: Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build the frozen ``Settings``; raise ``ConfigError`` naming the file or variable at fault."""
+    env = dict(os.environ if environ is None else environ)
+    root = project_dir_from(project_dir, env)
+    raw, document = _read_file(root / SETTINGS_FILE)
+    origins: dict[tuple[str, ...], str] = {}
+    for name, path in ENV_OVERRIDES.items():
+        if name in env:
+            section = raw.setdefault(path[0], {})
+            if not isinstance(section, dict):
+                section = raw[path[0]] = {}
+            section[path[1]] = env[name]
+            origins[path] = name
+    try:
+        parsed = SettingsFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, document, origins)) from None
+    return _resolve(root, parsed, env)
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], Any]:
+    if not path.exists():
+        return {}, None
+    try:
+        document = yamlio.load(path, SETTINGS_FILE) if path.stat().st_size else None
+    except yamlio.YamlSyntaxError as exc:
+        raise ConfigError([exc.problem]) from None
+    if document is None:
+        return {}, None
+    if not isinstance(document, dict):
+        raise ConfigError([Problem(SETTINGS_FILE, "the top level must be a mapping")])
+    # A section whose keys are all commented out (as in the scaffold's atrium.yaml) is null.
+    return {
+        k: dict(v) if isinstance(v, dict) else {} if v is None else v for k, v in document.items()
+    }, document
+
+
+def _problems(
+    exc: ValidationError, document: Any, origins: Mapping[tuple[str, ...], str]
+) -> list[Problem]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(str(part) for part in error["loc"])
+        variable = origins.get(loc[:2])
+        if variable is not None:
+            problems.append(Problem(f"environment variable {variable}", error["msg"]))
+            continue
+        where = yamlio.position(document, loc) if document is not None else None
+        problems.append(
+            Problem(
+                SETTINGS_FILE,
+                error["msg"],
+                key_path=yamlio.key_path(error["loc"]),
+                line=where[0] if where else None,
+                column=where[1] if where else None,
+            )
+        )
+    return problems
+
+
+def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settings:
+    gateway = parsed.gateway
+    public_url = gateway.public_url or f"http://localhost:{gateway.port}"
+    return Settings(
+        project_dir=root,
+        gateway_host=gateway.host,
+        gateway_port=gateway.port,
+        public_url=public_url,
+        port_range=parsed.mcp.port_range,
+        database_url=_database_url(root, parsed.store.url),
+        database_schema=parsed.store.schema_,
+        issuer=(parsed.oauth.issuer or public_url).rstrip("/"),
+        log_level=parsed.logging.level,
+        environ=MappingProxyType(dict(env)),
+    )
+
+
+def _database_url(root: Path, url: str | None) -> str:
+    """Normalise to an async SQLAlchemy URL; SQLite in ``.atrium/atrium.db`` by default."""
+    if url is None:
+        return f"sqlite+aiosqlite:///{root / STATE_DIR / 'atrium.db'}"
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url

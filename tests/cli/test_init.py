@@ -1,0 +1,82 @@
+"""``atrium init``: the scaffold, file modes, and never overwriting the user's files."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from tests.cli.helpers import run_atrium
+
+BUILTINS = {"atrium": 5010, "soul": 5020, "content-manager": 5040, "marketplace": 5050}
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_init_writes_the_scaffold_with_the_four_builtin_servers(tmp_path: Path) -> None:
+    result = run_atrium("init", str(tmp_path / "p"))
+
+    assert result.exit_code == 0, result.stderr
+    project = tmp_path / "p"
+    for relative in [
+        "atrium.yaml",
+        ".gitignore",
+        "services/ai/config.yaml",
+        "services/agents",
+        "services/playbooks",
+        "extensions/mcp",
+        "logs",
+        *(f"services/mcp/{name}.yaml" for name in BUILTINS),
+    ]:
+        assert (project / relative).exists(), relative
+    listed = run_atrium("--project", str(project), "plugins", "mcp", "list", "--json")
+    ports = {row["name"]: row["port"] for row in json.loads(listed.stdout)}
+    assert ports == BUILTINS
+
+
+def test_builtin_servers_without_an_installed_binary_stay_disabled(tmp_path: Path) -> None:
+    run_atrium("init", str(tmp_path))
+
+    listed = json.loads(
+        run_atrium("--project", str(tmp_path), "plugins", "mcp", "list", "--json").stdout
+    )
+
+    assert {row["name"]: row["enabled"] for row in listed} == dict.fromkeys(BUILTINS, False)
+
+
+def test_state_is_private_to_the_owner(tmp_path: Path) -> None:
+    run_atrium("init", str(tmp_path))
+
+    assert mode(tmp_path / ".atrium") == 0o700
+    assert mode(tmp_path / ".atrium/signing-keys.json") == 0o600
+    assert mode(tmp_path / ".atrium/atrium.db") == 0o600
+    keys = json.loads((tmp_path / ".atrium/signing-keys.json").read_text())["keys"]
+    assert keys[0]["kty"] == "EC"
+    assert keys[0]["kid"]
+    assert "d" in keys[0]  # the private part: this file is the signing key
+    assert ".atrium/" in (tmp_path / ".gitignore").read_text()
+
+
+def test_running_init_again_never_overwrites_a_file_the_user_has(tmp_path: Path) -> None:
+    run_atrium("init", str(tmp_path))
+    settings_file = tmp_path / "atrium.yaml"
+    settings_file.write_text("gateway:\n  port: 9090\n")
+    (tmp_path / "services/mcp/soul.yaml").unlink()
+    key_before = (tmp_path / ".atrium/signing-keys.json").read_text()
+
+    result = run_atrium("init", str(tmp_path))
+
+    assert result.exit_code == 0, result.stderr
+    assert settings_file.read_text() == "gateway:\n  port: 9090\n"
+    assert (tmp_path / "services/mcp/soul.yaml").exists()
+    assert (tmp_path / ".atrium/signing-keys.json").read_text() == key_before
+    assert "created services/mcp/soul.yaml" in " ".join(result.stdout.split())
+
+
+def test_init_uses_the_project_option_when_no_folder_is_given(tmp_path: Path) -> None:
+    result = run_atrium("--project", str(tmp_path), "init")
+
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "services/mcp/atrium.yaml").exists()
