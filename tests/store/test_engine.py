@@ -143,3 +143,10 @@ async def test_open_creates_the_postgres_schema_and_uses_only_it(
 
         assert current == database_settings.database_schema
         assert sorted(tables) == ["alembic_version", "mcp_servers"]
+
+
+async def test_an_empty_schema_variable_counts_as_unset(tmp_path: Path) -> None:
+    settings = load_settings(project_dir=tmp_path, environ={"ATRIUM_DATABASE_SCHEMA": ""})
+
+    async with await Store.open(settings) as store:
+        assert await store.servers.list() == []

@@ -143,3 +143,11 @@ async def test_delete_removes_the_named_servers_and_counts_them(store: Store) ->
 
     assert deleted == 2
     assert [r.name for r in await store.servers.list()] == ["marketplace"]
+
+
+async def test_a_config_that_is_not_json_is_a_store_error_without_the_sql(store: Store) -> None:
+    with pytest.raises(StoreError) as caught:
+        await store.servers.save([record("github", config={"port": {5001}})])
+
+    assert "INSERT" not in str(caught.value)
+    assert await store.servers.list() == []

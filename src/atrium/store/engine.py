@@ -46,8 +46,9 @@ class Store:
         engine = _create_engine(settings)
         try:
             with translated(engine.url, "open and migrate the database"):
-                await migrate.upgrade(engine, settings.database_schema)
+                await migrate.upgrade(engine, _schema(settings))
         except BaseException:
+            # Even a failed open may leave a pooled connection; an undisposed one leaks.
             await engine.dispose()
             raise
         return cls(engine, clock=clock)
@@ -79,11 +80,16 @@ def _create_engine(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(url)
         sqlite.install_hooks(engine)
         return engine
-    return create_async_engine(url, connect_args=postgres.connect_args(settings.database_schema))
+    return create_async_engine(url, connect_args=postgres.connect_args(_schema(settings)))
+
+
+def _schema(settings: Settings) -> str | None:
+    # An empty ATRIUM_DATABASE_SCHEMA= means "not set", as an empty variable usually does.
+    return settings.database_schema or None
 
 
 def _refuse_schema(settings: Settings) -> None:
-    if settings.database_schema is None:
+    if _schema(settings) is None:
         return
     message = (
         f"schema '{settings.database_schema}' needs PostgreSQL; SQLite has no schemas "

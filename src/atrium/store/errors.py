@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError, StatementError
 
 from atrium.errors import AtriumError
 
@@ -51,8 +51,8 @@ def translated(url: URL | str, action: str) -> Iterator[None]:
 
 
 def _reason(exc: BaseException) -> str:
-    # A DBAPIError's own text carries the SQL and its parameters; the driver's message is enough.
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
+    # A StatementError's own text carries the SQL and its parameters; the cause is enough.
+    if isinstance(exc, StatementError) and exc.orig is not None:
         exc = exc.orig
     text = str(exc).strip() or type(exc).__name__
     # SQLAlchemy's asyncpg adapter prefixes "<class 'asyncpg.exceptions.X'>: ".

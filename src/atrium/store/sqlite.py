@@ -1,13 +1,16 @@
 """SQLite specifics: a private database file, WAL, foreign keys, and our own ``BEGIN``.
 
-The file holds users, clients and tokens, so its folder is 0700 and the file 0600, created
-before SQLite opens it (SQLite would create it with the umask's mode). SQLite creates the
-``-wal`` and ``-shm`` files with the database file's mode.
+The database is meant to hold credentials (users, clients, tokens), so its folder is 0700
+and the file 0600, created before SQLite opens it (SQLite would create it with the umask's
+mode). SQLite gives the ``-wal`` and ``-shm`` files the database file's mode.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import tempfile
+from contextlib import closing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +37,23 @@ def database_path(url: URL) -> Path | None:
 def prepare_file(path: Path) -> None:
     """Create the folder (0700) and an empty database file (0600) unless they exist.
 
-    An existing folder or file keeps its mode: it belongs to the user.
+    The file is built aside and linked into place already in WAL mode: switching the journal
+    mode needs an exclusive lock, and fails at once with SQLITE_BUSY (no busy timeout) when
+    processes opening a new database together all try it. ``os.link`` never replaces a file
+    another process linked first. An existing folder or file keeps its mode: it is the user's.
     """
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".new")
     os.close(fd)
+    try:
+        with closing(sqlite3.connect(temporary)) as database:
+            database.execute("PRAGMA journal_mode=WAL")
+        with suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
 
 
 def install_hooks(engine: AsyncEngine) -> None:
@@ -60,8 +72,12 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
-        # WAL lets readers go on while one process writes; foreign keys are off by default.
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL lets readers go on while one process writes; a file made by prepare_file is WAL
+        # already, and asking again would take the exclusive lock for nothing.
+        cursor.execute("PRAGMA journal_mode")
+        if cursor.fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # Off by default in SQLite, per connection.
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
