@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,7 +24,7 @@ T = TypeVar("T")
 @dataclass
 class CliState:
     project_option: Path | None = None
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    out: Console = field(default_factory=lambda: Console(width=_width()))
     err: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
 
     @cached_property
@@ -50,6 +51,11 @@ class CliState:
     def print_json(self, data: Any) -> None:
         # Plain print: Rich would wrap or colour the text and break `| jq`.
         print(json.dumps(data, indent=2, sort_keys=False))
+
+
+def _width() -> int | None:
+    # A pipe has no width; Rich would assume 80 and wrap every row of a table.
+    return None if sys.stdout.isatty() else 160
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from atrium.cli.context import CliState, state
+from atrium.cli.tables import table
 from atrium.registry.loader import ServerEntry
 from atrium.registry.schema import redacted
 
@@ -47,18 +47,20 @@ def list_servers(ctx: typer.Context, as_json: JsonOption = False) -> None:
             " Run `atrium init` to create the built-in ones."
         )
         return
-    table = Table("name", "port", "enabled", "transport", "oauth", "scopes", "description")
-    for row in rows:
-        table.add_row(
+    cells = [
+        [
             row["name"],
             "-" if row["port"] is None else str(row["port"]),
-            "yes" if row["enabled"] else "[dim]no[/]",
+            "yes" if row["enabled"] else "no",
             row["transport"],
-            "required" if row["oauth_required"] else "[dim]off[/]",
-            escape(", ".join(row["scopes"])) or "-",
-            escape(row["description"]),
-        )
-    cli.out.print(table)
+            "required" if row["oauth_required"] else "off",
+            ", ".join(row["scopes"]) or "-",
+            row["description"],
+        ]
+        for row in rows
+    ]
+    headers = ("name", "port", "enabled", "transport", "oauth", "scopes", "description")
+    cli.out.print(table(headers, cells, prose_last=True))
 
 
 @app.command("show")
@@ -78,11 +80,11 @@ def show(
         )
         return
     cli.out.print(f"[bold]{entry.name}[/]  ({escape(entry.source)})", highlight=False)
-    table = Table("key", "value", box=None, pad_edge=False)
-    table.add_row("endpoint", endpoint)
-    for key, value in _flatten(config):
-        table.add_row(escape(key), escape(_text(value)))
-    cli.out.print(table)
+    cells = [
+        ["public endpoint", endpoint],
+        *([key, _text(value)] for key, value in _flatten(config)),
+    ]
+    cli.out.print(table(("key", "value"), cells, prose_last=True))
     policy = entry.config.tools
     cli.out.print(
         f"Tool policy: allowed {_globs(policy.allowed)}; denied {_globs(policy.denied)}; "
@@ -145,13 +147,14 @@ def list_packages(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         cli.print_json(result)
         return
-    table = Table("package", "binary", "servers", "extension", "installed")
-    for row in result:
-        table.add_row(
-            escape(row["package"]),
-            escape(row["binary"] or "-"),
-            escape(", ".join(row["servers"])) or "-",
-            escape(row["extension"] or "-"),
-            "yes" if row["installed"] else "[yellow]no[/]",
-        )
-    cli.out.print(table)
+    cells = [
+        [
+            row["package"],
+            row["binary"] or "-",
+            ", ".join(row["servers"]) or "-",
+            row["extension"] or "-",
+            "yes" if row["installed"] else "no",
+        ]
+        for row in result
+    ]
+    cli.out.print(table(("package", "binary", "servers", "extension", "installed"), cells))

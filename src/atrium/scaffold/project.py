@@ -28,15 +28,13 @@ class BuiltinServer:
 
 
 BUILTIN_SERVERS = (
-    BuiltinServer("atrium", 5010, "Atrium MCP Server - run atrium CLI commands", ("admin",)),
-    BuiltinServer("soul", 5020, "Soul MCP Server - AI-powered content tools", ("user", "admin")),
-    BuiltinServer(
-        "content-manager", 5040, "Content Manager MCP Server - manage content", ("user", "admin")
-    ),
+    BuiltinServer("atrium", 5010, "Execute atrium CLI commands", ("admin",)),
+    BuiltinServer("soul", 5020, "AI-powered content tools", ("user", "admin")),
+    BuiltinServer("content-manager", 5040, "Content management tools", ("user", "admin")),
     BuiltinServer(
         "marketplace",
         5050,
-        "Marketplace MCP Server - skills, secrets and sync",
+        "Skills, secrets and sync",
         ("admin",),
         ("delete_*", "admin_*"),
     ),
