@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROJECT ?= .project
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench install clean
+.PHONY: run test check bench install clean npm-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,12 @@ run: $(STAMP)
 	$(BIN)/atrium --project $(PROJECT) plugins mcp list
 
 ## test: the whole suite (PostgreSQL on 127.0.0.1:5432 must be up; in CI it is required)
-test: $(STAMP)
+test: $(STAMP) npm-deps
 	$(BIN)/python scripts/pytest_strict.py $(PYTEST_ARGS)
+
+## npm-deps: third-party MCP servers the tests host (pinned, in .cache/npm)
+npm-deps:
+	scripts/npm-deps
 
 ## check: lint, format and types
 check: $(STAMP)

@@ -1,0 +1,1 @@
+"""The toolkit every Python MCP server of Atrium uses, and the built-in servers."""

@@ -1,0 +1,1 @@
+"""Starting, watching and restarting MCP server processes; the stdio bridge."""
