@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from atrium.cli.context import CliState, state
-from atrium.registry.sync import DbChange, FileChange, plan_to_db, plan_to_disk, write_files
-from atrium.store import Store
+
+if TYPE_CHECKING:  # SQLAlchemy loads only when a sync runs
+    from atrium.registry.sync import DbChange, FileChange
+    from atrium.store import Store
 
 app = typer.Typer(help="Synchronise the project with its store.", no_args_is_help=True)
 sync_app = typer.Typer(help="Synchronise configuration.", no_args_is_help=True)
@@ -52,6 +54,8 @@ def sync_mcp(
 
 
 def _to_db(cli: CliState, directory: Path | None, apply: bool) -> None:
+    from atrium.registry.sync import plan_to_db
+
     registry = cli.registry(directory)
 
     async def work(store: Store) -> list[DbChange]:
@@ -84,6 +88,8 @@ def _short(value: Any) -> str:
 
 
 def _to_disk(cli: CliState, directory: Path, apply: bool) -> None:
+    from atrium.registry.sync import plan_to_disk, write_files
+
     async def work(store: Store) -> list[FileChange]:
         return plan_to_disk(await store.servers.list(), directory, cli.settings.project_dir)
 

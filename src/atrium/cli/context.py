@@ -9,14 +9,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
 from atrium.registry.loader import Registry, load_registry
 from atrium.settings import Settings, load_settings
-from atrium.store import Store
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
+    from atrium.store import Store
 
 T = TypeVar("T")
 
@@ -39,6 +41,8 @@ class CliState:
         return registry
 
     def with_store(self, work: Callable[[Store], Awaitable[T]]) -> T:
+        from atrium.store import Store
+
         async def run() -> T:
             store = await Store.open(self.settings)
             try:

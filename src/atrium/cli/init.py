@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from atrium.cli.context import state
 from atrium.scaffold import init_project
-from atrium.store import Store
+
+if TYPE_CHECKING:
+    from atrium.store import Store
 
 
 def init(

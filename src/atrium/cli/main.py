@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from atrium.__about__ import __version__
-from atrium.cli import cloud, init, plugins
+from atrium.cli import cloud, infra, init, plugins
 from atrium.cli.context import CliState
 from atrium.errors import AtriumError
 
@@ -24,7 +24,11 @@ app = typer.Typer(
 )
 app.add_typer(plugins.app, name="plugins")
 app.add_typer(cloud.app, name="cloud")
+app.add_typer(infra.app, name="infra")
 app.command("init")(init.init)
+app.command("start", help="Start every enabled server (alias of `infra services start --all`).")(
+    infra.start
+)
 
 
 def _version(value: bool) -> None:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import sys
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from atrium.cli.context import CliState, state
+from atrium.cli.status import render, status_rows
 from atrium.cli.tables import table
 from atrium.registry.loader import ServerEntry
 from atrium.registry.schema import redacted
+from atrium.supervisor.logs import log_tail
 
 app = typer.Typer(help="MCP servers: configuration, status and tools.", no_args_is_help=True)
 
@@ -158,3 +163,56 @@ def list_packages(ctx: typer.Context, as_json: JsonOption = False) -> None:
         for row in result
     ]
     cli.out.print(table(("package", "binary", "servers", "extension", "installed"), cells))
+
+
+@app.command("status")
+def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Running state of every server: state, pid, port, uptime, restarts, binary."""
+    cli = state(ctx)
+    rows = status_rows(cli, cli.registry())
+    if as_json:
+        cli.print_json(rows)
+        return
+    render(cli, rows)
+
+
+@app.command("logs")
+def logs(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name.")],
+    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines to show.")] = 50,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+) -> None:
+    """Show the server's log, logs/mcp-<name>.log."""
+    cli = state(ctx)
+    entry = cli.registry().get(name)
+    path = cli.settings.logs_dir / f"mcp-{entry.name}.log"
+    if not path.exists() and not follow:
+        cli.err.print(f"No log yet for '{entry.name}' ({path}): it has not been started here.")
+        return
+    for line in log_tail(path, lines):
+        print(line)
+    if follow:
+        _follow(path)
+
+
+def _follow(path: Path) -> None:
+    """Print what is appended to ``path`` until Ctrl-C; survives the file being rotated."""
+    position = path.stat().st_size if path.exists() else 0
+    try:
+        while True:
+            size = path.stat().st_size if path.exists() else 0
+            if size < position:  # truncated or replaced: start from its beginning
+                position = 0
+            if size > position:
+                with path.open("rb") as stream:
+                    stream.seek(position)
+                    chunk = stream.read(size - position)
+                position = size
+                sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                sys.stdout.flush()
+            time.sleep(0.25)
+    except KeyboardInterrupt:
+        return

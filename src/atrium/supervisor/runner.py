@@ -1,0 +1,124 @@
+"""Running the supervisor in the foreground, or detached, for ``atrium infra services``.
+
+The foreground process holds the project's supervisor lock, serves the control channel and
+stops everything on SIGINT/SIGTERM (or a ``stop`` for all). A second ``start`` finds the lock
+held and says so instead of starting twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from atrium.errors import AtriumError
+from atrium.registry.loader import Registry
+from atrium.settings import Settings
+from atrium.supervisor import control
+from atrium.supervisor.state import (
+    STATE_FILE,
+    RuntimeState,
+    SupervisorLock,
+    read_state,
+    run_dir,
+    running_supervisor,
+)
+from atrium.supervisor.supervisor import RestartPolicy, Supervisor, install_signal_handlers
+
+logger = logging.getLogger(__name__)
+
+
+class AlreadyRunning(AtriumError):
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"Atrium is already running for this project (supervisor pid {pid});"
+            " see `atrium infra services status`"
+        )
+
+
+async def run_foreground(
+    settings: Settings,
+    registry: Registry,
+    names: list[str] | None,
+    *,
+    reload: Callable[[], Registry],
+    policy: RestartPolicy | None = None,
+    on_started: Callable[[dict[str, str | None]], None] | None = None,
+) -> None:
+    """Start ``names`` (or every enabled server) and keep them up until told to stop."""
+    lock = SupervisorLock(settings.state_dir)
+    if not lock.acquire():
+        raise AlreadyRunning(running_supervisor(settings.state_dir) or -1)
+    stop = asyncio.Event()
+    supervisor = Supervisor(settings, registry, policy, load_registry=reload)
+    server = await control.serve(settings.state_dir, _handler(supervisor, stop))
+    try:
+        install_signal_handlers(stop)
+        results = await supervisor.start(names)
+        supervisor.mark_ready()
+        if on_started is not None:
+            on_started(results)
+        await stop.wait()
+        logger.info("stopping every server")
+    finally:
+        server.close()
+        await supervisor.close()
+        (run_dir(settings.state_dir) / STATE_FILE).unlink(missing_ok=True)
+        lock.release()
+
+
+def _handler(supervisor: Supervisor, stop: asyncio.Event) -> control.Handler:
+    async def handle(message: dict[str, Any]) -> dict[str, Any]:
+        op, names = message.get("op"), message.get("names")
+        if names is not None and not (
+            isinstance(names, list) and all(isinstance(n, str) for n in names)
+        ):
+            return {"ok": False, "error": "names must be a list of server names"}
+        if op == "status":
+            return {"ok": True, "state": supervisor.state.to_json()}
+        if op == "start":
+            return {"ok": True, "results": await supervisor.start(names)}
+        if op == "restart":
+            return {"ok": True, "results": await supervisor.restart(names)}
+        if op == "stop":
+            if names is None:
+                stop.set()
+            else:
+                await supervisor.stop(names)
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown operation {op!r}"}
+
+    return handle
+
+
+def start_detached(settings: Settings, argv: list[str], deadline_s: float = 120.0) -> RuntimeState:
+    """Run ``atrium <argv>`` as a background supervisor and wait until its servers settle."""
+    if (pid := running_supervisor(settings.state_dir)) is not None:
+        raise AlreadyRunning(pid)
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    with (settings.logs_dir / "supervisor.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "atrium", "--project", str(settings.project_dir), *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AtriumError(
+                f"the supervisor exited with code {process.returncode};"
+                f" see {settings.logs_dir / 'supervisor.log'}"
+            )
+        state = read_state(settings.state_dir)
+        if state is not None and state.ready:
+            return state
+        time.sleep(0.1)
+    raise AtriumError(
+        f"the servers did not settle within {deadline_s:g} s; see logs/supervisor.log"
+    )

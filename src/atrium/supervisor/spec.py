@@ -1,0 +1,132 @@
+"""How to start one server: its command line, environment and where it answers.
+
+A server process gets an allow-listed environment (what programs need to run: PATH, HOME,
+locale, proxies, CA bundles) plus the server's own resolved ``env:``, never the rest of the
+gateway's environment, which holds its secrets (database URL, signing keys, provider keys).
+Atrium's own built-in servers also get the ``ATRIUM_*`` settings so they open the same store.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from atrium.errors import AtriumError
+from atrium.registry.loader import ServerEntry
+from atrium.registry.secrets import resolve_env
+from atrium.scaffold import BUILTIN_SERVERS
+from atrium.settings import ENV_OVERRIDES, Settings
+
+# Programs need these to run at all; everything else must be named in the server's env:.
+_ALLOWED = re.compile(
+    r"^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|TEMP|TMP|TERM"
+    r"|XDG_[A-Z_]+|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|NODE_EXTRA_CA_CERTS"
+    r"|(?i:https?_proxy|no_proxy|all_proxy)|NPM_CONFIG_[A-Z_]+|npm_config_[a-z_]+|UV_[A-Z_]+)$"
+)
+_BUILTIN_BINARIES = frozenset(server.binary for server in BUILTIN_SERVERS)
+
+
+class LaunchError(AtriumError):
+    """A server cannot be started as configured (binary missing, port taken, ...)."""
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    name: str
+    transport: str
+    port: int
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: Path
+    log_file: Path
+    binary_path: str
+    version: str | None
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/health"
+
+
+def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
+    """The spec for a hosted (http or stdio) server; raises if it cannot be started."""
+    config = entry.config
+    if config.transport == "remote" or config.port is None:
+        raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
+    env = {k: v for k, v in settings.environ.items() if _ALLOWED.match(k)}
+    env.update(resolve_env(entry, settings))
+    env.update(
+        ATRIUM_PROJECT=str(settings.project_dir),
+        ATRIUM_SERVER_NAME=entry.name,
+        ATRIUM_SERVER_PORT=str(config.port),
+        PYTHONUNBUFFERED="1",  # log lines reach the log file as they are written
+    )
+    program, argv = _command(entry, settings)
+    if program in _BUILTIN_BINARIES or Path(program).name in _BUILTIN_BINARIES:
+        env.update({k: v for k, v in settings.environ.items() if k in ENV_OVERRIDES})
+    return LaunchSpec(
+        name=entry.name,
+        transport=config.transport,
+        port=config.port,
+        argv=argv,
+        env=env,
+        cwd=settings.project_dir,
+        log_file=settings.logs_dir / f"mcp-{entry.name}.log",
+        binary_path=program,
+        version=_version_of(program),
+    )
+
+
+def _command(entry: ServerEntry, settings: Settings) -> tuple[str, tuple[str, ...]]:
+    config = entry.config
+    port = str(config.port)
+    if config.transport == "stdio":
+        assert config.command is not None  # the schema requires it for stdio
+        program = find_program(entry, config.command[0], settings)
+        bridge = (sys.executable, "-m", "atrium.supervisor.bridge", "--name", entry.name)
+        return program, (*bridge, "--port", port, "--", program, *config.command[1:])
+    if config.binary:
+        program = find_program(entry, config.binary, settings)
+        return program, (program, "--port", port, "--project", str(settings.project_dir))
+    assert config.command is not None  # the schema requires binary or command for http
+    program = find_program(entry, config.command[0], settings)
+    values = {"port": port, "project": str(settings.project_dir)}
+    return program, (program, *(_fill(arg, values) for arg in config.command[1:]))
+
+
+def _fill(argument: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        argument = argument.replace("{" + key + "}", value)
+    return argument
+
+
+def find_program(entry: ServerEntry, name: str, settings: Settings) -> str:
+    """``name`` on PATH, then beside the running interpreter (an unactivated virtualenv)."""
+    if "/" in name:
+        # Never resolve symlinks: a virtualenv's bin/python is a symlink that must stay one.
+        path = Path(os.path.normpath(settings.project_dir / name))
+        if path.is_file():
+            return str(path)
+        raise LaunchError(f"server '{entry.name}': program {name} does not exist ({path})")
+    search = settings.environ.get("PATH", "")
+    found = shutil.which(name, path=f"{search}:{Path(sys.executable).parent}")
+    if found is None:
+        raise LaunchError(
+            f"server '{entry.name}': '{name}' was not found on PATH"
+            f" (install its package, e.g. `pip install {entry.config.package or name}`)"
+        )
+    return found
+
+
+def _version_of(program: str) -> str | None:
+    """The version of the Python distribution that installed ``program``, if one did."""
+    script = Path(program).name
+    for dist in metadata.distributions():
+        for ep in dist.entry_points:
+            if ep.group == "console_scripts" and ep.name == script:
+                return f"{dist.metadata['Name']} {dist.version}"
+    return None

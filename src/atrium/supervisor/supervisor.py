@@ -1,0 +1,236 @@
+"""The supervisor: runs every enabled hosted server and keeps it up.
+
+A server that exits unexpectedly is restarted after an exponential backoff; one that crashes
+``max_crashes`` times within ``window_s`` is marked ``failed`` and left alone until an operator
+restarts it. Every change of state is written to the runtime state file at once.
+
+On Linux the supervisor makes itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so a
+grandchild orphaned by a crashed server (the stdio server behind a killed bridge) is reparented
+to us rather than to init, and is found and reaped instead of running on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from atrium.errors import AtriumError
+from atrium.registry.loader import Registry, ServerEntry
+from atrium.settings import Settings
+from atrium.supervisor.process import ManagedProcess
+from atrium.supervisor.reaper import reap_orphans
+from atrium.supervisor.spec import LaunchError, launch_spec
+from atrium.supervisor.state import RuntimeState, ServerStatus, run_dir, write_state
+
+logger = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    max_crashes: int = 5
+    window_s: float = 60.0
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 30.0
+    health_deadline_s: float = 60.0
+
+    def backoff(self, crashes: int) -> float:
+        return float(min(self.backoff_base_s * 2 ** max(crashes - 1, 0), self.backoff_max_s))
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        policy: RestartPolicy | None = None,
+        *,
+        load_registry: Callable[[], Registry] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.policy = policy or RestartPolicy()
+        self._load_registry = load_registry
+        self.state = RuntimeState(os.getpid(), time.time())
+        self._processes: dict[str, ManagedProcess] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._crashes: dict[str, deque[float]] = {}
+        self._closing = False
+        self.marker = f"ATRIUM_SUPERVISOR={uuid.uuid4().hex}"
+        for entry in registry:
+            if entry.config.transport != "remote":
+                self.state.servers[entry.name] = _status(entry)
+
+    def hosted(self, names: Iterable[str] | None = None) -> list[ServerEntry]:
+        """The servers to run: the named ones, or every enabled hosted server."""
+        if names is None:
+            return [e for e in self.registry if e.config.enabled and e.config.transport != "remote"]
+        entries = [self.registry.get(name) for name in names]
+        for entry in entries:
+            if entry.config.transport == "remote":
+                raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
+            if not entry.config.enabled:
+                raise LaunchError(
+                    f"server '{entry.name}' is disabled (enabled: false in {entry.source})"
+                )
+        return entries
+
+    async def start(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Start servers concurrently; return each one's error, or ``None`` when it runs."""
+        _become_subreaper()
+        run_dir(self.settings.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
+        entries = [e for e in self.hosted(names) if e.name not in self._running()]
+        results = await asyncio.gather(*(self._start_one(e) for e in entries))
+        return {entry.name: error for entry, error in zip(entries, results, strict=True)}
+
+    def _running(self) -> set[str]:
+        return {
+            n
+            for n, s in self.state.servers.items()
+            if s.state in ("starting", "running", "backoff")
+        }
+
+    async def _start_one(self, entry: ServerEntry) -> str | None:
+        """First start: a failure is reported at once and the server is left ``failed``."""
+        outcome = await self._launch(entry)
+        if isinstance(outcome, str):
+            return outcome
+        self._watchers[entry.name] = asyncio.create_task(self._watch(entry.name, outcome))
+        return None
+
+    async def _launch(self, entry: ServerEntry) -> ManagedProcess | str:
+        """Spawn and wait until healthy; the process, or the error (state ``failed``)."""
+        status = self.state.servers.setdefault(entry.name, _status(entry))
+        try:
+            spec = launch_spec(entry, self.settings)
+        except AtriumError as exc:
+            self._set(status, state="failed", last_error=str(exc), pid=None, started_at=None)
+            return str(exc)
+        name, _, value = self.marker.partition("=")
+        spec = replace(spec, env={**spec.env, name: value})
+        status.binary, status.version = spec.binary_path, spec.version
+        process = ManagedProcess(spec)
+        self._processes[entry.name] = process
+        self._set(status, state="starting", last_error=None)
+        try:
+            await process.spawn()
+            self._set(status, pid=process.pid, started_at=process.started_at)
+            await process.wait_healthy(self.policy.health_deadline_s)
+        except AtriumError as exc:
+            await process.stop(grace_s=2)
+            self._processes.pop(entry.name, None)
+            self._set(status, state="failed", last_error=str(exc), pid=None, started_at=None)
+            return str(exc)
+        self._set(status, state="running")
+        logger.info("server %s running on port %s (pid %s)", entry.name, spec.port, process.pid)
+        return process
+
+    async def _watch(self, name: str, process: ManagedProcess) -> None:
+        """Restart ``name`` whenever it dies, with backoff, until it crashes too often."""
+        status = self.state.servers[name]
+        crashes = self._crashes.setdefault(name, deque())
+        while True:
+            assert process.process is not None
+            code = await process.process.wait()
+            reap_orphans(self.marker, exclude={p.pid for p in self._processes.values() if p.pid})
+            if self._closing or status.state == "stopping":
+                return
+            error = f"exited unexpectedly with code {code}"
+            while True:
+                logger.warning("server %s %s", name, error)
+                if not await self._backoff(status, crashes, error):
+                    return
+                status.restarts += 1
+                outcome = await self._launch(self.registry.get(name))
+                if not isinstance(outcome, str):
+                    process = outcome
+                    break
+                error = outcome
+
+    async def _backoff(self, status: ServerStatus, crashes: deque[float], error: str) -> bool:
+        """Record a crash; wait before the next try, or give up (``failed``) and say so."""
+        now = time.monotonic()
+        crashes.append(now)
+        while crashes and now - crashes[0] > self.policy.window_s:
+            crashes.popleft()
+        if len(crashes) >= self.policy.max_crashes:
+            window = f"{self.policy.window_s:g} s"
+            last = f"{error}; {len(crashes)} crashes in {window}"
+            self._set(status, state="failed", pid=None, started_at=None, last_error=last)
+            return False
+        self._set(status, state="backoff", pid=None, started_at=None, last_error=error)
+        await asyncio.sleep(self.policy.backoff(len(crashes)))
+        return not self._closing and status.state == "backoff"
+
+    def mark_ready(self) -> None:
+        self.state.ready = True
+        write_state(self.settings.state_dir, self.state)
+
+    async def stop(self, names: Iterable[str] | None = None) -> None:
+        targets = (
+            list(self._processes) if names is None else [self.registry.get(n).name for n in names]
+        )
+        await asyncio.gather(*(self._stop_one(name) for name in targets))
+
+    async def _stop_one(self, name: str) -> None:
+        status = self.state.servers.get(name)
+        process = self._processes.pop(name, None)
+        if status is None or process is None:
+            return
+        self._set(status, state="stopping")
+        watcher = self._watchers.pop(name, None)
+        await process.stop()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        # The watcher may have been restarting the server when it was cancelled.
+        if (restarted := self._processes.pop(name, None)) is not None:
+            await restarted.stop()
+        self._set(status, state="stopped", pid=None, started_at=None)
+
+    async def restart(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
+        """Stop, re-read the registry (the YAML may have changed), start again."""
+        targets = [e.name for e in self.hosted(names)]
+        await self.stop(targets)
+        if self._load_registry is not None:
+            self.registry = self._load_registry()
+        for name in targets:
+            self._crashes.pop(name, None)
+        return await self.start(targets)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self.stop()
+        reap_orphans(self.marker, exclude=set())
+
+    def _set(self, status: ServerStatus, **changes: object) -> None:
+        for key, value in changes.items():
+            setattr(status, key, value)
+        write_state(self.settings.state_dir, self.state)
+
+
+def _status(entry: ServerEntry) -> ServerStatus:
+    return ServerStatus(name=entry.name, transport=entry.config.transport, port=entry.config.port)
+
+
+def _become_subreaper() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
