@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: initialise a project on SQLite in $(PROJECT)/ and list its servers
+## run: initialise a project on SQLite in $(PROJECT)/, list its servers and run them until Ctrl-C
 run: $(STAMP)
 	$(BIN)/atrium init $(PROJECT)
 	$(BIN)/atrium --project $(PROJECT) plugins mcp list
+	$(BIN)/atrium --project $(PROJECT) start
 
 ## test: the whole suite (PostgreSQL on 127.0.0.1:5432 must be up; in CI it is required)
 test: $(STAMP) npm-deps
@@ -27,6 +28,11 @@ test: $(STAMP) npm-deps
 ## npm-deps: third-party MCP servers the tests host (pinned, in .cache/npm)
 npm-deps:
 	scripts/npm-deps
+
+## conformance: the MCP conformance suite (server, 2026-07-28 and 2025-11-25) on Node 22, in .cache/conformance
+.PHONY: conformance
+conformance: $(STAMP)
+	VENV=$(VENV) scripts/conformance $(CONFORMANCE_ARGS)
 
 ## check: lint, format and types
 check: $(STAMP)

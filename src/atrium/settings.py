@@ -49,6 +49,13 @@ class GatewaySection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     public_url: str | None = None
+    # DNS-rebinding guard (MCP spec, "Security Warning" of Streamable HTTP): Host and Origin
+    # values accepted besides the loopback names and the public URL's own.
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Where hosted backends listen: loopback on one host, a service name when scaled out.
+    backend_host: str = "127.0.0.1"
 
     @field_validator("public_url")
     @classmethod
@@ -121,6 +128,10 @@ class Settings:
     gateway_port: int = 8080
     public_url: str = "http://localhost:8080"
     port_range: tuple[int, int] = (5000, 5999)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_body_bytes: int = 4 * 1024 * 1024
+    backend_host: str = "127.0.0.1"
     database_url: str = ""
     database_schema: str | None = None
     issuer: str = "http://localhost:8080"
@@ -160,6 +171,26 @@ def project_dir_from(option: Path | None, environ: Mapping[str, str] | None = No
     if env.get("ATRIUM_PROJECT"):
         return Path(env["ATRIUM_PROJECT"]).expanduser().resolve()
     return Path.cwd().resolve()
+
+
+SERVER_PORT_VARIABLE = "ATRIUM_SERVER_PORT"
+
+
+def server_port_from_env(environ: Mapping[str, str] | None = None) -> int | None:
+    """``ATRIUM_SERVER_PORT``, the port the supervisor gave an MCP server process, or None.
+
+    Raises ``ConfigError`` when it is set to something that is not a port.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(SERVER_PORT_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        problem = Problem(
+            f"environment variable {SERVER_PORT_VARIABLE}", f"{value!r} is not a port"
+        )
+        raise ConfigError([problem])
+    return int(value)
 
 
 def load_settings(
@@ -233,6 +264,10 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         gateway_port=gateway.port,
         public_url=public_url,
         port_range=parsed.mcp.port_range,
+        allowed_hosts=gateway.allowed_hosts,
+        allowed_origins=gateway.allowed_origins,
+        max_body_bytes=gateway.max_body_bytes,
+        backend_host=gateway.backend_host,
         database_url=_database_url(root, parsed.store.url),
         database_schema=parsed.store.schema_,
         issuer=(parsed.oauth.issuer or public_url).rstrip("/"),

@@ -11,6 +11,7 @@ from atrium.errors import EXIT_CONFIG, ConfigError
 from atrium.settings import Settings, load_settings
 from atrium.store import ServerRecord, Store, StoreError
 from atrium.store.errors import masked_url
+from atrium.store.tables import metadata
 
 
 def mode(path: Path) -> int:
@@ -142,7 +143,7 @@ async def test_open_creates_the_postgres_schema_and_uses_only_it(
         )
 
         assert current == database_settings.database_schema
-        assert sorted(tables) == ["alembic_version", "mcp_servers"]
+        assert sorted(tables) == sorted(["alembic_version", *metadata.tables])
 
 
 async def test_an_empty_schema_variable_counts_as_unset(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """A stand-in MCP server process for supervisor tests: /health, and ways to misbehave.
 
-    python fake_server.py --port P [--crash-after S] [--never-healthy] [--grandchild FILE]
+python fake_server.py --port P [--crash-after S] [--never-healthy] [--grandchild FILE]
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ def main() -> None:
         threading.Timer(args.crash_after, lambda: os._exit(3)).start()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Health)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"fake server on {args.port} pid {os.getpid()} env SECRET={os.environ.get('SECRET')}", flush=True)
+    print(
+        f"fake server on {args.port} pid {os.getpid()} env SECRET={os.environ.get('SECRET')}",
+        flush=True,
+    )
     server.serve_forever()
 
 

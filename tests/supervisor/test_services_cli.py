@@ -1,4 +1,4 @@
-"""``atrium infra services`` and ``plugins mcp status|logs`` driving a real background supervisor."""
+"""`atrium infra services` and `plugins mcp status|logs` against a real background supervisor."""
 
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ import pytest
 from atrium.errors import AtriumError
 from atrium.registry.loader import load_registry
 from atrium.settings import load_settings
-
 from atrium.supervisor.state import read_state
 from atrium.supervisor.supervisor import RestartPolicy, Supervisor
 from tests.supervisor.conftest import ProjectFactory
@@ -28,6 +27,10 @@ def alive(pid: int) -> bool:
         return False
     # A zombie still answers kill(0): it is dead all the same.
     return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+
+
+def environ_of(pid: int | None) -> list[bytes]:
+    return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
 
 
 async def until(condition: object, deadline_s: float = 10.0) -> None:
@@ -89,7 +92,9 @@ async def test_a_server_that_keeps_crashing_is_marked_failed(fake_project: Proje
         await supervisor.close()
 
 
-async def test_a_server_never_healthy_fails_with_its_last_log_lines(fake_project: ProjectFactory) -> None:
+async def test_a_server_never_healthy_fails_with_its_last_log_lines(
+    fake_project: ProjectFactory,
+) -> None:
     settings, registry = fake_project(sick=["--never-healthy"])
     policy = RestartPolicy(health_deadline_s=1.0)
     supervisor = Supervisor(settings, registry, policy)
@@ -127,7 +132,7 @@ async def test_servers_get_only_allow_listed_environment(fake_project: ProjectFa
     try:
         await supervisor.start()
         pid = supervisor.state.servers["one"].pid
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        environ = environ_of(pid)
     finally:
         await supervisor.close()
 

@@ -36,6 +36,11 @@ def _names(cli: CliState, targets: list[str] | None, everything: bool) -> list[s
     return [registry.get(name).name for name in targets]
 
 
+def _with_gateway(targets: list[str] | None, everything: bool) -> bool:
+    """``--all`` (or nothing named) is the gateway and every server; ``mcp`` only the servers."""
+    return everything or not targets
+
+
 @services.command("start")
 def start(
     ctx: typer.Context,
@@ -50,16 +55,17 @@ def start(
     if pid is not None:
         _start_in_running(cli, pid, names)
         return
+    gateway = _with_gateway(targets, everything)
     if detach:
         from atrium.supervisor.runner import start_detached
 
-        argv = ["infra", "services", "start", *(names or ["--all"])]
+        argv = ["infra", "services", "start", *(names or (["--all"] if gateway else ["mcp"]))]
         state_ = start_detached(cli.settings, argv)
         _print_status(cli)
         if any(s.state == "failed" for s in state_.servers.values()):
             raise typer.Exit(1)
         return
-    _foreground(cli, names)
+    _foreground(cli, names, gateway)
 
 
 def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
@@ -76,7 +82,7 @@ def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
         raise typer.Exit(1)
 
 
-def _foreground(cli: CliState, names: list[str] | None) -> None:
+def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
     from atrium.supervisor.runner import run_foreground
 
     logging.basicConfig(
@@ -88,6 +94,9 @@ def _foreground(cli: CliState, names: list[str] | None) -> None:
     def started(results: dict[str, str | None]) -> None:
         # A server that failed stays failed; the others keep running until Ctrl-C.
         _report(cli, results)
+        if gateway:
+            url = f"http://{cli.settings.gateway_host}:{cli.settings.gateway_port}"
+            cli.out.print(f"Gateway: {url}/api/v1/mcp/<server>/mcp", highlight=False)
         cli.out.print("Press Ctrl-C to stop.")
 
     asyncio.run(
@@ -96,6 +105,7 @@ def _foreground(cli: CliState, names: list[str] | None) -> None:
             registry,
             names,
             reload=lambda: load_registry(cli.settings),
+            gateway=gateway,
             on_started=started,
         )
     )

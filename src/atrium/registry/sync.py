@@ -24,6 +24,7 @@ from atrium import yamlio
 from atrium.errors import display_path
 from atrium.registry.loader import Registry
 from atrium.registry.schema import ServerConfig
+from atrium.store import Store
 from atrium.store.servers import ServerRecord
 
 ChangeKind = Literal["add", "update", "disable"]
@@ -179,3 +180,11 @@ def write_files(changes: Sequence[FileChange]) -> None:
         temporary = change.path.with_name(f".{change.path.name}.tmp")
         temporary.write_text(change.after, encoding="utf-8")
         os.replace(temporary, change.path)
+
+
+async def sync_to_store(store: Store, registry: Registry) -> list[DbChange]:
+    """Apply to-db: make the store match ``registry``; return what changed."""
+    changes = plan_to_db(registry, await store.servers.list())
+    if changes:
+        await store.servers.save([change.record for change in changes])
+    return changes

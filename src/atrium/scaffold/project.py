@@ -68,6 +68,8 @@ def init_project(
     }
     for server in BUILTIN_SERVERS:
         files[f"services/mcp/{server.name}.yaml"] = _server_yaml(server, server.binary in installed)
+    for name, text in _playbooks().items():
+        files[f"services/playbooks/{name}"] = text
     for relative, text in files.items():
         _write_new(root / relative, text, report, root)
     for relative in _KEEP_DIRS:
@@ -86,6 +88,16 @@ def init_project(
 
 def _template(name: str) -> str:
     return (resources.files("atrium.scaffold") / "templates" / name).read_text(encoding="utf-8")
+
+
+def _playbooks() -> dict[str, str]:
+    """The playbooks shipped with Atrium, by file name; the atrium server lists and shows them."""
+    folder = resources.files("atrium.scaffold") / "templates" / "playbooks"
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
+        if entry.name.endswith(".md")
+    }
 
 
 def _server_yaml(server: BuiltinServer, enabled: bool) -> str:

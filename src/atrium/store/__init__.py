@@ -3,8 +3,16 @@
 Open one ``Store`` per process with ``await Store.open(settings)``; see ``atrium.store.engine``.
 """
 
+from atrium.store.artifacts import ArtifactQueries, ArtifactRecord
 from atrium.store.engine import Store
 from atrium.store.errors import StoreError
 from atrium.store.servers import ServerQueries, ServerRecord
 
-__all__ = ["ServerQueries", "ServerRecord", "Store", "StoreError"]
+__all__ = [
+    "ArtifactQueries",
+    "ArtifactRecord",
+    "ServerQueries",
+    "ServerRecord",
+    "Store",
+    "StoreError",
+]

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from atrium.errors import ConfigError, Problem
 from atrium.settings import SETTINGS_FILE, Settings
 from atrium.store import migrate, postgres, sqlite
+from atrium.store.artifacts import ArtifactQueries
+from atrium.store.audit import AuditQueries
 from atrium.store.errors import translated
 from atrium.store.servers import Clock, ServerQueries, utc_now
 
@@ -31,10 +33,14 @@ class Store:
 
     engine: AsyncEngine
     servers: ServerQueries
+    artifacts: ArtifactQueries
+    audit: AuditQueries
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
         self.servers = ServerQueries(engine, clock=clock)
+        self.artifacts = ArtifactQueries(engine, clock=clock)
+        self.audit = AuditQueries(engine)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Store:

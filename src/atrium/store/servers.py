@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from atrium.store.errors import translated
@@ -59,6 +59,14 @@ class ServerQueries:
             async with self._engine.connect() as conn:
                 result = await conn.execute(select(mcp_servers).order_by(mcp_servers.c.name))
                 return [_record(row) for row in result]
+
+    async def fingerprint(self) -> tuple[int, datetime | None]:
+        """Row count and newest ``updated_at``: changes whenever any server is saved or deleted."""
+        query = select(func.count(), func.max(mcp_servers.c.updated_at))
+        with translated(self._engine.url, "read the servers' fingerprint"):
+            async with self._engine.connect() as conn:
+                count, newest = (await conn.execute(query)).one()
+        return int(count), newest
 
     async def get(self, name: str) -> ServerRecord | None:
         """The server called ``name``, or None."""

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     Integer,
     MetaData,
     String,
@@ -77,4 +78,42 @@ mcp_servers = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("port IS NULL OR port BETWEEN 1 AND 65535", name="port_range"),
+)
+
+
+# What an MCP server produced and kept: each run of the atrium server's CLI tool, for now.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("server", String(64), nullable=False),
+    Column("tool", String(128), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("title", String, nullable=False),
+    Column("content", JSON, nullable=False),
+    # Indexed: list_recent reads the newest first.
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+)
+
+
+# One row per JSON-RPC request through the gateway (and per refused HTTP request); written in
+# batches by the gateway's audit writer, read by `atrium infra logs`.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # One HTTP request (X-Request-Id) may carry a batch of JSON-RPC requests: not unique.
+    Column("request_id", String(32), nullable=False, index=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("server", String(64), nullable=False),
+    Column("method", String(128), nullable=True),
+    Column("tool", String(128), nullable=True),
+    Column("arguments", JSON, nullable=True),
+    Column("caller", String(255), nullable=False),
+    Column("client_id", String(255), nullable=True),
+    Column("origin", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("error", String, nullable=True),
+    Column("duration_ms", Float, nullable=False),
 )

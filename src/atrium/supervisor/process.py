@@ -38,7 +38,7 @@ class ManagedProcess:
         return self.process.pid if self.process else None
 
     async def spawn(self) -> None:
-        ensure_port_free(self.spec.port, self.spec.name)
+        ensure_port_free(self.spec.port, f"server '{self.spec.name}'")
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.spec.log_file.open("ab") as log:
             log.write(f"--- atrium: starting {' '.join(self.spec.argv)}\n".encode())
@@ -115,16 +115,14 @@ def _signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-def ensure_port_free(port: int, name: str) -> None:
-    """Refuse to start on a port something else listens on, naming both."""
+def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
+    """Refuse to start ``what`` on a port something else listens on, naming both."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         # As the server will: a port held only by TIME_WAIT connections is free to listen on.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise LaunchError(
-                    f"port {port} is already in use; server '{name}' cannot start"
-                ) from None
+                raise LaunchError(f"port {port} is already in use; {what} cannot start") from None
             raise

@@ -8,16 +8,20 @@ held and says so instead of starting twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from atrium.errors import AtriumError
+from atrium.gateway.serve import GatewayServer
 from atrium.registry.loader import Registry
+from atrium.registry.sync import sync_to_store
 from atrium.settings import Settings
+from atrium.store import Store
 from atrium.supervisor import control
 from atrium.supervisor.state import (
     STATE_FILE,
@@ -46,29 +50,55 @@ async def run_foreground(
     names: list[str] | None,
     *,
     reload: Callable[[], Registry],
+    gateway: bool = False,
     policy: RestartPolicy | None = None,
     on_started: Callable[[dict[str, str | None]], None] | None = None,
 ) -> None:
-    """Start ``names`` (or every enabled server) and keep them up until told to stop."""
+    """Start ``names`` (or every enabled server), and the gateway, until told to stop.
+
+    With the gateway, the store is first brought in line with the YAML (``cloud sync`` to-db),
+    so the gateway routes exactly the servers the supervisor runs; a restart does it again.
+    """
     lock = SupervisorLock(settings.state_dir)
     if not lock.acquire():
         raise AlreadyRunning(running_supervisor(settings.state_dir) or -1)
     stop = asyncio.Event()
-    supervisor = Supervisor(settings, registry, policy, load_registry=reload)
-    server = await control.serve(settings.state_dir, _handler(supervisor, stop))
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        stack.callback(lock.release)
+        stack.callback((run_dir(settings.state_dir) / STATE_FILE).unlink, missing_ok=True)
+        store = await Store.open(settings) if gateway else None
+        if store is not None:
+            stack.push_async_callback(store.close)
+            await sync_to_store(store, registry)
+        supervisor = Supervisor(settings, registry, policy, load_registry=_reloader(reload, store))
+        stack.push_async_callback(supervisor.close)
+        server = await control.serve(settings.state_dir, _handler(supervisor, stop))
+        stack.callback(server.close)
         install_signal_handlers(stop)
+        if store is not None:
+            front = GatewayServer(settings, store)
+            await front.start()
+            stack.push_async_callback(front.stop)  # stops first: no request meets a dead backend
         results = await supervisor.start(names)
         supervisor.mark_ready()
         if on_started is not None:
             on_started(results)
         await stop.wait()
-        logger.info("stopping every server")
-    finally:
-        server.close()
-        await supervisor.close()
-        (run_dir(settings.state_dir) / STATE_FILE).unlink(missing_ok=True)
-        lock.release()
+        logger.info("stopping")
+
+
+def _reloader(
+    reload: Callable[[], Registry], store: Store | None
+) -> Callable[[], Awaitable[Registry]]:
+    """Read the YAML again and, when a gateway routes from the store, sync it there too."""
+
+    async def reload_and_sync() -> Registry:
+        registry = reload()
+        if store is not None:
+            await sync_to_store(store, registry)
+        return registry
+
+    return reload_and_sync
 
 
 def _handler(supervisor: Supervisor, stop: asyncio.Event) -> control.Handler:

@@ -20,7 +20,7 @@ import signal
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
 from atrium.errors import AtriumError
@@ -55,7 +55,7 @@ class Supervisor:
         registry: Registry,
         policy: RestartPolicy | None = None,
         *,
-        load_registry: Callable[[], Registry] | None = None,
+        load_registry: Callable[[], Awaitable[Registry]] | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
@@ -204,7 +204,7 @@ class Supervisor:
         targets = [e.name for e in self.hosted(names)]
         await self.stop(targets)
         if self._load_registry is not None:
-            self.registry = self._load_registry()
+            self.registry = await self._load_registry()
         for name in targets:
             self._crashes.pop(name, None)
         return await self.start(targets)

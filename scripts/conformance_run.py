@@ -1,0 +1,214 @@
+"""Run the MCP conformance suite's ``server`` scenarios under both protocol eras; sum up.
+
+Called by ``scripts/conformance`` (which installs Node 22 and the suite first). Without
+``--url`` it brings up what it tests: ``atrium-mcp-everything`` on a free loopback port and,
+once it can be started from here, the gateway in front of it (see GATEWAY START below); the
+suite then runs against ``http://127.0.0.1:<gateway port>/api/v1/mcp/everything/mcp``, or
+against the server directly, which the summary says plainly.
+
+Each requirement set is one run of ``conformance server --url URL --requirements REV -o DIR``:
+the scenarios that revision requires, frozen at its release and spoken at its wire
+(2026-07-28: stateless, per-request ``_meta``; 2025-11-25: ``initialize`` and sessions), plus
+scenarios run only for visibility. The suite exits 1 when a scored scenario fails; so does
+this script when either run does, or when a scored scenario left no results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from conformance_report import RunReport, describe, read_run
+
+REVISIONS = ("2026-07-28", "2025-11-25")
+NODE_MAJOR = "v22."
+SERVER_NAME = "everything"
+GATEWAY_MCP_PATH = f"/api/v1/mcp/{SERVER_NAME}/mcp"
+START_DEADLINE_S = 30.0
+STOP_DEADLINE_S = 10.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    node_version = _node_version(args.node)
+    revisions = args.requirements or list(REVISIONS)
+    args.results.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if args.url:
+            url, target = args.url, "the given URL"
+        else:
+            url, target = stack.enter_context(_system_under_test(args.results, args.direct))
+        print(f"conformance: {target}: {url} (Node {node_version})", flush=True)
+        reports = [_run_suite(args, revision, url) for revision in revisions]
+    return _summarise(reports, url, target)
+
+
+# ─── GATEWAY START ──────────────────────────────────────────────────────────────────────────
+# The one place that starts the gateway. Fill in the body: start the gateway (in a thread or
+# a subprocess: `atrium gateway run`, or uvicorn serving atrium.gateway.app:create_app(settings))
+# on a free loopback port, with a project whose registry routes the server `everything` to
+# `backend_url` (services/mcp/everything.yaml: transport http, binary atrium-mcp-everything,
+# the backend's port; synced to the store the gateway reads), no OAuth, and Host/Origin
+# allowing 127.0.0.1:<port>. Wait until it answers, yield its base URL
+# (http://127.0.0.1:<port>), stop it on exit. `workdir` is a folder to put the project and
+# logs in. Yielding None means "cannot start it yet": the suite then runs against the server
+# directly and every line of the summary says so.
+@contextmanager
+def gateway_in_front(backend_url: str, workdir: Path) -> Iterator[str | None]:
+    yield None
+
+
+# ─── END GATEWAY START ──────────────────────────────────────────────────────────────────────
+
+
+@contextmanager
+def _system_under_test(results: Path, direct: bool) -> Iterator[tuple[str, str]]:
+    """The everything server, and the gateway in front of it when possible: (URL, what it is)."""
+    port = _free_port()
+    with _everything_server(port, results) as backend_url:
+        if direct:
+            yield f"{backend_url}/mcp", "the everything server directly (--direct)"
+            return
+        if importlib.util.find_spec("atrium.gateway") is None:
+            print(
+                "conformance: atrium.gateway cannot be imported: testing the everything server"
+                " DIRECTLY, not through the gateway",
+                flush=True,
+            )
+            yield f"{backend_url}/mcp", "the everything server directly (no gateway)"
+            return
+        with gateway_in_front(backend_url, results) as gateway_url:
+            if gateway_url is None:
+                print(
+                    "conformance: atrium.gateway exists but GATEWAY START in"
+                    " scripts/conformance_run.py does not start it yet: testing the everything"
+                    " server DIRECTLY, not through the gateway",
+                    flush=True,
+                )
+                yield f"{backend_url}/mcp", "the everything server directly (gateway not wired)"
+            else:
+                yield f"{gateway_url}{GATEWAY_MCP_PATH}", "the gateway in front of everything"
+
+
+@contextmanager
+def _everything_server(port: int, workdir: Path) -> Iterator[str]:
+    """``atrium-mcp-everything`` on 127.0.0.1:``port`` until exit; yields its base URL."""
+    binary = shutil.which("atrium-mcp-everything", path=str(Path(sys.executable).parent))
+    if binary is None:
+        sys.exit("conformance: atrium-mcp-everything is not installed in this venv (make install)")
+    log_path = workdir / "everything.log"
+    argv = [binary, "--port", str(port), "--project", str(workdir)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(process, f"{base_url}/health", log_path)
+        yield base_url
+    finally:
+        _stop(process)
+
+
+def _run_suite(args: argparse.Namespace, revision: str, url: str) -> RunReport:
+    results = args.results / revision
+    shutil.rmtree(results, ignore_errors=True)
+    results.mkdir(parents=True)
+    argv = [str(args.node), str(args.suite / "dist" / "index.js"), "server", "--url", url]
+    argv += ["--requirements", revision, "--output-dir", str(results)]
+    log_path = args.results / f"{revision}.log"
+    print(f"conformance: running the {revision} requirement set (log: {log_path})", flush=True)
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        output = None if args.verbose else log
+        exit_code = subprocess.run(argv, stdout=output, stderr=subprocess.STDOUT).returncode
+    seconds = time.monotonic() - started
+    report = read_run(args.suite, revision, results, exit_code=exit_code, seconds=seconds)
+    for line in describe(report):
+        print(line, flush=True)
+    return report
+
+
+def _summarise(reports: list[RunReport], url: str, target: str) -> int:
+    print("\n=== conformance summary ===")
+    print(f"target: {target}: {url}")
+    for report in reports:
+        print(describe(report)[0])
+    ok = all(report.ok for report in reports)
+    print("result: every scored scenario passed" if ok else "result: FAILED")
+    return 0 if ok else 1
+
+
+def _wait_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + START_DEADLINE_S
+    while True:
+        if process.poll() is not None:
+            sys.exit(f"conformance: the server exited ({process.returncode}):\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            _stop(process)
+            sys.exit(f"conformance: {url} not healthy in {START_DEADLINE_S} s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _node_version(node: Path) -> str:
+    version = subprocess.run([str(node), "--version"], capture_output=True, text=True).stdout
+    if not version.startswith(NODE_MAJOR):
+        sys.exit(f"conformance: {node} is Node {version.strip() or '?'}, the suite needs Node 22")
+    return version.strip()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scripts/conformance",
+        description="Run the MCP conformance suite's server scenarios against Atrium.",
+    )
+    parser.add_argument("--url", help="MCP endpoint to test (default: start everything here).")
+    parser.add_argument(
+        "--requirements",
+        action="append",
+        choices=REVISIONS,
+        help="Requirement set to run; repeat for several (default: both).",
+    )
+    parser.add_argument(
+        "--direct", action="store_true", help="Test the everything server without the gateway."
+    )
+    parser.add_argument("--verbose", action="store_true", help="Show the suite's own output.")
+    parser.add_argument("--node", type=Path, required=True, help="The Node 22 binary.")
+    parser.add_argument("--suite", type=Path, required=True, help="The conformance package.")
+    parser.add_argument("--results", type=Path, required=True, help="Where results are kept.")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

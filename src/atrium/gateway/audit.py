@@ -1,0 +1,138 @@
+"""The audit trail: one record per JSON-RPC request through the gateway.
+
+Recording never blocks a response: a record goes into an in-memory queue and a background task
+writes batches to the store. On graceful shutdown the queue is drained before the store closes;
+when the store cannot be written, batches are retried, and past a bound they are appended to a
+spill file (JSON lines) instead of being dropped, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from atrium.registry.schema import redacted
+from atrium.store.audit import Origin, Outcome
+
+logger = logging.getLogger(__name__)
+
+MAX_ARGUMENT_BYTES = 8 * 1024
+
+
+@dataclass
+class AuditEvent:
+    request_id: str
+    server: str
+    method: str | None
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tool: str | None = None
+    arguments: Any = None
+    caller: str = "anonymous"
+    client_id: str | None = None
+    origin: Origin = "external"
+    outcome: Outcome = "ok"
+    status: int = 200
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+def capped_arguments(arguments: Any) -> Any:
+    """Arguments with secret-looking values redacted, cut to ``MAX_ARGUMENT_BYTES`` of JSON."""
+    if arguments is None:
+        return None
+    safe = redacted(arguments)
+    encoded = orjson.dumps(safe)
+    if len(encoded) <= MAX_ARGUMENT_BYTES:
+        return safe
+    preview = encoded[:MAX_ARGUMENT_BYTES].decode("utf-8", errors="ignore")
+    return {"_truncated": True, "_bytes": len(encoded), "preview": preview}
+
+
+class AuditWriter(Protocol):
+    async def add_many(self, events: Sequence[AuditEvent]) -> None: ...
+
+
+class AuditSink:
+    def __init__(
+        self,
+        writer: AuditWriter | None,
+        spill_file: Path,
+        *,
+        batch_size: int = 500,
+        max_pending: int = 100_000,
+    ) -> None:
+        self._writer = writer
+        self._spill = spill_file
+        self._batch = batch_size
+        self._max_pending = max_pending
+        # ``None`` is the stop sentinel: the writer finishes its batch, drains, and ends.
+        self._queue: asyncio.Queue[AuditEvent | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def attach(self, writer: AuditWriter) -> None:
+        """Write to ``writer`` from now on (the store, once the app's lifespan opened it)."""
+        self._writer = writer
+
+    def record(self, event: AuditEvent) -> None:
+        if self._queue.qsize() >= self._max_pending:
+            self._spill_events([event])
+            return
+        self._queue.put_nowait(event)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="audit-writer")
+
+    async def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            batch, stopping = self._take([first])
+            await self._write(batch)
+
+    def _take(self, taken: list[AuditEvent | None]) -> tuple[list[AuditEvent], bool]:
+        while len(taken) < self._batch and not self._queue.empty():
+            taken.append(self._queue.get_nowait())
+        events = [event for event in taken if event is not None]
+        return events, len(events) != len(taken)
+
+    async def _write(self, events: list[AuditEvent]) -> None:
+        if self._writer is None or not events:
+            return
+        for attempt in range(3):
+            try:
+                await self._writer.add_many(events)
+                return
+            except Exception:  # the top of a task: the store is down; retry, then spill
+                logger.exception(
+                    "writing %d audit records failed (attempt %d)", len(events), attempt + 1
+                )
+                await asyncio.sleep(0.2 * 2**attempt)
+        self._spill_events(events)
+
+    def _spill_events(self, events: list[AuditEvent]) -> None:
+        self._spill.parent.mkdir(parents=True, exist_ok=True)
+        with self._spill.open("ab") as stream:
+            for event in events:
+                stream.write(orjson.dumps(event.to_json()) + b"\n")
+        logger.warning("%d audit records spilled to %s", len(events), self._spill)
+
+    async def close(self) -> None:
+        """Write whatever is queued, then stop the writer; no record is lost."""
+        self._queue.put_nowait(None)
+        if self._task is not None:
+            await self._task
+        while not self._queue.empty():  # the writer stopped at the sentinel; anything after it
+            batch, _ = self._take([])
+            await self._write(batch)

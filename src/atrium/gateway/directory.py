@@ -1,0 +1,130 @@
+"""The servers the gateway routes to: read from the store, cached, refreshed on change.
+
+The store is the registry every gateway replica shares (ARCHITECTURE.md, "Scaling out"); a
+replica polls a cheap fingerprint (row count and newest ``updated_at``) and reloads only when
+it moved, so a ``cloud sync`` reaches every replica within one poll interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pydantic import ValidationError
+
+from atrium.errors import ConfigError
+from atrium.gateway.errors import GatewayError, disabled, not_found
+from atrium.gateway.policy import Policy
+from atrium.registry.loader import ServerEntry
+from atrium.registry.schema import ServerConfig
+from atrium.registry.secrets import resolve_headers
+from atrium.settings import Settings
+from atrium.store import ServerRecord, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    config: ServerConfig
+    upstream: str
+    policy: Policy
+    disabled_reason: str | None
+    credentials: Mapping[str, str] = field(default_factory=dict)  # a remote server's headers
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_reason is None
+
+
+def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[str, Route]:
+    routes = {}
+    for record in records:
+        try:
+            config = ServerConfig.model_validate(record.config)
+        except ValidationError:
+            logger.exception("stored server %s is invalid; not routed", record.name)
+            continue
+        reason = None
+        if not config.enabled:
+            reason = record.disabled_reason or "enabled: false in its configuration"
+        credentials = _credentials(record, config, settings)
+        if credentials is None:
+            reason = reason or "its upstream credentials cannot be resolved (see the gateway log)"
+            credentials = {}
+        upstream = _upstream(config, settings)
+        policy = Policy.of(config.tools)
+        routes[record.name] = Route(record.name, config, upstream, policy, reason, credentials)
+    return routes
+
+
+def _credentials(
+    record: ServerRecord, config: ServerConfig, settings: Settings
+) -> dict[str, str] | None:
+    """A remote server's ``headers:`` resolved once, when the registry is loaded."""
+    if not config.headers:
+        return {}
+    try:
+        return resolve_headers(
+            ServerEntry(record.name, config, record.source or "(store)"), settings
+        )
+    except ConfigError as exc:
+        logger.error("server %s: %s", record.name, exc)
+        return None
+
+
+def _upstream(config: ServerConfig, settings: Settings) -> str:
+    if config.transport == "remote":
+        assert config.url is not None  # the schema requires it
+        return config.url
+    return f"http://{settings.backend_host}:{config.port}/mcp"
+
+
+class ServerDirectory:
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self._routes: Mapping[str, Route] = MappingProxyType({})
+        self._fingerprint: tuple[int, object] | None = None  # (count, newest updated_at)
+
+    @property
+    def routes(self) -> Mapping[str, Route]:
+        return self._routes
+
+    def replace(self, routes: dict[str, Route]) -> None:
+        self._routes = MappingProxyType(routes)
+
+    def lookup(self, name: str) -> Route:
+        route = self._routes.get(name)
+        if route is None:
+            raise not_found(name, [n for n, r in self._routes.items() if r.config.display_in_web])
+        if route.disabled_reason is not None:
+            raise disabled(name, route.disabled_reason)
+        return route
+
+    async def refresh(self) -> bool:
+        """Reload from the store if it changed; whether it did."""
+        if self.store is None:
+            return False
+        fingerprint = await self.store.servers.fingerprint()
+        if fingerprint == self._fingerprint:
+            return False
+        self.replace(build_routes(await self.store.servers.list(), self.settings))
+        self._fingerprint = fingerprint
+        return True
+
+    async def watch(self, interval_s: float = 2.0) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                if await self.refresh():
+                    logger.info("server registry reloaded: %d servers", len(self._routes))
+            except Exception:  # the top of a task: keep serving the last good registry
+                logger.exception("reloading the server registry failed")
+
+
+__all__ = ["GatewayError", "Route", "ServerDirectory", "build_routes"]

@@ -1,0 +1,201 @@
+"""One request through the gateway: relaying the backend's answer and reading its outcome.
+
+The relay inspects only what policy and audit need: responses to ``tools/list`` (filtered when
+the server's policy is not open) and to every request (ok, tool error, JSON-RPC error). A JSON
+answer is read whole (it is one message); an SSE answer is relayed event by event, and a
+POST's stream times out after ``timeout_s`` without a message (keep-alive comments do not
+count: a silent tool is a slow tool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+from starlette.types import Send
+
+from atrium.gateway.audit import AuditEvent, capped_arguments
+from atrium.gateway.errors import GatewayError
+from atrium.gateway.jsonrpc import Inbound
+from atrium.gateway.policy import Policy
+from atrium.gateway.sse import EventRelay
+from atrium.store.audit import Outcome
+
+
+@dataclass
+class Exchange:
+    request_id: str
+    server: str
+    started: float
+    inbound: Inbound | None = None
+    policy: Policy | None = None
+    started_response: bool = False
+    status: int = 0
+    outcomes: dict[Any, tuple[Outcome, str | None]] = field(default_factory=dict)
+    failure: tuple[Outcome, int, str | None] | None = None
+    _last_message: float = 0.0
+
+    def first_id(self) -> Any:
+        return self.inbound.calls[0].id if self.inbound and not self.inbound.batch else None
+
+    def failed(self, error: GatewayError) -> None:
+        outcome: Outcome = "jsonrpc_error" if error.status < 500 and self.inbound else "http_error"
+        self.failure = (outcome, error.status, error.message)
+
+    def client_gone(self) -> None:
+        self.failure = ("http_error", 499, "client disconnected")
+
+    def broken(self, why: str) -> None:
+        self.failure = ("http_error", 502, f"backend broke off the response: {why}")
+
+    # -- relaying -----------------------------------------------------------------------
+
+    async def relay(
+        self,
+        response: aiohttp.ClientResponse,
+        send: Send,
+        *,
+        headers: list[tuple[bytes, bytes]],
+        idle_timeout: float | None,
+    ) -> None:
+        self.status = response.status
+        if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            await self._start(send, headers)
+            await self._relay_events(response, send, idle_timeout)
+            return
+        body = await asyncio.wait_for(response.read(), idle_timeout)
+        if self._wants_inspection() and body[:1] in (b"{", b"["):
+            body = self._inspect_json(body)
+        await self._start(send, [*headers, (b"content-length", str(len(body)).encode())])
+        await send({"type": "http.response.body", "body": body})
+
+    async def _start(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        self.started_response = True
+
+    async def _relay_events(
+        self, response: aiohttp.ClientResponse, send: Send, idle_timeout: float | None
+    ) -> None:
+        relay = EventRelay(self._inspect) if self.inbound is not None else None
+        self._last_message = time.monotonic()
+        while True:
+            wait = (
+                None
+                if idle_timeout is None
+                else self._last_message + idle_timeout - time.monotonic()
+            )
+            try:
+                chunk = await asyncio.wait_for(response.content.readany(), wait)
+            except TimeoutError:
+                self.failure = (
+                    "http_error",
+                    504,
+                    f"no message within {idle_timeout:g} s (timeout_s)",
+                )
+                break
+            if not chunk:
+                break
+            out = relay.feed(chunk) if relay is not None else chunk
+            if out:
+                await send({"type": "http.response.body", "body": out, "more_body": True})
+        tail = relay.flush() if relay is not None else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _wants_inspection(self) -> bool:
+        return self.inbound is not None
+
+    def _inspect_json(self, body: bytes) -> bytes:
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        messages = document if isinstance(document, list) else [document]
+        changed = False
+        for message in messages:
+            if isinstance(message, dict) and self._inspect(message) is not None:
+                changed = True
+        return orjson.dumps(document) if changed else body
+
+    def _inspect(self, message: dict[str, Any]) -> bytes | None:
+        """Note a response's outcome; rewrite a ``tools/list`` result the policy narrows."""
+        self._last_message = time.monotonic()
+        if "id" not in message or ("result" not in message and "error" not in message):
+            return None
+        request_id = message["id"]
+        error = message.get("error")
+        if isinstance(error, dict):
+            self.outcomes[request_id] = ("jsonrpc_error", str(error.get("message")))
+            return None
+        result = message.get("result")
+        tool_error = isinstance(result, dict) and result.get("isError") is True
+        self.outcomes[request_id] = ("tool_error", None) if tool_error else ("ok", None)
+        narrowed = (
+            self.policy is not None
+            and not self.policy.open
+            and self._method_of(request_id) == "tools/list"
+            and self.policy.filter_result(message)
+        )
+        return orjson.dumps(message) if narrowed else None
+
+    def _method_of(self, request_id: Any) -> str | None:
+        assert self.inbound is not None
+        for call in self.inbound.calls:
+            if call.id == request_id and call.is_request:
+                return call.method
+        return None
+
+    # -- audit --------------------------------------------------------------------------
+
+    def events(self) -> list[AuditEvent]:
+        duration = (time.perf_counter() - self.started) * 1000
+        if self.inbound is None:
+            if self.failure is None:
+                return []  # a GET stream or DELETE that went through: not a JSON-RPC request
+            outcome, status, error = self.failure
+            return [self._event(None, None, None, outcome, status, error, duration)]
+        events = []
+        for call in self.inbound.calls:
+            if not call.is_request:
+                continue
+            outcome, status, error = self._outcome_of(call.id)
+            arguments = capped_arguments(call.params.get("arguments")) if call.tool else None
+            events.append(
+                self._event(call.method, call.tool, arguments, outcome, status, error, duration)
+            )
+        return events
+
+    def _outcome_of(self, request_id: Any) -> tuple[Outcome, int, str | None]:
+        if self.failure is not None and (self.failure[1] >= 500 or request_id not in self.outcomes):
+            return self.failure
+        if request_id in self.outcomes:
+            outcome, error = self.outcomes[request_id]
+            return outcome, self.status, error
+        if self.status >= 400:
+            return "http_error", self.status, f"HTTP {self.status}"
+        return "ok", self.status, None
+
+    def _event(
+        self,
+        method: str | None,
+        tool: str | None,
+        arguments: Any,
+        outcome: Outcome,
+        status: int,
+        error: str | None,
+        duration: float,
+    ) -> AuditEvent:
+        return AuditEvent(
+            request_id=self.request_id,
+            server=self.server,
+            method=method,
+            tool=tool,
+            arguments=arguments,
+            outcome=outcome,
+            status=status,
+            error=error,
+            duration_ms=round(duration, 3),
+        )

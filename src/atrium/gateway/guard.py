@@ -1,0 +1,66 @@
+"""Transport guard: the checks every MCP request passes before anything else.
+
+The MCP spec (Streamable HTTP, "Security Warning") requires servers to validate ``Origin`` to
+stop DNS-rebinding attacks; we also check ``Host`` (a rebound name still carries the attacker's
+host name) and cap the body before reading it whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from atrium.gateway.errors import INVALID_REQUEST, GatewayError
+from atrium.settings import Settings
+
+_LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
+
+
+@dataclass(frozen=True)
+class Guard:
+    hosts: frozenset[str]
+    origins: frozenset[str]
+    max_body: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Guard:
+        public = urlsplit(settings.public_url)
+        hosts = {*_LOOPBACK, public.hostname or "", settings.gateway_host, *settings.allowed_hosts}
+        origins = {f"{public.scheme}://{public.netloc}", *settings.allowed_origins}
+        return cls(
+            frozenset(h.lower() for h in hosts if h), frozenset(origins), settings.max_body_bytes
+        )
+
+    def check(self, host: str | None, origin: str | None) -> None:
+        if host is None or _hostname(host) not in self.hosts:
+            raise GatewayError(
+                421, INVALID_REQUEST, f"Misdirected request: host {host!r} is not served here"
+            )
+        if origin is not None and not self._origin_ok(origin):
+            raise GatewayError(403, INVALID_REQUEST, f"Forbidden: origin {origin!r} is not allowed")
+
+    def _origin_ok(self, origin: str) -> bool:
+        if origin in self.origins:
+            return True
+        # Any port on a loopback name is the user's own machine (RFC 8252 §7.3 reasoning).
+        parts = urlsplit(origin)
+        return parts.scheme in ("http", "https") and (parts.hostname or "") in _LOOPBACK
+
+    def check_length(self, content_length: str | None) -> None:
+        if (
+            content_length is not None
+            and content_length.isdigit()
+            and int(content_length) > self.max_body
+        ):
+            raise too_large(self.max_body)
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, INVALID_REQUEST, f"Request body larger than {limit} bytes")
+
+
+def _hostname(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[: host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host

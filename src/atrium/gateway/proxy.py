@@ -1,0 +1,185 @@
+"""The MCP endpoint ``/api/v1/mcp/{server}/mcp``: guard, route, policy, forward, audit.
+
+A raw ASGI app rather than a Starlette endpoint: on the hot path every object counts, and the
+body must be read against a cap, the response streamed through unbuffered, and the upstream
+request cancelled the moment the client goes away (ARCHITECTURE.md, "One tools/call").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+
+import aiohttp
+from starlette.types import Message, Receive, Scope, Send
+
+from atrium.gateway import jsonrpc
+from atrium.gateway.audit import AuditSink
+from atrium.gateway.directory import Route, ServerDirectory
+from atrium.gateway.errors import (
+    INVALID_REQUEST,
+    GatewayError,
+    bad_gateway,
+    timed_out,
+    unavailable,
+)
+from atrium.gateway.exchange import Exchange
+from atrium.gateway.guard import Guard, too_large
+from atrium.gateway.upstream import Upstreams, request_headers, response_headers
+
+logger = logging.getLogger(__name__)
+
+
+class McpProxy:
+    def __init__(
+        self, directory: ServerDirectory, upstreams: Upstreams, guard: Guard, audit: AuditSink
+    ) -> None:
+        self.directory = directory
+        self.upstreams = upstreams
+        self.guard = guard
+        self.audit = audit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        exchange = Exchange(
+            request_id=uuid.uuid4().hex,
+            server=scope["path_params"]["server"],
+            started=time.perf_counter(),
+        )
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            self.guard.check(headers.get("host"), headers.get("origin"))
+            route = self.directory.lookup(exchange.server)
+            body = await self._inbound(scope, receive, headers, route, exchange)
+            await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
+        except GatewayError as error:
+            await _send_error(send, error, exchange)
+            exchange.failed(error)
+        finally:
+            for event in exchange.events():
+                self.audit.record(event)
+
+    async def _inbound(
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: dict[str, str],
+        route: Route,
+        exchange: Exchange,
+    ) -> bytes | None:
+        """Read and check the body of a POST; ``None`` for GET and DELETE."""
+        method = scope["method"]
+        if method in ("GET", "DELETE"):
+            return None
+        if method != "POST":
+            raise GatewayError(
+                405,
+                INVALID_REQUEST,
+                f"Method {method} not allowed",
+                headers={"Allow": "GET, POST, DELETE"},
+            )
+        self.guard.check_length(headers.get("content-length"))
+        body = await _read_body(receive, self.guard.max_body)
+        inbound = jsonrpc.parse(body)
+        exchange.inbound = inbound
+        if headers.get("mcp-protocol-version") == jsonrpc.MODERN:
+            jsonrpc.check_routing_headers(
+                inbound, headers.get("mcp-method"), headers.get("mcp-name")
+            )
+        for call in inbound.calls:
+            if call.method == "tools/call":
+                route.policy.check_call(route.name, call.tool)
+        exchange.policy = route.policy
+        return body
+
+    async def _forward_until_disconnect(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: Route,
+        body: bytes | None,
+        exchange: Exchange,
+    ) -> None:
+        forward = asyncio.ensure_future(self._forward(scope, send, route, body, exchange))
+        disconnect = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await asyncio.wait((forward, disconnect), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not forward.done():
+                # The client went away: cancelling closes the upstream connection, which the
+                # backend sees as the request being cancelled.
+                forward.cancel()
+                exchange.client_gone()
+            disconnect.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await disconnect
+            with contextlib.suppress(asyncio.CancelledError):
+                await forward  # re-raises a GatewayError raised before any byte was sent
+
+    async def _forward(
+        self, scope: Scope, send: Send, route: Route, body: bytes | None, exchange: Exchange
+    ) -> None:
+        session = self.upstreams.session(route.upstream)
+        headers = request_headers(scope["headers"], exchange.request_id)
+        headers.update(route.credentials)
+        # A POST answers one request: it times out. A GET stream is open-ended by design.
+        idle = route.config.timeout_s if body is not None else None
+        try:
+            async with session.request(
+                scope["method"], route.upstream, data=body, headers=headers
+            ) as response:
+                relayed = response_headers(response, exchange.request_id)
+                await exchange.relay(response, send, headers=relayed, idle_timeout=idle)
+        except aiohttp.ClientConnectorError as exc:
+            raise unavailable(
+                route.name, f"cannot connect to {route.upstream} ({exc.os_error.strerror or exc})"
+            ) from None
+        except TimeoutError:
+            raise timed_out(route.name, route.config.timeout_s) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            if exchange.started_response:
+                logger.warning("server %s broke off a response: %r", route.name, exc)
+                exchange.broken(repr(exc))
+                return
+            raise bad_gateway(route.name, exc.__class__.__name__) from None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError(400, INVALID_REQUEST, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _send_error(send: Send, error: GatewayError, exchange: Exchange) -> None:
+    if exchange.started_response:
+        return
+    body = error.body(exchange.first_id())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", exchange.request_id.encode()),
+        *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
+    ]
+    with contextlib.suppress(OSError):
+        await send({"type": "http.response.start", "status": error.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,68 @@
+"""Serving the gateway with uvicorn inside a process that owns its own signal handling.
+
+``atrium start`` runs the gateway and the supervisor in one event loop; the supervisor's
+handlers decide when to stop, so uvicorn must not install its own (it would swallow Ctrl-C
+for itself and re-raise it after its own shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+
+from atrium.errors import AtriumError
+from atrium.gateway.app import create_app
+from atrium.settings import Settings
+from atrium.store import Store
+from atrium.supervisor.process import ensure_port_free
+
+logger = logging.getLogger(__name__)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class GatewayServer:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        config = uvicorn.Config(
+            create_app(settings, store=store),
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            log_config=None,  # the CLI configured logging once
+            access_log=False,  # every request is in the audit trail
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        self._server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, deadline_s: float = 30.0) -> None:
+        """Serve in the background; return once listening."""
+        ensure_port_free(self.settings.gateway_port, "the gateway", host=self.settings.gateway_host)
+        self._task = asyncio.create_task(self._server.serve(), name="gateway")
+        async with asyncio.timeout(deadline_s):
+            while not self._server.started:
+                if self._task.done():
+                    await self._task  # raises what stopped it
+                    raise AtriumError("the gateway stopped while starting; see the log")
+                await asyncio.sleep(0.02)
+        logger.info(
+            "gateway listening on http://%s:%s",
+            self.settings.gateway_host,
+            self.settings.gateway_port,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (10 s at most), run the lifespan's end."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        await self._task

@@ -1,0 +1,245 @@
+"""The built-in ``atrium`` server: the CLI executor and the project's playbooks.
+
+Tools:
+
+* ``atrium`` runs one allowed atrium CLI command on this project (``commands``) and answers
+  with its output as text plus ``structuredContent`` (``CliRunResult``). Every run is stored
+  as an artifact (kind ``cli-run``), failed runs too: a non-zero exit is a tool error
+  (``isError``), still with its structured content. A refused command is a tool error and
+  is not stored: nothing ran.
+* ``list_playbooks`` and ``show_playbook`` read ``services/playbooks/*.md`` (``playbooks``);
+  each playbook is also the resource ``playbook://<name>`` (``text/markdown``).
+
+The store is opened once, in the server's lifespan, and reached by the tools as
+``ctx.request_context.lifespan_context``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from atrium.__about__ import __version__
+from atrium.errors import NotFoundError
+from atrium.servers.atrium.commands import (
+    TIMEOUT_S,
+    AllowList,
+    CliRun,
+    CommandRefused,
+    parse_command,
+    run_cli,
+)
+from atrium.servers.atrium.playbooks import (
+    PLAYBOOK_NAME,
+    Playbook,
+    PlaybookError,
+    load_playbook,
+    load_playbooks,
+)
+from atrium.servers.toolkit import AtriumServer, Lifespan
+from atrium.settings import Settings
+from atrium.store import ArtifactRecord, Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+NAME = "atrium"
+ARTIFACT_KIND = "cli-run"
+
+INSTRUCTIONS = """\
+Atrium hosts MCP servers for this project. Use `atrium` to run read-only atrium CLI commands \
+(for example `plugins mcp list --json`) and `list_playbooks` / `show_playbook` for step-by-step \
+guides to common tasks; read a playbook before acting on a task it covers."""
+
+PlaybookName = Annotated[
+    str, Field(pattern=PLAYBOOK_NAME.pattern, description="A name from list_playbooks.")
+]
+
+
+class CliRunResult(BaseModel):
+    """The structured content of an ``atrium`` call, and the content of its artifact."""
+
+    command: str = Field(description="The command as given.")
+    exit_code: int | None = Field(description="Exit code; null if stopped after the time limit.")
+    stdout: str
+    stderr: str
+    artifact_id: str = Field(description="Id of the stored artifact of this run.")
+    duration_ms: int
+
+
+class PlaybookSummary(BaseModel):
+    name: str
+    title: str
+    description: str
+    tags: list[str]
+
+
+class PlaybookListing(BaseModel):
+    playbooks: list[PlaybookSummary]
+    problems: list[str] = Field(description="Playbook files that could not be read, and why.")
+
+
+class PlaybookDocument(PlaybookSummary):
+    body: str = Field(description="The markdown after the front matter.")
+
+
+def create_server(
+    settings: Settings, *, allowed: AllowList | None = None, timeout_s: float = TIMEOUT_S
+) -> AtriumServer[Store]:
+    """The atrium server for the project of ``settings``.
+
+    ``allowed`` defaults to ``ATRIUM_ALLOWED_COMMANDS`` from ``settings.environ``, else the
+    read-only commands.
+    """
+    server = AtriumServer(
+        NAME,
+        version=__version__,
+        title="Atrium",
+        instructions=INSTRUCTIONS,
+        lifespan=_store_lifespan(settings),
+    )
+    _add_cli_tool(server, settings, allowed or AllowList.from_environ(settings.environ), timeout_s)
+    _add_playbook_tools(server, settings)
+    _add_playbook_resource(server, settings)
+    return server
+
+
+def _store_lifespan(settings: Settings) -> Lifespan[Store]:
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[Store]) -> AsyncIterator[Store]:
+        async with await Store.open(settings) as store:
+            yield store
+
+    return lifespan
+
+
+def _add_cli_tool(
+    server: AtriumServer[Store], settings: Settings, allowed: AllowList, timeout_s: float
+) -> None:
+    @server.tool(
+        name="atrium",
+        title="Run an atrium command",
+        description=(
+            "Run one atrium CLI command on this project and return its output. "
+            f"Allowed commands start with: {allowed}. Add --json where a command offers it."
+        ),
+        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False),
+    )
+    async def run_command(
+        command: Annotated[
+            str, Field(description="The command without `atrium`, e.g. `plugins mcp list --json`.")
+        ],
+        ctx: Context[Store, Any],
+    ) -> Annotated[CallToolResult, CliRunResult]:
+        try:
+            args = parse_command(command, allowed)
+        except CommandRefused as exc:
+            raise ToolError(str(exc)) from None
+        run = await run_cli(
+            args, project=settings.project_dir, environ=settings.environ, timeout_s=timeout_s
+        )
+        logger.info("ran %r: exit %s in %d ms", command, run.exit_code, run.duration_ms)
+        artifact = await _save(ctx.request_context.lifespan_context, command, run)
+        return _cli_result(command, run, artifact.id)
+
+
+async def _save(store: Store, command: str, run: CliRun) -> ArtifactRecord:
+    content = {
+        "command": command,
+        "args": list(run.args),
+        "exit_code": run.exit_code,
+        "stdout": run.stdout,
+        "stderr": run.stderr,
+        "duration_ms": run.duration_ms,
+    }
+    try:
+        return await store.artifacts.add(
+            server=NAME, tool="atrium", kind=ARTIFACT_KIND, title=command, content=content
+        )
+    except StoreError as exc:
+        logger.exception("could not store the run of %r", command)
+        raise ToolError(
+            f"the command ran (exit {run.exit_code}) but was not stored: {exc}"
+        ) from exc
+
+
+def _cli_result(command: str, run: CliRun, artifact_id: str) -> CallToolResult:
+    structured = CliRunResult(
+        command=command,
+        exit_code=run.exit_code,
+        stdout=run.stdout,
+        stderr=run.stderr,
+        artifact_id=artifact_id,
+        duration_ms=run.duration_ms,
+    )
+    text = run.stdout if run.succeeded else (run.stderr or run.stdout)
+    return CallToolResult(
+        content=[TextContent(type="text", text=text or "(no output)")],
+        structured_content=structured.model_dump(mode="json"),
+        is_error=not run.succeeded,
+    )
+
+
+def _add_playbook_tools(server: AtriumServer[Store], settings: Settings) -> None:
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    @server.tool(
+        title="List playbooks",
+        description="List the project's playbooks: name, title, description and tags.",
+        annotations=read_only,
+    )
+    def list_playbooks() -> PlaybookListing:
+        found, problems = load_playbooks(settings)
+        return PlaybookListing(
+            playbooks=[_summary(playbook) for playbook in found],
+            problems=[str(problem) for problem in problems],
+        )
+
+    @server.tool(
+        title="Show a playbook",
+        description="Show one playbook: its markdown body and its front matter.",
+        annotations=read_only,
+    )
+    def show_playbook(name: PlaybookName) -> Annotated[CallToolResult, PlaybookDocument]:
+        try:
+            playbook = load_playbook(settings, name)
+        except (NotFoundError, PlaybookError) as exc:
+            raise ToolError(str(exc)) from None
+        document = PlaybookDocument(**_summary(playbook).model_dump(), body=playbook.body)
+        # The text a model reads is the markdown itself, not the JSON of the structured content.
+        return CallToolResult(
+            content=[TextContent(type="text", text=playbook.body)],
+            structured_content=document.model_dump(mode="json"),
+        )
+
+
+def _add_playbook_resource(server: AtriumServer[Store], settings: Settings) -> None:
+    @server.resource(
+        "playbook://{name}",
+        name="playbook",
+        title="Playbook",
+        description="A playbook of the project, as markdown.",
+        mime_type="text/markdown",
+    )
+    def playbook_resource(name: str) -> str:
+        try:
+            return load_playbook(settings, name).body
+        except NotFoundError as exc:
+            raise ResourceNotFoundError(str(exc)) from None
+        except PlaybookError as exc:
+            raise ResourceError(str(exc)) from None
+
+
+def _summary(playbook: Playbook) -> PlaybookSummary:
+    return PlaybookSummary(
+        name=playbook.name,
+        title=playbook.title,
+        description=playbook.description,
+        tags=list(playbook.tags),
+    )

@@ -1,0 +1,153 @@
+"""End to end: the supervisor hosts the `atrium` server and two third-party stdio servers.
+
+Real processes on loopback ports: `atrium infra services start --all` in the foreground, the
+official `mcp` client talking to each server directly, a SIGKILL that the supervisor repairs,
+and a SIGTERM after which no process of the tree is left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from atrium.supervisor.reaper import children_of
+from atrium.supervisor.state import RuntimeState, read_state
+from tests.supervisor.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+EVERYTHING = ROOT / ".cache/npm/node_modules/.bin/mcp-server-everything"
+TIME = Path(sys.executable).parent / "mcp-server-time"
+
+
+def require_everything() -> None:
+    if EVERYTHING.exists():
+        return
+    message = f"{EVERYTHING} is missing: run scripts/npm-deps (make test does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def write_server(project: Path, name: str, config: dict[str, object]) -> int:
+    port = free_port()
+    server = {"mcp_servers": {name: {**config, "port": port, "enabled": True}}}
+    (project / f"services/mcp/{name}.yaml").write_text(json.dumps(server))
+    return port
+
+
+def wait_for(condition: object, deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    pending = [pid]
+    while pending:
+        for child in children_of(pending.pop()):
+            found.add(child)
+            pending.append(child)
+    return found
+
+
+@pytest.fixture
+def hosted(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str], dict[str, int]]]:
+    require_everything()
+    project = tmp_path / "project"
+    env = {
+        **os.environ,
+        "ATRIUM_PORT_RANGE": "1024-65535",
+        "ATRIUM_GATEWAY_PORT": str(free_port()),
+        "NO_COLOR": "1",
+    }
+    atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
+    subprocess.run([*atrium, "init"], env=env, check=True, capture_output=True)
+    ports = {
+        "atrium": write_server(project, "atrium", {"binary": "atrium-mcp-atrium"}),
+        "time": write_server(project, "time", {"transport": "stdio", "command": [str(TIME)]}),
+        "everything": write_server(
+            project, "everything", {"transport": "stdio", "command": [str(EVERYTHING), "stdio"]}
+        ),
+    }
+    output = (tmp_path / "supervisor.out").open("w")
+    supervisor = subprocess.Popen(
+        [*atrium, "infra", "services", "start", "--all"],
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        state_dir = project / ".atrium"
+        wait_for(lambda: (s := read_state(state_dir)) is not None and s.ready, 120, "the servers")
+        yield project, supervisor, ports
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        supervisor.wait(30)
+        output.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"  # a zombie is dead, only not yet reaped by init
+
+
+def state(project: Path) -> RuntimeState:
+    current = read_state(project / ".atrium")
+    assert current is not None
+    return current
+
+
+async def list_and_call(port: int, tool: str, arguments: dict[str, object]) -> tuple[set[str], str]:
+    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result
+    return tools, json.dumps(result.model_dump(mode="json", by_alias=True))
+
+
+async def test_supervisor_hosts_atrium_and_two_stdio_servers_and_repairs_a_crash(
+    hosted: tuple[Path, subprocess.Popen[str], dict[str, int]],
+) -> None:
+    project, supervisor, ports = hosted
+    assert {n: s.state for n, s in state(project).servers.items() if n in ports} == dict.fromkeys(
+        ports, "running"
+    )
+
+    tools, text = await list_and_call(ports["atrium"], "list_playbooks", {})
+    assert {"atrium", "list_playbooks", "show_playbook"} <= tools
+    tools, text = await list_and_call(ports["time"], "get_current_time", {"timezone": "UTC"})
+    assert "get_current_time" in tools
+    assert "UTC" in text
+    tools, text = await list_and_call(ports["everything"], "echo", {"message": "hello atrium"})
+    assert "hello atrium" in text
+
+    killed = state(project).servers["time"].pid
+    assert killed is not None
+    os.kill(killed, signal.SIGKILL)
+    wait_for(lambda: state(project).servers["time"].restarts == 1, 30, "the restart")
+    wait_for(lambda: state(project).servers["time"].state == "running", 60, "the restarted server")
+    assert state(project).servers["time"].pid != killed
+    _, text = await list_and_call(ports["time"], "get_current_time", {"timezone": "Europe/Paris"})
+    assert "Europe/Paris" in text
+
+    tree = descendants(supervisor.pid)
+    assert len(tree) >= 5  # three servers, two stdio children (and node's own helpers)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(60) == 0
+    wait_for(lambda: not any(alive(pid) for pid in tree), 10, "every process to be gone")
