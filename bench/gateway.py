@@ -146,9 +146,9 @@ def report(
     print(f"concurrency {concurrency}")
     print(f"  direct   {d_rps:8.1f} req/s  p50 {d50:7.2f} ms  p99 {d99:7.2f} ms")
     print(f"  gateway  {g_rps:8.1f} req/s  p50 {g50:7.2f} ms  p99 {g99:7.2f} ms")
-    print(
-        f"  ratio    throughput {g_rps / d_rps:.2f}  added p50 {g50 - d50:+.2f} ms  added p99 {g99 - d99:+.2f} ms"
-    )
+    ratio = g_rps / d_rps
+    print(f"  ratio    throughput {ratio:.2f}  added p50 {g50 - d50:+.2f} ms", end="")
+    print(f"  added p99 {g99 - d99:+.2f} ms")
 
 
 async def measure(direct: str, through: str, concurrencies: list[int], seconds: float) -> None:
