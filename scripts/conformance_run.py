@@ -1,10 +1,10 @@
 """Run the MCP conformance suite's ``server`` scenarios under both protocol eras; sum up.
 
 Called by ``scripts/conformance`` (which installs Node 22 and the suite first). Without
-``--url`` it brings up what it tests: ``atrium-mcp-everything`` on a free loopback port and,
-once it can be started from here, the gateway in front of it (see GATEWAY START below); the
-suite then runs against ``http://127.0.0.1:<gateway port>/api/v1/mcp/everything/mcp``, or
-against the server directly, which the summary says plainly.
+``--url`` it brings up what it tests: ``atrium start`` in a scratch project that hosts only
+``atrium-mcp-everything`` (supervisor, server and gateway, as a user runs them); the suite then
+runs against ``http://127.0.0.1:<gateway port>/api/v1/mcp/everything/mcp``. ``--direct`` tests
+the server alone instead, and the summary says which was tested.
 
 Each requirement set is one run of ``conformance server --url URL --requirements REV -o DIR``:
 the scenarios that revision requires, frozen at its release and spoken at its wire
@@ -16,7 +16,8 @@ this script when either run does, or when a scored scenario left no results.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import json
+import os
 import shutil
 import socket
 import subprocess
@@ -53,51 +54,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _summarise(reports, url, target)
 
 
-# ─── GATEWAY START ──────────────────────────────────────────────────────────────────────────
-# The one place that starts the gateway. Fill in the body: start the gateway (in a thread or
-# a subprocess: `atrium gateway run`, or uvicorn serving atrium.gateway.app:create_app(settings))
-# on a free loopback port, with a project whose registry routes the server `everything` to
-# `backend_url` (services/mcp/everything.yaml: transport http, binary atrium-mcp-everything,
-# the backend's port; synced to the store the gateway reads), no OAuth, and Host/Origin
-# allowing 127.0.0.1:<port>. Wait until it answers, yield its base URL
-# (http://127.0.0.1:<port>), stop it on exit. `workdir` is a folder to put the project and
-# logs in. Yielding None means "cannot start it yet": the suite then runs against the server
-# directly and every line of the summary says so.
-@contextmanager
-def gateway_in_front(backend_url: str, workdir: Path) -> Iterator[str | None]:
-    yield None
-
-
-# ─── END GATEWAY START ──────────────────────────────────────────────────────────────────────
-
-
 @contextmanager
 def _system_under_test(results: Path, direct: bool) -> Iterator[tuple[str, str]]:
-    """The everything server, and the gateway in front of it when possible: (URL, what it is)."""
-    port = _free_port()
-    with _everything_server(port, results) as backend_url:
-        if direct:
+    """The everything server hosted behind the gateway, or alone with --direct: (URL, what)."""
+    if direct:
+        with _everything_server(_free_port(), results) as backend_url:
             yield f"{backend_url}/mcp", "the everything server directly (--direct)"
-            return
-        if importlib.util.find_spec("atrium.gateway") is None:
-            print(
-                "conformance: atrium.gateway cannot be imported: testing the everything server"
-                " DIRECTLY, not through the gateway",
-                flush=True,
-            )
-            yield f"{backend_url}/mcp", "the everything server directly (no gateway)"
-            return
-        with gateway_in_front(backend_url, results) as gateway_url:
-            if gateway_url is None:
-                print(
-                    "conformance: atrium.gateway exists but GATEWAY START in"
-                    " scripts/conformance_run.py does not start it yet: testing the everything"
-                    " server DIRECTLY, not through the gateway",
-                    flush=True,
-                )
-                yield f"{backend_url}/mcp", "the everything server directly (gateway not wired)"
-            else:
-                yield f"{gateway_url}{GATEWAY_MCP_PATH}", "the gateway in front of everything"
+        return
+    with _hosted_behind_gateway(results) as gateway_url:
+        yield f"{gateway_url}{GATEWAY_MCP_PATH}", "the gateway in front of a hosted everything"
+
+
+@contextmanager
+def _hosted_behind_gateway(workdir: Path) -> Iterator[str]:
+    """``atrium start`` in a project hosting only ``everything``: supervisor, server, gateway.
+
+    The real path a client takes: the gateway routes from the store (synced from the YAML at
+    start) to the server the supervisor started and watches.
+    """
+    project = workdir / "project"
+    shutil.rmtree(project, ignore_errors=True)
+    (project / "services/mcp").mkdir(parents=True)
+    server_port, gateway_port = _free_port(), _free_port()
+    (project / "services/mcp/everything.yaml").write_text(
+        "mcp_servers:\n"
+        f"  {SERVER_NAME}:\n"
+        "    binary: atrium-mcp-everything\n"
+        f"    port: {server_port}\n"
+        "    oauth: {required: false}\n"
+    )
+    env = {
+        **os.environ,
+        "ATRIUM_PORT_RANGE": "1024-65535",
+        "ATRIUM_GATEWAY_PORT": str(gateway_port),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    log_path = workdir / "atrium-start.log"
+    argv = [sys.executable, "-m", "atrium", "--project", str(project), "start"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    base_url = f"http://127.0.0.1:{gateway_port}"
+    try:
+        _wait_healthy(process, f"{base_url}/health", log_path)
+        _wait_routed(process, f"{base_url}/api/v1/mcp/registry/{SERVER_NAME}", log_path)
+        yield base_url
+    finally:
+        _stop(process)
+
+
+def _wait_routed(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    """Until the registry lists the server as running (the supervisor started it)."""
+    deadline = time.monotonic() + START_DEADLINE_S
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if json.loads(response.read()).get("status") == "running":
+                    return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    _stop(process)
+    sys.exit(f"conformance: {SERVER_NAME} never ran behind the gateway:\n{log.read_text()}")
 
 
 @contextmanager

@@ -53,7 +53,8 @@ logging, sampling, elicitation and multi-round input, resources and a template, 
 completions. Its tools do nothing useful; use it to check clients and gateways."""
 
 CACHE_HINT = CacheHint(ttl_ms=60_000, scope="public")
-"""Every answer here is the same for every caller and changes only with a new version.
+"""Every answer here is the same for every caller, and the lists change only for the instant
+a list change tool runs.
 
 A gateway that filters ``tools/list`` per caller must make that answer ``private``."""
 
