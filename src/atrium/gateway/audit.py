@@ -71,11 +71,13 @@ class AuditSink:
         spill_file: Path,
         *,
         batch_size: int = 500,
+        linger_s: float = 0.05,
         max_pending: int = 100_000,
     ) -> None:
         self._writer = writer
         self._spill = spill_file
         self._batch = batch_size
+        self._linger_s = linger_s
         self._max_pending = max_pending
         # ``None`` is the stop sentinel: the writer finishes its batch, drains, and ends.
         self._queue: asyncio.Queue[AuditEvent | None] = asyncio.Queue()
@@ -98,6 +100,9 @@ class AuditSink:
         stopping = False
         while not stopping:
             first = await self._queue.get()
+            if first is not None and self._queue.qsize() < self._batch:
+                # Linger: one INSERT of many rows costs about what one of a single row does.
+                await asyncio.sleep(self._linger_s)
             batch, stopping = self._take([first])
             await self._write(batch)
 

@@ -52,4 +52,8 @@ class Policy:
             return False
         assert isinstance(result, dict)
         result["tools"] = kept
+        if "cacheScope" in result:
+            # A narrowed list is this caller's view: a shared cache must not serve it to others
+            # (2026-07-28, caching: "private" results are per caller).
+            result["cacheScope"] = "private"
         return True
