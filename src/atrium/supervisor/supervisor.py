@@ -63,6 +63,11 @@ class Supervisor:
         self._load_registry = load_registry
         self.state = RuntimeState(os.getpid(), time.time())
         self._processes: dict[str, ManagedProcess] = {}
+        # Every process we spawned and the event loop has not reaped yet: never an orphan to
+        # reap, even while it is being stopped (reaping it would steal its exit status).
+        self._spawned: list[ManagedProcess] = []
+        # A child being spawned is ours before we know its pid: no reaping meanwhile.
+        self._spawning = 0
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._crashes: dict[str, deque[float]] = {}
         self._closing = False
@@ -121,9 +126,14 @@ class Supervisor:
         status.binary, status.version = spec.binary_path, spec.version
         process = ManagedProcess(spec)
         self._processes[entry.name] = process
+        self._spawned.append(process)
         self._set(status, state="starting", last_error=None)
         try:
-            await process.spawn()
+            self._spawning += 1
+            try:
+                await process.spawn()
+            finally:
+                self._spawning -= 1
             self._set(status, pid=process.pid, started_at=process.started_at)
             await process.wait_healthy(self.policy.health_deadline_s)
         except AtriumError as exc:
@@ -142,7 +152,7 @@ class Supervisor:
         while True:
             assert process.process is not None
             code = await process.process.wait()
-            reap_orphans(self.marker, exclude={p.pid for p in self._processes.values() if p.pid})
+            self._reap()
             if self._closing or status.state == "stopping":
                 return
             error = f"exited unexpectedly with code {code}"
@@ -212,7 +222,14 @@ class Supervisor:
     async def close(self) -> None:
         self._closing = True
         await self.stop()
-        reap_orphans(self.marker, exclude=set())
+        self._reap()
+
+    def _reap(self) -> None:
+        """Reap orphans of ours, but never a process we spawned and the loop has not reaped."""
+        if self._spawning:
+            return  # the next exit, or close(), reaps them
+        self._spawned = [p for p in self._spawned if p.process and p.process.returncode is None]
+        reap_orphans(self.marker, exclude={p.process.pid for p in self._spawned if p.process})
 
     def _set(self, status: ServerStatus, **changes: object) -> None:
         for key, value in changes.items():
