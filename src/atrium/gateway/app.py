@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import ServerDirectory
@@ -21,6 +24,7 @@ from atrium.settings import Settings
 from atrium.store import Store
 
 AUDIT_SPILL = "audit-spill.jsonl"
+_MCP_PATH = re.compile(r"/api/v1/mcp/([^/]+)/mcp")
 
 
 def create_app(settings: Settings, *, store: Store | None = None, poll_s: float = 2.0) -> Starlette:
@@ -55,12 +59,31 @@ def create_app(settings: Settings, *, store: Store | None = None, poll_s: float 
         Route("/health", _health),
         Route("/api/v1/mcp/registry", registry.list),
         Route("/api/v1/mcp/registry/{server}", registry.get),
-        Route("/api/v1/mcp/{server}/mcp", proxy),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = _Gateway(proxy, routes=routes, lifespan=lifespan)
     app.state.directory = directory
     app.state.audit = audit
     return app
+
+
+class _Gateway(Starlette):
+    """Starlette, with the MCP endpoint served before its middleware and router.
+
+    Every MCP request would otherwise cross two exception middlewares and a router scan; the
+    proxy handles its own errors (each has a JSON-RPC wire form), so it needs neither.
+    """
+
+    def __init__(self, proxy: McpProxy, **options: Any) -> None:
+        super().__init__(**options)
+        self._proxy = proxy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (match := _MCP_PATH.fullmatch(scope["path"])):
+            scope["app"] = self
+            scope["path_params"] = {"server": match[1]}
+            await self._proxy(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 async def _health(request: Request) -> JSONResponse:

@@ -198,7 +198,13 @@ class ServerConfig(_Model):
         return self.model_dump(mode="json", by_alias=True)
 
 
+# Path segments the gateway serves itself under /api/v1/mcp/.
+RESERVED_NAMES = frozenset({"registry"})
+
+
 def _server_name(name: str) -> str:
+    if name in RESERVED_NAMES:
+        raise ValueError(f"server name {name!r} is reserved (/api/v1/mcp/{name} is the gateway's)")
     if not SERVER_NAME.match(name):
         raise ValueError(
             f"server name {name!r} must be lowercase letters, digits and '-' (at most 64),"
