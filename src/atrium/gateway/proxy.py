@@ -128,8 +128,11 @@ class McpProxy:
         # A POST answers one request: it times out. A GET stream is open-ended by design.
         idle = route.config.timeout_s if body is not None else None
         try:
+            # sock_read bounds the wait for the answer's headers too: a backend may hold them
+            # back until its (slow) tool returns.
+            timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=idle)
             async with session.request(
-                scope["method"], route.upstream, data=body, headers=headers
+                scope["method"], route.upstream, data=body, headers=headers, timeout=timeout
             ) as response:
                 relayed = response_headers(response, exchange.request_id)
                 await exchange.relay(response, send, headers=relayed, idle_timeout=idle)
