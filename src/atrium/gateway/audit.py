@@ -11,41 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from atrium.registry.schema import redacted
-from atrium.store.audit import Origin, Outcome
+from atrium.store.audit import AuditEvent
 
 logger = logging.getLogger(__name__)
 
 MAX_ARGUMENT_BYTES = 8 * 1024
-
-
-@dataclass
-class AuditEvent:
-    request_id: str
-    server: str
-    method: str | None
-    at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    tool: str | None = None
-    arguments: Any = None
-    caller: str = "anonymous"
-    client_id: str | None = None
-    origin: Origin = "external"
-    outcome: Outcome = "ok"
-    status: int = 200
-    error: str | None = None
-    duration_ms: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["at"] = self.at.isoformat()
-        return data
 
 
 def capped_arguments(arguments: Any) -> Any:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, Protocol
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,40 +22,35 @@ Outcome = Literal["ok", "tool_error", "jsonrpc_error", "http_error"]
 Origin = Literal["external", "in-app"]
 
 
-class AuditRow(Protocol):
-    """What the gateway hands over: ``atrium.gateway.audit.AuditEvent`` has these fields."""
+@dataclass(kw_only=True)
+class AuditEvent:
+    """One JSON-RPC request through the gateway, as recorded."""
 
     request_id: str
-    at: datetime
     server: str
     method: str | None
-    tool: str | None
-    arguments: Any
-    caller: str
-    client_id: str | None
-    origin: Origin
-    outcome: Outcome
-    status: int
-    error: str | None
-    duration_ms: float
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    tool: str | None = None
+    arguments: Any = None
+    caller: str = "anonymous"
+    client_id: str | None = None
+    origin: Origin = "external"
+    outcome: Outcome = "ok"
+    status: int = 200
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
 
 
-@dataclass(frozen=True)
-class AuditRecord:
+@dataclass(kw_only=True)
+class AuditRecord(AuditEvent):
+    """A stored ``AuditEvent`` with its row id (ids grow with time: newest is largest)."""
+
     id: int
-    request_id: str
-    at: datetime
-    server: str
-    method: str | None
-    tool: str | None
-    arguments: Any
-    caller: str
-    client_id: str | None
-    origin: str
-    outcome: str
-    status: int
-    error: str | None
-    duration_ms: float
 
 
 _FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
@@ -65,7 +60,7 @@ class AuditQueries:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def add_many(self, events: Sequence[AuditRow]) -> None:
+    async def add_many(self, events: Sequence[AuditEvent]) -> None:
         """Insert every event in one transaction."""
         if not events:
             return
