@@ -1,4 +1,4 @@
-"""``atrium infra services start|stop|restart|status`` (and the ``atrium start`` alias)."""
+"""``atrium infra services start|stop|restart|status``, ``atrium start``, and ``infra logs``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from atrium.cli import logs
 from atrium.cli.context import CliState, state
 from atrium.cli.status import render, status_rows
 from atrium.errors import AtriumError
@@ -20,6 +21,7 @@ from atrium.supervisor.state import running_supervisor
 app = typer.Typer(help="Infrastructure: services and logs.", no_args_is_help=True)
 services = typer.Typer(help="Start, stop and watch the MCP server processes.", no_args_is_help=True)
 app.add_typer(services, name="services")
+app.add_typer(logs.app, name="logs")
 
 Targets = Annotated[
     list[str] | None,
@@ -83,12 +85,11 @@ def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
 
 
 def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
+    import uvloop
+
     from atrium.supervisor.runner import run_foreground
 
-    logging.basicConfig(
-        level=cli.settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    _configure_logging(cli)
     registry = cli.registry()
 
     def started(results: dict[str, str | None]) -> None:
@@ -99,17 +100,39 @@ def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
             cli.out.print(f"Gateway: {url}/api/v1/mcp/<server>/mcp", highlight=False)
         cli.out.print("Press Ctrl-C to stop.")
 
-    asyncio.run(
-        run_foreground(
-            cli.settings,
-            registry,
-            names,
-            reload=lambda: load_registry(cli.settings),
-            gateway=gateway,
-            on_started=started,
+    # uvloop: the gateway's hot path spends a third less CPU per request on it than on asyncio's
+    # own loop (bench/gateway.py).
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(
+            run_foreground(
+                cli.settings,
+                registry,
+                names,
+                reload=lambda: load_registry(cli.settings),
+                gateway=gateway,
+                on_started=started,
+            )
         )
-    )
     cli.out.print("Stopped.")
+
+
+def _configure_logging(cli: CliState) -> None:
+    """Log lines to stderr and to logs/gateway.log, which `atrium infra logs view` reads.
+
+    A ``WatchedFileHandler`` reopens the file when logrotate moves it away.
+    """
+    from logging.handlers import WatchedFileHandler
+
+    from atrium.supervisor.logs import GATEWAY_LOG, IsoTimeFormatter
+
+    cli.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(),
+        WatchedFileHandler(cli.settings.logs_dir / GATEWAY_LOG, encoding="utf-8"),
+    ]
+    for handler in handlers:
+        handler.setFormatter(IsoTimeFormatter())
+    logging.basicConfig(level=cli.settings.log_level.upper(), handlers=handlers, force=True)
 
 
 def _report(cli: CliState, results: dict[str, str | None]) -> bool:

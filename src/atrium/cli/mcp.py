@@ -1,4 +1,4 @@
-"""``atrium plugins mcp``: list, show and list-packages of the project's servers."""
+"""``atrium plugins mcp``: the project's servers (list, show, status, logs) and their tools."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from atrium.cli import mcp_client
 from atrium.cli.context import CliState, state
 from atrium.cli.status import render, status_rows
 from atrium.cli.tables import table
@@ -216,3 +217,10 @@ def _follow(path: Path) -> None:
             time.sleep(0.25)
     except KeyboardInterrupt:
         return
+
+
+# Through the gateway, with the official MCP client (atrium.cli.mcp_client).
+app.command("tools")(mcp_client.tools)
+app.command("call")(mcp_client.call)
+app.command("validate")(mcp_client.validate)
+app.command("test")(mcp_client.connectivity)

@@ -1,0 +1,118 @@
+"""How ``atrium infra logs`` prints log lines and audit records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from atrium.cli.context import CliState
+from atrium.cli.tables import table
+
+if TYPE_CHECKING:
+    from atrium.store.audit import AuditRecord
+    from atrium.supervisor.logs import LogLine
+
+_LEVEL_STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
+
+
+def print_lines(cli: CliState, lines: Sequence[LogLine]) -> None:
+    """``<file>  <line as written>``, the file names padded to one width."""
+    width = max((len(line.source) for line in lines), default=0)
+    for line in lines:
+        prefix = line.source.ljust(width)
+        if not cli.out.is_terminal:  # a pipe: exactly the text, never wrapped
+            print(f"{prefix}  {line.text}")
+            continue
+        text = Text(f"{prefix}  ", style="dim")
+        text.append(line.text, style=_LEVEL_STYLES.get(line.level_name, ""))
+        cli.out.print(text, soft_wrap=True)
+
+
+def lines_json(lines: Sequence[LogLine]) -> list[dict[str, Any]]:
+    return [
+        {
+            "source": line.source,
+            "time": line.at.isoformat() if line.at else None,
+            "level": line.level_name,
+            "text": line.text,
+        }
+        for line in lines
+    ]
+
+
+def _local(record: AuditRecord, *, precise: bool = False) -> str:
+    moment = record.at.astimezone()
+    if precise:
+        return moment.isoformat(sep=" ", timespec="milliseconds")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def requests_table(records: Sequence[AuditRecord]) -> Any:
+    headers = ("time", "request id", "server", "method", "tool", "outcome", "status", "ms")
+    cells = [
+        [
+            _local(record),
+            record.request_id,
+            record.server,
+            record.method or "-",
+            record.tool or "-",
+            record.outcome,
+            str(record.status),
+            f"{record.duration_ms:.1f}",
+        ]
+        for record in records
+    ]
+    return table(headers, cells)
+
+
+def record_json(record: AuditRecord, *, full: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "request_id": record.request_id,
+        "time": record.at.isoformat(),
+        "server": record.server,
+        "method": record.method,
+        "tool": record.tool,
+        "caller": record.caller,
+        "client_id": record.client_id,
+        "origin": record.origin,
+        "outcome": record.outcome,
+        "status": record.status,
+        "duration_ms": record.duration_ms,
+    }
+    if full:
+        data["arguments"] = record.arguments
+        data["error"] = record.error
+    return data
+
+
+def print_audit(cli: CliState, records: Sequence[AuditRecord], *, full: bool) -> None:
+    """Each record of one request as a key/value table."""
+    for index, record in enumerate(records, start=1):
+        title = f"request {record.request_id}"
+        if len(records) > 1:
+            title += f" ({index} of {len(records)}: a batch)"
+        rows = [
+            ["time", _local(record, precise=True)],
+            ["server", record.server],
+            ["method", record.method or "-"],
+            ["tool", record.tool or "-"],
+            ["caller", f"{record.caller} (client {record.client_id or '-'}, {record.origin})"],
+            ["outcome", f"{record.outcome} (HTTP {record.status})"],
+            ["duration", f"{record.duration_ms:.1f} ms"],
+        ]
+        if full:
+            rows.append(["arguments", _json_text(record.arguments)])
+            rows.append(["error", record.error or "-"])
+        cli.out.print(title, highlight=False)
+        cli.out.print(table(("field", "value"), rows, prose_last=True))
+    if not full and any(r.arguments is not None or r.error for r in records):
+        cli.err.print("Arguments and error text: add --full.")
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return "-"
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)

@@ -1,0 +1,246 @@
+"""``atrium plugins mcp tools|call|validate|test``: a server as a client sees it, via the gateway.
+
+Each command connects with the official ``mcp`` client to the gateway's endpoint of the server
+(``--url`` for another one), so it exercises what Claude Code or the Inspector would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from atrium.cli.context import CliState, state
+
+if TYPE_CHECKING:  # the MCP SDK loads only when a command connects
+    from mcp.types import CallToolResult
+
+    from atrium.client.connect import Connection
+
+T = TypeVar("T")
+
+ServerArgument = Annotated[str, typer.Argument(help="Server name.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="MCP endpoint to use instead of the gateway's"
+        " (http://<gateway host>:<port>/api/v1/mcp/<server>/mcp).",
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Seconds to wait for an answer (default: the server's timeout_s + 10).",
+    ),
+]
+ProtocolOption = Annotated[
+    str,
+    typer.Option(
+        "--protocol",
+        help="auto (2026-07-28, else the initialize handshake), legacy (initialize"
+        " handshake, 2025-11-25 and older) or a protocol version to adopt.",
+    ),
+]
+
+# Past the server's own timeout_s, so the gateway's timeout error arrives before ours.
+TIMEOUT_MARGIN_S = 10.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how a command connects."""
+
+    server: str
+    url: str
+    timeout_s: float
+    mode: str
+    gateway: bool  # the gateway's URL (not --url): nothing answering means Atrium is down
+
+    def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        from atrium.client.connect import START_HINT, connect
+
+        async def session() -> T:
+            hint = START_HINT if self.gateway else None
+            async with connect(
+                self.url, timeout_s=self.timeout_s, mode=self.mode, hint=hint
+            ) as connection:
+                return await work(connection)
+
+        return asyncio.run(session())
+
+
+def target(
+    cli: CliState, server: str, url: str | None, timeout: float | None, protocol: str
+) -> Target:
+    """The server, checked against the project's registry unless ``--url`` names the endpoint."""
+    from atrium.client.connect import DEFAULT_TIMEOUT_S, gateway_url
+
+    if url is not None:
+        return Target(server, url, timeout or DEFAULT_TIMEOUT_S, protocol, gateway=False)
+    entry = cli.registry().get(server)
+    default = entry.config.timeout_s + TIMEOUT_MARGIN_S
+    return Target(
+        entry.name, gateway_url(cli.settings, entry.name), timeout or default, protocol, True
+    )
+
+
+def tools(
+    ctx: typer.Context,
+    server: ServerArgument,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    timeout: TimeoutOption = None,
+    protocol: ProtocolOption = "auto",
+) -> None:
+    """List the tools a server offers through the gateway: hints, parameters, description."""
+    from atrium.cli.toolview import tools_table
+    from atrium.client.checks import list_all_tools
+
+    cli = state(ctx)
+    found = target(cli, server, url, timeout, protocol).run(list_all_tools)
+    if as_json:
+        cli.print_json([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in found])
+        return
+    if not found:
+        cli.out.print(f"{server} offers no tools.")
+        return
+    cli.out.print(tools_table(found))
+
+
+def call(
+    ctx: typer.Context,
+    server: ServerArgument,
+    tool: Annotated[str, typer.Argument(help="Tool name.")],
+    pairs: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Arguments as key=value; a value is JSON when it parses.",
+            metavar="KEY=VALUE",
+            show_default=False,
+        ),
+    ] = None,
+    args: Annotated[
+        str | None,
+        typer.Option(
+            "--args", "-a", help="Arguments as a JSON object; @FILE reads a file, - stdin."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole CallToolResult.")
+    ] = False,
+    url: UrlOption = None,
+    timeout: TimeoutOption = None,
+    protocol: ProtocolOption = "auto",
+) -> None:
+    """Call a tool through the gateway; exit 1 when it answers with an error."""
+    from atrium.cli.toolview import error_text, print_result
+
+    cli = state(ctx)
+    json_text = _json_text(args)
+    _arguments(json_text, pairs or [], None)  # a typo fails before anything connects
+    where = target(cli, server, url, timeout, protocol)
+
+    async def work(connection: Connection) -> tuple[CallToolResult, str | None]:
+        return await _call(connection, tool, json_text, pairs or [])
+
+    result, request_id = where.run(work)
+    if as_json:
+        cli.print_json(result.model_dump(mode="json", by_alias=True, exclude_none=True))
+    elif result.is_error:
+        cli.err.print(f"[red]tool error:[/] {escape(error_text(result))}", highlight=False)
+    else:
+        print_result(cli, result)
+    if request_id:
+        cli.err.print(f"request id: {request_id}", highlight=False, style="dim")
+    if result.is_error:
+        raise typer.Exit(1)
+
+
+async def _call(
+    connection: Connection, name: str, json_text: str | None, pairs: list[str]
+) -> tuple[CallToolResult, str | None]:
+    from atrium.client.checks import list_all_tools
+    from atrium.errors import NotFoundError
+
+    listed = {tool.name: tool for tool in await list_all_tools(connection)}
+    if name not in listed:
+        raise NotFoundError("tool", name, list(listed))
+    arguments = _arguments(json_text, pairs, listed[name].input_schema)
+    result = await connection.client.call_tool(name, arguments)
+    return result, connection.last_request_id
+
+
+def _json_text(args: str | None) -> str | None:
+    from atrium.client.arguments import read_json_text
+
+    if args is None:
+        return None
+    try:
+        return read_json_text(args, sys.stdin)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--args") from None
+
+
+def _arguments(json_text: str | None, pairs: list[str], schema: Any) -> dict[str, Any]:
+    from atrium.client.arguments import parse_arguments
+
+    try:
+        return parse_arguments(json_text, pairs, schema)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def validate(
+    ctx: typer.Context,
+    server: ServerArgument,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    timeout: TimeoutOption = None,
+    protocol: ProtocolOption = "auto",
+) -> None:
+    """Connect and check a server: protocol version, server info, capabilities, tools."""
+    from atrium.cli.toolview import render_report
+    from atrium.client.checks import validate as check
+
+    cli = state(ctx)
+    where = target(cli, server, url, timeout, protocol)
+    report = where.run(check)
+    if as_json:
+        cli.print_json({"server": where.server, **report.to_json()})
+    else:
+        render_report(cli, where.server, report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def connectivity(
+    ctx: typer.Context,
+    server: ServerArgument,
+    count: Annotated[
+        int, typer.Option("--count", "-c", min=1, max=1000, help="Round trips to time.")
+    ] = 3,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+    timeout: TimeoutOption = None,
+    protocol: ProtocolOption = "auto",
+) -> None:
+    """Test connectivity: connect, then time COUNT tools/list round trips (min/avg/max)."""
+    from atrium.cli.toolview import render_timing
+    from atrium.client.checks import measure
+
+    cli = state(ctx)
+    where = target(cli, server, url, timeout, protocol)
+    timing = where.run(lambda connection: measure(connection, count))
+    if as_json:
+        cli.print_json({"server": where.server, **timing.to_json()})
+    else:
+        render_timing(cli, where.server, timing)
