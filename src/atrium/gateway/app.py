@@ -24,7 +24,9 @@ from atrium.settings import Settings
 from atrium.store import Store
 
 AUDIT_SPILL = "audit-spill.jsonl"
-_MCP_PATH = re.compile(r"/api/v1/mcp/([^/]+)/mcp")
+# "registry" is no server's name (registry.schema.RESERVED_NAMES): /api/v1/mcp/registry/mcp is
+# the registry entry of a server called "mcp".
+_MCP_PATH = re.compile(r"/api/v1/mcp/(?!registry/)([^/]+)/mcp")
 
 
 def create_app(settings: Settings, *, store: Store | None = None, poll_s: float = 2.0) -> Starlette:

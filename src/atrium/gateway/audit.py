@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from atrium.registry.schema import redacted
+from atrium.registry.schema import SECRET_KEY
 from atrium.store.audit import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -28,12 +28,23 @@ def capped_arguments(arguments: Any) -> Any:
     """Arguments with secret-looking values redacted, cut to ``MAX_ARGUMENT_BYTES`` of JSON."""
     if arguments is None:
         return None
-    safe = redacted(arguments)
+    safe = _redacted(arguments)
     encoded = orjson.dumps(safe)
     if len(encoded) <= MAX_ARGUMENT_BYTES:
         return safe
     preview = encoded[:MAX_ARGUMENT_BYTES].decode("utf-8", errors="ignore")
     return {"_truncated": True, "_bytes": len(encoded), "preview": preview}
+
+
+def _redacted(value: Any) -> Any:
+    # Everything under a secret-looking key goes, whatever its type: a numeric PIN or a nested
+    # {"user": ..., "pass": ...} is as secret as a string (registry.schema.redacted keeps
+    # non-strings, which in YAML are $env/$file references, not secrets).
+    if isinstance(value, dict):
+        return {k: "***" if SECRET_KEY.search(k) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item) for item in value]
+    return value
 
 
 class AuditWriter(Protocol):

@@ -18,12 +18,12 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
-from atrium.gateway.audit import AuditEvent, capped_arguments
-from atrium.gateway.errors import GatewayError
+from atrium.gateway.audit import capped_arguments
+from atrium.gateway.errors import GatewayError, timed_out
 from atrium.gateway.jsonrpc import Inbound
 from atrium.gateway.policy import Policy
 from atrium.gateway.sse import EventRelay
-from atrium.store.audit import Outcome
+from atrium.store.audit import AuditEvent, Outcome
 
 
 @dataclass
@@ -91,19 +91,32 @@ class Exchange:
             try:
                 chunk = await asyncio.wait_for(response.content.readany(), wait)
             except TimeoutError:
+                assert idle_timeout is not None
                 self.failure = (
                     "http_error",
                     504,
                     f"no message within {idle_timeout:g} s (timeout_s)",
                 )
+                # The status went out long ago: the client learns of the time-out from a
+                # JSON-RPC error per unanswered request. An unfinished event is dropped.
+                tail = self._timeout_events(idle_timeout)
                 break
             if not chunk:
+                tail = relay.flush() if relay is not None else b""
                 break
             out = relay.feed(chunk) if relay is not None else chunk
             if out:
                 await send({"type": "http.response.body", "body": out, "more_body": True})
-        tail = relay.flush() if relay is not None else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+    def _timeout_events(self, idle_timeout: float) -> bytes:
+        assert self.inbound is not None  # only a POST times out
+        error = timed_out(self.server, idle_timeout)
+        return b"".join(
+            b"event: message\ndata: " + error.body(call.id) + b"\n\n"
+            for call in self.inbound.calls
+            if call.is_request and call.id not in self.outcomes
+        )
 
     def _wants_inspection(self) -> bool:
         return self.inbound is not None

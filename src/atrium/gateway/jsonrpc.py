@@ -7,6 +7,9 @@ contradict it, so a policy decision can never rest on a header alone.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,9 @@ import orjson
 from atrium.gateway.errors import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR, GatewayError
 
 MODERN = "2026-07-28"
+# A value that would not survive as an HTTP header (non-ASCII, edge whitespace) is sent as
+# "=?base64?<its UTF-8 in base64>?=" (2026-07-28, "HTTP headers"; the SDK's encode_header_value).
+_ENCODED = re.compile(r"=\?base64\?(?P<payload>.*)\?=")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,11 @@ class Call:
 class Inbound:
     calls: tuple[Call, ...]
     batch: bool
+
+    @property
+    def listens(self) -> bool:
+        """A 2026-07-28 ``subscriptions/listen``: its answer is a stream with no set end."""
+        return any(call.method == "subscriptions/listen" for call in self.calls)
 
 
 def parse(body: bytes) -> Inbound:
@@ -80,7 +91,18 @@ def check_routing_headers(inbound: Inbound, method: str | None, name: str | None
     body_name = call.params.get("name") if call.method in ("tools/call", "prompts/get") else None
     if call.method == "resources/read":
         body_name = call.params.get("uri")
-    if name is not None and body_name is not None and name != body_name:
+    if name is not None and body_name is not None and _decoded(name) != body_name:
         raise GatewayError(
             400, HEADER_MISMATCH, f"Mcp-Name header {name!r} does not match the body"
         )
+
+
+def _decoded(value: str) -> str | None:
+    """A header value as the client meant it; ``None`` (matching nothing) when malformed."""
+    match = _ENCODED.fullmatch(value)
+    if match is None:
+        return value
+    try:
+        return base64.b64decode(match["payload"], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None

@@ -125,8 +125,10 @@ class McpProxy:
         session = self.upstreams.session(route.upstream)
         headers = request_headers(scope["headers"], exchange.request_id)
         headers.update(route.credentials)
-        # A POST answers one request: it times out. A GET stream is open-ended by design.
-        idle = route.config.timeout_s if body is not None else None
+        # A POST answers one request: it times out. A GET stream, like the 2026-07-28
+        # subscriptions/listen that replaces it (SEP-2575), is open-ended by design.
+        listens = exchange.inbound is not None and exchange.inbound.listens
+        idle = route.config.timeout_s if body is not None and not listens else None
         try:
             # sock_read bounds the wait for the answer's headers too: a backend may hold them
             # back until its (slow) tool returns.
