@@ -131,3 +131,19 @@ async def test_a_2026_listen_stream_outlives_timeout_s_as_a_get_stream_does(
             event = await anext(subscription)
 
     assert isinstance(event, ToolsListChanged)
+
+
+async def test_stopping_the_gateway_ends_open_get_streams_instead_of_waiting_for_them(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    url = gateway.url("tools")
+    session = await legacy_session(http, url)
+    headers = {**legacy_headers(session), "Accept": "text/event-stream"}
+
+    async with http.stream("GET", url, headers=headers) as stream:
+        assert stream.status_code == 200
+        gateway.app.state.proxy.close_streams()
+        # Ends now, not when the backend or the client gives up.
+        await asyncio.wait_for(stream.aread(), DEADLINE_S)
+    # Within the 5 s grace period the test gateway has: nothing is left to wait for.
+    await asyncio.wait_for(gateway.stop(), 4)

@@ -65,6 +65,7 @@ def create_app(settings: Settings, *, store: Store | None = None, poll_s: float 
     app = _Gateway(proxy, routes=routes, lifespan=lifespan)
     app.state.directory = directory
     app.state.audit = audit
+    app.state.proxy = proxy
     return app
 
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 from starlette.types import Message, Receive, Scope, Send
@@ -41,6 +42,7 @@ class McpProxy:
         self.upstreams = upstreams
         self.guard = guard
         self.audit = audit
+        self._closing = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(
@@ -105,19 +107,39 @@ class McpProxy:
     ) -> None:
         forward = asyncio.ensure_future(self._forward(scope, send, route, body, exchange))
         disconnect = asyncio.ensure_future(_disconnected(receive))
+        waiters: set[asyncio.Future[Any]] = {forward, disconnect}
+        open_ended = body is None or (exchange.inbound is not None and exchange.inbound.listens)
+        closing = asyncio.ensure_future(self._closing.wait()) if open_ended else None
+        if closing is not None:
+            waiters.add(closing)
         try:
-            await asyncio.wait((forward, disconnect), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            ended_by_us = closing is not None and closing.done() and not forward.done()
             if not forward.done():
-                # The client went away: cancelling closes the upstream connection, which the
-                # backend sees as the request being cancelled.
+                # The client went away (or the gateway is stopping): cancelling closes the
+                # upstream connection, which the backend sees as the request being cancelled.
                 forward.cancel()
-                exchange.client_gone()
-            disconnect.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await disconnect
+                if not ended_by_us:
+                    exchange.client_gone()
+            for waiter in (disconnect, closing):
+                if waiter is not None:
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
             with contextlib.suppress(asyncio.CancelledError):
                 await forward  # re-raises a GatewayError raised before any byte was sent
+            if ended_by_us and exchange.started_response:
+                with contextlib.suppress(OSError):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def close_streams(self) -> None:
+        """End every open-ended stream (GET, subscriptions/listen): the gateway is stopping.
+
+        Without this a server shutdown waits its whole grace period for streams that never end
+        by themselves; clients of either era reconnect when a stream ends.
+        """
+        self._closing.set()
 
     async def _forward(
         self, scope: Scope, send: Send, route: Route, body: bytes | None, exchange: Exchange

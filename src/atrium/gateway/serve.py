@@ -32,8 +32,9 @@ class _EmbeddedServer(uvicorn.Server):
 class GatewayServer:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
+        self._app = create_app(settings, store=store)
         config = uvicorn.Config(
-            create_app(settings, store=store),
+            self._app,
             host=settings.gateway_host,
             port=settings.gateway_port,
             log_config=None,  # the CLI configured logging once
@@ -64,5 +65,6 @@ class GatewayServer:
         """Stop accepting, let requests in flight finish (10 s at most), run the lifespan's end."""
         if self._task is None:
             return
+        self._app.state.proxy.close_streams()
         self._server.should_exit = True
         await self._task
