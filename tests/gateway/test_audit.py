@@ -93,6 +93,7 @@ async def test_a_tool_error_is_recorded_as_tool_error(
     (record,) = await gateway.audit(response.headers["x-request-id"])
     assert response.json()["result"]["isError"] is True
     assert (record.tool, record.outcome, record.status) == ("fail", "tool_error", 200)
+    assert "this tool always fails" in str(record.error)
 
 
 async def test_a_refused_call_is_recorded_as_a_json_rpc_error(

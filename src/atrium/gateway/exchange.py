@@ -144,8 +144,10 @@ class Exchange:
             self.outcomes[request_id] = ("jsonrpc_error", str(error.get("message")))
             return None
         result = message.get("result")
-        tool_error = isinstance(result, dict) and result.get("isError") is True
-        self.outcomes[request_id] = ("tool_error", None) if tool_error else ("ok", None)
+        if isinstance(result, dict) and result.get("isError") is True:
+            self.outcomes[request_id] = ("tool_error", _error_text(result))
+        else:
+            self.outcomes[request_id] = ("ok", None)
         narrowed = (
             self.policy is not None
             and not self.policy.open
@@ -212,3 +214,15 @@ class Exchange:
             error=error,
             duration_ms=round(duration, 3),
         )
+
+
+MAX_ERROR_TEXT = 1000
+
+
+def _error_text(result: dict[str, Any]) -> str | None:
+    """What a failed tool said (its first text block), for the audit record."""
+    content = result.get("content")
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") == "text":
+            return str(block.get("text", ""))[:MAX_ERROR_TEXT]
+    return None
