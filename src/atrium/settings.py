@@ -174,6 +174,13 @@ def project_dir_from(option: Path | None, environ: Mapping[str, str] | None = No
 
 
 SERVER_PORT_VARIABLE = "ATRIUM_SERVER_PORT"
+SUPERVISOR_VARIABLE = "ATRIUM_SUPERVISOR"
+
+
+def supervised(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether this process was started by Atrium's supervisor (which sets the variable)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get(SUPERVISOR_VARIABLE))
 
 
 def server_port_from_env(environ: Mapping[str, str] | None = None) -> int | None:

@@ -21,9 +21,14 @@ from typing import Any, Literal, get_args
 from mcp.server.mcpserver import MCPServer
 
 from atrium.errors import ConfigError
-from atrium.servers import shutdown
+from atrium.servers import lifeline, shutdown
 from atrium.servers.app import create_app
-from atrium.settings import SERVER_PORT_VARIABLE, project_dir_from, server_port_from_env
+from atrium.settings import (
+    SERVER_PORT_VARIABLE,
+    project_dir_from,
+    server_port_from_env,
+    supervised,
+)
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -86,6 +91,8 @@ def serve(server: MCPServer[Any], options: ServeOptions) -> None:
         options.port,
     )
     app = create_app(server, host=options.host)
+    if supervised():
+        lifeline.watch_parent()
     shutdown.serve_until_stopped(
         app,
         host=options.host,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
-from atrium.settings import Settings
+from atrium.settings import SUPERVISOR_VARIABLE, Settings
 from atrium.supervisor.process import ManagedProcess
 from atrium.supervisor.reaper import reap_orphans
 from atrium.supervisor.spec import LaunchError, launch_spec
@@ -71,7 +71,7 @@ class Supervisor:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._crashes: dict[str, deque[float]] = {}
         self._closing = False
-        self.marker = f"ATRIUM_SUPERVISOR={uuid.uuid4().hex}"
+        self.marker = f"{SUPERVISOR_VARIABLE}={uuid.uuid4().hex}"
         for entry in registry:
             if entry.config.transport != "remote":
                 self.state.servers[entry.name] = _status(entry)

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 import anyio
 
 from atrium.registry.schema import SERVER_NAME
+from atrium.servers.lifeline import watch_parent
+from atrium.settings import supervised
 from atrium.supervisor.bridge.service import EXIT_FAILURE, BridgeOptions, run_bridge
 
 logger = logging.getLogger(__name__)
@@ -82,6 +84,8 @@ def configure_logging(server: str, level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options, level = parse_args(argv)
     configure_logging(options.name, level)
+    if supervised():
+        watch_parent()  # the bridge's own stop then stops its child too
     try:
         return anyio.run(run_bridge, options)
     except Exception:

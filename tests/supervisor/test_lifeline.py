@@ -1,0 +1,63 @@
+"""Servers do not outlive a supervisor that was killed outright (SIGKILL cannot be caught)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from atrium.supervisor.reaper import children_of
+from atrium.supervisor.state import read_state
+from tests.supervisor.conftest import free_port
+
+TIME = Path(sys.executable).parent / "mcp-server-time"
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+def wait_for(condition: object, deadline_s: float, what: str) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_servers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    (tmp_path / "services/mcp").mkdir(parents=True)
+    servers = {
+        "atrium": {"binary": "atrium-mcp-atrium", "port": free_port()},
+        "time": {"transport": "stdio", "command": [str(TIME)], "port": free_port()},
+    }
+    (tmp_path / "services/mcp/servers.yaml").write_text(json.dumps({"mcp_servers": servers}))
+    env = {**os.environ, "ATRIUM_PORT_RANGE": "1024-65535"}
+    command = [sys.executable, "-m", "atrium", "--project", str(tmp_path), "start", "mcp"]
+    with (tmp_path / "supervisor.out").open("w") as output:
+        supervisor = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        state_dir = tmp_path / ".atrium"
+        wait_for(lambda: (s := read_state(state_dir)) is not None and s.ready, 60, "the servers")
+        state = read_state(state_dir)
+        assert state is not None
+        assert {s.state for s in state.servers.values()} == {"running"}
+        hosted = [s.pid for s in state.servers.values() if s.pid]
+        tree = {*hosted, *(child for pid in hosted for child in children_of(pid))}
+        assert len(tree) >= 3  # two servers and the stdio child of the bridge
+
+        supervisor.send_signal(signal.SIGKILL)
+        supervisor.wait(10)
+
+        wait_for(lambda: not any(alive(pid) for pid in tree), 20, "the servers to stop")
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(10)
