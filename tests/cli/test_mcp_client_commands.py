@@ -11,7 +11,7 @@ import pytest
 from atrium.client.connect import gateway_url
 from atrium.settings import load_settings
 from tests.cli.helpers import CliResult, run_atrium
-from tests.supervisor.conftest import free_port
+from tests.processes import free_port
 
 
 def project(tmp_path: Path) -> Path:

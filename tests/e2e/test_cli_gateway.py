@@ -11,13 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.supervisor.conftest import free_port
+from tests.processes import free_port, wait_for
 
 
 class Atrium:
@@ -67,13 +66,6 @@ def mcp(atrium: Atrium, *args: str) -> subprocess.CompletedProcess[str]:
 def request_id(result: subprocess.CompletedProcess[str]) -> str:
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("request id: ")]
     return line.removeprefix("request id: ")
-
-
-def wait_for(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_tools_json_lists_the_atrium_servers_tools(atrium: Atrium) -> None:

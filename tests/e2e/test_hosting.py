@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from mcp import Client
 
 from atrium.supervisor.reaper import children_of
 from atrium.supervisor.state import RuntimeState, read_state
-from tests.supervisor.conftest import free_port
+from tests.processes import alive, free_port, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERYTHING = ROOT / ".cache/npm/node_modules/.bin/mcp-server-everything"
@@ -42,13 +41,6 @@ def write_server(project: Path, name: str, config: dict[str, object]) -> int:
     server = {"mcp_servers": {name: {**config, "port": port, "enabled": True}}}
     (project / f"services/mcp/{name}.yaml").write_text(json.dumps(server))
     return port
-
-
-def wait_for(condition: object, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def descendants(pid: int) -> set[int]:
@@ -104,14 +96,6 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
             supervisor.kill()
         supervisor.wait(30)
         output.close()
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"  # a zombie is dead, only not yet reaped by init
 
 
 def state(project: Path) -> RuntimeState:

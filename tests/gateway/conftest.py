@@ -20,7 +20,8 @@ from atrium.servers.shutdown import GracefulServer
 from atrium.settings import Settings, load_settings
 from atrium.store import Store
 from tests.gateway.backend import Witness, build_backend
-from tests.gateway.helpers import Gateway, free_port, running_gateway, save_servers, serving
+from tests.gateway.helpers import Gateway, running_gateway, save_servers, serving
+from tests.processes import free_port
 
 MAX_BODY_BYTES = 64 * 1024
 

@@ -26,12 +26,12 @@ from tests.gateway.helpers import (
     DEADLINE_S,
     Gateway,
     call_modern,
-    free_port,
     modern_headers,
     running_gateway,
     save_servers,
     wait_until,
 )
+from tests.processes import free_port
 
 
 async def test_a_call_is_recorded_with_its_server_tool_arguments_caller_and_duration(

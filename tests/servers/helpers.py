@@ -55,13 +55,6 @@ async def _started(server: GracefulServer, task: asyncio.Task[None]) -> None:
         await asyncio.sleep(0.01)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextmanager
 def running(argv: Sequence[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv`` (a server listening on ``port``), wait for ``/health``, kill it on exit."""

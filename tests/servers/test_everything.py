@@ -24,7 +24,8 @@ from mcp.types import (
 )
 
 from atrium.servers.everything import create_server
-from tests.servers.helpers import free_port, running, serving
+from tests.processes import free_port
+from tests.servers.helpers import running, serving
 
 MODES = ["2026-07-28", "legacy"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

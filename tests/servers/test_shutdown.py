@@ -14,7 +14,8 @@ import pytest
 from mcp.client.client import Client
 
 from atrium.settings import Settings
-from tests.servers.helpers import DEADLINE_S, free_port, running, wait_for_file
+from tests.processes import free_port
+from tests.servers.helpers import DEADLINE_S, running, wait_for_file
 
 HOLD_SERVER = Path(__file__).with_name("hold_server.py")
 STOP_DEADLINE_S = 5.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,15 +11,9 @@ import pytest
 
 from atrium.registry.loader import Registry, load_registry
 from atrium.settings import Settings, load_settings
+from tests.processes import free_port
 
 FAKE = Path(__file__).with_name("fake_server.py")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 ProjectFactory = Callable[..., tuple[Settings, Registry]]

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,8 @@ import pytest
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
+
+from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
@@ -94,12 +95,6 @@ class Bridge:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start_bridge(folder: Path, name: str, command: list[str], *options: str) -> Bridge:

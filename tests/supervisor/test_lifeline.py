@@ -7,29 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from atrium.supervisor.reaper import children_of
 from atrium.supervisor.state import read_state
-from tests.supervisor.conftest import free_port
+from tests.processes import alive, free_port, wait_for
 
 TIME = Path(sys.executable).parent / "mcp-server-time"
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rfind(")") + 2] != "Z"
-
-
-def wait_for(condition: object, deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_servers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from tests.cli.helpers import run_atrium
-from tests.supervisor.conftest import free_port
+from tests.processes import free_port
 
 
 class NoGetStream(http.server.BaseHTTPRequestHandler):

@@ -15,18 +15,10 @@ from atrium.registry.loader import load_registry
 from atrium.settings import load_settings
 from atrium.supervisor.state import read_state
 from atrium.supervisor.supervisor import RestartPolicy, Supervisor
+from tests.processes import alive
 from tests.supervisor.conftest import ProjectFactory
 
 FAST = RestartPolicy(max_crashes=3, window_s=30, backoff_base_s=0.05, health_deadline_s=10)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0): it is dead all the same.
-    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
 
 
 def environ_of(pid: int | None) -> list[bytes]:

@@ -95,12 +95,4 @@ def _values(record: ArtifactRecord) -> dict[str, Any]:
 
 
 def _record(row: Row[Any]) -> ArtifactRecord:
-    return ArtifactRecord(
-        id=row.id,
-        server=row.server,
-        tool=row.tool,
-        kind=row.kind,
-        title=row.title,
-        content=row.content,
-        created_at=row.created_at,
-    )
+    return ArtifactRecord(**row._mapping)

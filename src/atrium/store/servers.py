@@ -138,14 +138,4 @@ def _changes(record: ServerRecord) -> dict[str, Any]:
 
 
 def _record(row: Row[Any]) -> ServerRecord:
-    return ServerRecord(
-        name=row.name,
-        config=row.config,
-        enabled=row.enabled,
-        transport=row.transport,
-        port=row.port,
-        source=row.source,
-        disabled_reason=row.disabled_reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+    return ServerRecord(**row._mapping)
