@@ -57,6 +57,12 @@ class ConfigError(AtriumError):
         super().__init__("\n".join([head + ":", *(f"  {p}" for p in problems)]))
 
 
+class UsageError(AtriumError):
+    """A command-line argument is wrong; the message says which and why."""
+
+    exit_code = EXIT_CONFIG
+
+
 class NotFoundError(AtriumError):
     """A name the user gave does not exist."""
 

@@ -36,6 +36,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ATRIUM_DATABASE_URL": ("store", "url"),
         "ATRIUM_DATABASE_SCHEMA": ("store", "schema"),
         "ATRIUM_ISSUER": ("oauth", "issuer"),
+        "ATRIUM_OAUTH_DEV_MODE": ("oauth", "dev_mode"),
         "ATRIUM_LOG_LEVEL": ("logging", "level"),
     }
 )
@@ -102,7 +103,34 @@ class StoreSection(_Section):
 
 
 class OAuthSection(_Section):
+    """The authorization server (``atrium.auth``): lifetimes, limits and roles."""
+
     issuer: str | None = None
+    access_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
+    refresh_token_ttl_s: int = Field(default=30 * 86400, ge=3600)
+    # Dynamic registration (RFC 7591) is open to anyone: cap it, and forget clients that
+    # registered but never obtained a token.
+    max_dynamic_clients: int = Field(default=1000, ge=1)
+    unused_client_ttl_s: int = Field(default=86400, ge=60)
+    # Development only: Client ID Metadata Documents on loopback http:// URLs.
+    dev_mode: bool = False
+    # RFC 9449 §8/§9: make clients sign a server-chosen nonce into their DPoP proofs.
+    dpop_nonce: bool = False
+    # Where a token requested without RFC 8707 ``resource`` is meant for (servers whose
+    # ``oauth.audience`` names it accept it).
+    default_audience: str = "mcp"
+    # Custom roles: role name -> the scopes it grants (built-in roles are in atrium.auth.roles).
+    roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        # RFC 8414 §2: an https URL with no query or fragment (http is for local use).
+        if value is not None and (
+            not value.startswith(("http://", "https://")) or "?" in value or "#" in value
+        ):
+            raise ValueError("must be an http(s) URL without query or fragment")
+        return value
 
 
 class LoggingSection(_Section):
@@ -135,6 +163,7 @@ class Settings:
     database_url: str = ""
     database_schema: str | None = None
     issuer: str = "http://localhost:8080"
+    oauth: OAuthSection = field(default_factory=OAuthSection)
     log_level: LogLevel = "info"
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -157,6 +186,11 @@ class Settings:
     @property
     def settings_file(self) -> Path:
         return self.project_dir / SETTINGS_FILE
+
+    @property
+    def oauth_base(self) -> str:
+        """Where the authorization server's endpoints live."""
+        return f"{self.issuer}/api/v1/core/oauth"
 
     def endpoint_for(self, server: str) -> str:
         """The public URL a client uses for ``server`` through the gateway."""
@@ -278,6 +312,7 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         database_url=_database_url(root, parsed.store.url),
         database_schema=parsed.store.schema_,
         issuer=(parsed.oauth.issuer or public_url).rstrip("/"),
+        oauth=parsed.oauth,
         log_level=parsed.logging.level,
         environ=MappingProxyType(dict(env)),
     )

@@ -146,6 +146,25 @@ class Gateway:
             await asyncio.sleep(0.02)
         return records
 
+    def token(
+        self,
+        server: str,
+        *scopes: str,
+        subject: str = "user-1",
+        client_id: str = "test-client",
+        audience: str | None = None,
+        jkt: str | None = None,
+    ) -> str:
+        """An access token from this gateway's own issuer, meant for ``server``."""
+        value, _ = self.app.state.auth.tokens.mint(
+            subject=subject,
+            client_id=client_id,
+            audience=[audience or self.app.state.auth.resources.url_for(server)],
+            scopes=scopes,
+            jkt=jkt,
+        )
+        return str(value)
+
     async def add_server(self, name: str, **config: Any) -> None:
         """Save one more server and route to it now, not at the next poll."""
         await self.store.servers.save([server_record(name, config)])

@@ -162,7 +162,8 @@ async def test_mcp_param_and_routing_headers_reach_the_backend(
 async def test_credentials_meant_for_the_gateway_stay_at_the_gateway(
     gateway: Gateway, backend: Backend, http: httpx2.AsyncClient
 ) -> None:
-    http.headers.update({"Authorization": "Bearer for-the-gateway", "Cookie": "session=1"})
+    token = gateway.token("tools", "user")
+    http.headers.update({"Authorization": f"Bearer {token}", "Cookie": "session=1"})
 
     response = await call_modern(http, gateway.url("tools"), "echo", {"text": "hi"})
 

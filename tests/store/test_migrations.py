@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import Connection, inspect, text
 
 from atrium.settings import Settings
 from atrium.store import Store, StoreError
+from atrium.store.audit import AuditEvent
 from atrium.store.migrate import alembic_config
 from atrium.store.tables import metadata
 
@@ -50,3 +52,19 @@ async def test_a_database_from_a_newer_atrium_is_a_store_error(
         await Store.open(database_settings)
 
     assert caught.value.action == "open and migrate the database"
+
+
+async def test_the_auth_revision_goes_down_and_up_keeping_the_audit_records(store: Store) -> None:
+    at = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+    await store.audit.add_many([AuditEvent(request_id="r1", server="tools", method=None, at=at)])
+    async with store.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0003"))
+        after_downgrade = await conn.run_sync(table_names)
+        await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
+        after_upgrade = await conn.run_sync(differences)
+
+    assert after_downgrade == ["alembic_version", "artifacts", "audit_events", "mcp_servers"]
+    assert after_upgrade == []
+    assert [(r.request_id, r.at, r.subject) for r in await store.audit.for_request("r1")] == [
+        ("r1", at, None)
+    ]

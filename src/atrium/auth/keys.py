@@ -34,3 +34,49 @@ def ensure_signing_keys(state_dir: Path) -> tuple[Path, bool]:
     with os.fdopen(fd, "w", encoding="utf-8") as stream:
         stream.write(text)
     return path, True
+
+
+class KeySet:
+    """The loaded signing keys: the first signs, all verify (rotation overlap)."""
+
+    def __init__(self, keys: list[ECKey]) -> None:
+        if not keys:
+            raise ValueError("a key set needs at least one key")
+        self.keys = keys
+        self._by_kid = {key.kid: key for key in keys}
+
+    @classmethod
+    def load(cls, state_dir: Path) -> KeySet:
+        """The project's key set, created on first use (``atrium init`` normally creates it)."""
+        path, _ = ensure_signing_keys(state_dir)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls([ECKey.import_key(item) for item in data["keys"]])
+
+    @property
+    def signing(self) -> ECKey:
+        return self.keys[0]
+
+    def get(self, kid: str | None) -> ECKey | None:
+        return self._by_kid.get(kid) if kid else None
+
+    def public_jwks(self) -> dict[str, Any]:
+        """RFC 7517 §5: what ``/jwks`` publishes (never a private member)."""
+        return {"keys": [dict(key.as_dict(private=False)) for key in self.keys]}
+
+
+def rotate_signing_keys(state_dir: Path, *, keep: int = 2) -> str:
+    """Put a new signing key first and keep the newest ``keep`` keys; the new ``kid``.
+
+    Tokens signed by a kept key still verify until they expire, so ``keep`` must cover the
+    access-token lifetime between two rotations.
+    """
+    path, _ = ensure_signing_keys(state_dir)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    key = new_signing_key()
+    data["keys"] = [key, *data["keys"]][: max(keep, 1)]
+    temporary = path.with_suffix(".tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as stream:
+        stream.write(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, path)
+    return str(key["kid"])

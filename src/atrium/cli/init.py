@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +13,8 @@ from atrium.scaffold import init_project
 
 if TYPE_CHECKING:
     from atrium.store import Store
+
+FIRST_ADMIN = "admin"
 
 
 def init(
@@ -31,14 +34,28 @@ def init(
         cli.project_option = directory  # `init DIR` is `--project DIR init`
     settings = cli.settings
     report = init_project(settings)
-    cli.with_store(_migrated)
+    password = secrets.token_urlsafe(12)
+    admin_created = cli.with_store(lambda store: _first_admin(store, password))
     for path in report.created:
         cli.out.print(f"[green]created[/] {path}", highlight=False)
     for path in report.kept:
         cli.out.print(f"[dim]kept[/]    {path}", highlight=False)
     cli.out.print(f"\nProject ready in {settings.project_dir}", highlight=False)
+    if admin_created:
+        cli.out.print(
+            f"\nThe first administrator is [bold]{FIRST_ADMIN}[/], password (shown once): "
+            f"[bold]{password}[/]\nClients sign in through {settings.oauth_base}/authorize; "
+            f"change it with: atrium admin users set-password {FIRST_ADMIN}",
+            highlight=False,
+        )
     cli.out.print("Next: atrium plugins mcp list", highlight=False)
 
 
-async def _migrated(store: Store) -> None:
-    """Opening the store is the work: it creates the database and applies the migrations."""
+async def _first_admin(store: Store, password: str) -> bool:
+    """Opening the store migrates it; a store without users gets its first admin."""
+    from atrium.cli.admin import create_user
+
+    if await store.users.count():
+        return False
+    await create_user(store, FIRST_ADMIN, password, "admin")
+    return True

@@ -94,7 +94,8 @@ def show(
     policy = entry.config.tools
     cli.out.print(
         f"Tool policy: allowed {_globs(policy.allowed)}; denied {_globs(policy.denied)}; "
-        f"public (anonymous callers) {_globs(policy.public)}",
+        f"public (anonymous callers) "
+        f"{_globs(policy.public) if policy.public is not None else 'every allowed tool'}",
         highlight=False,
     )
 

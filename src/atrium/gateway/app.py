@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,14 +16,20 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from atrium.auth.resource import ResourceGuard
+from atrium.auth.routes import oauth_routes
+from atrium.auth.server import AuthorizationServer, Hosted
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import ServerDirectory
 from atrium.gateway.guard import Guard
 from atrium.gateway.proxy import McpProxy
 from atrium.gateway.registry_api import RegistryApi
 from atrium.gateway.upstream import Upstreams
+from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
 from atrium.store import Store
+
+logger = logging.getLogger(__name__)
 
 AUDIT_SPILL = "audit-spill.jsonl"
 # "registry" is no server's name (registry.schema.RESERVED_NAMES): /api/v1/mcp/registry/mcp is
@@ -29,12 +37,20 @@ AUDIT_SPILL = "audit-spill.jsonl"
 _MCP_PATH = re.compile(r"/api/v1/mcp/(?!registry/)([^/]+)/mcp")
 
 
-def create_app(settings: Settings, *, store: Store | None = None, poll_s: float = 2.0) -> Starlette:
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    poll_s: float = 2.0,
+    clock: Callable[[], float] = time.time,
+) -> Starlette:
     """The gateway; opens ``store`` (or the settings' store) for its lifetime."""
     directory = ServerDirectory(settings)
     upstreams = Upstreams()
     audit = AuditSink(None, settings.state_dir / AUDIT_SPILL)
-    proxy = McpProxy(directory, upstreams, Guard.from_settings(settings), audit)
+    auth = AuthorizationServer(settings, hosted=_hosted(directory), clock=clock)
+    guard = Guard.from_settings(settings)
+    proxy = McpProxy(directory, upstreams, guard, audit, ResourceGuard(auth), settings.public_url)
     registry = RegistryApi(settings, directory)
 
     @contextlib.asynccontextmanager
@@ -43,9 +59,11 @@ def create_app(settings: Settings, *, store: Store | None = None, poll_s: float 
         opened = await Store.open(settings) if store is None else store
         directory.store = opened
         await directory.refresh()
+        auth.attach(opened)
+        await auth.revocations.refresh(opened)
         audit.attach(opened.audit)
         audit.start()
-        watcher = asyncio.create_task(directory.watch(poll_s), name="registry-watch")
+        watcher = asyncio.create_task(_watch(directory, auth, proxy, poll_s), name="registry-watch")
         try:
             yield
         finally:
@@ -54,6 +72,7 @@ def create_app(settings: Settings, *, store: Store | None = None, poll_s: float 
                 await watcher
             await audit.close()
             await upstreams.close()
+            await auth.close()
             if owned:
                 await opened.close()
 
@@ -61,12 +80,37 @@ def create_app(settings: Settings, *, store: Store | None = None, poll_s: float 
         Route("/health", _health),
         Route("/api/v1/mcp/registry", registry.list),
         Route("/api/v1/mcp/registry/{server}", registry.get),
+        *oauth_routes(auth),
     ]
     app = _Gateway(proxy, routes=routes, lifespan=lifespan)
     app.state.directory = directory
     app.state.audit = audit
     app.state.proxy = proxy
+    app.state.auth = auth
     return app
+
+
+def _hosted(directory: ServerDirectory) -> Hosted:
+    def hosted(name: str) -> ServerConfig | None:
+        route = directory.routes.get(name)
+        return route.config if route is not None and route.enabled else None
+
+    return hosted
+
+
+async def _watch(
+    directory: ServerDirectory, auth: AuthorizationServer, proxy: McpProxy, interval_s: float
+) -> None:
+    """Follow the store: the server registry and the revocation list, one poll each."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            if await directory.refresh():
+                proxy.catalog.forget()
+                logger.info("server registry reloaded: %d servers", len(directory.routes))
+            await auth.revocations.refresh(directory.store_or_fail())
+        except Exception:  # the top of a task: keep serving with what we have
+            logger.exception("reloading from the store failed")
 
 
 class _Gateway(Starlette):

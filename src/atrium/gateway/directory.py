@@ -7,7 +7,6 @@ it moved, so a ``cloud sync`` reaches every replica within one poll interval.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -106,6 +105,10 @@ class ServerDirectory:
             raise disabled(name, route.disabled_reason)
         return route
 
+    def store_or_fail(self) -> Store:
+        assert self.store is not None, "the gateway's lifespan attaches the store"
+        return self.store
+
     async def refresh(self) -> bool:
         """Reload from the store if it changed; whether it did."""
         if self.store is None:
@@ -116,15 +119,6 @@ class ServerDirectory:
         self.replace(build_routes(await self.store.servers.list(), self.settings))
         self._fingerprint = fingerprint
         return True
-
-    async def watch(self, interval_s: float = 2.0) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                if await self.refresh():
-                    logger.info("server registry reloaded: %d servers", len(self._routes))
-            except Exception:  # the top of a task: keep serving the last good registry
-                logger.exception("reloading the server registry failed")
 
 
 __all__ = ["GatewayError", "Route", "ServerDirectory", "build_routes"]

@@ -18,10 +18,11 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
+from atrium.auth.resource import Caller
+from atrium.gateway.access import ToolAccess
 from atrium.gateway.audit import capped_arguments
 from atrium.gateway.errors import GatewayError, timed_out
 from atrium.gateway.jsonrpc import Inbound
-from atrium.gateway.policy import Policy
 from atrium.gateway.sse import EventRelay
 from atrium.store.audit import AuditEvent, Outcome
 
@@ -32,7 +33,8 @@ class Exchange:
     server: str
     started: float
     inbound: Inbound | None = None
-    policy: Policy | None = None
+    access: ToolAccess | None = None
+    caller: Caller | None = None
     started_response: bool = False
     status: int = 0
     outcomes: dict[Any, tuple[Outcome, str | None]] = field(default_factory=dict)
@@ -149,10 +151,10 @@ class Exchange:
         else:
             self.outcomes[request_id] = ("ok", None)
         narrowed = (
-            self.policy is not None
-            and not self.policy.open
+            self.access is not None
+            and not self.access.open
             and self._method_of(request_id) == "tools/list"
-            and self.policy.filter_result(message)
+            and self.access.filter_result(message)
         )
         return orjson.dumps(message) if narrowed else None
 
@@ -213,7 +215,16 @@ class Exchange:
             status=status,
             error=error,
             duration_ms=round(duration, 3),
+            caller=_caller_name(self.caller),
+            subject=self.caller.subject if self.caller else None,
+            client_id=self.caller.client_id if self.caller else None,
         )
+
+
+def _caller_name(caller: Caller | None) -> str:
+    if caller is None or caller.subject is None:
+        return "anonymous"
+    return caller.subject
 
 
 MAX_ERROR_TEXT = 1000

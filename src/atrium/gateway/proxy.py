@@ -17,7 +17,10 @@ from typing import Any
 import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 
+from atrium.auth.errors import OAuthError
+from atrium.auth.resource import RequestFacts, ResourceGuard
 from atrium.gateway import jsonrpc
+from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import Route, ServerDirectory
 from atrium.gateway.errors import (
@@ -36,12 +39,21 @@ logger = logging.getLogger(__name__)
 
 class McpProxy:
     def __init__(
-        self, directory: ServerDirectory, upstreams: Upstreams, guard: Guard, audit: AuditSink
+        self,
+        directory: ServerDirectory,
+        upstreams: Upstreams,
+        guard: Guard,
+        audit: AuditSink,
+        resource: ResourceGuard,
+        public_url: str,
     ) -> None:
         self.directory = directory
         self.upstreams = upstreams
         self.guard = guard
         self.audit = audit
+        self.resource = resource
+        self.public_url = public_url
+        self.catalog = ToolCatalog()
         self._closing = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,7 +66,15 @@ class McpProxy:
         try:
             self.guard.check(headers.get("host"), headers.get("origin"))
             route = self.directory.lookup(exchange.server)
-            body = await self._inbound(scope, receive, headers, route, exchange)
+            body = await self._read(scope, receive, headers)
+            facts = self._facts(scope, headers, route.name)
+            try:
+                caller = await self.resource.authenticate(facts, route.config.oauth)
+            except OAuthError as error:
+                raise _refusal(error) from None
+            exchange.caller = caller
+            access = ToolAccess(route.name, route.config, route.policy, caller, self.catalog)
+            self._inbound(body, headers, route, access, facts, exchange)
             await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
         except GatewayError as error:
             await _send_error(send, error, exchange)
@@ -63,15 +83,8 @@ class McpProxy:
             for event in exchange.events():
                 self.audit.record(event)
 
-    async def _inbound(
-        self,
-        scope: Scope,
-        receive: Receive,
-        headers: dict[str, str],
-        route: Route,
-        exchange: Exchange,
-    ) -> bytes | None:
-        """Read and check the body of a POST; ``None`` for GET and DELETE."""
+    async def _read(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes | None:
+        """The body of a POST; ``None`` for GET and DELETE."""
         method = scope["method"]
         if method in ("GET", "DELETE"):
             return None
@@ -83,7 +96,36 @@ class McpProxy:
                 headers={"Allow": "GET, POST, DELETE"},
             )
         self.guard.check_length(headers.get("content-length"))
-        body = await _read_body(receive, self.guard.max_body)
+        return await _read_body(receive, self.guard.max_body)
+
+    def _facts(self, scope: Scope, headers: dict[str, str], server: str) -> RequestFacts:
+        path = scope["path"]
+        host = headers.get("host")
+        origin = f"{scope.get('scheme', 'http')}://{host}" if host else None
+        urls = (f"{self.public_url}{path}",) + ((f"{origin}{path}",) if origin else ())
+        dpop = tuple(v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"dpop")
+        return RequestFacts(
+            server=server,
+            method=scope["method"],
+            urls=urls,
+            authorization=headers.get("authorization"),
+            dpop=dpop,
+            origin=origin,
+        )
+
+    def _inbound(
+        self,
+        body: bytes | None,
+        headers: dict[str, str],
+        route: Route,
+        access: ToolAccess,
+        facts: RequestFacts,
+        exchange: Exchange,
+    ) -> None:
+        """Parse and check a POST's JSON-RPC body against the caller's access."""
+        exchange.access = access
+        if body is None:
+            return
         inbound = jsonrpc.parse(body)
         exchange.inbound = inbound
         if headers.get("mcp-protocol-version") == jsonrpc.MODERN:
@@ -92,9 +134,22 @@ class McpProxy:
             )
         for call in inbound.calls:
             if call.method == "tools/call":
-                route.policy.check_call(route.name, call.tool)
-        exchange.policy = route.policy
-        return body
+                self._check_call(route, access, facts, call.tool)
+
+    def _check_call(
+        self, route: Route, access: ToolAccess, facts: RequestFacts, tool: str | None
+    ) -> None:
+        verdict = access.verdict(tool)
+        if verdict == "ok":
+            return
+        if verdict == "hidden":
+            route.policy.check_call(route.name, tool)  # raises: -32602, as for an unknown tool
+        policy = route.config.oauth
+        if verdict == "sign-in":
+            error = self.resource.challenge(facts, policy, None, "sign in to call this tool")
+        else:
+            error = self.resource.insufficient(facts, policy, verdict)
+        raise _refusal(error)
 
     async def _forward_until_disconnect(
         self,
@@ -195,6 +250,17 @@ async def _disconnected(receive: Receive) -> None:
         message: Message = await receive()
         if message["type"] == "http.disconnect":
             return
+
+
+def _refusal(error: OAuthError) -> GatewayError:
+    """An authentication or authorization refusal in the gateway's wire form."""
+    return GatewayError(
+        error.status,
+        INVALID_REQUEST,
+        f"{error.error}: {error.description}",
+        data={"error": error.error},
+        headers=error.headers,
+    )
 
 
 async def _send_error(send: Send, error: GatewayError, exchange: Exchange) -> None:

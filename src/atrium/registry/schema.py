@@ -105,7 +105,9 @@ class ToolPolicy(_Model):
 
     allowed: tuple[Glob, ...] = ("*",)
     denied: tuple[Glob, ...] = ()
-    public: tuple[Glob, ...] = ()
+    # What anonymous callers may call where ``oauth.required`` is false. Unset there means
+    # every allowed tool (the seeds' "disable OAuth for local development"); set, it narrows.
+    public: tuple[Glob, ...] | None = None
     scopes: dict[Glob, tuple[Scope, ...]] = Field(default_factory=dict)
 
 

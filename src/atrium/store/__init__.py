@@ -4,15 +4,26 @@ Open one ``Store`` per process with ``await Store.open(settings)``; see ``atrium
 """
 
 from atrium.store.artifacts import ArtifactQueries, ArtifactRecord
+from atrium.store.clients import ClientQueries, ClientRecord
 from atrium.store.engine import Store
-from atrium.store.errors import StoreError
+from atrium.store.errors import AlreadyExists, StoreError
+from atrium.store.grants import CodeRecord, GrantQueries, RefreshRecord
 from atrium.store.servers import ServerQueries, ServerRecord
+from atrium.store.users import UserQueries, UserRecord
 
 __all__ = [
+    "AlreadyExists",
     "ArtifactQueries",
     "ArtifactRecord",
+    "ClientQueries",
+    "ClientRecord",
+    "CodeRecord",
+    "GrantQueries",
+    "RefreshRecord",
     "ServerQueries",
     "ServerRecord",
     "Store",
     "StoreError",
+    "UserQueries",
+    "UserRecord",
 ]

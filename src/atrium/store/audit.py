@@ -33,6 +33,8 @@ class AuditEvent:
     tool: str | None = None
     arguments: Any = None
     caller: str = "anonymous"
+    # The OAuth identity behind the call, when a token was presented: its ``sub`` and client.
+    subject: str | None = None
     client_id: str | None = None
     origin: Origin = "external"
     outcome: Outcome = "ok"

@@ -22,8 +22,11 @@ from atrium.settings import SETTINGS_FILE, Settings
 from atrium.store import migrate, postgres, sqlite
 from atrium.store.artifacts import ArtifactQueries
 from atrium.store.audit import AuditQueries
+from atrium.store.clients import ClientQueries
 from atrium.store.errors import translated
+from atrium.store.grants import GrantQueries
 from atrium.store.servers import Clock, ServerQueries, utc_now
+from atrium.store.users import UserQueries
 
 SCHEMA_VARIABLE = "ATRIUM_DATABASE_SCHEMA"
 
@@ -35,12 +38,18 @@ class Store:
     servers: ServerQueries
     artifacts: ArtifactQueries
     audit: AuditQueries
+    clients: ClientQueries
+    users: UserQueries
+    grants: GrantQueries
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
         self.servers = ServerQueries(engine, clock=clock)
         self.artifacts = ArtifactQueries(engine, clock=clock)
         self.audit = AuditQueries(engine)
+        self.clients = ClientQueries(engine, clock=clock)
+        self.users = UserQueries(engine, clock=clock)
+        self.grants = GrantQueries(engine, clock=clock)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Store:

@@ -4,6 +4,9 @@ Driver exceptions (asyncpg, sqlite3, ``OSError`` from a refused connection, Alem
 ``CommandError``) stop at this edge, as ``httpx/_transports/default.py`` does for its
 transports, so callers handle one ``AtriumError``. The message names the database URL with its
 password masked and says what failed, never the SQL or its parameters.
+
+``AlreadyExists`` is the one ``StoreError`` the database did not fail: a row to add has the key
+of a stored one, and nothing was written.
 """
 
 from __future__ import annotations
@@ -30,6 +33,15 @@ class StoreError(AtriumError):
         self.action = action
         self.reason = reason
         super().__init__(f"database {self.url}: cannot {action}: {reason}")
+
+
+class AlreadyExists(StoreError):
+    """A ``kind`` (client, user) with the unique ``key`` is stored already; nothing changed."""
+
+    def __init__(self, url: URL | str, kind: str, key: str) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(url, f"add {kind} '{key}'", f"a {kind} with this key exists already")
 
 
 def masked_url(url: URL | str) -> str:

@@ -23,6 +23,8 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
+    false,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -110,10 +112,109 @@ audit_events = Table(
     Column("tool", String(128), nullable=True),
     Column("arguments", JSON, nullable=True),
     Column("caller", String(255), nullable=False),
+    # The OAuth identity behind the call: the access token's ``sub`` and its client.
+    Column("subject", String(255), nullable=True),
     Column("client_id", String(255), nullable=True),
     Column("origin", String(16), nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("status", Integer, nullable=False),
     Column("error", String, nullable=True),
     Column("duration_ms", Float, nullable=False),
+)
+
+
+# The authorization server's state (``atrium.auth``). Secrets are stored only as the hashes the
+# caller computed (SHA-256 of random tokens, argon2 of passwords). No foreign keys between these
+# tables: a grant is checked against its client and user when used, and an unused dynamic
+# client must be deletable while an authorization code it asked for is still pending.
+
+# OAuth clients: registered dynamically (RFC 7591), configured (confidential), or known from a
+# Client ID Metadata Document (``client_id`` is the document's URL).
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=True),
+    Column("secret_hash", String(128), nullable=True),
+    Column("redirect_uris", JSON, nullable=False),
+    Column("grant_types", JSON, nullable=False),
+    Column("application_type", String(16), nullable=False),
+    Column("token_endpoint_auth_method", String(32), nullable=False),
+    # The scopes the client may ever be granted; NULL sets no client-level limit.
+    Column("scope", Text, nullable=True),
+    # The registered metadata as answered to the client (RFC 7591 §3.2.1).
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    CheckConstraint("kind IN ('dynamic', 'confidential', 'metadata')", name="kind"),
+)
+
+
+# People who sign in at the authorization endpoint; ``id`` is the ``sub`` of their tokens.
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("username", String(255), nullable=False, unique=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+
+# Authorization codes (RFC 6749 §4.1.2): short-lived and single-use. A used code stays a while
+# so that its reuse is recognised and the token family it started can be revoked.
+authorization_codes = Table(
+    "authorization_codes",
+    metadata,
+    Column("code_hash", String(128), primary_key=True),
+    Column("client_id", String(255), nullable=False),
+    Column("user_id", String(64), nullable=False),
+    Column("redirect_uri", Text, nullable=False),
+    # RFC 7636: the S256 challenge the code verifier must match.
+    Column("code_challenge", String(128), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("resource", Text, nullable=True),
+    # RFC 9449 §10: the thumbprint of the DPoP key the code is bound to.
+    Column("jkt", String(128), nullable=True),
+    Column("family_id", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+)
+
+
+# Refresh tokens, rotated at every use (OAuth 2.1, refresh token grant; RFC 9700 §4.14.2): each
+# rotation adds a token to the family its code started; a rotated token used again is a replay.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(128), primary_key=True),
+    Column("family_id", String(64), nullable=False, index=True),
+    Column("client_id", String(255), nullable=False),
+    Column("subject", String(255), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("resource", Text, nullable=True),
+    Column("jkt", String(128), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("rotated_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+
+# Revoked access tokens (by jti) and token families (RFC 7009), which every gateway process
+# loads to refuse tokens that are still unexpired; a row is useless once ``expires_at`` passes.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('jti', 'family')", name="kind"),
 )

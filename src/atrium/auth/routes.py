@@ -1,0 +1,55 @@
+"""The authorization server's routes, mounted by the gateway's ``create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from atrium.auth import introspect, metadata, register, revoke
+from atrium.auth.authorize import Authorize
+from atrium.auth.pages import stylesheet
+from atrium.auth.server import AuthorizationServer
+from atrium.auth.token import TokenEndpoint
+
+BASE = "/api/v1/core/oauth"
+Endpoint = Callable[[AuthorizationServer, Request], Awaitable[Response]]
+
+
+def _bound(
+    auth: AuthorizationServer, endpoint: Endpoint
+) -> Callable[[Request], Awaitable[Response]]:
+    async def handle(request: Request) -> Response:
+        return await endpoint(auth, request)
+
+    return handle
+
+
+def oauth_routes(auth: AuthorizationServer) -> list[BaseRoute]:
+    flow = Authorize(auth)
+    discovery = metadata.routes_for(auth)
+
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(
+            auth.keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"}
+        )
+
+    return [
+        Route("/.well-known/oauth-authorization-server", discovery["as"]),
+        Route("/.well-known/openid-configuration", discovery["as"]),
+        Route(
+            f"{metadata.PRM_PREFIX}/api/v1/mcp/{{server}}/mcp",
+            discovery["prm"],
+        ),
+        Route(f"{BASE}/authorize", flow.start, methods=["GET"]),
+        Route(f"{BASE}/login", flow.login, methods=["POST"]),
+        Route(f"{BASE}/consent", flow.consent, methods=["POST"]),
+        Route(f"{BASE}/token", TokenEndpoint(auth), methods=["POST"]),
+        Route(f"{BASE}/register", _bound(auth, register.register), methods=["POST"]),
+        Route(f"{BASE}/revoke", _bound(auth, revoke.revoke), methods=["POST"]),
+        Route(f"{BASE}/introspect", _bound(auth, introspect.introspect), methods=["POST"]),
+        Route(f"{BASE}/jwks", jwks, methods=["GET"]),
+        Route(f"{BASE}/static/style.css", stylesheet, methods=["GET"]),
+    ]

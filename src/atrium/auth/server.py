@@ -1,0 +1,91 @@
+"""``AuthorizationServer``: what every endpoint of the authorization server shares.
+
+Built once per gateway from ``Settings``; the store is attached when the gateway's lifespan
+opens it. ``hosted`` tells which servers exist (for RFC 8707 ``resource`` checks) without
+``auth`` depending on the gateway.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from atrium.auth.cimd import MetadataFetcher
+from atrium.auth.clients import ClientDirectory
+from atrium.auth.dpop import DpopVerifier, NonceIssuer
+from atrium.auth.errors import invalid_target
+from atrium.auth.keys import KeySet
+from atrium.auth.replay import MemoryReplayCache, ReplayCache
+from atrium.auth.resources import Resources
+from atrium.auth.revocations import RevocationList
+from atrium.auth.roles import Roles
+from atrium.auth.signed import Signer, ensure_session_key
+from atrium.auth.tokens import TokenIssuer, TokenVerifier
+from atrium.registry.schema import ServerConfig
+from atrium.settings import Settings
+from atrium.store import Store
+
+CODE_TTL_S = 60
+Hosted = Callable[[str], ServerConfig | None]
+
+
+class AuthorizationServer:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        hosted: Hosted,
+        replay: ReplayCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        options = settings.oauth
+        self.settings = settings
+        self.options = options
+        self.issuer = settings.issuer
+        self.hosted = hosted
+        self.clock = clock
+        self.keys = KeySet.load(settings.state_dir)
+        session_key = ensure_session_key(settings.state_dir)
+        self.signer = Signer(session_key, clock=clock)
+        self.roles = Roles(options.roles)
+        self.resources = Resources(settings.public_url)
+        self.tokens = TokenIssuer(
+            self.keys, self.issuer, ttl_s=options.access_token_ttl_s, clock=clock
+        )
+        self.verifier = TokenVerifier(self.keys, self.issuer, clock=clock)
+        nonces = NonceIssuer(session_key, clock=clock) if options.dpop_nonce else None
+        self.dpop = DpopVerifier(replay=replay or MemoryReplayCache(), nonces=nonces, clock=clock)
+        self.documents = MetadataFetcher(dev_mode=options.dev_mode)
+        self.revocations = RevocationList()
+        self._store: Store | None = None
+        self._clients: ClientDirectory | None = None
+
+    def attach(self, store: Store) -> None:
+        self._store = store
+        self._clients = ClientDirectory(store, self.documents, dev_mode=self.options.dev_mode)
+
+    async def close(self) -> None:
+        await self.documents.close()
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the gateway's lifespan attaches the store"
+        return self._store
+
+    @property
+    def clients(self) -> ClientDirectory:
+        assert self._clients is not None, "the gateway's lifespan attaches the store"
+        return self._clients
+
+    def endpoint(self, name: str) -> str:
+        return f"{self.settings.oauth_base}/{name}"
+
+    def audience_for(self, resources: list[str]) -> list[str]:
+        """RFC 8707: each ``resource`` must be a hosted server; none means the default audience."""
+        if not resources:
+            return [self.options.default_audience]
+        for resource in resources:
+            name = self.resources.server_of(resource)
+            if name is None or self.hosted(name) is None:
+                raise invalid_target(f"{resource!r} is not a server hosted here")
+        return resources

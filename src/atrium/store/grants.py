@@ -1,0 +1,307 @@
+"""Typed queries on what the authorization server granted: codes, refresh tokens, revocations.
+
+- ``authorization_codes``: single use (RFC 6749 §4.1.2). ``consume_code`` marks a code used
+  with one conditional UPDATE, so of two requests racing with the same code exactly one wins;
+  the other learns the code was reused, and the caller revokes the family it started.
+- ``refresh_tokens``: rotated at every use (OAuth 2.1, refresh token grant; RFC 9700 §4.14.2).
+  ``rotate_refresh`` retires the old token and stores its successor in one transaction; a
+  retired token presented again is a replay, and the caller revokes the whole family.
+- ``revocations``: revoked access tokens (by ``jti``) and families (RFC 7009 §2), which every
+  gateway process loads; it polls ``revocations_fingerprint`` to reload only on change.
+
+A family's tokens and its revocation row change under one write lock, and a token added to a
+revoked family is stored revoked, so no token of a revoked family is ever usable, whichever
+of two racing requests (a rotation, a reuse) commits first. Expiry is the caller's check: the
+store answers with the record and leaves the time to the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from atrium.store.errors import translated
+from atrium.store.servers import Clock, utc_now
+from atrium.store.tables import authorization_codes, refresh_tokens, revocations
+from atrium.store.transaction import write_transaction
+
+RotationOutcome = Literal["rotated", "reused", "revoked", "unknown"]
+RevocationKind = Literal["jti", "family"]
+
+# How long a used code is kept after its use, so that a replay is still recognised as one.
+USED_CODE_RETENTION = timedelta(days=1)
+
+_CODES_LOCK = "authorization_codes"
+# Guards refresh_tokens and revocations together: a family's tokens and its revocation row.
+_TOKENS_LOCK = "refresh_tokens"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodeRecord:
+    """One authorization code, known by the hash of its value.
+
+    ``family_id`` names the refresh token family the code's exchange starts; ``jkt`` binds
+    the code to a DPoP key (RFC 9449 §10). ``created_at`` left None is set to the store's
+    now; ``used_at`` starts empty whatever is given, and is set by ``consume_code``.
+    """
+
+    code_hash: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    code_challenge: str
+    scope: str
+    family_id: str
+    expires_at: datetime
+    resource: str | None = None
+    jkt: str | None = None
+    created_at: datetime | None = None
+    used_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefreshRecord:
+    """One refresh token, known by the hash of its value.
+
+    ``created_at`` left None is set to the store's now; ``rotated_at`` and ``revoked_at``
+    start empty whatever is given (``revoked_at`` is set at once in a revoked family).
+    """
+
+    token_hash: str
+    family_id: str
+    client_id: str
+    subject: str
+    scope: str
+    expires_at: datetime
+    resource: str | None = None
+    jkt: str | None = None
+    created_at: datetime | None = None
+    rotated_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class GrantQueries:
+    """Codes, refresh tokens and revocations; every failure of the database is a ``StoreError``."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def add_code(self, record: CodeRecord) -> None:
+        """Store a new, unused authorization code."""
+        row = _code_values(record) | {
+            "created_at": record.created_at or self._clock(),
+            "used_at": None,
+        }
+        # A plain transaction: an insert under a fresh random key reads nothing first.
+        with translated(self._engine.url, "store an authorization code"):
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(authorization_codes).values(**row))
+
+    async def get_code(self, code_hash: str) -> CodeRecord | None:
+        """The code with ``code_hash``, used or expired alike, or None; marks nothing."""
+        query = select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
+        with translated(self._engine.url, "read an authorization code"):
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+        return None if row is None else _code(row)
+
+    async def consume_code(self, code_hash: str) -> tuple[CodeRecord | None, bool]:
+        """Mark the code used; return it and whether it had been used before.
+
+        ``(record, False)`` the first time, ``(record, True)`` on every later try, and
+        ``(None, False)`` for an unknown code. The conditional UPDATE is what makes the code
+        single-use: of two racing requests, only one changes the row.
+        """
+        mark = (
+            update(authorization_codes)
+            .where(
+                authorization_codes.c.code_hash == code_hash,
+                authorization_codes.c.used_at.is_(None),
+            )
+            .values(used_at=self._clock())
+        )
+        query = select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
+        with translated(self._engine.url, "consume an authorization code"):
+            async with write_transaction(self._engine, _CODES_LOCK) as conn:
+                first_use = (await conn.execute(mark)).rowcount == 1
+                row = (await conn.execute(query)).first()
+        if row is None:
+            return None, False
+        return _code(row), not first_use
+
+    async def add_refresh(self, record: RefreshRecord) -> None:
+        """Store a new refresh token (revoked at once if its family is revoked)."""
+        with translated(self._engine.url, "store a refresh token"):
+            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
+                await _insert_refresh(conn, record, self._clock())
+
+    async def get_refresh(self, token_hash: str) -> RefreshRecord | None:
+        """The refresh token with ``token_hash``, rotated, revoked or expired alike, or None."""
+        query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+        with translated(self._engine.url, "read a refresh token"):
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(query)).first()
+        return None if row is None else _refresh(row)
+
+    async def rotate_refresh(self, old_hash: str, new: RefreshRecord) -> RotationOutcome:
+        """Retire the token ``old_hash`` and store ``new`` in its place, in one transaction.
+
+        ``"rotated"``: done. Otherwise nothing is stored, and the answer says why: ``"reused"``
+        (it was rotated before: a replay, RFC 9700 §4.14.2), ``"revoked"``, or ``"unknown"``.
+        Of two rotations of one token, racing in two processes, exactly one is ``"rotated"``.
+        """
+        now = self._clock()
+        retire = (
+            update(refresh_tokens)
+            .where(
+                refresh_tokens.c.token_hash == old_hash,
+                refresh_tokens.c.rotated_at.is_(None),
+                refresh_tokens.c.revoked_at.is_(None),
+            )
+            .values(rotated_at=now)
+        )
+        with translated(self._engine.url, "rotate a refresh token"):
+            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
+                if (await conn.execute(retire)).rowcount == 1:
+                    await _insert_refresh(conn, new, now)
+                    return "rotated"
+                return await _why_not_rotated(conn, old_hash)
+
+    async def revoke_family(self, family_id: str, expires_at: datetime) -> int:
+        """Revoke every refresh token of the family and record the family as revoked.
+
+        ``expires_at`` is when the family's last token would expire anyway (the revocation is
+        kept until then). Idempotent; returns how many tokens this call revoked.
+        """
+        now = self._clock()
+        statement = (
+            update(refresh_tokens)
+            .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        with translated(self._engine.url, "revoke a token family"):
+            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
+                revoked = (await conn.execute(statement)).rowcount
+                await _record_revocation(conn, family_id, "family", expires_at, now)
+        return revoked
+
+    async def revoke_jti(self, jti: str, expires_at: datetime) -> None:
+        """Record the access token ``jti`` as revoked until ``expires_at``; idempotent."""
+        with translated(self._engine.url, "revoke an access token"):
+            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
+                await _record_revocation(conn, jti, "jti", expires_at, self._clock())
+
+    async def active_revocations(self) -> dict[str, RevocationKind]:
+        """Every revocation not yet expired: revoked ``jti`` or family id -> its kind."""
+        query = select(revocations.c.key, revocations.c.kind).where(
+            revocations.c.expires_at > self._clock()
+        )
+        with translated(self._engine.url, "read the revocations"):
+            async with self._engine.connect() as conn:
+                return {key: kind for key, kind in await conn.execute(query)}
+
+    async def revocations_fingerprint(self) -> tuple[int, datetime | None]:
+        """Row count and newest ``created_at``: changes whenever a revocation is added or purged."""
+        query = select(func.count(), func.max(revocations.c.created_at))
+        with translated(self._engine.url, "read the revocations' fingerprint"):
+            async with self._engine.connect() as conn:
+                count, newest = (await conn.execute(query)).one()
+        return int(count), newest
+
+    async def purge_expired(self) -> int:
+        """Delete what can no longer be used nor tell of a replay; return how many rows.
+
+        Codes past ``expires_at`` and never used, codes used more than ``USED_CODE_RETENTION``
+        ago, refresh tokens and revocations past ``expires_at``.
+        """
+        now = self._clock()
+        codes = authorization_codes.c
+        statements = [
+            delete(authorization_codes).where(
+                or_(
+                    and_(codes.used_at.is_(None), codes.expires_at < now),
+                    codes.used_at < now - USED_CODE_RETENTION,
+                )
+            ),
+            delete(refresh_tokens).where(refresh_tokens.c.expires_at < now),
+            delete(revocations).where(revocations.c.expires_at < now),
+        ]
+        with translated(self._engine.url, "purge expired grants"):
+            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
+                return sum([(await conn.execute(s)).rowcount for s in statements])
+
+
+async def _insert_refresh(conn: AsyncConnection, record: RefreshRecord, now: datetime) -> None:
+    family_revoked = await conn.scalar(
+        select(revocations.c.key).where(
+            revocations.c.key == record.family_id, revocations.c.kind == "family"
+        )
+    )
+    row = _refresh_values(record) | {
+        "created_at": record.created_at or now,
+        "rotated_at": None,
+        "revoked_at": now if family_revoked is not None else None,
+    }
+    await conn.execute(insert(refresh_tokens).values(**row))
+
+
+async def _why_not_rotated(conn: AsyncConnection, token_hash: str) -> RotationOutcome:
+    query = select(refresh_tokens.c.rotated_at, refresh_tokens.c.revoked_at).where(
+        refresh_tokens.c.token_hash == token_hash
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return "unknown"
+    # A rotated token is a replay even once its family is revoked: the caller may log it.
+    return "reused" if row.rotated_at is not None else "revoked"
+
+
+async def _record_revocation(
+    conn: AsyncConnection, key: str, kind: RevocationKind, expires_at: datetime, now: datetime
+) -> None:
+    # Select-then-insert under the write lock rather than a dialect's upsert (as servers.py).
+    stored = await conn.scalar(select(revocations.c.key).where(revocations.c.key == key))
+    if stored is None:
+        row = {"key": key, "kind": kind, "expires_at": expires_at, "created_at": now}
+        await conn.execute(insert(revocations).values(**row))
+
+
+def _code_values(record: CodeRecord) -> dict[str, Any]:
+    return {
+        "code_hash": record.code_hash,
+        "client_id": record.client_id,
+        "user_id": record.user_id,
+        "redirect_uri": record.redirect_uri,
+        "code_challenge": record.code_challenge,
+        "scope": record.scope,
+        "resource": record.resource,
+        "jkt": record.jkt,
+        "family_id": record.family_id,
+        "expires_at": record.expires_at,
+    }
+
+
+def _refresh_values(record: RefreshRecord) -> dict[str, Any]:
+    return {
+        "token_hash": record.token_hash,
+        "family_id": record.family_id,
+        "client_id": record.client_id,
+        "subject": record.subject,
+        "scope": record.scope,
+        "resource": record.resource,
+        "jkt": record.jkt,
+        "expires_at": record.expires_at,
+    }
+
+
+def _code(row: Row[Any]) -> CodeRecord:
+    return CodeRecord(**row._mapping)
+
+
+def _refresh(row: Row[Any]) -> RefreshRecord:
+    return RefreshRecord(**row._mapping)

@@ -1,0 +1,122 @@
+"""Typed queries on ``users``: the people who sign in at the authorization endpoint.
+
+A user's ``id`` is the ``sub`` of the tokens issued to them (OpenID Connect Core §2: never
+reassigned), so a rename or a new password keeps it. ``password_hash`` is the argon2 hash the
+caller made; this layer stores and returns it, and never sees a password. Usernames are
+compared exactly: the caller normalises them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Row, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from atrium.store.errors import AlreadyExists, translated
+from atrium.store.servers import Clock, utc_now
+from atrium.store.tables import users
+from atrium.store.transaction import write_transaction
+
+_LOCK = "users"
+
+
+@dataclass(frozen=True, kw_only=True)
+class UserRecord:
+    """One user; ``created_at`` and ``updated_at`` left None are set to the store's now."""
+
+    id: str
+    username: str
+    password_hash: str
+    role: str
+    disabled: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class UserQueries:
+    """Read and write ``UserRecord``s; every failure of the database is a ``StoreError``."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    async def add(self, record: UserRecord) -> None:
+        """Store a new user; ``AlreadyExists`` if its username (or id) is taken."""
+        created = record.created_at or self._clock()
+        row = _values(record) | {"created_at": created, "updated_at": record.updated_at or created}
+        taken = select(users.c.username).where(
+            or_(users.c.username == record.username, users.c.id == record.id)
+        )
+        with translated(self._engine.url, f"add user '{record.username}'"):
+            async with write_transaction(self._engine, _LOCK) as conn:
+                if (await conn.execute(taken)).first() is not None:
+                    raise AlreadyExists(self._engine.url, "user", record.username)
+                await conn.execute(insert(users).values(**row))
+
+    async def get(self, user_id: str) -> UserRecord | None:
+        """The user whose id (token ``sub``) is ``user_id``, or None."""
+        return await self._one(users.c.id == user_id, f"read user {user_id}")
+
+    async def by_username(self, username: str) -> UserRecord | None:
+        """The user called ``username``, or None."""
+        return await self._one(users.c.username == username, f"read user '{username}'")
+
+    async def list(self) -> builtins.list[UserRecord]:
+        """Every user, disabled ones too, ordered by username."""
+        query = select(users).order_by(users.c.username)
+        with translated(self._engine.url, "list users"):
+            async with self._engine.connect() as conn:
+                return [_record(row) for row in await conn.execute(query)]
+
+    async def set_role(self, username: str, role: str) -> bool:
+        """Give the user ``role``; False if there is no such user."""
+        return await self._change(username, "set the role of", role=role)
+
+    async def set_disabled(self, username: str, disabled: bool) -> bool:
+        """Disable (or enable again) the user; False if there is no such user."""
+        return await self._change(username, "disable or enable", disabled=disabled)
+
+    async def set_password(self, username: str, password_hash: str) -> bool:
+        """Replace the user's password hash; False if there is no such user."""
+        return await self._change(username, "set the password of", password_hash=password_hash)
+
+    async def count(self) -> int:
+        """How many users are stored, disabled ones included."""
+        with translated(self._engine.url, "count users"):
+            async with self._engine.connect() as conn:
+                return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
+
+    async def _one(self, condition: ColumnElement[bool], action: str) -> UserRecord | None:
+        with translated(self._engine.url, action):
+            async with self._engine.connect() as conn:
+                row = (await conn.execute(select(users).where(condition))).first()
+        return None if row is None else _record(row)
+
+    async def _change(self, username: str, action: str, **values: Any) -> bool:
+        statement = (
+            update(users)
+            .where(users.c.username == username)
+            .values(**values, updated_at=self._clock())
+        )
+        with translated(self._engine.url, f"{action} user '{username}'"):
+            async with self._engine.begin() as conn:
+                result = await conn.execute(statement)
+        return result.rowcount == 1
+
+
+def _values(record: UserRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "username": record.username,
+        "password_hash": record.password_hash,
+        "role": record.role,
+        "disabled": record.disabled,
+    }
+
+
+def _record(row: Row[Any]) -> UserRecord:
+    return UserRecord(**row._mapping)
