@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import anyio
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
 from pydantic import Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,6 +88,11 @@ def build_backend(witness: Witness) -> AtriumServer[Any]:
     def echo(text: str) -> str:
         witness.calls["echo"] += 1
         return text
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def peek() -> str:
+        witness.calls["peek"] += 1
+        return "nothing changed"
 
     @server.tool()
     async def slow(seconds: float, tag: str = "slow") -> str:

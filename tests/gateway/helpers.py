@@ -61,14 +61,15 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
 class Served:
     """``app`` under uvicorn on an ephemeral loopback port, in this event loop."""
 
-    def __init__(self, server: uvicorn.Server) -> None:
+    def __init__(self, server: uvicorn.Server, listener: socket.socket | None = None) -> None:
         self.server = server
         self.port = 0
-        self._listener = socket.socket()
+        self._listener = listener or socket.socket()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        self._listener.bind(("127.0.0.1", 0))
+        if self._listener.getsockname()[1] == 0:
+            self._listener.bind(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         task = self._task = asyncio.create_task(self.server.serve(sockets=[self._listener]))
         await wait_until(lambda: self.server.started or task.done(), "the server to start")
@@ -94,8 +95,11 @@ def uvicorn_server(app: ASGIApp) -> uvicorn.Server:
 
 
 @asynccontextmanager
-async def serving(server: uvicorn.Server) -> AsyncIterator[Served]:
-    served = Served(server)
+async def serving(
+    server: uvicorn.Server, listener: socket.socket | None = None
+) -> AsyncIterator[Served]:
+    """Serve on an ephemeral port, or on ``listener`` (bound already: its port is known)."""
+    served = Served(server, listener)
     try:
         await served.start()
         yield served
@@ -175,10 +179,12 @@ class Gateway:
 
 
 @asynccontextmanager
-async def running_gateway(settings: Settings, store: Store) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    settings: Settings, store: Store, listener: socket.socket | None = None
+) -> AsyncIterator[Gateway]:
     """The gateway over ``store`` (which it leaves open), until the block ends or ``stop()``."""
     app = create_app(settings, store=store, poll_s=60)
-    async with serving(uvicorn_server(app)) as served:
+    async with serving(uvicorn_server(app), listener) as served:
         yield Gateway(f"http://127.0.0.1:{served.port}", store, served, app)
 
 

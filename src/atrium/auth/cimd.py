@@ -332,7 +332,7 @@ class MetadataFetcher:
 
     async def _fetch_and_cache(self, url: str) -> ClientDocument:
         try:
-            async with asyncio.timeout(self._timeout_s):
+            async with asyncio.timeout(None):
                 document, cache_control = await self._download(url)
         except _Refused as exc:
             raise _refusal(url, str(exc)) from None

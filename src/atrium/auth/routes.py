@@ -46,7 +46,7 @@ def oauth_routes(auth: AuthorizationServer) -> list[BaseRoute]:
         Route(f"{BASE}/authorize", flow.start, methods=["GET"]),
         Route(f"{BASE}/login", flow.login, methods=["POST"]),
         Route(f"{BASE}/consent", flow.consent, methods=["POST"]),
-        Route(f"{BASE}/token", TokenEndpoint(auth), methods=["POST"]),
+        Route(f"{BASE}/token", TokenEndpoint(auth).handle, methods=["POST"]),
         Route(f"{BASE}/register", _bound(auth, register.register), methods=["POST"]),
         Route(f"{BASE}/revoke", _bound(auth, revoke.revoke), methods=["POST"]),
         Route(f"{BASE}/introspect", _bound(auth, introspect.introspect), methods=["POST"]),

@@ -39,7 +39,7 @@ class TokenEndpoint:
     def __init__(self, auth: AuthorizationServer) -> None:
         self.auth = auth
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         try:
             form = await read_form(request)
             client = await self.auth.clients.authenticate(

@@ -1,0 +1,93 @@
+"""A gateway with its authorization server on a known loopback port, servers with every kind
+of OAuth policy, a signed-up user per role, and helpers that play the browser and the client.
+
+The public URL must be the URL clients use (tokens name it as their audience), so the socket
+is bound before the settings are written.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+
+from atrium.settings import Settings, load_settings
+from atrium.store import Store
+from tests.auth.flow import Browser, create_user, register_client
+from tests.gateway.conftest import Backend, backend  # noqa: F401  (a fixture used here)
+from tests.gateway.helpers import Gateway, running_gateway, server_record
+
+PASSWORD = "correct horse battery staple"
+
+# name -> extra YAML of a server routed to the test backend
+AUTH_SERVERS: dict[str, dict[str, Any]] = {
+    "users": {"oauth": {"required": True, "scopes": ["user"]}},
+    "admins": {"oauth": {"required": True, "scopes": ["admin"], "audience": "mcp"}},
+    "open": {"oauth": {"required": False}, "tools": {"public": ["echo"]}},
+    "bound": {"oauth": {"required": True, "dpop": "required"}},
+    "plain": {"oauth": {"required": True, "dpop": "off"}},
+    "one-client": {"oauth": {"required": True, "client_id": "the-only-one"}},
+    "readers": {"oauth": {"required": True, "scopes": ["user", "tools:read"]}},
+    "per-tool": {
+        "oauth": {"required": True},
+        "tools": {"scopes": {"upload": ["uploader"], "delete_*": ["admin"]}},
+    },
+}
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    yield sock
+    sock.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, listener: socket.socket) -> Settings:
+    port = listener.getsockname()[1]
+    (tmp_path / "atrium.yaml").write_text(
+        f"gateway:\n  public_url: http://127.0.0.1:{port}\n"
+        "oauth:\n  dev_mode: true\n  roles:\n    uploader: [user, uploader]\n"
+    )
+    return load_settings(tmp_path, environ={})
+
+
+@pytest.fixture
+async def gateway(
+    settings: Settings,
+    backend: Backend,  # noqa: F811
+    listener: socket.socket,
+) -> AsyncIterator[Gateway]:
+    async with await Store.open(settings) as store:
+        records = [
+            server_record(name, {"port": backend.port, **extra})
+            for name, extra in AUTH_SERVERS.items()
+        ]
+        await store.servers.save(records)
+        for role in ("admin", "user", "reader", "uploader"):
+            await create_user(store, role, PASSWORD, role)
+        async with running_gateway(settings, store, listener) as running:
+            yield running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    async with httpx2.AsyncClient(timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def browser(gateway: Gateway) -> AsyncIterator[Browser]:
+    async with Browser.open(gateway.base) as playing:
+        yield playing
+
+
+@pytest.fixture
+async def client(gateway: Gateway, http: httpx2.AsyncClient) -> dict[str, Any]:
+    """A public client registered dynamically, as MCP clients do."""
+    return await register_client(http, gateway.base)
