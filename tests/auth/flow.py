@@ -86,12 +86,12 @@ class Browser:
     async def sign_in(self, page: httpx2.Response, username: str, password: str) -> httpx2.Response:
         fields = form_fields(page.text)
         fields.update(username=username, password=password)
-        return await self.http.post(f"{self.base}{form_action(page.text)}", data=fields)
+        return await self.http.post(_action_url(page), data=fields)
 
     async def decide(self, page: httpx2.Response, decision: str = "approve") -> httpx2.Response:
         fields = form_fields(page.text)
         fields["decision"] = decision
-        return await self.http.post(f"{self.base}{form_action(page.text)}", data=fields)
+        return await self.http.post(_action_url(page), data=fields)
 
     async def consent_redirect(
         self, url: str, username: str, password: str, decision: str = "approve"
@@ -104,6 +104,11 @@ class Browser:
         back = await self.decide(consent, decision)
         assert back.status_code == 303, back.text
         return redirect_query(back.headers["location"])
+
+
+def _action_url(page: httpx2.Response) -> str:
+    """Where the page's form posts: its action, resolved against the page's own URL."""
+    return str(page.url.join(form_action(page.text)))
 
 
 def redirect_query(location: str) -> dict[str, str]:

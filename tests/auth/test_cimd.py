@@ -299,6 +299,8 @@ async def test_auth_methods_that_need_a_shared_secret_are_refused(
     ("fields", "named"),
     [
         ({"token_endpoint_auth_method": "private_key_jwt"}, "private_key_jwt"),
+        ({"token_endpoint_auth_method": ["none"]}, "token_endpoint_auth_method"),
+        ({"client_id": None}, "client_id"),
         ({"client_secret": "s3cret"}, "client_secret"),
         ({"client_secret_expires_at": 0}, "client_secret_expires_at"),
         ({"grant_types": ["authorization_code", "client_credentials"]}, "client_credentials"),

@@ -183,7 +183,7 @@ class _PinnedResolver(AbstractResolver):
         pass
 
 
-def _check_response(response: aiohttp.ClientResponse, max_bytes: int) -> None:
+def _check_response(response: aiohttp.ClientResponse) -> None:
     status = response.status
     if 300 <= status < 400:
         raise _Refused(f"answered with a redirect (status {status}), which is not followed")
@@ -210,9 +210,9 @@ def _parse_document(url: str, body: bytes) -> ClientDocument:
         raise _Refused("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _Refused("the body is not a JSON object")
-    _check_identity(url, data)
     if wrong := [name for name in _STRING_FIELDS if not isinstance(data.get(name, ""), str)]:
         raise _Refused(f"{wrong[0]} is not a string")
+    _check_identity(url, data)
     return ClientDocument(
         client_id=url,
         client_name=data.get("client_name"),
@@ -332,7 +332,7 @@ class MetadataFetcher:
 
     async def _fetch_and_cache(self, url: str) -> ClientDocument:
         try:
-            async with asyncio.timeout(None):
+            async with asyncio.timeout(self._timeout_s):
                 document, cache_control = await self._download(url)
         except _Refused as exc:
             raise _refusal(url, str(exc)) from None
@@ -362,7 +362,7 @@ class MetadataFetcher:
             aiohttp.ClientSession(connector=connector, auto_decompress=False) as session,
             session.get(target, headers=_REQUEST_HEADERS, allow_redirects=False) as response,
         ):
-            _check_response(response, self._max_bytes)
+            _check_response(response)
             body = await _read_capped(response, self._max_bytes)
             return _parse_document(url, body), response.headers.get("Cache-Control")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -64,6 +64,7 @@ class Target:
     timeout_s: float
     mode: str
     gateway: bool  # the gateway's URL (not --url): nothing answering means Atrium is down
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         from atrium.client.connect import START_HINT, connect
@@ -71,7 +72,11 @@ class Target:
         async def session() -> T:
             hint = START_HINT if self.gateway else None
             async with connect(
-                self.url, timeout_s=self.timeout_s, mode=self.mode, hint=hint
+                self.url,
+                headers=self.headers,
+                timeout_s=self.timeout_s,
+                mode=self.mode,
+                hint=hint,
             ) as connection:
                 return await work(connection)
 
@@ -82,14 +87,22 @@ def target(
     cli: CliState, server: str, url: str | None, timeout: float | None, protocol: str
 ) -> Target:
     """The server, checked against the project's registry unless ``--url`` names the endpoint."""
+    from atrium.auth.operator import operator_token
     from atrium.client.connect import DEFAULT_TIMEOUT_S, gateway_url
 
     if url is not None:
         return Target(server, url, timeout or DEFAULT_TIMEOUT_S, protocol, gateway=False)
     entry = cli.registry().get(server)
     default = entry.config.timeout_s + TIMEOUT_MARGIN_S
+    # The operator calls through the gateway as admin (atrium.auth.operator says why).
+    headers = {"Authorization": f"Bearer {operator_token(cli.settings, entry.name)}"}
     return Target(
-        entry.name, gateway_url(cli.settings, entry.name), timeout or default, protocol, True
+        entry.name,
+        gateway_url(cli.settings, entry.name),
+        timeout or default,
+        protocol,
+        True,
+        headers,
     )
 
 
