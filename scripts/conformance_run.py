@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from conformance_auth import run_authorization
 from conformance_report import RunReport, describe, read_run
 
 REVISIONS = ("2026-07-28", "2025-11-25")
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     node_version = _node_version(args.node)
     revisions = args.requirements or list(REVISIONS)
     args.results.mkdir(parents=True, exist_ok=True)
+    authorization: tuple[bool, str] | None = None
     with ExitStack() as stack:
         if args.url:
             url, target = args.url, "the given URL"
@@ -51,7 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             url, target = stack.enter_context(_system_under_test(args.results, args.direct))
         print(f"conformance: {target}: {url} (Node {node_version})", flush=True)
         reports = [_run_suite(args, revision, url) for revision in revisions]
-    return _summarise(reports, url, target)
+        if not args.url and not args.direct:
+            base_url = url.removesuffix(GATEWAY_MCP_PATH)
+            project = args.results / "project"
+            authorization = run_authorization(
+                args.node, args.suite, args.results, base_url, url, project
+            )
+    return _summarise(reports, url, target, authorization)
 
 
 @contextmanager
@@ -87,6 +95,8 @@ def _hosted_behind_gateway(workdir: Path) -> Iterator[str]:
         **os.environ,
         "ATRIUM_PORT_RANGE": "1024-65535",
         "ATRIUM_GATEWAY_PORT": str(gateway_port),
+        # The issuer and the resources clients name are the URL they connect to.
+        "ATRIUM_PUBLIC_URL": f"http://127.0.0.1:{gateway_port}",
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
     }
     log_path = workdir / "atrium-start.log"
@@ -154,12 +164,19 @@ def _run_suite(args: argparse.Namespace, revision: str, url: str) -> RunReport:
     return report
 
 
-def _summarise(reports: list[RunReport], url: str, target: str) -> int:
+def _summarise(
+    reports: list[RunReport], url: str, target: str, authorization: tuple[bool, str] | None
+) -> int:
     print("\n=== conformance summary ===")
     print(f"target: {target}: {url}")
     for report in reports:
         print(describe(report)[0])
     ok = all(report.ok for report in reports)
+    if authorization is not None:
+        passed, summary = authorization
+        verdict = "PASS" if passed else "FAIL"
+        print(f"authorization (Atrium's authorization server): {verdict} - {summary}")
+        ok = ok and passed
     print("result: every scored scenario passed" if ok else "result: FAILED")
     return 0 if ok else 1
 
