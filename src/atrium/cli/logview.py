@@ -76,6 +76,7 @@ def record_json(record: AuditRecord, *, full: bool) -> dict[str, Any]:
         "method": record.method,
         "tool": record.tool,
         "caller": record.caller,
+        "subject": record.subject,
         "client_id": record.client_id,
         "origin": record.origin,
         "outcome": record.outcome,
