@@ -53,6 +53,7 @@ def test_state_is_private_to_the_owner(tmp_path: Path) -> None:
 
     assert mode(tmp_path / ".atrium") == 0o700
     assert mode(tmp_path / ".atrium/signing-keys.json") == 0o600
+    assert mode(tmp_path / ".atrium/session-key") == 0o600
     assert mode(tmp_path / ".atrium/atrium.db") == 0o600
     keys = json.loads((tmp_path / ".atrium/signing-keys.json").read_text())["keys"]
     assert keys[0]["kty"] == "EC"

@@ -147,8 +147,10 @@ async def test_the_official_client_signs_in_by_discovery_and_calls_a_tool(
     assert {"atrium", "list_playbooks", "show_playbook"} <= tools
     assert not result.is_error
     assert "add-a-stdio-server" in json.dumps(result.model_dump(mode="json"))
-    assert storage.tokens is not None and storage.tokens.refresh_token
-    assert storage.client is not None and storage.client.client_id.startswith("dyn_")
+    assert storage.tokens is not None
+    assert storage.tokens.refresh_token
+    assert storage.client is not None
+    assert storage.client.client_id.startswith("dyn_")
     audit = json.loads(instance.atrium("infra", "logs", "request", "list", "--json"))
     signed_in = [row for row in audit if row.get("client_id") == storage.client.client_id]
     assert any(row["tool"] == "list_playbooks" and row["subject"] for row in signed_in)

@@ -39,18 +39,28 @@ def ensure_signing_keys(state_dir: Path) -> tuple[Path, bool]:
 class KeySet:
     """The loaded signing keys: the first signs, all verify (rotation overlap)."""
 
-    def __init__(self, keys: list[ECKey]) -> None:
+    def __init__(self, keys: list[ECKey], path: Path | None = None) -> None:
         if not keys:
             raise ValueError("a key set needs at least one key")
         self.keys = keys
         self._by_kid = {key.kid: key for key in keys}
+        self.path = path
+        self._stamp = _stamp(path)
 
     @classmethod
     def load(cls, state_dir: Path) -> KeySet:
         """The project's key set, created on first use (``atrium init`` normally creates it)."""
         path, _ = ensure_signing_keys(state_dir)
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls([ECKey.import_key(item) for item in data["keys"]])
+        return cls(_read(path), path)
+
+    def reload_if_changed(self) -> bool:
+        """Pick up a rotation (``atrium admin keys rotate``) made while this process runs."""
+        stamp = _stamp(self.path)
+        if self.path is None or stamp == self._stamp:
+            return False
+        keys = _read(self.path)
+        self.keys, self._by_kid, self._stamp = keys, {key.kid: key for key in keys}, stamp
+        return True
 
     @property
     def signing(self) -> ECKey:
@@ -62,6 +72,21 @@ class KeySet:
     def public_jwks(self) -> dict[str, Any]:
         """RFC 7517 §5: what ``/jwks`` publishes (never a private member)."""
         return {"keys": [dict(key.as_dict(private=False)) for key in self.keys]}
+
+
+def _read(path: Path) -> list[ECKey]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return [ECKey.import_key(item) for item in data["keys"]]
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    return status.st_mtime_ns, status.st_size
 
 
 def rotate_signing_keys(state_dir: Path, *, keep: int = 2) -> str:

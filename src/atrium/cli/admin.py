@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="Users, OAuth clients and tokens.")
 users = typer.Typer(no_args_is_help=True, help="People who sign in (roles grant scopes).")
+keys = typer.Typer(no_args_is_help=True, help="The keys access tokens are signed with.")
 app.add_typer(users, name="users")
+app.add_typer(keys, name="keys")
 app.add_typer(admin_clients.clients, name="clients")
 app.add_typer(admin_token.token, name="token")
 
@@ -155,3 +157,31 @@ def _changed(cli: CliState, done: bool, username: str) -> None:
     if not done:
         known = cli.with_store(lambda store: store.users.list())
         raise NotFoundError("user", username, [user.username for user in known])
+
+
+@keys.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    keep: Annotated[
+        int, typer.Option("--keep", min=2, help="Keys kept (the new one and older ones).")
+    ] = 2,
+) -> None:
+    """Sign new tokens with a new key; the previous keys still verify tokens until dropped.
+
+    A running gateway picks the new key up within its poll interval.
+    """
+    from atrium.auth.keys import rotate_signing_keys
+
+    cli = state(ctx)
+    kid = rotate_signing_keys(cli.settings.state_dir, keep=keep)
+    cli.out.print(f"new signing key {kid}", highlight=False)
+
+
+@keys.command("list")
+def keys_list(ctx: typer.Context) -> None:
+    """The key ids, the signing key first (as published at /api/v1/core/oauth/jwks)."""
+    from atrium.auth.keys import KeySet
+
+    cli = state(ctx)
+    for index, key in enumerate(KeySet.load(cli.settings.state_dir).keys):
+        cli.out.print(f"{key.kid}  {'signing' if index == 0 else 'verify only'}", highlight=False)

@@ -109,6 +109,8 @@ async def _watch(
                 proxy.catalog.forget()
                 logger.info("server registry reloaded: %d servers", len(directory.routes))
             await auth.revocations.refresh(directory.store_or_fail())
+            if auth.keys.reload_if_changed():
+                logger.info("signing keys reloaded: %d keys", len(auth.keys.keys))
         except Exception:  # the top of a task: keep serving with what we have
             logger.exception("reloading from the store failed")
 

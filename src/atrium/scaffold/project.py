@@ -10,6 +10,7 @@ from pathlib import Path
 from string import Template
 
 from atrium.auth.keys import ensure_signing_keys
+from atrium.auth.signed import SESSION_KEY_FILE, ensure_session_key
 from atrium.errors import display_path
 from atrium.settings import SETTINGS_FILE, Settings
 
@@ -83,6 +84,10 @@ def init_project(
     os.chmod(settings.state_dir, 0o700)
     path, created = ensure_signing_keys(settings.state_dir)
     (report.created if created else report.kept).append(display_path(path, root))
+    session_key = settings.state_dir / SESSION_KEY_FILE
+    existed = session_key.exists()
+    ensure_session_key(settings.state_dir)
+    (report.kept if existed else report.created).append(display_path(session_key, root))
     return report
 
 
