@@ -31,6 +31,7 @@ from atrium.store import Store
 
 logger = logging.getLogger(__name__)
 
+PURGE_INTERVAL_S = 3600.0
 AUDIT_SPILL = "audit-spill.jsonl"
 # "registry" is no server's name (registry.schema.RESERVED_NAMES): /api/v1/mcp/registry/mcp is
 # the registry entry of a server called "mcp".
@@ -101,10 +102,17 @@ def _hosted(directory: ServerDirectory) -> Hosted:
 async def _watch(
     directory: ServerDirectory, auth: AuthorizationServer, proxy: McpProxy, interval_s: float
 ) -> None:
-    """Follow the store: the server registry and the revocation list, one poll each."""
+    """Follow the store: the server registry and the revocation list, one poll each; now and
+    then delete the grants that expired (any replica may: the deletes are idempotent)."""
+    next_purge = time.monotonic()
     while True:
         await asyncio.sleep(interval_s)
         try:
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_INTERVAL_S
+                purged = await directory.store_or_fail().grants.purge_expired()
+                if purged:
+                    logger.info("deleted %d expired codes, refresh tokens and revocations", purged)
             if await directory.refresh():
                 proxy.catalog.forget()
                 logger.info("server registry reloaded: %d servers", len(directory.routes))
