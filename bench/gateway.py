@@ -4,7 +4,8 @@
 
 Starts a backend (Atrium's toolkit, one uvicorn process) and a gateway (one uvicorn process,
 audit on, SQLite store) on loopback, then drives the same stateless 2026-07-28 ``tools/call``
-at each concurrency, first directly at the backend, then through the gateway, and prints
+at each concurrency, first directly at the backend, then through the gateway, then through the
+gateway to the same backend behind ``oauth.required`` with a bearer token, and prints
 requests per second, p50 and p99 latency of both and their ratios. The load generator shares
 the machine's cores with both servers, as it would on a developer's machine; the figures are
 for comparing the two paths within one run, not absolute capacity.
@@ -56,9 +57,12 @@ HEADERS = {
 }
 
 
-async def drive(url: str, concurrency: int, seconds: float) -> tuple[float, list[float]]:
+async def drive(
+    url: str, concurrency: int, seconds: float, token: str | None = None
+) -> tuple[float, list[float]]:
     """Requests per second and the latencies (ms) of ``concurrency`` workers for ``seconds``."""
     latencies: list[float] = []
+    headers = {**HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
 
@@ -67,7 +71,7 @@ async def drive(url: str, concurrency: int, seconds: float) -> tuple[float, list
             while time.perf_counter() < deadline:
                 n += 1
                 started = time.perf_counter()
-                async with http.post(url, data=call_body(n), headers=HEADERS) as response:
+                async with http.post(url, data=call_body(n), headers=headers) as response:
                     body = await response.read()
                     if response.status != 200 or b'"isError":true' in body:
                         raise RuntimeError(f"{url}: HTTP {response.status}: {body[:200]!r}")
@@ -100,15 +104,22 @@ def wait_http(url: str, deadline_s: float = 30) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_servers(stack: ExitStack, project: Path) -> tuple[str, str]:
+def start_servers(stack: ExitStack, project: Path) -> tuple[str, str, str]:
     backend_port, gateway_port = free_port(), free_port()
     (project / "services/mcp").mkdir(parents=True)
+    direct = f"http://127.0.0.1:{backend_port}/mcp"
     server = {
         "bench": {
             "command": [PYTHON, str(HERE / "trivial_server.py"), "--port", "{port}"],
             "port": backend_port,
             "oauth": {"required": False},
-        }
+        },
+        # The same backend again, behind OAuth: every call verifies a bearer token.
+        "secure": {
+            "transport": "remote",
+            "url": direct,
+            "oauth": {"required": True, "scopes": ["user"]},
+        },
     }
     (project / "services/mcp/bench.yaml").write_text(json.dumps({"mcp_servers": server}))
     env = {
@@ -125,38 +136,52 @@ def start_servers(stack: ExitStack, project: Path) -> tuple[str, str]:
         stderr=subprocess.STDOUT,
     )
     stack.callback(lambda: (process.terminate(), process.wait(30)))
-    direct = f"http://127.0.0.1:{backend_port}/mcp"
     through = f"http://127.0.0.1:{gateway_port}/api/v1/mcp/bench/mcp"
     wait_http(direct)
     wait_http(through)
-    return direct, through
+    return direct, through, f"http://127.0.0.1:{gateway_port}/api/v1/mcp/secure/mcp"
 
 
-def report(
-    concurrency: int, direct: tuple[float, list[float]], gateway: tuple[float, list[float]]
-) -> None:
+def token_for(project: Path, url: str) -> str:
+    """A token for the ``secure`` server, signed with the project's key as the gateway's are."""
+    from atrium.auth.keys import KeySet
+    from atrium.auth.tokens import TokenIssuer
+    from atrium.settings import load_settings
+
+    port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    settings = load_settings(project, environ={"ATRIUM_GATEWAY_PORT": port})
+    issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=3600)
+    token, _ = issuer.mint(subject="bench", client_id="bench", audience=[url], scopes=["user"])
+    return token
+
+
+Run = tuple[float, list[float]]
+
+
+def report(concurrency: int, direct: Run, gateway: Run, secure: Run) -> None:
     d_rps, d_lat = direct
-    g_rps, g_lat = gateway
-    d50, d99, g50, g99 = (
-        percentile(d_lat, 50),
-        percentile(d_lat, 99),
-        percentile(g_lat, 50),
-        percentile(g_lat, 99),
-    )
+    d50, d99 = percentile(d_lat, 50), percentile(d_lat, 99)
     print(f"concurrency {concurrency}")
-    print(f"  direct   {d_rps:8.1f} req/s  p50 {d50:7.2f} ms  p99 {d99:7.2f} ms")
-    print(f"  gateway  {g_rps:8.1f} req/s  p50 {g50:7.2f} ms  p99 {g99:7.2f} ms")
-    ratio = g_rps / d_rps
-    print(f"  ratio    throughput {ratio:.2f}  added p50 {g50 - d50:+.2f} ms", end="")
-    print(f"  added p99 {g99 - d99:+.2f} ms")
+    print(f"  direct         {d_rps:8.1f} req/s  p50 {d50:7.2f} ms  p99 {d99:7.2f} ms")
+    for label, (rps, lat) in (("gateway", gateway), ("gateway+oauth", secure)):
+        p50, p99 = percentile(lat, 50), percentile(lat, 99)
+        print(f"  {label:<14} {rps:8.1f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
+        print(
+            f"    ratio        throughput {rps / d_rps:.2f}  added p50 {p50 - d50:+.2f} ms", end=""
+        )
+        print(f"  added p99 {p99 - d99:+.2f} ms")
 
 
-async def measure(direct: str, through: str, concurrencies: list[int], seconds: float) -> None:
+async def measure(
+    urls: tuple[str, str, str], token: str, concurrencies: list[int], seconds: float
+) -> None:
+    direct, through, secure = urls
     for concurrency in concurrencies:
         report(
             concurrency,
             await drive(direct, concurrency, seconds),
             await drive(through, concurrency, seconds),
+            await drive(secure, concurrency, seconds, token),
         )
 
 
@@ -166,9 +191,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     args = parser.parse_args()
     with ExitStack() as stack, tempfile.TemporaryDirectory() as folder:
-        direct, through = start_servers(stack, Path(folder))
+        urls = start_servers(stack, Path(folder))
         time.sleep(1.0)  # let the gateway load its registry from the store
-        asyncio.run(measure(direct, through, args.concurrency, args.seconds))
+        token = token_for(Path(folder), urls[2])
+        asyncio.run(measure(urls, token, args.concurrency, args.seconds))
 
 
 if __name__ == "__main__":
