@@ -7,6 +7,7 @@ is bound before the settings are written.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,11 +18,11 @@ import pytest
 
 from atrium.settings import Settings, load_settings
 from atrium.store import Store
-from tests.auth.flow import Browser, create_user, register_client
+from tests.auth.flow import PASSWORD, Browser, create_user, register_client
 from tests.gateway.conftest import Backend, backend  # noqa: F401  (a fixture used here)
 from tests.gateway.helpers import Gateway, running_gateway, server_record
 
-PASSWORD = "correct horse battery staple"
+__all__ = ["AUTH_SERVERS", "PASSWORD"]
 
 # name -> extra YAML of a server routed to the test backend
 AUTH_SERVERS: dict[str, dict[str, Any]] = {
@@ -48,11 +49,18 @@ def listener() -> Iterator[socket.socket]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, listener: socket.socket) -> Settings:
+def oauth_options() -> dict[str, Any]:
+    """More ``oauth:`` settings; a test changes them with ``parametrize("oauth_options", ...)``."""
+    return {}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, listener: socket.socket, oauth_options: dict[str, Any]) -> Settings:
     port = listener.getsockname()[1]
+    extra = "".join(f"  {key}: {json.dumps(value)}\n" for key, value in oauth_options.items())
     (tmp_path / "atrium.yaml").write_text(
         f"gateway:\n  public_url: http://127.0.0.1:{port}\n"
-        "oauth:\n  dev_mode: true\n  roles:\n    uploader: [user, uploader]\n"
+        "oauth:\n  dev_mode: true\n  roles:\n    uploader: [user, uploader]\n" + extra
     )
     return load_settings(tmp_path, environ={})
 

@@ -1,13 +1,17 @@
 """Playing the user's browser and the OAuth client against a running gateway.
 
 The browser follows the authorization flow's pages as a person would: it reads each form's
-hidden fields from the HTML, fills in the visible ones and posts it with its cookies.
+hidden fields from the HTML, fills in the visible ones and posts it with its cookies. The client
+side exchanges codes, refreshes, and calls tools through the gateway with Bearer or DPoP tokens;
+``snapshot`` reads every row the authorization server keeps, so an attack test can show that
+nothing changed.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -17,12 +21,24 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
+from sqlalchemy import select
 
+from atrium.auth.dpop import make_proof
 from atrium.cli.admin import create_user
 from atrium.store import Store
+from atrium.store.tables import (
+    authorization_codes,
+    oauth_clients,
+    refresh_tokens,
+    revocations,
+    users,
+)
+from tests.gateway.helpers import call_body, list_body, messages, modern_headers
 
 OAUTH = "/api/v1/core/oauth"
 REDIRECT = "http://127.0.0.1:4999/callback"
+PASSWORD = "correct horse battery staple"
+_STATE_TABLES = (oauth_clients, users, authorization_codes, refresh_tokens, revocations)
 
 __all__ = ["Browser", "Pkce", "Store", "create_user", "register_client"]
 
@@ -161,3 +177,123 @@ async def exchange_code(
         **extra,
     }
     return await http.post(f"{base}{OAUTH}/token", data=data, headers=headers or {})
+
+
+async def code_for(
+    browser: Browser,
+    base: str,
+    client_id: str,
+    pkce: Pkce,
+    *,
+    username: str = "user",
+    **params: Any,
+) -> str:
+    """Sign ``username`` in, approve, and return the authorization code the client got back."""
+    url = authorize_url(base, client_id, pkce, **params)
+    back = await browser.consent_redirect(url, username, PASSWORD)
+    assert "code" in back, back
+    return back["code"]
+
+
+async def tokens_for(
+    browser: Browser,
+    http: httpx2.AsyncClient,
+    base: str,
+    client_id: str,
+    *,
+    username: str = "user",
+    headers: dict[str, str] | None = None,
+    **params: Any,
+) -> dict[str, Any]:
+    """The whole code flow for ``username``: the token response's body."""
+    pkce = Pkce.new()
+    code = await code_for(browser, base, client_id, pkce, username=username, **params)
+    response = await exchange_code(http, base, client_id, code, pkce.verifier, headers=headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def refresh(
+    http: httpx2.AsyncClient,
+    base: str,
+    client_id: str,
+    token: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: str,
+) -> httpx2.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
+    return await http.post(f"{base}{OAUTH}/token", data={**data, **extra}, headers=headers or {})
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    """RFC 6749 §2.3.1 HTTP Basic client credentials."""
+    encoded = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {encoded}"}
+
+
+def token_proof(key: Any, base: str) -> dict[str, str]:
+    """A DPoP header for one request to the token endpoint."""
+    return {"DPoP": make_proof(key, method="POST", url=f"{base}{OAUTH}/token")}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def dpop(token: str, key: Any, url: str, method: str = "POST") -> dict[str, str]:
+    """The DPoP scheme with a fresh proof of ``key`` for ``method url`` (RFC 9449 §7.1)."""
+    proof = make_proof(key, method=method, url=url, access_token=token)
+    return {"Authorization": f"DPoP {token}", "DPoP": proof}
+
+
+async def call_tool(
+    http: httpx2.AsyncClient,
+    url: str,
+    tool: str,
+    headers: dict[str, str] | None = None,
+    arguments: dict[str, Any] | None = None,
+) -> httpx2.Response:
+    """One 2026-07-28 ``tools/call`` through the gateway with extra (auth) ``headers``."""
+    body = call_body(tool, arguments or ({"text": "hi"} if tool == "echo" else {}))
+    return await http.post(
+        url, content=body, headers={**modern_headers("tools/call", tool), **(headers or {})}
+    )
+
+
+async def list_tools(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> list[str]:
+    """The tool names a 2026-07-28 ``tools/list`` through the gateway answers."""
+    response = await http.post(
+        url, content=list_body(), headers={**modern_headers("tools/list"), **(headers or {})}
+    )
+    assert response.status_code == 200, response.text
+    (answer,) = messages(response)
+    return [tool["name"] for tool in answer["result"]["tools"]]
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified: what a client may read from its access token."""
+    segment = token.split(".")[1]
+    return dict(json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))))
+
+
+def challenge(response: httpx2.Response) -> dict[str, str]:
+    """The parameters of a ``WWW-Authenticate`` challenge (every scheme carries the same)."""
+    header = response.headers.get("www-authenticate", "")
+    params: dict[str, str] = {}
+    for name, value in re.findall(r'([a-z_]+)="([^"]*)"', header):
+        params.setdefault(name, value)
+    return params
+
+
+async def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the authorization server's tables: clients, users, codes, tokens,
+    revocations. Equal snapshots before and after a request mean it changed nothing."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    async with store.engine.connect() as conn:
+        for table in _STATE_TABLES:
+            result = await conn.execute(select(table))
+            rows[table.name] = sorted((tuple(row) for row in result), key=repr)
+    return rows

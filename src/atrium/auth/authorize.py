@@ -28,7 +28,17 @@ from atrium.store import CodeRecord, UserRecord
 SESSION_COOKIE = "atrium_session"
 SESSION_TTL_S = 8 * 3600
 PENDING_TTL_S = 600
-_SINGLE = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge")
+# RFC 6749 §3.1: no parameter may appear twice (``resource`` may: RFC 8707 §2).
+_SINGLE = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "dpop_jkt",
+)
 
 
 class Authorize:

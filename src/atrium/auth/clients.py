@@ -86,6 +86,9 @@ class ClientDirectory:
     async def authenticate(self, form: Mapping[str, str], authorization: str | None) -> Client:
         """RFC 6749 §2.3.1: HTTP Basic or form credentials; a public client sends its id only."""
         client_id, secret, method = _credentials(form, authorization)
+        if not client_id:
+            # §5.2: "no client authentication included" is invalid_client, not invalid_request.
+            raise invalid_client("the client must identify itself (client_id or HTTP Basic)")
         client = await self.find(client_id)
         if client.confidential:
             if secret is None or client.secret_hash is None:
@@ -96,8 +99,6 @@ class ClientDirectory:
                 raise invalid_client("client authentication failed")
         elif secret is not None:
             raise invalid_client("a public client has no client_secret")
-        if client.kind != "metadata":
-            await self.store.clients.touch(client.client_id)
         return client
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from atrium.auth.dpop import ALGORITHMS
 from atrium.auth.errors import OAuthError
 from atrium.auth.metadata import PRM_PREFIX
-from atrium.auth.roles import ADMIN, TOOLS_READ, TOOLS_WRITE
+from atrium.auth.roles import ADMIN, TOOLS_READ, TOOLS_WRITE, USER
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.tokens import AccessClaims
 from atrium.registry.schema import OAuthPolicy
@@ -39,11 +39,16 @@ class Caller:
 
     def read_only(self, policy: OAuthPolicy) -> bool:
         """Holds ``tools:read`` and nothing here that allows more (``tools:write`` or another
-        of the server's scopes): may call only tools annotated ``readOnlyHint``."""
+        of the server's scopes): may call only tools annotated ``readOnlyHint``.
+
+        ``user`` lets a caller in but allows no tool by itself (the ``user`` role carries
+        ``tools:write`` for that), so the built-in ``reader`` role (user, tools:read) is
+        read-only, also on a server whose scopes name ``user``.
+        """
         if self.anonymous or ADMIN in self.scopes or TOOLS_WRITE in self.scopes:
             return False
         relevant = self.scopes & set(policy.scopes) if policy.scopes else self.scopes
-        return TOOLS_READ in self.scopes and relevant <= {TOOLS_READ}
+        return TOOLS_READ in self.scopes and relevant <= {TOOLS_READ, USER}
 
 
 ANONYMOUS = Caller(subject=None, client_id=None, scopes=frozenset())

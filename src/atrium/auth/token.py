@@ -57,6 +57,10 @@ class TokenEndpoint:
                 raise unsupported_grant_type(f"grant_type {grant!r} is not supported")
         except OAuthError as error:
             return oauth_error_response(error)
+        if client.kind != "metadata":
+            # Only an issued token is use: a failed request must not keep alive a registration
+            # that never led to a token (register.py forgets those).
+            await self.auth.store.clients.touch(client.client_id)
         return token_response(body)
 
     async def _proof_key(self, request: Request) -> str | None:
