@@ -7,8 +7,10 @@ is bound before the settings are written.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,10 @@ from typing import Any
 import httpx2
 import pytest
 
+from atrium.auth.hashing import hash_password
 from atrium.settings import Settings, load_settings
-from atrium.store import Store
-from tests.auth.flow import PASSWORD, Browser, create_user, register_client
+from atrium.store import Store, UserRecord
+from tests.auth.flow import PASSWORD, Browser, register_client
 from tests.gateway.conftest import Backend, backend  # noqa: F401  (a fixture used here)
 from tests.gateway.helpers import Gateway, running_gateway, server_record
 
@@ -38,6 +41,12 @@ AUTH_SERVERS: dict[str, dict[str, Any]] = {
         "tools": {"scopes": {"upload": ["uploader"], "delete_*": ["admin"]}},
     },
 }
+
+
+@functools.cache
+def _hashed() -> str:
+    """PASSWORD's argon2 hash, computed once: hashing is slow by design (a tenth of a second)."""
+    return hash_password(PASSWORD)
 
 
 @pytest.fixture
@@ -78,7 +87,9 @@ async def gateway(
         ]
         await store.servers.save(records)
         for role in ("admin", "user", "reader", "uploader"):
-            await create_user(store, role, PASSWORD, role)
+            await store.users.add(
+                UserRecord(id=uuid.uuid4().hex, username=role, password_hash=_hashed(), role=role)
+            )
         async with running_gateway(settings, store, listener) as running:
             yield running
 

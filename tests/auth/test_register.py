@@ -166,3 +166,18 @@ async def test_registration_forgets_clients_that_never_obtained_a_token(
     assert response.status_code == 201, response.text
     assert await gateway.store.clients.get("stale-1") is None
     assert await gateway.store.clients.get("stale-2") is None
+
+
+async def test_a_client_cannot_choose_its_own_id_or_secret(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    body = await register_client(
+        http, gateway.base, client_id="chosen", client_secret="chosen-secret"
+    )
+
+    assert body["client_id"] != "chosen"
+    assert "client_secret" not in body  # a public client: no secret at all
+    stored = await gateway.store.clients.get(body["client_id"])
+    assert stored is not None
+    assert "client_secret" not in stored.metadata
+    assert "client_id" not in stored.metadata

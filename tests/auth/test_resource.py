@@ -318,3 +318,14 @@ async def test_a_refused_call_is_audited_with_who_tried_it(
     (record,) = await gateway.audit_of("readers")
     assert (record.subject, record.client_id, record.tool) == ("user-9", "cli-9", "echo")
     assert record.status == 403
+
+
+async def test_signing_in_never_takes_away_the_public_tools(
+    gateway: Gateway, http: httpx2.AsyncClient, backend: Backend
+) -> None:
+    token = gateway.token("open", "tools:read")  # read-only: echo is not annotated read-only
+
+    called = await call_tool(http, gateway.url("open"), "echo", bearer(token))
+
+    assert called.status_code == 200
+    assert backend.witness.calls["echo"] == 1

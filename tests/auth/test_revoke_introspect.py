@@ -227,3 +227,18 @@ async def test_a_confidential_client_must_authenticate_to_revoke(
 
     assert (response.status_code, response.json()["error"]) == (401, "invalid_client")
     assert await snapshot(gateway.store) == before
+
+
+async def test_a_self_registered_client_with_a_secret_may_not_introspect(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    registered = await register_client(
+        http, gateway.base, token_endpoint_auth_method="client_secret_basic"
+    )
+    token = gateway.token("users", "user")
+
+    response = await introspect(
+        http, gateway, token, basic(registered["client_id"], registered["client_secret"])
+    )
+
+    assert (response.status_code, response.json()["error"]) == (401, "invalid_client")

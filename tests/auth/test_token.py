@@ -27,6 +27,7 @@ from tests.auth.flow import (
     exchange_code,
     jwt_claims,
     refresh,
+    register_client,
     snapshot,
     token_proof,
     tokens_for,
@@ -475,3 +476,30 @@ async def test_with_dpop_nonces_the_token_endpoint_asks_for_one_and_takes_the_re
     )
     assert retry.status_code == 200, retry.text
     assert retry.json()["token_type"] == "DPoP"
+
+
+async def test_a_resource_named_only_at_the_token_endpoint_is_refused(
+    gateway: Gateway, browser: Browser, client: Client, http: httpx2.AsyncClient
+) -> None:
+    pkce = Pkce.new()
+    code = await code_for(browser, gateway.base, client["client_id"], pkce)  # no resource
+    before = await snapshot(gateway.store)
+
+    response = await exchange_code(
+        http, gateway.base, client["client_id"], code, pkce.verifier, resource=gateway.url("users")
+    )
+
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_target")
+    assert await snapshot(gateway.store) == before
+
+
+async def test_a_clients_registered_scope_bounds_what_a_user_grants_it(
+    gateway: Gateway, browser: Browser, http: httpx2.AsyncClient
+) -> None:
+    narrow = await register_client(http, gateway.base, scope="tools:read")
+
+    body = await tokens_for(
+        browser, http, gateway.base, narrow["client_id"], username="admin", scope="admin tools:read"
+    )
+
+    assert body["scope"] == "tools:read"

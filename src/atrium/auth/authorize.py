@@ -90,6 +90,7 @@ class Authorize:
             "scopes": scopes,
             "resources": resources,
             "dpop_jkt": params.get("dpop_jkt"),  # RFC 9449 §10
+            "client_scope": sorted(client.scope) if client.scope is not None else None,
         }
 
     async def login(self, request: Request) -> Response:
@@ -147,6 +148,8 @@ class Authorize:
 
     def _granted(self, pending: dict[str, Any], user: UserRecord) -> list[str]:
         held = self.auth.roles.scopes_of(user.role)
+        if pending.get("client_scope") is not None:
+            held &= set(pending["client_scope"])  # what the client may ever be granted
         asked = pending["scopes"] or sorted(held)
         return [scope for scope in asked if scope in held]
 

@@ -1,7 +1,7 @@
 """Token introspection (RFC 7662), for resource servers that are not the gateway.
 
-Only confidential clients may ask (§2.1: the endpoint must be protected, or it becomes a
-token-scanning oracle). Anything not currently valid is just ``{"active": false}`` (§2.2).
+Only confidential clients an operator created may ask (§2.1: the endpoint must be protected,
+or it becomes a token-scanning oracle; open registration can mint a secret for anyone). Anything not currently valid is just ``{"active": false}`` (§2.2).
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ async def introspect(auth: AuthorizationServer, request: Request) -> Response:
     try:
         form = await read_form(request)
         client = await auth.clients.authenticate(form, request.headers.get("authorization"))
-        if not client.confidential:
-            raise invalid_client("introspection needs a confidential client")
+        if client.kind != "confidential":
+            # Only clients an operator created: anyone may register a client with a secret.
+            raise invalid_client("introspection needs a client created by an operator")
         token = form.get("token")
         if not token:
             raise invalid_request("token is required")

@@ -24,6 +24,15 @@ from atrium.auth.server import AuthorizationServer
 from atrium.auth.wire import oauth_error_response, read_json
 from atrium.store import ClientRecord
 
+# RFC 7591 §3.2.1: these are the server's to assign; a client's own values are dropped.
+_SERVER_ASSIGNED = {
+    "client_id",
+    "client_secret",
+    "client_id_issued_at",
+    "client_secret_expires_at",
+    "registration_access_token",
+    "registration_client_uri",
+}
 _PRIVATE_SCHEME_DENY = frozenset({"javascript", "data", "file", "vbscript", "about", "blob"})
 
 
@@ -111,7 +120,7 @@ async def _make_room(auth: AuthorizationServer) -> None:
 def _record(asked: RegistrationRequest) -> tuple[ClientRecord, str | None]:
     method = asked.token_endpoint_auth_method
     secret = new_token() if method in SECRET_METHODS else None
-    metadata: dict[str, Any] = asked.model_dump(exclude_none=True)
+    metadata: dict[str, Any] = asked.model_dump(exclude_none=True, exclude=_SERVER_ASSIGNED)
     record = ClientRecord(
         client_id=f"dyn_{secrets.token_urlsafe(18)}",
         kind="dynamic",

@@ -268,10 +268,11 @@ class TokenEndpoint:
 
     def _narrowed_audience(self, form: dict[str, str], granted: str | None) -> list[str]:
         asked = _resources(form)
-        allowed = granted.split() if granted else []
+        allowed = granted.split() if granted else self.auth.audience_for([])
         if not asked:
-            return allowed or self.auth.audience_for([])
-        if allowed and not set(asked) <= set(allowed):
+            return allowed
+        if not set(asked) <= set(allowed):
+            # The user consented to these audiences only (RFC 8707 §2.2).
             raise invalid_target("resource was not part of the authorization (RFC 8707 §2.2)")
         return self.auth.audience_for(asked)
 

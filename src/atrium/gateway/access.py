@@ -69,9 +69,10 @@ class ToolAccess:
     def verdict(self, tool: str | None, read_only: bool | None = None) -> Verdict:
         if tool is None or not self.policy.permits(tool):
             return "hidden"
+        if self._public(tool):
+            return "ok"  # signing in never takes away what anyone may call
         if self.caller.anonymous:
-            public = self.config.tools.public
-            return "ok" if public is None or matches_any(public, tool) else "sign-in"
+            return "sign-in"
         if self.caller.admin:
             return "ok"
         for pattern, scopes in self.config.tools.scopes.items():
@@ -83,6 +84,12 @@ class ToolAccess:
             if not read_only:
                 return (TOOLS_WRITE,)
         return "ok"
+
+    def _public(self, tool: str) -> bool:
+        if self.config.oauth.required:
+            return False
+        public = self.config.tools.public
+        return public is None or matches_any(public, tool)
 
     def filter_result(self, message: dict[str, Any]) -> bool:
         """Drop the tools this caller may not call from a ``tools/list`` result; whether it did."""
