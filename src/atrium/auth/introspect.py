@@ -1,7 +1,8 @@
 """Token introspection (RFC 7662), for resource servers that are not the gateway.
 
 Only confidential clients an operator created may ask (§2.1: the endpoint must be protected,
-or it becomes a token-scanning oracle; open registration can mint a secret for anyone). Anything not currently valid is just ``{"active": false}`` (§2.2).
+or it becomes a token-scanning oracle; open registration can mint a secret for anyone).
+Anything not currently valid is just ``{"active": false}`` (§2.2).
 """
 
 from __future__ import annotations
