@@ -161,20 +161,15 @@ class TokenEndpoint:
             raise invalid_scope(
                 "the client may not ask for " + " ".join(sorted(set(asked) - allowed))
             )
-        audience = self.auth.audience_for(_resources(form))
-        token, claims = self.auth.tokens.mint(
+        return self._response(
             subject=client.client_id,
-            client_id=client.client_id,
-            audience=audience,
+            client=client,
             scopes=asked,
+            audience=self.auth.audience_for(_resources(form)),
             jkt=jkt,
+            family=None,
+            refresh=None,
         )
-        return {
-            "access_token": token,
-            "token_type": "DPoP" if jkt else "Bearer",
-            "expires_in": claims.expires_at - claims.issued_at,
-            "scope": claims.scope,
-        }
 
     async def _issue(
         self,
@@ -222,7 +217,7 @@ class TokenEndpoint:
         scopes: list[str],
         audience: list[str],
         jkt: str | None,
-        family: str,
+        family: str | None,
         refresh: str | None,
     ) -> dict[str, Any]:
         token, claims = self.auth.tokens.mint(

@@ -8,7 +8,6 @@ call is answered like an unknown tool: JSON-RPC -32602 (MCP spec, "Tools", error
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from atrium.gateway.errors import INVALID_PARAMS, GatewayError
 from atrium.registry.globs import matches_any
@@ -40,20 +39,3 @@ class Policy:
                 f"Unknown tool: {tool!r} is not available on server '{server}'",
                 data={"reason": "tool policy"},
             )
-
-    def filter_result(self, message: dict[str, Any]) -> bool:
-        """Drop refused tools from a ``tools/list`` result in place; whether it changed."""
-        result = message.get("result")
-        tools = result.get("tools") if isinstance(result, dict) else None
-        if not isinstance(tools, list):
-            return False
-        kept = [t for t in tools if isinstance(t, dict) and self.permits(str(t.get("name")))]
-        if len(kept) == len(tools):
-            return False
-        assert isinstance(result, dict)
-        result["tools"] = kept
-        if "cacheScope" in result:
-            # A narrowed list is this caller's view: a shared cache must not serve it to others
-            # (2026-07-28, caching: "private" results are per caller).
-            result["cacheScope"] = "private"
-        return True
