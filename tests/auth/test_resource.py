@@ -329,3 +329,18 @@ async def test_signing_in_never_takes_away_the_public_tools(
 
     assert called.status_code == 200
     assert backend.witness.calls["echo"] == 1
+
+
+async def test_an_unauthenticated_attempt_is_audited_with_the_tool_it_tried(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    response = await call_tool(http, gateway.url("users"), "echo")
+
+    assert response.status_code == 401
+    (record,) = await gateway.audit_of("users")
+    assert (record.subject, record.method, record.tool, record.status) == (
+        None,
+        "tools/call",
+        "echo",
+        401,
+    )

@@ -67,14 +67,20 @@ class McpProxy:
             self.guard.check(headers.get("host"), headers.get("origin"))
             route = self.directory.lookup(exchange.server)
             body = await self._read(scope, receive, headers)
+            if body is not None:
+                # Parsed before authenticating, so a refused attempt is audited with its method
+                # and tool too.
+                exchange.inbound = jsonrpc.parse(body)
             facts = self._facts(scope, headers, route.name)
             try:
                 caller = await self.resource.authenticate(facts, route.config.oauth)
             except OAuthError as error:
                 raise _refusal(error) from None
             exchange.caller = caller
-            access = ToolAccess(route.name, route.config, route.policy, caller, self.catalog)
-            self._inbound(body, headers, route, access, facts, exchange)
+            exchange.access = ToolAccess(
+                route.name, route.config, route.policy, caller, self.catalog
+            )
+            self._check_inbound(headers, route, exchange.access, facts, exchange)
             await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
         except GatewayError as error:
             await _send_error(send, error, exchange)
@@ -113,21 +119,18 @@ class McpProxy:
             origin=origin,
         )
 
-    def _inbound(
+    def _check_inbound(
         self,
-        body: bytes | None,
         headers: dict[str, str],
         route: Route,
         access: ToolAccess,
         facts: RequestFacts,
         exchange: Exchange,
     ) -> None:
-        """Parse and check a POST's JSON-RPC body against the caller's access."""
-        exchange.access = access
-        if body is None:
+        """Check a POST's JSON-RPC body: routing headers, then each call against the access."""
+        inbound = exchange.inbound
+        if inbound is None:
             return
-        inbound = jsonrpc.parse(body)
-        exchange.inbound = inbound
         if headers.get("mcp-protocol-version") == jsonrpc.MODERN:
             jsonrpc.check_routing_headers(
                 inbound, headers.get("mcp-method"), headers.get("mcp-name")
