@@ -71,15 +71,8 @@ class McpProxy:
                 # Parsed before authenticating, so a refused attempt is audited with its method
                 # and tool too.
                 exchange.inbound = jsonrpc.parse(body)
-            facts = self._facts(scope, headers, route.name)
-            try:
-                caller = await self.resource.authenticate(facts, route.config.oauth)
-            except OAuthError as error:
-                raise _refusal(error) from None
-            exchange.caller = caller
-            exchange.access = ToolAccess(
-                route.name, route.config, route.policy, caller, self.catalog
-            )
+            facts = await self.admit(scope, headers, route, exchange)
+            assert exchange.access is not None
             self._check_inbound(headers, route, exchange.access, facts, exchange)
             await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
         except GatewayError as error:
@@ -88,6 +81,20 @@ class McpProxy:
         finally:
             for event in exchange.events():
                 self.audit.record(event)
+
+    async def admit(
+        self, scope: Scope, headers: dict[str, str], route: Route, exchange: Exchange
+    ) -> RequestFacts:
+        """Who calls (RFC 6750 / RFC 9449 checks) and what they may call: sets the exchange's
+        ``caller`` and ``access``. Shared by the MCP endpoint and the OpenAPI tool routes."""
+        facts = self._facts(scope, headers, route.name)
+        try:
+            caller = await self.resource.authenticate(facts, route.config.oauth)
+        except OAuthError as error:
+            raise _refusal(error) from None
+        exchange.caller = caller
+        exchange.access = ToolAccess(route.name, route.config, route.policy, caller, self.catalog)
+        return facts
 
     async def _read(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes | None:
         """The body of a POST; ``None`` for GET and DELETE."""
@@ -137,9 +144,9 @@ class McpProxy:
             )
         for call in inbound.calls:
             if call.method == "tools/call":
-                self._check_call(route, access, facts, call.tool)
+                self.check_call(route, access, facts, call.tool)
 
-    def _check_call(
+    def check_call(
         self, route: Route, access: ToolAccess, facts: RequestFacts, tool: str | None
     ) -> None:
         verdict = access.verdict(tool)
