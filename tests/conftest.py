@@ -8,6 +8,9 @@ with the run's prefix is dropped as well. Concurrent runs and tests never share 
 
 The server is ``ATRIUM_TEST_POSTGRES_URL`` (default below). Unreachable, the PostgreSQL tests
 skip, except with ``CI=true``, where they fail: CI must never pass without them.
+
+Redis (``redis_url``, ``ATRIUM_TEST_REDIS_URL``) is held to the same rule. Its tests share one
+server: each takes a fresh key prefix (``redis_prefix``), and its keys are deleted after it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+import redis.asyncio
+import redis.exceptions
 
 from atrium.settings import Settings, load_settings
 from atrium.store import Store
@@ -28,6 +33,8 @@ from atrium.store import Store
 POSTGRES_URL = os.environ.get(
     "ATRIUM_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+
+REDIS_URL = os.environ.get("ATRIUM_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 _schema_numbers = itertools.count(1)
 
@@ -89,3 +96,38 @@ async def store(database_settings: Settings) -> AsyncIterator[Store]:
     """A migrated ``Store`` on ``database_settings``, closed after the test."""
     async with await Store.open(database_settings) as opened:
         yield opened
+
+
+async def _redis(command: str, prefix: str = "") -> None:
+    """``ping``, or delete every key that starts with ``prefix``."""
+    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        if command == "ping":
+            await client.ping()
+            return
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The test Redis, once it has answered."""
+    try:
+        asyncio.run(_redis("ping"))
+    except (OSError, redis.exceptions.RedisError) as exc:
+        reason = f"Redis is not reachable at {REDIS_URL}: {exc!r}"
+        if _in_ci():
+            pytest.fail(f"{reason}; with CI=true the Redis tests must run", pytrace=False)
+        pytest.skip(f"{reason} (with CI=true this fails)")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards."""
+    prefix = f"atrium-test-{secrets.token_hex(6)}"
+    yield prefix
+    asyncio.run(_redis("delete", prefix))

@@ -190,6 +190,7 @@ def test_malformed_atrium_yaml_is_a_config_error_with_line_and_column(tmp_path):
         ("ATRIUM_PUBLIC_URL", "atrium.example.com"),
         ("ATRIUM_DATABASE_URL", "mysql://u@h/db"),
         ("ATRIUM_LOG_LEVEL", "loud"),
+        ("ATRIUM_REDIS_URL", "http://127.0.0.1:6379"),
     ],
 )
 def test_a_bad_environment_override_names_the_variable(tmp_path, variable, value):
@@ -209,3 +210,44 @@ def test_settings_are_frozen(tmp_path):
         settings.gateway_port = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         settings.environ["ATRIUM_NEW"] = "x"  # type: ignore[index]
+
+
+def test_rate_limits_and_redis_default_to_none_in_memory_and_closed_for_anonymous(tmp_path):
+    settings = load_settings(tmp_path, environ={})
+
+    assert (settings.ratelimit.default, settings.ratelimit.per_tool) == (None, False)
+    modes = settings.ratelimit.on_redis_error
+    assert (modes.authenticated, modes.anonymous) == ("open", "closed")
+    assert (settings.redis.url, settings.redis.key_prefix) == (None, "atrium")
+
+
+def test_rate_limits_and_redis_from_atrium_yaml_and_atrium_redis_url(tmp_path):
+    write_settings(
+        tmp_path,
+        """\
+        ratelimit:
+          default: 600/minute
+          per_tool: true
+          on_redis_error: {authenticated: closed, anonymous: open}
+        redis:
+          url: redis://file.example:6379/0
+          key_prefix: staging
+        """,
+    )
+
+    settings = load_settings(tmp_path, environ={"ATRIUM_REDIS_URL": "redis://env.example/1"})
+
+    assert (settings.ratelimit.default, settings.ratelimit.per_tool) == ("600/minute", True)
+    modes = settings.ratelimit.on_redis_error
+    assert (modes.authenticated, modes.anonymous) == ("closed", "open")
+    assert (settings.redis.url, settings.redis.key_prefix) == ("redis://env.example/1", "staging")
+
+
+def test_a_default_rate_limit_that_is_not_a_rate_names_its_key_path(tmp_path):
+    write_settings(tmp_path, "ratelimit:\n  default: lots\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, environ={})
+
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.key_path) == (2, "ratelimit.default")

@@ -20,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from atrium import yamlio
 from atrium.errors import ConfigError, Problem
+from atrium.registry.schema import RATE_LIMIT
 
 SETTINGS_FILE = "atrium.yaml"
 STATE_DIR = ".atrium"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+FailMode = Literal["open", "closed"]
 
 # Each override names the variable and the key path it replaces in atrium.yaml.
 ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -38,6 +40,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ATRIUM_ISSUER": ("oauth", "issuer"),
         "ATRIUM_OAUTH_DEV_MODE": ("oauth", "dev_mode"),
         "ATRIUM_LOG_LEVEL": ("logging", "level"),
+        "ATRIUM_REDIS_URL": ("redis", "url"),
     }
 )
 
@@ -133,6 +136,57 @@ class OAuthSection(_Section):
         return value
 
 
+class RedisFailModes(_Section):
+    """What the rate limiter does with a tool call while Redis cannot count it.
+
+    Open lets the call through uncounted, closed refuses it (503). Signed-in callers are
+    accountable and keep working through an outage; anonymous ones are whom limits are for.
+    """
+
+    authenticated: FailMode = "open"
+    anonymous: FailMode = "closed"
+
+
+class RateLimitSection(_Section):
+    """Limits on tool calls (``atrium.gateway.ratelimit``), per caller and server.
+
+    ``default`` applies to servers without their own ``rate_limit`` (None: no limit there);
+    ``per_tool`` gives each tool its own budget instead of one per server. Counters live in
+    Redis when ``redis.url`` is set (shared by every replica), else in the process.
+    """
+
+    default: str | None = None
+    per_tool: bool = False
+    on_redis_error: RedisFailModes = RedisFailModes()
+
+    @field_validator("default")
+    @classmethod
+    def _rate(cls, value: str | None) -> str | None:
+        if value is not None and not RATE_LIMIT.match(value):
+            raise ValueError(f"{value!r} is not a rate like 60/minute or 1000/day")
+        return value
+
+
+class RedisSection(_Section):
+    """Shared short-lived state of scaled-out replicas: rate-limit counters, DPoP ``jti``s.
+
+    Its own section, not the rate limiter's: the replay cache (and later registry notices)
+    use the same server. ``key_prefix`` keeps deployments that share one Redis apart.
+    """
+
+    url: str | None = None
+    key_prefix: str = Field(default="atrium", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # Redis answers in well under a millisecond: a slow one must not hold requests up long.
+    timeout_s: float = Field(default=0.5, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+
 class LoggingSection(_Section):
     level: LogLevel = "info"
 
@@ -144,6 +198,8 @@ class SettingsFile(_Section):
     mcp: McpSection = McpSection()
     store: StoreSection = StoreSection()
     oauth: OAuthSection = OAuthSection()
+    ratelimit: RateLimitSection = RateLimitSection()
+    redis: RedisSection = RedisSection()
     logging: LoggingSection = LoggingSection()
 
 
@@ -164,6 +220,8 @@ class Settings:
     database_schema: str | None = None
     issuer: str = "http://localhost:8080"
     oauth: OAuthSection = field(default_factory=OAuthSection)
+    ratelimit: RateLimitSection = field(default_factory=RateLimitSection)
+    redis: RedisSection = field(default_factory=RedisSection)
     log_level: LogLevel = "info"
     environ: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -313,6 +371,8 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         database_schema=parsed.store.schema_,
         issuer=(parsed.oauth.issuer or public_url).rstrip("/"),
         oauth=parsed.oauth,
+        ratelimit=parsed.ratelimit,
+        redis=parsed.redis,
         log_level=parsed.logging.level,
         environ=MappingProxyType(dict(env)),
     )

@@ -44,7 +44,9 @@ def test_a_rate_limit_like_count_per_period_is_accepted(rate):
     assert ServerConfig.model_validate({**HTTP, "rate_limit": rate}).rate_limit == rate
 
 
-@pytest.mark.parametrize("rate", ["60", "fast", "60/fortnight", "minute/60", "-1/minute"])
+@pytest.mark.parametrize(
+    "rate", ["60", "fast", "60/fortnight", "minute/60", "-1/minute", "0/minute", "1/0 minutes"]
+)
 def test_a_rate_limit_that_is_not_count_per_period_is_refused(rate):
     (message,) = error_messages({**HTTP, "rate_limit": rate})
 

@@ -137,6 +137,8 @@ class ResourceGuard:
                 facts.dpop, method=facts.method, urls=facts.urls, access_token=token
             )
         except OAuthError as error:
+            if error.status >= 500:
+                raise  # the replay cache is unreachable: a server-side failure, not the proof's
             raise self.challenge(
                 facts, policy, error.error, error.description, extra=error.headers
             ) from None

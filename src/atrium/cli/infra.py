@@ -1,4 +1,5 @@
-"""``atrium infra services start|stop|restart|status``, ``atrium start``, and ``infra logs``."""
+"""``atrium infra services start|stop|restart|status``, ``atrium start``, ``infra logs`` and
+``infra usage``."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from atrium.cli import logs
+from atrium.cli import logs, usage
 from atrium.cli.context import CliState, state
 from atrium.cli.status import render, status_rows
 from atrium.errors import AtriumError
@@ -18,10 +19,11 @@ from atrium.registry.loader import load_registry
 from atrium.supervisor import control
 from atrium.supervisor.state import running_supervisor
 
-app = typer.Typer(help="Infrastructure: services and logs.", no_args_is_help=True)
+app = typer.Typer(help="Infrastructure: services, logs and usage.", no_args_is_help=True)
 services = typer.Typer(help="Start, stop and watch the MCP server processes.", no_args_is_help=True)
 app.add_typer(services, name="services")
 app.add_typer(logs.app, name="logs")
+app.command("usage")(usage.usage)
 
 Targets = Annotated[
     list[str] | None,

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from atrium.cli import mcp_client
+from atrium.cli import export, mcp_client
 from atrium.cli.context import CliState, state
 from atrium.cli.status import render, status_rows
 from atrium.cli.tables import table
@@ -225,3 +225,4 @@ app.command("tools")(mcp_client.tools)
 app.command("call")(mcp_client.call)
 app.command("validate")(mcp_client.validate)
 app.command("test")(mcp_client.connectivity)
+app.command("export-registry")(export.export_registry)

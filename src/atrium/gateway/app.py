@@ -10,20 +10,27 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from atrium.auth.replay_redis import RedisReplayCache
 from atrium.auth.resource import ResourceGuard
 from atrium.auth.routes import oauth_routes
 from atrium.auth.server import AuthorizationServer, Hosted
+from atrium.gateway import redis_client
 from atrium.gateway.audit import AuditSink
+from atrium.gateway.cards import Cards
 from atrium.gateway.directory import ServerDirectory
 from atrium.gateway.guard import Guard
+from atrium.gateway.metrics import Metrics
 from atrium.gateway.proxy import McpProxy
+from atrium.gateway.ratelimit import RateLimiter
 from atrium.gateway.registry_api import RegistryApi
+from atrium.gateway.tools_api import ToolsApi
 from atrium.gateway.upstream import Upstreams
 from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
@@ -48,11 +55,18 @@ def create_app(
     """The gateway; opens ``store`` (or the settings' store) for its lifetime."""
     directory = ServerDirectory(settings)
     upstreams = Upstreams()
-    audit = AuditSink(None, settings.state_dir / AUDIT_SPILL)
-    auth = AuthorizationServer(settings, hosted=_hosted(directory), clock=clock)
+    metrics = Metrics(lambda name: name in directory.routes, settings.state_dir)
+    audit = AuditSink(None, settings.state_dir / AUDIT_SPILL, listeners=[metrics.observe])
+    redis = _redis(settings)
+    replay = RedisReplayCache(redis, prefix=settings.redis.key_prefix) if redis else None
+    auth = AuthorizationServer(settings, hosted=_hosted(directory), replay=replay, clock=clock)
     guard = Guard.from_settings(settings)
-    proxy = McpProxy(directory, upstreams, guard, audit, ResourceGuard(auth), settings.public_url)
+    limiter = RateLimiter.from_settings(settings, redis)
+    proxy = McpProxy(
+        directory, upstreams, guard, audit, ResourceGuard(auth), settings.public_url, limiter
+    )
     registry = RegistryApi(settings, directory)
+    tools_api = ToolsApi(settings, proxy)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -74,21 +88,39 @@ def create_app(
             await audit.close()
             await upstreams.close()
             await auth.close()
+            await limiter.close()
+            if redis is not None:
+                await redis.aclose()
             if owned:
                 await opened.close()
 
     routes = [
         Route("/health", _health),
+        Route("/metrics", metrics.endpoint),
         Route("/api/v1/mcp/registry", registry.list),
         Route("/api/v1/mcp/registry/{server}", registry.get),
         *oauth_routes(auth),
+        *Cards(settings, directory).routes(),
+        Route("/api/v1/mcp/{server}/openapi.json", tools_api.spec, methods=["GET"]),
+        Route("/api/v1/mcp/{server}/tools/{tool}", tools_api.call, methods=["POST"]),
     ]
     app = _Gateway(proxy, routes=routes, lifespan=lifespan)
     app.state.directory = directory
     app.state.audit = audit
+    app.state.metrics = metrics
     app.state.proxy = proxy
     app.state.auth = auth
     return app
+
+
+def _redis(settings: Settings) -> Redis | None:
+    """The client shared by the rate limiter and the replay cache, when ``redis.url`` is set.
+
+    Made here, not in the lifespan, because both take it at construction; it connects lazily,
+    on first use, and the lifespan closes it.
+    """
+    url = settings.redis.url
+    return redis_client.connect(url, timeout_s=settings.redis.timeout_s) if url else None
 
 
 def _hosted(directory: ServerDirectory) -> Hosted:

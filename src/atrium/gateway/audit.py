@@ -4,13 +4,17 @@ Recording never blocks a response: a record goes into an in-memory queue and a b
 writes batches to the store. On graceful shutdown the queue is drained before the store closes;
 when the store cannot be written, batches are retried, and past a bound they are appended to a
 spill file (JSON lines) instead of being dropped, so nothing is lost.
+
+Listeners (the ``/metrics`` counters) see each record as it is recorded, in the request's own
+task: every path that audits a request (the MCP endpoint, the OpenAPI tool routes) is counted
+by the same code, and none of them needs to know the metrics exist.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,18 +55,23 @@ class AuditWriter(Protocol):
     async def add_many(self, events: Sequence[AuditEvent]) -> None: ...
 
 
+AuditListener = Callable[[AuditEvent], None]
+
+
 class AuditSink:
     def __init__(
         self,
         writer: AuditWriter | None,
         spill_file: Path,
         *,
+        listeners: Sequence[AuditListener] = (),
         batch_size: int = 500,
         linger_s: float = 0.05,
         max_pending: int = 100_000,
     ) -> None:
         self._writer = writer
         self._spill = spill_file
+        self._listeners = tuple(listeners)
         self._batch = batch_size
         self._linger_s = linger_s
         self._max_pending = max_pending
@@ -77,8 +86,11 @@ class AuditSink:
     def record(self, event: AuditEvent) -> None:
         if self._queue.qsize() >= self._max_pending:
             self._spill_events([event])
-            return
-        self._queue.put_nowait(event)
+        else:
+            self._queue.put_nowait(event)
+        # After queueing: a listener that fails cannot cost the audit trail its record.
+        for listener in self._listeners:
+            listener(event)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-writer")

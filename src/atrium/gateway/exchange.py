@@ -18,13 +18,18 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
+from atrium.auth.operator import OPERATOR_CLIENT_ID
 from atrium.auth.resource import Caller
 from atrium.gateway.access import ToolAccess
 from atrium.gateway.audit import capped_arguments
 from atrium.gateway.errors import GatewayError, timed_out
 from atrium.gateway.jsonrpc import Inbound
 from atrium.gateway.sse import EventRelay
-from atrium.store.audit import AuditEvent, Outcome
+from atrium.store.audit import AuditEvent, Origin, Outcome
+
+# Atrium's own clients: their calls are "in-app" in the audit trail and the metrics, so usage
+# by the platform itself can be told from usage by the OAuth clients it serves.
+IN_APP_CLIENTS = frozenset({OPERATOR_CLIENT_ID})
 
 
 @dataclass
@@ -135,6 +140,10 @@ class Exchange:
                 changed = True
         return orjson.dumps(document) if changed else body
 
+    def note_response(self, message: dict[str, Any]) -> None:
+        """Record the outcome of a response the gateway got itself (the OpenAPI bridge)."""
+        self._inspect(message)
+
     def _inspect(self, message: dict[str, Any]) -> bytes | None:
         """Note a response's outcome; rewrite a ``tools/list`` result the policy narrows."""
         self._last_message = time.monotonic()
@@ -218,7 +227,13 @@ class Exchange:
             caller=_caller_name(self.caller),
             subject=self.caller.subject if self.caller else None,
             client_id=self.caller.client_id if self.caller else None,
+            origin=_origin(self.caller),
         )
+
+
+def _origin(caller: Caller | None) -> Origin:
+    in_app = caller is not None and caller.client_id in IN_APP_CLIENTS
+    return "in-app" if in_app else "external"
 
 
 def _caller_name(caller: Caller | None) -> str:

@@ -32,6 +32,7 @@ from atrium.gateway.errors import (
 )
 from atrium.gateway.exchange import Exchange
 from atrium.gateway.guard import Guard, too_large
+from atrium.gateway.ratelimit import RateLimiter, peer
 from atrium.gateway.upstream import Upstreams, request_headers, response_headers
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class McpProxy:
         audit: AuditSink,
         resource: ResourceGuard,
         public_url: str,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.directory = directory
         self.upstreams = upstreams
@@ -53,6 +55,7 @@ class McpProxy:
         self.audit = audit
         self.resource = resource
         self.public_url = public_url
+        self.limiter = limiter
         self.catalog = ToolCatalog()
         self._closing = asyncio.Event()
 
@@ -74,6 +77,7 @@ class McpProxy:
             facts = await self.admit(scope, headers, route, exchange)
             assert exchange.access is not None
             self._check_inbound(headers, route, exchange.access, facts, exchange)
+            await self.limit(exchange, client=peer(scope))
             await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
         except GatewayError as error:
             await _send_error(send, error, exchange)
@@ -145,6 +149,18 @@ class McpProxy:
         for call in inbound.calls:
             if call.method == "tools/call":
                 self.check_call(route, access, facts, call.tool)
+
+    async def limit(self, exchange: Exchange, *, client: str | None = None) -> None:
+        """Count an admitted exchange's tool calls against its caller's rate limit; raise 429
+        past it. Shared by the MCP endpoint and the OpenAPI tool routes. ``client``, the TCP
+        peer's address, tells anonymous callers apart; without it they share one budget."""
+        access = exchange.access
+        if self.limiter is None or access is None or exchange.inbound is None:
+            return
+        tools = [call.tool for call in exchange.inbound.calls if call.method == "tools/call"]
+        await self.limiter.check(
+            access.server, access.config.rate_limit, access.caller, tools, client=client
+        )
 
     def check_call(
         self, route: Route, access: ToolAccess, facts: RequestFacts, tool: str | None

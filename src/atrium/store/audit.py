@@ -1,7 +1,8 @@
 """Typed queries on ``audit_events``: the gateway's record of every JSON-RPC request.
 
-Written in batches (one INSERT of many rows) by the gateway's background writer, and read
-newest first by ``atrium infra logs request list`` and ``infra logs audit``.
+Written in batches (one INSERT of many rows) by the gateway's background writer, read newest
+first by ``atrium infra logs request list`` and ``infra logs audit``, and summed per server,
+tool or client by ``atrium infra usage``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import ColumnElement, Row, Select, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.store.errors import translated
@@ -20,6 +21,14 @@ from atrium.store.tables import audit_events
 
 Outcome = Literal["ok", "tool_error", "jsonrpc_error", "http_error"]
 Origin = Literal["external", "in-app"]
+UsageBy = Literal["server", "tool", "client"]
+
+# The columns each ``UsageBy`` groups on: a tool's name means something only with its server.
+_USAGE_KEYS = {
+    "server": (audit_events.c.server,),
+    "tool": (audit_events.c.server, audit_events.c.tool),
+    "client": (audit_events.c.client_id,),
+}
 
 
 @dataclass(kw_only=True)
@@ -53,6 +62,25 @@ class AuditRecord(AuditEvent):
     """A stored ``AuditEvent`` with its row id (ids grow with time: newest is largest)."""
 
     id: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsageRow:
+    """The requests of one group (a server, a server's tool, a client) since some time.
+
+    ``errors`` counts every outcome but ``ok``, tool errors included. Latencies are in ms;
+    ``p50_ms`` and ``p95_ms`` are nearest-rank percentiles (a duration that was measured).
+    """
+
+    keys: dict[str, str | None]
+    requests: int
+    errors: int
+    in_app: int
+    external: int
+    avg_ms: float
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
 
 
 _FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
@@ -94,6 +122,72 @@ class AuditQueries:
         with translated(self._engine.url, f"read audit records of request {request_id}"):
             async with self._engine.connect() as conn:
                 return [_record(row) for row in await conn.execute(query)]
+
+    async def usage(self, since: datetime, by: UsageBy = "server") -> builtins.list[UsageRow]:
+        """Requests since ``since`` summed per group, busiest first; ``by="tool"`` counts only
+        ``tools/call`` requests."""
+        query = _usage_query(since, _USAGE_KEYS[by], tools_only=by == "tool")
+        with translated(self._engine.url, "sum the audit records"):
+            async with self._engine.connect() as conn:
+                return [_usage_row(row, by) for row in await conn.execute(query)]
+
+
+def _usage_query(
+    since: datetime, keys: tuple[ColumnElement[Any], ...], *, tools_only: bool
+) -> Select[Any]:
+    """One scan: window functions rank each group's durations (both SQLite 3.25+ and
+    PostgreSQL have them; ``percentile_cont`` is PostgreSQL's only), then one GROUP BY."""
+    scan = select(
+        *keys,
+        audit_events.c.outcome,
+        audit_events.c.origin,
+        audit_events.c.duration_ms,
+        func.row_number()
+        .over(partition_by=keys, order_by=audit_events.c.duration_ms)
+        .label("position"),
+        func.count().over(partition_by=keys).label("n"),
+    ).where(audit_events.c.at >= since)
+    if tools_only:
+        scan = scan.where(audit_events.c.tool.is_not(None))
+    ranked = scan.subquery()
+    group = [ranked.c[key.name] for key in keys]
+    position, n, duration = ranked.c.position, ranked.c.n, ranked.c.duration_ms
+    requests = func.count().label("requests")
+    return (
+        select(
+            *group,
+            requests,
+            _count_where(ranked.c.outcome != "ok").label("errors"),
+            _count_where(ranked.c.origin == "in-app").label("in_app"),
+            func.avg(duration).label("avg_ms"),
+            # Nearest rank: the ceil(p * n)-th duration, in integer arithmetic.
+            func.max(case((position == (n + 1) // 2, duration))).label("p50_ms"),
+            func.max(case((position == (95 * n + 99) // 100, duration))).label("p95_ms"),
+            func.max(duration).label("max_ms"),
+        )
+        .group_by(*group)
+        .order_by(requests.desc(), *group)
+    )
+
+
+def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((condition, 1), else_=0))
+
+
+def _usage_row(row: Row[Any], by: UsageBy) -> UsageRow:
+    data = row._mapping
+    names = [key.name for key in _USAGE_KEYS[by]]
+    return UsageRow(
+        keys={name: data[name] for name in names},
+        requests=int(data["requests"]),
+        errors=int(data["errors"]),
+        in_app=int(data["in_app"]),
+        external=int(data["requests"]) - int(data["in_app"]),
+        avg_ms=round(float(data["avg_ms"]), 3),
+        p50_ms=float(data["p50_ms"]),
+        p95_ms=float(data["p95_ms"]),
+        max_ms=float(data["max_ms"]),
+    )
 
 
 def _record(row: Row[Any]) -> AuditRecord:

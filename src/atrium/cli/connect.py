@@ -1,0 +1,226 @@
+"""``atrium connect SERVER --client NAME``: how an MCP client reaches a hosted server.
+
+Prints the exact configuration (Claude Code, Cursor, VS Code), command line (MCP Inspector) or
+steps (ChatGPT) for the server's public endpoint; ``--write`` merges the entry into the client's
+file (``atrium.client.configs``). Clients sign in by OAuth discovery on their own, so entries
+carry no headers unless ``--token`` embeds a bearer token minted as ``admin token issue`` does.
+
+The configuration goes to stdout (pipe it where you like); notes on where it goes, sign-in and
+secrets go to stderr.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+
+from atrium.cli.admin_token import CLI_CLIENT_ID, _lookup
+from atrium.cli.context import CliState, state
+from atrium.client.configs import (
+    DEFAULT_FILES,
+    ChatGptSetup,
+    Client,
+    Connection,
+    FileClient,
+    chatgpt_steps,
+    document,
+    inspector_command,
+    merge,
+    render,
+    write_atomically,
+)
+from atrium.errors import UsageError, display_path
+from atrium.registry.schema import ServerConfig
+
+MAX_TTL_S = 30 * 86400
+
+ClientOption = Annotated[
+    Client, typer.Option("--client", help="claude-code, cursor, vscode, chatgpt or inspector.")
+]
+WriteOption = Annotated[
+    bool, typer.Option("--write", help="Merge the entry into the client's file.")
+]
+FileOption = Annotated[
+    Path | None,
+    typer.Option("--file", help="The file --write merges into (default: the client's own)."),
+]
+ForceOption = Annotated[
+    bool, typer.Option("--force", help="Let --write replace an entry of the same name.")
+]
+TokenOption = Annotated[
+    bool, typer.Option("--token", help="Embed an 'Authorization: Bearer' token for --user.")
+]
+UserOption = Annotated[str | None, typer.Option("--user", help="Whose token --token mints.")]
+ScopesOption = Annotated[
+    list[str] | None,
+    typer.Option("--scopes", help="The token's scopes (default: all of the user's role)."),
+]
+TtlOption = Annotated[int | None, typer.Option("--ttl", help="The token's lifetime in seconds.")]
+
+
+def connect(
+    ctx: typer.Context,
+    server: Annotated[str, typer.Argument(help="The hosted server to connect to.")],
+    client: ClientOption,
+    write: WriteOption = False,
+    file: FileOption = None,
+    force: ForceOption = False,
+    token: TokenOption = False,
+    user: UserOption = None,
+    scopes: ScopesOption = None,
+    ttl: TtlOption = None,
+) -> None:
+    """Print how CLIENT connects to SERVER through the gateway, or --write it to its file."""
+    _check(client, write=write, file=file, token=token, user=user, scopes=scopes, ttl=ttl)
+    cli = state(ctx)
+    config = cli.registry().get(server).config
+    if not config.enabled:
+        _note(cli, f"'{server}' is disabled (enabled: false): the gateway refuses it until enabled")
+    headers = {}
+    if token and user is not None:
+        headers["Authorization"] = f"Bearer {_mint(cli, user, server, scopes or [], ttl)}"
+    connection = Connection(server, cli.settings.endpoint_for(server), headers)
+    if client == "chatgpt":
+        _chatgpt(cli, server, config)
+    elif client == "inspector":
+        print(inspector_command(connection))
+        _sign_in_note(cli, client, config, connection)
+    else:
+        _file_client(cli, client, connection, config, file, write, force)
+
+
+def _check(
+    client: Client,
+    *,
+    write: bool,
+    file: Path | None,
+    token: bool,
+    user: str | None,
+    scopes: list[str] | None,
+    ttl: int | None,
+) -> None:
+    """Refuse option combinations that cannot mean anything, naming the option."""
+    if client in ("chatgpt", "inspector") and (write or file is not None):
+        option = "--write" if write else "--file"
+        raise UsageError(f"{option}: {client} has no configuration file; copy what is printed")
+    if file is not None and not write:
+        raise UsageError("--file: names the file --write merges into; add --write")
+    if token and client == "chatgpt":
+        raise UsageError("--token: ChatGPT signs in with OAuth and takes no bearer token")
+    if token and user is None:
+        raise UsageError("--token: needs --user NAME, the user the token is for")
+    given = [
+        name for name, value in (("--user", user), ("--scopes", scopes), ("--ttl", ttl)) if value
+    ]
+    if given and not token:
+        raise UsageError(f"{given[0]}: only with --token")
+    if ttl is not None and not 60 <= ttl <= MAX_TTL_S:
+        raise UsageError("--ttl: must be between 60 seconds and 30 days")
+
+
+def _mint(cli: CliState, user: str, server: str, scopes: list[str], ttl: int | None) -> str:
+    """An access token for ``user`` on ``server``, as ``atrium admin token issue`` mints it."""
+    from atrium.auth.keys import KeySet
+    from atrium.auth.roles import Roles
+    from atrium.auth.tokens import TokenIssuer
+
+    settings = cli.settings
+    record = cli.with_store(lambda store: _lookup(store, user))
+    held = Roles(settings.oauth.roles).scopes_of(record.role)
+    asked = [s for scope in scopes for s in scope.split()] or sorted(held)
+    extra = set(asked) - held
+    if extra:
+        raise UsageError(
+            f"--scopes: role {record.role!r} of {user!r} does not grant {' '.join(sorted(extra))}"
+        )
+    lifetime = ttl if ttl is not None else settings.oauth.access_token_ttl_s
+    issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=lifetime)
+    value, _ = issuer.mint(
+        subject=record.id,
+        client_id=CLI_CLIENT_ID,
+        audience=[settings.endpoint_for(server)],
+        scopes=asked,
+    )
+    expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() + lifetime))
+    _note(cli, f"the bearer token is user {user!r}'s until {expires}; treat it as a password")
+    return str(value)
+
+
+def _file_client(
+    cli: CliState,
+    client: FileClient,
+    connection: Connection,
+    config: ServerConfig,
+    file: Path | None,
+    write: bool,
+    force: bool,
+) -> None:
+    default = DEFAULT_FILES[client]
+    if not write:
+        print(render(document(client, connection)), end="")
+        _note(cli, f"{_where(client)}; --write merges it into ./{default}")
+    else:
+        path = file or default
+        shown = display_path(path, Path.cwd())
+        existing = path.read_text(encoding="utf-8") if path.exists() else None
+        merged = merge(client, connection, existing, source=shown, force=force)
+        if merged.outcome != "unchanged":
+            write_atomically(path, merged.text, private=bool(connection.headers))
+        _note(cli, f"{merged.outcome} '{connection.name}' in {shown}; {_where(client)}")
+    _sign_in_note(cli, client, config, connection)
+
+
+def _where(client: FileClient) -> str:
+    return {
+        "claude-code": "Claude Code reads .mcp.json at the project root (project scope)",
+        "cursor": "Cursor reads .cursor/mcp.json in a project, ~/.cursor/mcp.json everywhere",
+        "vscode": "VS Code reads .vscode/mcp.json in a workspace (or MCP: Open User Configuration)",
+    }[client]
+
+
+def _sign_in_note(
+    cli: CliState, client: Client, config: ServerConfig, connection: Connection
+) -> None:
+    if connection.headers:
+        _note(cli, "the entry holds a bearer token: keep it out of version control")
+    elif config.oauth.required and client == "inspector":
+        _note(
+            cli,
+            f"'{connection.name}' requires OAuth: the Inspector's CLI signs in through the browser;"
+            " --token --user NAME puts a token on the command line instead",
+        )
+    elif config.oauth.required:
+        _note(cli, f"'{connection.name}' requires OAuth: the client signs in on first use")
+
+
+def _chatgpt(cli: CliState, server: str, config: ServerConfig) -> None:
+    settings = cli.settings
+    setup = ChatGptSetup(
+        name=server,
+        description=config.description or f"MCP server '{server}'",
+        url=settings.endpoint_for(server),
+        oauth_base=settings.oauth_base,
+        openapi_url=f"{settings.public_url}/api/v1/mcp/{server}/openapi.json",
+        oauth_required=config.oauth.required,
+        scopes=config.oauth.scopes,
+    )
+    print("\n".join(chatgpt_steps(setup)))
+    if not settings.public_url.startswith("https://") or _loopback(settings.public_url):
+        _note(
+            cli,
+            f"ChatGPT connects from OpenAI's servers: {settings.public_url} must become a public"
+            " https:// URL (gateway.public_url in atrium.yaml)",
+        )
+
+
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+
+
+def _note(cli: CliState, text: str) -> None:
+    cli.err.print(f"note: {text}", highlight=False, markup=False)

@@ -1,0 +1,129 @@
+"""The gateway's own JSON-RPC requests to a backend, in the 2026-07-28 era (stateless: no
+``initialize``, the protocol version and client capabilities in each request's ``_meta``).
+
+The OpenAPI bridge turns an HTTP call into one ``tools/call`` and needs ``tools/list`` to
+describe a server; both are one POST whose answer is JSON or an SSE stream that ends with the
+response (progress notifications before it are skipped).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import orjson
+
+from atrium.gateway import jsonrpc
+from atrium.gateway.directory import Route
+from atrium.gateway.errors import GatewayError, bad_gateway, timed_out, unavailable
+from atrium.gateway.sse import EventRelay
+from atrium.gateway.upstream import Upstreams
+
+META = {
+    "io.modelcontextprotocol/protocolVersion": jsonrpc.MODERN,
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "atrium-gateway", "version": "1"},
+}
+_ids = itertools.count(1)
+
+
+def request_body(method: str, params: dict[str, Any]) -> tuple[int, bytes]:
+    request_id = next(_ids)
+    message = {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": method,
+        "params": {**params, "_meta": META},
+    }
+    return request_id, orjson.dumps(message)
+
+
+async def call(
+    upstreams: Upstreams,
+    route: Route,
+    method: str,
+    body: bytes,
+    request_id: int,
+    *,
+    name: str | None = None,
+    extra_headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST one request; the JSON-RPC response message (result or error) with ``request_id``."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": jsonrpc.MODERN,
+        "Mcp-Method": method,
+        **({"Mcp-Name": name} if name is not None else {}),
+        **route.credentials,
+        **(extra_headers or {}),
+    }
+    timeout = aiohttp.ClientTimeout(total=route.config.timeout_s, connect=10)
+    session = upstreams.session(route.upstream)
+    try:
+        async with session.post(
+            route.upstream, data=body, headers=headers, timeout=timeout
+        ) as response:
+            if response.status >= 400:
+                raise bad_gateway(route.name, f"HTTP {response.status} from the server")
+            if response.content_type == "text/event-stream":
+                return await _from_stream(response, request_id, route.name)
+            return _matching(orjson.loads(await response.read()), request_id, route.name)
+    except aiohttp.ClientConnectorError as exc:
+        raise unavailable(route.name, f"cannot connect to {route.upstream}") from exc
+    except TimeoutError:
+        raise timed_out(route.name, route.config.timeout_s) from None
+    except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:
+        raise bad_gateway(route.name, exc.__class__.__name__) from None
+
+
+async def _from_stream(
+    response: aiohttp.ClientResponse, request_id: int, server: str
+) -> dict[str, Any]:
+    found: list[dict[str, Any]] = []
+
+    def keep(message: dict[str, Any]) -> bytes | None:
+        if message.get("id") == request_id and ("result" in message or "error" in message):
+            found.append(message)
+        return None
+
+    relay = EventRelay(keep)
+    async for chunk in response.content.iter_any():
+        relay.feed(chunk)
+        if found:
+            return found[0]
+    relay.feed(relay.flush() + b"\n\n")
+    if found:
+        return found[0]
+    raise bad_gateway(server, "the stream ended without a response")
+
+
+def _matching(message: Any, request_id: int, server: str) -> dict[str, Any]:
+    if isinstance(message, dict) and message.get("id") == request_id:
+        return message
+    raise bad_gateway(server, "the answer is not the response to the request")
+
+
+async def list_tools(upstreams: Upstreams, route: Route) -> list[dict[str, Any]]:
+    """Every tool of the server, following ``nextCursor`` (at most 50 pages)."""
+    tools: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(50):
+        request_id, body = request_body("tools/list", {"cursor": cursor} if cursor else {})
+        message = await call(upstreams, route, "tools/list", body, request_id)
+        result = message.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
+            raise _error_of(route.name, message)
+        tools.extend(t for t in result["tools"] if isinstance(t, dict))
+        cursor = result.get("nextCursor")
+        if not cursor:
+            break
+    return tools
+
+
+def _error_of(server: str, message: dict[str, Any]) -> GatewayError:
+    error = message.get("error")
+    text = error.get("message") if isinstance(error, dict) else "no result"
+    return bad_gateway(server, f"tools/list failed: {text}")
