@@ -9,13 +9,8 @@ The built-in `atrium` server keeps the scaffold's policy (`oauth.required: true`
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx2
 import pytest
@@ -30,65 +25,14 @@ from mcp.shared.auth import (
 )
 
 from tests.auth.flow import Browser
+from tests.e2e.instance import Instance, started_instance
 from tests.e2e.test_hosting import inspector
-from tests.processes import free_port, wait_for
-
-
-@dataclass
-class Instance:
-    project: Path
-    base: str
-    password: str
-    env: dict[str, str]
-
-    def url(self, server: str) -> str:
-        return f"{self.base}/api/v1/mcp/{server}/mcp"
-
-    def atrium(self, *args: str, stdin: str | None = None) -> str:
-        argv = [sys.executable, "-m", "atrium", "--project", str(self.project), *args]
-        done = subprocess.run(
-            argv, env=self.env, input=stdin, capture_output=True, text=True, timeout=60
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
-
-
-def _routed(url: str) -> bool:
-    try:
-        return bool(httpx2.get(url, timeout=2).json().get("status") == "running")
-    except (httpx2.HTTPError, ValueError):
-        return False
 
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
-    project = tmp_path_factory.mktemp("oauth") / "project"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "ATRIUM_PORT_RANGE": "1024-65535",
-        "ATRIUM_GATEWAY_PORT": str(port),
-        "ATRIUM_PUBLIC_URL": base,
-        "NO_COLOR": "1",
-    }
-    atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
-    init = subprocess.run([*atrium, "init"], env=env, check=True, capture_output=True, text=True)
-    found = re.search(r"password \(shown once\): (\S+)", init.stdout)
-    assert found, init.stdout
-    server_file = project / "services/mcp/atrium.yaml"
-    server_file.write_text(server_file.read_text().replace("port: 5010", f"port: {free_port()}"))
-    log = (project / "start.out").open("w")
-    process = subprocess.Popen(
-        [*atrium, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        wait_for(lambda: _routed(f"{base}/api/v1/mcp/registry/atrium"), 60, "atrium routed")
-        yield Instance(project, base, found[1], env)
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
+    with started_instance(tmp_path_factory.mktemp("oauth") / "project") as running:
+        yield running
 
 
 class MemoryStorage(TokenStorage):

@@ -18,12 +18,14 @@ from urllib.parse import urlsplit
 
 import typer
 
+# The user lookup of `admin token issue`, so both refuse an unknown or disabled user alike.
 from atrium.cli.admin_token import CLI_CLIENT_ID, _lookup
 from atrium.cli.context import CliState, state
 from atrium.client.configs import (
     DEFAULT_FILES,
     ChatGptSetup,
     Client,
+    ConfigFileError,
     Connection,
     FileClient,
     chatgpt_steps,
@@ -46,7 +48,9 @@ WriteOption = Annotated[
 ]
 FileOption = Annotated[
     Path | None,
-    typer.Option("--file", help="The file --write merges into (default: the client's own)."),
+    typer.Option(
+        "--file", help="The file --write merges into (default: the client's own).", dir_okay=False
+    ),
 ]
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Let --write replace an entry of the same name.")
@@ -113,9 +117,8 @@ def _check(
         raise UsageError("--token: ChatGPT signs in with OAuth and takes no bearer token")
     if token and user is None:
         raise UsageError("--token: needs --user NAME, the user the token is for")
-    given = [
-        name for name, value in (("--user", user), ("--scopes", scopes), ("--ttl", ttl)) if value
-    ]
+    options = (("--user", user), ("--scopes", scopes), ("--ttl", ttl))
+    given = [name for name, value in options if value is not None]
     if given and not token:
         raise UsageError(f"{given[0]}: only with --token")
     if ttl is not None and not 60 <= ttl <= MAX_TTL_S:
@@ -159,19 +162,27 @@ def _file_client(
     write: bool,
     force: bool,
 ) -> None:
-    default = DEFAULT_FILES[client]
-    if not write:
-        print(render(document(client, connection)), end="")
-        _note(cli, f"{_where(client)}; --write merges it into ./{default}")
+    if write:
+        _write(cli, client, connection, file or DEFAULT_FILES[client], force)
     else:
-        path = file or default
-        shown = display_path(path, Path.cwd())
+        print(render(document(client, connection)), end="")
+        _note(cli, f"{_where(client)}; --write merges it into ./{DEFAULT_FILES[client]}")
+    _sign_in_note(cli, client, config, connection)
+
+
+def _write(
+    cli: CliState, client: FileClient, connection: Connection, path: Path, force: bool
+) -> None:
+    shown = display_path(path, Path.cwd())
+    try:
         existing = path.read_text(encoding="utf-8") if path.exists() else None
         merged = merge(client, connection, existing, source=shown, force=force)
         if merged.outcome != "unchanged":
             write_atomically(path, merged.text, private=bool(connection.headers))
-        _note(cli, f"{merged.outcome} '{connection.name}' in {shown}; {_where(client)}")
-    _sign_in_note(cli, client, config, connection)
+    except (OSError, UnicodeDecodeError) as exc:  # the adapter edge: the file system
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigFileError(f"{shown}: {reason}; nothing was written") from None
+    _note(cli, f"{merged.outcome} '{connection.name}' in {shown}; {_where(client)}")
 
 
 def _where(client: FileClient) -> str:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from atrium.__about__ import __version__
-from atrium.cli import admin, cloud, connect, infra, init, plugins
+from atrium.cli import admin, bridge, cloud, connect, infra, init, plugins
 from atrium.cli.context import CliState
 from atrium.errors import AtriumError
 
@@ -27,6 +27,7 @@ app.add_typer(cloud.app, name="cloud")
 app.add_typer(infra.app, name="infra")
 app.add_typer(admin.app, name="admin")
 app.command("init")(init.init)
+app.command("bridge")(bridge.bridge)
 app.command("connect")(connect.connect)
 app.command("start", help="Start every enabled server (alias of `infra services start --all`).")(
     infra.start

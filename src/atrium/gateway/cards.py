@@ -24,6 +24,10 @@ The draft moves cards out of ``.well-known`` (site-wide metadata); the seeds sti
 ``/.well-known/mcp/server-card.json``. There it describes the instance: a valid card with no
 ``remotes`` (its servers are not interchangeable endpoints of one server) whose ``_meta``
 lists each server's endpoint and card.
+
+``registry_entry`` gives the same identity and remote in the MCP Registry's ``server.json``
+form (modelcontextprotocol/registry, docs/reference/server-json), for ``atrium plugins mcp
+export-registry``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
 
 if TYPE_CHECKING:
+    from atrium.gateway.directory import Route as Routed
     from atrium.gateway.directory import ServerDirectory
 
 CARD_SCHEMA = "https://static.modelcontextprotocol.io/schemas/v1/server-card.schema.json"
@@ -75,7 +80,7 @@ CORS = {
 # discovery documents, bounds how long a registry change stays unseen; revalidation is cheap.
 CACHE_CONTROL = "public, max-age=300"
 
-Hosted = tuple[str, ServerConfig]
+Published = tuple[str, ServerConfig]  # a server's name and configuration
 
 
 def namespace(public_url: str) -> str:
@@ -167,7 +172,7 @@ def server_card(settings: Settings, server: str, config: ServerConfig) -> dict[s
     }
 
 
-def instance_card(settings: Settings, hosted: Iterable[Hosted]) -> dict[str, Any]:
+def instance_card(settings: Settings, published: Iterable[Published]) -> dict[str, Any]:
     """The seeds' instance-wide card: valid against the card schema, pointing at the servers."""
     ns = namespace(settings.public_url)
     servers = [
@@ -177,32 +182,34 @@ def instance_card(settings: Settings, hosted: Iterable[Hosted]) -> dict[str, Any
             "url": settings.endpoint_for(name),
             "serverCard": card_url(settings, name),
         }
-        for name, config in hosted
+        for name, config in published
     ]
+    noun = "server" if len(servers) == 1 else "servers"
     return {
         "$schema": CARD_SCHEMA,
         "name": f"{ns}/{INSTANCE_NAME}",
         "version": __version__,
-        "description": f"Atrium MCP gateway hosting {len(servers)} servers, each with its own card",
+        "description": f"Atrium MCP gateway with {len(servers)} {noun}, each with its own card",
         "_meta": {f"{ns}/servers": servers, f"{ns}/aiCatalog": settings.public_url + CATALOG_PATH},
     }
 
 
-def ai_catalog(settings: Settings, hosted: Iterable[Hosted]) -> dict[str, Any]:
+def ai_catalog(settings: Settings, published: Iterable[Published]) -> dict[str, Any]:
     """An AI Catalog (``specVersion`` 1.0) with one entry per card.
 
     Entries leave out ``displayName``, ``description`` and ``version``: the catalog spec asks
     not to repeat what the referenced card carries. Identifiers are ``urn:air`` names under
     the public host (``urn:air:{publisher}:{namespace}:{name}``).
     """
-    host = (urlsplit(settings.public_url).hostname or "localhost").lower()
+    # An IPv6 literal's ":" would split the URN; "-" keeps it one segment.
+    host = (urlsplit(settings.public_url).hostname or "localhost").lower().replace(":", "-")
     entries = [
         {
             "identifier": f"urn:air:{host}:mcp:{name}",
             "type": CARD_TYPE,
             "url": card_url(settings, name),
         }
-        for name, _ in hosted
+        for name, _ in published
     ]
     return {
         "specVersion": "1.0",
@@ -281,6 +288,10 @@ def _with_preflight(endpoint: Endpoint) -> Endpoint:
     return handle
 
 
+def _is_published(route: Routed) -> bool:
+    return route.enabled and route.config.display_in_web
+
+
 class Cards:
     """The card, instance card and catalog endpoints, over the gateway's routed servers."""
 
@@ -288,19 +299,20 @@ class Cards:
         self.settings = settings
         self.directory = directory
 
-    def _published(self) -> list[Hosted]:
+    def _published(self) -> list[Published]:
         """Enabled servers shown on the web, by name: what the instance advertises."""
         routes = self.directory.routes.values()
-        shown = [(r.name, r.config) for r in routes if r.enabled and r.config.display_in_web]
-        return sorted(shown, key=lambda hosted: hosted[0])
+        shown = [(r.name, r.config) for r in routes if _is_published(r)]
+        return sorted(shown, key=lambda published: published[0])
 
     async def server(self, request: Request) -> Response:
         name = request.path_params["server"]
-        config = dict(self._published()).get(name)
-        if config is None:
+        route = self.directory.routes.get(name)
+        if route is None or not _is_published(route):
             # As the registry API: a hidden server answers as an unknown one would.
             return JSONResponse({"error": f"server '{name}' not found"}, 404, headers=CORS)
-        return document_response(request, server_card(self.settings, name, config), CARD_TYPE)
+        card = server_card(self.settings, name, route.config)
+        return document_response(request, card, CARD_TYPE)
 
     async def instance(self, request: Request) -> Response:
         card = instance_card(self.settings, self._published())
