@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from atrium.cli.context import state
+from atrium.cli.context import CliState, state
 from atrium.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -37,24 +37,29 @@ def issue(
     ] = None,
 ) -> None:
     """Print an access token for USER on SERVER (audience: the server's resource URL)."""
+    cli = state(ctx)
+    cli.registry().get(server)  # a server of the project's YAML, or NotFoundError naming them
+    lifetime = ttl if ttl is not None else cli.settings.oauth.access_token_ttl_s
+    if not 60 <= lifetime <= 30 * 86400:
+        raise UsageError("--ttl must be between 60 seconds and 30 days")
+    print(mint(cli, user, server, scopes or [], lifetime))
+
+
+def mint(cli: CliState, user: str, server: str, scopes: list[str], lifetime: int) -> str:
+    """A token for ``user`` on ``server`` with at most the scopes the user's role grants."""
     from atrium.auth.keys import KeySet
     from atrium.auth.roles import Roles
     from atrium.auth.tokens import TokenIssuer
 
-    cli = state(ctx)
     settings = cli.settings
-    cli.registry().get(server)  # a server of the project's YAML, or NotFoundError naming them
     record = cli.with_store(lambda store: _lookup(store, user))
     held = Roles(settings.oauth.roles).scopes_of(record.role)
-    asked = [s for scope in scopes or [] for s in scope.split()] or sorted(held)
+    asked = [s for scope in scopes for s in scope.split()] or sorted(held)
     extra = set(asked) - held
     if extra:
         raise UsageError(
             f"--scopes: role {record.role!r} of {user!r} does not grant {' '.join(sorted(extra))}"
         )
-    lifetime = ttl if ttl is not None else settings.oauth.access_token_ttl_s
-    if not 60 <= lifetime <= 30 * 86400:
-        raise UsageError("--ttl must be between 60 seconds and 30 days")
     issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=lifetime)
     value, _ = issuer.mint(
         subject=record.id,
@@ -62,7 +67,7 @@ def issue(
         audience=[settings.endpoint_for(server)],
         scopes=asked,
     )
-    print(value)
+    return str(value)
 
 
 async def _lookup(store: Store, username: str) -> UserRecord:

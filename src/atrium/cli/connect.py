@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import typer
 
 # The user lookup of `admin token issue`, so both refuse an unknown or disabled user alike.
-from atrium.cli.admin_token import CLI_CLIENT_ID, _lookup
 from atrium.cli.context import CliState, state
 from atrium.client.configs import (
     DEFAULT_FILES,
@@ -127,27 +126,10 @@ def _check(
 
 def _mint(cli: CliState, user: str, server: str, scopes: list[str], ttl: int | None) -> str:
     """An access token for ``user`` on ``server``, as ``atrium admin token issue`` mints it."""
-    from atrium.auth.keys import KeySet
-    from atrium.auth.roles import Roles
-    from atrium.auth.tokens import TokenIssuer
+    from atrium.cli.admin_token import mint
 
-    settings = cli.settings
-    record = cli.with_store(lambda store: _lookup(store, user))
-    held = Roles(settings.oauth.roles).scopes_of(record.role)
-    asked = [s for scope in scopes for s in scope.split()] or sorted(held)
-    extra = set(asked) - held
-    if extra:
-        raise UsageError(
-            f"--scopes: role {record.role!r} of {user!r} does not grant {' '.join(sorted(extra))}"
-        )
-    lifetime = ttl if ttl is not None else settings.oauth.access_token_ttl_s
-    issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=lifetime)
-    value, _ = issuer.mint(
-        subject=record.id,
-        client_id=CLI_CLIENT_ID,
-        audience=[settings.endpoint_for(server)],
-        scopes=asked,
-    )
+    lifetime = ttl if ttl is not None else cli.settings.oauth.access_token_ttl_s
+    value = mint(cli, user, server, scopes, lifetime)
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() + lifetime))
     _note(cli, f"the bearer token is user {user!r}'s until {expires}; treat it as a password")
     return str(value)
