@@ -206,3 +206,18 @@ async def test_the_pages_cannot_be_framed_cached_or_run_scripts(
     cookie = page.headers["set-cookie"].lower()
     assert "httponly" in cookie
     assert "samesite=strict" in cookie
+
+
+async def test_repeated_wrong_passwords_are_throttled_even_for_the_right_one(
+    gateway: Gateway, browser: Browser, client: Client
+) -> None:
+    login = await browser.authorize_url(
+        authorize_url(gateway.base, client["client_id"], Pkce.new())
+    )
+    for _ in range(10):
+        assert (await browser.sign_in(login, "user", "not the password")).status_code == 401
+
+    throttled = await browser.sign_in(login, "user", PASSWORD)
+
+    assert throttled.status_code == 429
+    assert "atrium_session" not in browser.http.cookies

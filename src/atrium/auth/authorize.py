@@ -23,6 +23,7 @@ from atrium.auth.errors import OAuthError, invalid_request
 from atrium.auth.hashing import DUMMY_PASSWORD_HASH, new_token, password_matches, token_hash
 from atrium.auth.pages import Pages
 from atrium.auth.server import CODE_TTL_S, AuthorizationServer
+from atrium.auth.throttle import SignInThrottle
 from atrium.store import CodeRecord, UserRecord
 
 SESSION_COOKIE = "atrium_session"
@@ -47,6 +48,7 @@ class Authorize:
         secure = auth.settings.oauth_base.startswith("https://")
         self.pages = Pages(auth.signer, urlsplit(auth.settings.oauth_base).path, secure=secure)
         self.secure = secure
+        self.throttle = SignInThrottle()
 
     async def start(self, request: Request) -> Response:
         params = request.query_params
@@ -101,11 +103,21 @@ class Authorize:
         if not self.pages.csrf_ok(request, _text(form.get("csrf"))):
             return self.pages.error(request, "invalid_request", "the form's CSRF token is wrong")
         username = _text(form.get("username")) or ""
+        address = request.client.host if request.client else None
+        if self.throttle.blocked(username, address):
+            return self._login_page(
+                request,
+                pending,
+                status=429,
+                username=username,
+                error="Too many failed sign-ins; wait a minute and try again.",
+            )
         user = await self.auth.store.users.by_username(username)
         # Always verify a hash, so the answer time does not reveal which names exist.
         stored = user.password_hash if user is not None else DUMMY_PASSWORD_HASH
         ok = password_matches(_text(form.get("password")) or "", stored)
         if user is None or not ok or user.disabled:
+            self.throttle.failed(username, address)
             return self._login_page(
                 request,
                 pending,
