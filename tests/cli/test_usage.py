@@ -57,12 +57,16 @@ def with_calls(folder: Path) -> Path:
 
 
 def test_usage_json_sums_the_last_24_hours_per_server(tmp_path: Path) -> None:
-    result = usage(with_calls(tmp_path), "--json")
+    project = with_calls(tmp_path)
+    before = datetime.now(UTC)
+    result = usage(project, "--json")
+    after = datetime.now(UTC)
 
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["by"] == "server"
-    assert datetime.fromisoformat(report["since"]) <= NOW - timedelta(hours=23, minutes=59)
+    since = datetime.fromisoformat(report["since"])
+    assert before - timedelta(hours=24) <= since <= after - timedelta(hours=24)
     atrium, time = report["rows"]
     assert atrium["server"] == "atrium"
     figures = ("requests", "errors", "external", "in_app", "max_ms")

@@ -70,11 +70,17 @@ class McpProxy:
             self.guard.check(headers.get("host"), headers.get("origin"))
             route = self.directory.lookup(exchange.server)
             body = await self._read(scope, receive, headers)
+            malformed: GatewayError | None = None
             if body is not None:
                 # Parsed before authenticating, so a refused attempt is audited with its method
-                # and tool too.
-                exchange.inbound = jsonrpc.parse(body)
+                # and tool too; but who calls is answered first (401 before 400).
+                try:
+                    exchange.inbound = jsonrpc.parse(body)
+                except GatewayError as error:
+                    malformed = error
             facts = await self.admit(scope, headers, route, exchange)
+            if malformed is not None:
+                raise malformed
             assert exchange.access is not None
             self._check_inbound(headers, route, exchange.access, facts, exchange)
             await self.limit(exchange, client=peer(scope))
