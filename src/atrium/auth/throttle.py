@@ -21,9 +21,7 @@ class SignInThrottle:
         self._limiter = FixedWindowRateLimiter(MemoryStorage())
 
     def blocked(self, username: str, address: str | None) -> bool:
-        return any(
-            not self._limiter.test(self._limit, *key) for key in _keys(username, address)
-        )
+        return any(not self._limiter.test(self._limit, *key) for key in _keys(username, address))
 
     def failed(self, username: str, address: str | None) -> None:
         for key in _keys(username, address):
