@@ -75,9 +75,8 @@ class Authorize:
         challenge = pkce.check_challenge(
             params.get("code_challenge"), params.get("code_challenge_method")
         )
-        resources = (
-            self.auth.audience_for(params.getlist("resource")) if params.getlist("resource") else []
-        )
+        asked = params.getlist("resource")
+        resources = self.auth.audience_for(asked) if asked else []
         scopes = (params.get("scope") or "").split()
         known = set(self.auth.roles.all_scopes())
         unknown = [scope for scope in scopes if scope not in known]

@@ -10,7 +10,6 @@ tokens are bound to the proof's key (RFC 9449 §5), and a bound refresh token ne
 
 from __future__ import annotations
 
-import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +31,7 @@ from atrium.auth.errors import (
 from atrium.auth.hashing import new_token, token_hash
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.wire import oauth_error_response, read_form, token_response
-from atrium.store import CodeRecord, RefreshRecord
+from atrium.store import RefreshRecord
 
 
 class TokenEndpoint:
@@ -282,10 +281,3 @@ class TokenEndpoint:
 
 def _resources(form: dict[str, str]) -> list[str]:
     return form["resource"].split() if form.get("resource") else []
-
-
-def new_family() -> str:
-    return secrets.token_urlsafe(16)
-
-
-__all__ = ["CodeRecord", "TokenEndpoint", "new_family"]

@@ -34,7 +34,7 @@ class ToolCatalog:
         known = self._read_only.setdefault(server, {})
         for tool in tools:
             if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-                known[tool["name"]] = _read_only_hint(tool)
+                known[tool["name"]] = read_only_hint(tool)
 
     def read_only(self, server: str, tool: str) -> bool:
         return self._read_only.get(server, {}).get(tool, False)
@@ -43,7 +43,8 @@ class ToolCatalog:
         self._read_only.clear()
 
 
-def _read_only_hint(tool: dict[str, Any]) -> bool:
+def read_only_hint(tool: dict[str, Any]) -> bool:
+    """Whether a ``tools/list`` entry is annotated ``readOnlyHint: true``."""
     annotations = tool.get("annotations")
     return isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
 
@@ -102,7 +103,7 @@ class ToolAccess:
             tool
             for tool in tools
             if isinstance(tool, dict)
-            and self.verdict(str(tool.get("name")), _read_only_hint(tool)) == "ok"
+            and self.verdict(str(tool.get("name")), read_only_hint(tool)) == "ok"
         ]
         if len(kept) == len(tools):
             return False

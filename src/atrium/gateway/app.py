@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from atrium.auth.replay_redis import RedisReplayCache
@@ -65,8 +65,6 @@ def create_app(
     proxy = McpProxy(
         directory, upstreams, guard, audit, ResourceGuard(auth), settings.public_url, limiter
     )
-    registry = RegistryApi(settings, directory)
-    tools_api = ToolsApi(settings, proxy)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -94,7 +92,27 @@ def create_app(
             if owned:
                 await opened.close()
 
-    routes = [
+    routes = _routes(settings, directory, metrics, auth, proxy)
+    app = _Gateway(proxy, routes=routes, lifespan=lifespan)
+    app.state.directory = directory
+    app.state.audit = audit
+    app.state.metrics = metrics
+    app.state.proxy = proxy
+    app.state.auth = auth
+    return app
+
+
+def _routes(
+    settings: Settings,
+    directory: ServerDirectory,
+    metrics: Metrics,
+    auth: AuthorizationServer,
+    proxy: McpProxy,
+) -> list[BaseRoute]:
+    """Everything but the MCP endpoint itself, which ``_Gateway`` serves ahead of these."""
+    registry = RegistryApi(settings, directory)
+    tools_api = ToolsApi(settings, proxy)
+    return [
         Route("/health", _health),
         Route("/metrics", metrics.endpoint),
         Route("/api/v1/mcp/registry", registry.list),
@@ -104,13 +122,6 @@ def create_app(
         Route("/api/v1/mcp/{server}/openapi.json", tools_api.spec, methods=["GET"]),
         Route("/api/v1/mcp/{server}/tools/{tool}", tools_api.call, methods=["POST"]),
     ]
-    app = _Gateway(proxy, routes=routes, lifespan=lifespan)
-    app.state.directory = directory
-    app.state.audit = audit
-    app.state.metrics = metrics
-    app.state.proxy = proxy
-    app.state.auth = auth
-    return app
 
 
 def _redis(settings: Settings) -> Redis | None:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from atrium.gateway import backend_rpc, jsonrpc, openapi
-from atrium.gateway.access import ToolAccess
+from atrium.gateway.access import ToolAccess, read_only_hint
 from atrium.gateway.directory import Route
 from atrium.gateway.errors import INVALID_REQUEST, GatewayError
 from atrium.gateway.exchange import Exchange
@@ -45,7 +45,7 @@ class ToolsApi:
             tools = [
                 tool
                 for tool in await self._listed(route)
-                if access.verdict(str(tool.get("name")), _read_only(tool)) == "ok"
+                if access.verdict(str(tool.get("name")), read_only_hint(tool)) == "ok"
             ]
         except GatewayError as error:
             return _problem(error, exchange)
@@ -73,7 +73,7 @@ class ToolsApi:
         body_id, body = _call_body(tool_name, arguments)
         exchange.inbound = jsonrpc.parse(body)  # audited and limited as an MCP call is
         tool = await self._tool(route, tool_name)
-        if tool is None or access.verdict(tool_name, _read_only(tool)) == "hidden":
+        if tool is None or access.verdict(tool_name, read_only_hint(tool)) == "hidden":
             raise GatewayError(404, INVALID_REQUEST, f"no tool '{tool_name}' on '{route.name}'")
         self.proxy.check_call(route, access, facts, tool_name)  # 401/403 with a challenge
         _validate(tool, arguments)
@@ -133,11 +133,6 @@ def _exchange(request: Request) -> Exchange:
         server=request.path_params["server"],
         started=time.perf_counter(),
     )
-
-
-def _read_only(tool: dict[str, Any]) -> bool:
-    annotations = tool.get("annotations")
-    return isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
 
 
 def _validate(tool: dict[str, Any], arguments: dict[str, Any]) -> None:
