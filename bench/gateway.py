@@ -110,7 +110,12 @@ def start_servers(stack: ExitStack, project: Path) -> tuple[str, str, str]:
     direct = f"http://127.0.0.1:{backend_port}/mcp"
     server = {
         "bench": {
-            "command": [PYTHON, str(HERE / "trivial_server.py"), "--port", "{port}"],
+            # --unauthenticated: "direct" is the bare backend, the baseline the gateway's cost
+            # (signing a caller assertion included) is measured against.
+            "command": [
+                *(PYTHON, str(HERE / "trivial_server.py"), "--port", "{port}"),
+                "--unauthenticated",
+            ],
             "port": backend_port,
             "oauth": {"required": False},
         },

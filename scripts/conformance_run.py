@@ -134,7 +134,8 @@ def _everything_server(port: int, workdir: Path) -> Iterator[str]:
     if binary is None:
         sys.exit("conformance: atrium-mcp-everything is not installed in this venv (make install)")
     log_path = workdir / "everything.log"
-    argv = [binary, "--port", str(port), "--project", str(workdir)]
+    # --direct measures the server alone: no gateway vouches for the suite's requests.
+    argv = [binary, "--port", str(port), "--project", str(workdir), "--unauthenticated"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"

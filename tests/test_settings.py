@@ -251,3 +251,32 @@ def test_a_default_rate_limit_that_is_not_a_rate_names_its_key_path(tmp_path):
 
     (problem,) = caught.value.problems
     assert (problem.line, problem.key_path) == (2, "ratelimit.default")
+
+
+def test_no_proxy_is_trusted_unless_listed_and_listed_networks_are_normalised(tmp_path):
+    assert load_settings(tmp_path, environ={}).trusted_proxies == ()
+    write_settings(tmp_path, "gateway:\n  trusted_proxies: [10.0.0.5, 10.1.2.3/16, '::1']\n")
+
+    settings = load_settings(tmp_path, environ={})
+
+    # uvicorn would take 10.1.2.3/16 (host bits set) for a name that no address matches.
+    assert settings.trusted_proxies == ("10.0.0.5", "10.1.0.0/16", "::1")
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path"),
+    [
+        ("gateway:\n  trusted_proxies: [proxy.example]\n", "gateway.trusted_proxies"),
+        ("oauth:\n  registrations_per_address: plenty\n", "oauth.registrations_per_address"),
+    ],
+)
+def test_a_proxy_named_by_host_or_a_registration_rate_that_is_no_rate_is_refused(
+    tmp_path, text, key_path
+):
+    write_settings(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, environ={})
+
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.key_path) == (2, key_path)

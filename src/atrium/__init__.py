@@ -3,13 +3,14 @@
 This module exports only what an MCP server author needs; everything else is imported from its
 owning module (``atrium.registry``, ``atrium.store``, ...). A server in a few lines::
 
-    from atrium import AtriumServer, ToolAnnotations, run
+    from atrium import AtriumServer, Context, ToolAnnotations, current_caller, run
 
     server = AtriumServer("weather", version="1.0.0")
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
-    def forecast(city: str) -> str:
-        return f"Sunny in {city}"
+    def forecast(city: str, ctx: Context) -> str:
+        who = current_caller(ctx)  # vouched for by the gateway: subject, client, scopes...
+        return f"Sunny in {city}, {who.subject or 'stranger'}"
 
     def main() -> None:  # the console script named in services/mcp/weather.yaml
         run(server)
@@ -30,25 +31,31 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver.exceptions import ToolError
     from mcp.types import Icon, ToolAnnotations
 
+    from atrium.auth.assertion import CallerIdentity
     from atrium.servers.runner import run
     from atrium.servers.toolkit import AtriumServer
+    from atrium.servers.trust import current_caller
 
 __all__ = [
     "AtriumServer",
+    "CallerIdentity",
     "Context",
     "Icon",
     "ToolAnnotations",
     "ToolError",
     "__version__",
+    "current_caller",
     "run",
 ]
 
 _LAZY = {
     "AtriumServer": "atrium.servers.toolkit",
+    "CallerIdentity": "atrium.auth.assertion",
     "Context": "mcp.server.mcpserver",
     "Icon": "mcp.types",
     "ToolAnnotations": "mcp.types",
     "ToolError": "mcp.server.mcpserver.exceptions",
+    "current_caller": "atrium.servers.trust",
     "run": "atrium.servers.runner",
 }
 

@@ -9,6 +9,7 @@ Precedence, highest first: an ``ATRIUM_*`` variable, ``atrium.yaml``, the defaul
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,8 +59,31 @@ class GatewaySection(_Section):
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    # Messages one POST may carry (JSON-RPC 2.0 §6 batches): each is policy-checked, rate
+    # counted and audited, so an unbounded batch is unbounded work for one request.
+    max_batch: int = Field(default=50, ge=1)
     # Where hosted backends listen: loopback on one host, a service name when scaled out.
     backend_host: str = "127.0.0.1"
+    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs).
+    # Empty: none, so a client's address is always the TCP peer's (the sign-in throttle, the
+    # registration limit and anonymous rate limits count per address; any local process could
+    # otherwise name itself any address).
+    trusted_proxies: tuple[str, ...] = ()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Normalised, because uvicorn silently treats what it cannot parse (10.0.0.1/8 with
+        # host bits set, say) as a literal name that no address ever matches.
+        try:
+            return tuple(
+                str(ipaddress.ip_network(entry, strict=False))
+                if "/" in entry
+                else str(ipaddress.ip_address(entry))
+                for entry in value
+            )
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR network ({exc})") from None
 
     @field_validator("public_url")
     @classmethod
@@ -115,6 +139,9 @@ class OAuthSection(_Section):
     # registered but never obtained a token.
     max_dynamic_clients: int = Field(default=1000, ge=1)
     unused_client_ttl_s: int = Field(default=86400, ge=60)
+    # Registrations each client address may make (the TCP peer, or the address a trusted
+    # proxy names), so that one source cannot fill the cap above by itself.
+    registrations_per_address: str = "20/hour"
     # Development only: Client ID Metadata Documents on loopback http:// URLs.
     dev_mode: bool = False
     # RFC 9449 §8/§9: make clients sign a server-chosen nonce into their DPoP proofs.
@@ -124,6 +151,13 @@ class OAuthSection(_Section):
     default_audience: str = "mcp"
     # Custom roles: role name -> the scopes it grants (built-in roles are in atrium.auth.roles).
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+
+    @field_validator("registrations_per_address")
+    @classmethod
+    def _registration_rate(cls, value: str) -> str:
+        if not RATE_LIMIT.match(value):
+            raise ValueError(f"{value!r} is not a rate like 20/hour")
+        return value
 
     @field_validator("issuer")
     @classmethod
@@ -215,7 +249,9 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     max_body_bytes: int = 4 * 1024 * 1024
+    max_batch: int = 50
     backend_host: str = "127.0.0.1"
+    trusted_proxies: tuple[str, ...] = ()
     database_url: str = ""
     database_schema: str | None = None
     issuer: str = "http://localhost:8080"
@@ -292,6 +328,24 @@ def server_port_from_env(environ: Mapping[str, str] | None = None) -> int | None
     return int(value)
 
 
+CALLER_KEYS_VARIABLE = "ATRIUM_CALLER_KEYS"
+SERVER_NAME_VARIABLE = "ATRIUM_SERVER_NAME"
+
+
+def caller_keys_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``ATRIUM_CALLER_KEYS``: the gateway's public caller-assertion keys a backend checks
+    requests with (the supervisor sets it; ``atrium.auth.assertion``), or None."""
+    env = os.environ if environ is None else environ
+    value = env.get(CALLER_KEYS_VARIABLE, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def server_name_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``ATRIUM_SERVER_NAME``: the registry name the supervisor started this server as."""
+    env = os.environ if environ is None else environ
+    return env.get(SERVER_NAME_VARIABLE, "").strip() or None
+
+
 def load_settings(
     project_dir: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:
@@ -366,7 +420,9 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         allowed_hosts=gateway.allowed_hosts,
         allowed_origins=gateway.allowed_origins,
         max_body_bytes=gateway.max_body_bytes,
+        max_batch=gateway.max_batch,
         backend_host=gateway.backend_host,
+        trusted_proxies=gateway.trusted_proxies,
         database_url=_database_url(root, parsed.store.url),
         database_schema=parsed.store.schema_,
         issuer=(parsed.oauth.issuer or public_url).rstrip("/"),

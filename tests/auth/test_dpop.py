@@ -230,6 +230,27 @@ async def test_a_refused_proof_does_not_spend_its_jti() -> None:
     await dpop.verify([wrong], method="POST", urls=[URL])
 
 
+async def test_a_proof_of_another_key_than_the_tokens_is_refused_without_being_spent() -> None:
+    dpop, key = verifier(), generate_key()
+    proof = make_proof(key, method="POST", url=URL, iat=NOW)
+
+    assert await error_of(dpop, [proof], jkt=generate_key().thumbprint()) == "invalid_dpop_proof"
+    await dpop.verify([proof], method="POST", urls=[URL], jkt=key.thumbprint())
+
+
+async def test_a_checked_proof_is_spent_only_when_asked() -> None:
+    dpop = verifier()
+    proof = make_proof(generate_key(), method="POST", url=URL, iat=NOW)
+    checked = dpop.check([proof], method="POST", urls=[URL])
+    dpop.check([proof], method="POST", urls=[URL])  # checking twice spends nothing
+
+    await dpop.spend(checked)
+
+    with pytest.raises(OAuthError) as replayed:
+        await dpop.spend(checked)
+    assert replayed.value.error == "invalid_dpop_proof"
+
+
 async def test_a_verifier_with_nonces_demands_one_and_accepts_it_on_retry() -> None:
     clock = Clock()
     nonces = NonceIssuer(b"k" * 32, clock=clock)
@@ -305,10 +326,19 @@ async def test_the_replay_cache_evicts_expired_keys_before_live_ones() -> None:
     assert not await cache.first_use("new", ttl_s=100)
 
 
-async def test_the_replay_cache_stays_bounded_by_evicting_the_oldest() -> None:
-    cache = MemoryReplayCache(max_entries=10, clock=Clock(0))
-    for n in range(1000):
+async def test_a_full_replay_cache_refuses_new_proofs_rather_than_forget_live_ones() -> None:
+    clock = Clock(0)
+    cache = MemoryReplayCache(max_entries=10, clock=clock)
+    for n in range(10):
         assert await cache.first_use(f"k{n}", ttl_s=60)
+
+    for n in range(10, 1000):  # the flood
+        with pytest.raises(OAuthError) as refused:
+            await cache.first_use(f"k{n}", ttl_s=60)
+        assert (refused.value.status, refused.value.error) == (503, "temporarily_unavailable")
+
     assert len(cache) == 10
-    assert not await cache.first_use("k999", ttl_s=60)
-    assert await cache.first_use("k0", ttl_s=60)
+    assert not await cache.first_use("k0", ttl_s=60)  # still remembered: a replay
+    assert refused.value.headers["Retry-After"] == "60"
+    clock.now = 60
+    assert await cache.first_use("k1000", ttl_s=60)  # room again once proofs expire

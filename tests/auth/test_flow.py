@@ -15,7 +15,13 @@ async def test_a_registered_client_signs_a_user_in_and_calls_a_tool(
     gateway: Gateway, browser: Browser, client: dict[str, Any], http: httpx2.AsyncClient
 ) -> None:
     pkce = Pkce.new()
-    url = authorize_url(gateway.base, client["client_id"], pkce, resource=gateway.url("users"))
+    url = authorize_url(
+        gateway.base,
+        client["client_id"],
+        pkce,
+        scope="user tools:write",  # user lets in, tools:write calls (atrium.auth.roles)
+        resource=gateway.url("users"),
+    )
 
     back = await browser.consent_redirect(url, "user", PASSWORD)
     assert back["state"] == "xyz"
@@ -27,7 +33,7 @@ async def test_a_registered_client_signs_a_user_in_and_calls_a_tool(
     assert tokens.status_code == 200, tokens.text
     body = tokens.json()
     assert body["token_type"] == "Bearer"
-    assert body["scope"] == "user"
+    assert body["scope"] == "tools:write user"
     assert body["refresh_token"]
     http.headers["Authorization"] = f"Bearer {body['access_token']}"
     response = await call_modern(http, gateway.url("users"), "echo", {"text": "hi"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
@@ -60,3 +61,39 @@ def test_the_published_key_set_has_no_private_members(tmp_path: Path) -> None:
     for key in published:
         assert "d" not in key
         assert {"kty", "crv", "x", "y", "kid"} <= set(key)
+
+
+def test_a_verified_token_is_refused_once_its_key_is_dropped(tmp_path: Path) -> None:
+    keys = KeySet.load(tmp_path)
+    verifier = TokenVerifier(keys, ISSUER)
+    oldest = mint(keys)
+    assert verifier.verify(oldest).subject == "u"  # remembered from now on
+
+    rotate_signing_keys(tmp_path, keep=2)
+    rotate_signing_keys(tmp_path, keep=2)
+    keys.reload_if_changed()
+
+    with pytest.raises(OAuthError) as refused:
+        verifier.verify(oldest)
+    assert refused.value.error == "invalid_token"
+
+
+def test_a_rotation_is_seen_even_when_the_file_keeps_its_size_and_time(tmp_path: Path) -> None:
+    keys = KeySet.load(tmp_path)
+    path = tmp_path / "signing-keys.json"
+    before = path.stat()
+
+    rotate_signing_keys(tmp_path, keep=1)  # one key replaced by one key: the same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert path.stat().st_size == before.st_size
+    assert keys.reload_if_changed()
+    assert [key.kid for key in keys.keys] == [KeySet.load(tmp_path).signing.kid]
+
+
+@pytest.mark.parametrize("kid", [["k"], {"k": 1}, 7, None, ""])
+def test_a_kid_that_is_no_string_names_no_key(tmp_path: Path, kid: object) -> None:
+    keys = KeySet.load(tmp_path)
+
+    assert keys.get(kid) is None
+    assert keys.get(keys.signing.kid) is keys.signing

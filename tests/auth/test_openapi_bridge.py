@@ -71,7 +71,7 @@ async def test_a_plain_http_client_with_a_bearer_token_calls_a_tool(
     http: httpx2.AsyncClient,
     backend: Backend,
 ) -> None:
-    token = gateway.token("users", "user", subject="rest-user")
+    token = gateway.token("users", "user", "tools:write", subject="rest-user")
 
     response = await http.post(
         tool_url(gateway, "users", "echo"), json={"text": "over rest"}, headers=bearer(token)
@@ -94,7 +94,7 @@ async def test_arguments_that_break_the_schema_get_422_naming_the_problem(
     http: httpx2.AsyncClient,
     backend: Backend,
 ) -> None:
-    token = gateway.token("users", "user")
+    token = gateway.token("users", "user", "tools:write")
 
     response = await http.post(
         tool_url(gateway, "users", "echo"), json={"text": 5}, headers=bearer(token)
@@ -108,7 +108,7 @@ async def test_arguments_that_break_the_schema_get_422_naming_the_problem(
 
 
 async def test_refusals_have_http_statuses(gateway: Gateway, http: httpx2.AsyncClient) -> None:
-    user = bearer(gateway.token("per-tool", "user"))
+    user = bearer(gateway.token("per-tool", "user", "tools:write"))
 
     unknown = await http.post(tool_url(gateway, "per-tool", "nope"), json={}, headers=user)
     guarded = await http.post(

@@ -128,11 +128,12 @@ async def test_a_native_client_may_use_loopback_or_a_private_scheme(
 
 
 @pytest.mark.parametrize("oauth_options", [{"max_dynamic_clients": 2}])
-async def test_registration_beyond_the_cap_is_refused_with_429(
+async def test_registration_beyond_the_cap_of_clients_in_use_is_refused_with_429(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
     for _ in range(2):
-        await register_client(http, gateway.base)
+        registered = await register_client(http, gateway.base)
+        await gateway.store.clients.touch(registered["client_id"])  # it obtained a token
     before = await snapshot(gateway.store)
 
     response = await register(http, gateway, NATIVE)

@@ -134,8 +134,8 @@ async def test_only_the_configured_client_may_call_a_one_client_server(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
     server = gateway.url("one-client")
-    mine = gateway.token("one-client", "user", client_id="the-only-one")
-    theirs = gateway.token("one-client", "user", client_id="someone-else")
+    mine = gateway.token("one-client", "user", "tools:write", client_id="the-only-one")
+    theirs = gateway.token("one-client", "user", "tools:write", client_id="someone-else")
 
     assert (await call_tool(http, server, "echo", bearer(mine))).status_code == 200
     refused = await call_tool(http, server, "echo", bearer(theirs))
@@ -158,14 +158,23 @@ async def test_an_anonymous_caller_sees_and_calls_only_the_public_tools(
     assert backend.witness.calls["peek"] == 0
 
 
-async def test_a_signed_in_caller_on_an_open_server_sees_every_tool(
+async def test_a_signed_in_caller_with_tools_write_on_an_open_server_sees_every_tool(
     gateway: Gateway, http: httpx2.AsyncClient, backend: Backend
 ) -> None:
-    token = gateway.token("open", "user")
+    token = gateway.token("open", "user", "tools:write")
 
     listed = await list_tools(http, gateway.url("open"), bearer(token))
 
     assert listed == await direct_tool_names(backend)
+
+
+async def test_a_token_with_only_user_on_an_open_server_sees_only_the_public_tools(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    # ``user`` lets a caller in but calls nothing by itself (atrium.auth.roles; issue 19 §3).
+    token = gateway.token("open", "user")
+
+    assert await list_tools(http, gateway.url("open"), bearer(token)) == ["echo"]
 
 
 async def test_a_tools_read_caller_sees_and_calls_only_read_only_tools(
@@ -270,7 +279,7 @@ async def test_admin_sees_and_calls_every_tool(
 async def test_the_audit_names_the_subject_and_the_client(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
-    token = gateway.token("users", "user", subject="user-42", client_id="cli-7")
+    token = gateway.token("users", "user", "tools:write", subject="user-42", client_id="cli-7")
 
     response = await call_tool(http, gateway.url("users"), "echo", bearer(token))
 
@@ -295,7 +304,7 @@ async def test_with_dpop_nonces_the_gateway_asks_for_one_and_takes_the_retry(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
     key, server = generate_key(), gateway.url("bound")
-    token = gateway.token("bound", "user", jkt=key.thumbprint())
+    token = gateway.token("bound", "user", "tools:write", jkt=key.thumbprint())
 
     first = await call_tool(http, server, "echo", dpop(token, key, server))
 

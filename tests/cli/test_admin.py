@@ -146,3 +146,64 @@ def test_an_issued_token_is_for_one_user_and_one_server(tmp_path: Path) -> None:
         root, "token", "issue", "--user", "ada", "--server", "atrium", "--scopes", "admin"
     )
     assert refused[0] == 2
+
+
+def test_user_commands_revoke_what_the_user_holds_with_no_atrium_running(tmp_path: Path) -> None:
+    root, _ = project(tmp_path)
+    for name in ("ada", "bob", "cy", "dee"):
+        assert admin(root, "users", "create", name, "--role", "user")[0] == 0
+    ids = asyncio.run(user_ids(root))
+
+    outcomes = [
+        admin(root, "users", "disable", "ada"),
+        admin(root, "users", "delete", "bob"),
+        admin(root, "users", "set-password", "cy", "--password-stdin", stdin="a long password\n"),
+        admin(root, "users", "set-role", "dee", "admin"),  # more scopes: nothing to revoke
+    ]
+
+    assert [(code, err) for code, _, err in outcomes] == [(0, "")] * 4  # no gateway: no warning
+    assert "bob" not in stored_users(root)
+    assert set(asyncio.run(subject_revocations(root))) == {ids["ada"], ids["bob"], ids["cy"]}
+    assert admin(root, "users", "delete", "bob")[0] == 1
+
+
+async def subject_revocations(root: Path) -> dict[str, object]:
+    async with await Store.open(load_settings(root, environ={})) as store:
+        return dict(await store.grants.active_subject_revocations())
+
+
+async def user_ids(root: Path) -> dict[str, str]:
+    async with await Store.open(load_settings(root, environ={})) as store:
+        return {u.username: u.id for u in await store.users.list()}
+
+
+def test_token_revoke_takes_a_token_or_a_jti_and_refuses_anything_else(tmp_path: Path) -> None:
+    root, _ = project(tmp_path)
+    _, out, _ = admin(root, "token", "issue", "--user", "admin", "--server", "atrium")
+    jti = str(jwt.decode(out.strip(), KeySet.load(root / ".atrium").signing).claims["jti"])
+
+    by_token = admin(root, "token", "revoke", out.strip())
+    by_jti = admin(root, "token", "revoke", "some-jti")
+    forged = admin(root, "token", "revoke", out.strip()[:-6] + "AAAAAA")
+
+    assert by_token[0] == by_jti[0] == 0
+    assert forged[0] == 2
+
+    async def revoked() -> dict[str, str]:
+        async with await Store.open(load_settings(root, environ={})) as store:
+            return dict(await store.grants.active_revocations())
+
+    assert asyncio.run(revoked()) == {jti: "jti", "some-jti": "jti"}
+
+
+def test_a_token_longer_than_thirty_days_is_not_issued(tmp_path: Path) -> None:
+    root, _ = project(tmp_path)
+
+    longest = admin(
+        root, "token", "issue", "--user", "admin", "--server", "atrium", "--ttl", "2592000"
+    )
+    longer = admin(
+        root, "token", "issue", "--user", "admin", "--server", "atrium", "--ttl", "2592001"
+    )
+
+    assert (longest[0], longer[0]) == (0, 2)

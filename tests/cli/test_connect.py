@@ -41,7 +41,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def backend() -> AsyncIterator[str]:
     """The gateway tests' backend, serving its tools (``echo`` among them); its MCP URL."""
     witness = Witness()
-    app = witness.app(create_server_app(build_backend(witness)))
+    app = witness.app(create_server_app(build_backend(witness), callers=None))
     server = GracefulServer(app, host="127.0.0.1", port=0, log_level="warning", timeout_s=5)
     async with serving(server) as served:
         yield f"http://127.0.0.1:{served.port}/mcp"

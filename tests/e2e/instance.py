@@ -45,8 +45,11 @@ def _routed(url: str) -> bool:
 
 
 @contextmanager
-def started_instance(project: Path, *, dpop: str | None = None) -> Iterator[Instance]:
-    """The built-in `atrium` server keeps the scaffold's OAuth policy (``dpop`` overrides)."""
+def started_instance(
+    project: Path, *, dpop: str | None = None, servers: dict[str, str] | None = None
+) -> Iterator[Instance]:
+    """The built-in `atrium` server keeps the scaffold's OAuth policy (``dpop`` overrides);
+    ``servers`` are more ``services/mcp/<name>.yaml`` files, written after ``init``."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -65,6 +68,8 @@ def started_instance(project: Path, *, dpop: str | None = None) -> Iterator[Inst
     if dpop is not None:
         text = text.replace("audience: mcp", f"audience: mcp\n      dpop: {dpop}")
     server_file.write_text(text)
+    for name, yaml in (servers or {}).items():
+        (project / f"services/mcp/{name}.yaml").write_text(yaml)
     log = (project / "start.out").open("w")
     process = subprocess.Popen(
         [*atrium, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True

@@ -15,12 +15,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx2
 import pytest
 from mcp import Client
 
 from atrium.supervisor.reaper import children_of
 from atrium.supervisor.state import RuntimeState, read_state
 from tests.processes import alive, free_port, wait_for
+from tests.trust import assertion, vouched_client
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERYTHING = ROOT / ".cache/npm/node_modules/.bin/mcp-server-everything"
@@ -104,12 +106,27 @@ def state(project: Path) -> RuntimeState:
     return current
 
 
-async def list_and_call(port: int, tool: str, arguments: dict[str, object]) -> tuple[set[str], str]:
-    async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+async def list_and_call(
+    project: Path, server: str, port: int, tool: str, arguments: dict[str, object]
+) -> tuple[set[str], str]:
+    """Straight to the backend's port, as the gateway would call it (with an assertion)."""
+    headers = assertion(project / ".atrium", server)
+    async with vouched_client(f"http://127.0.0.1:{port}/mcp", headers) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool(tool, arguments)
     assert not result.is_error, result
     return tools, json.dumps(result.model_dump(mode="json", by_alias=True))
+
+
+async def refused_without_assertion(port: int, headers: dict[str, str] | None = None) -> int:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "x"}}
+    async with httpx2.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            f"http://127.0.0.1:{port}/mcp",
+            json=body,
+            headers={"Accept": "application/json, text/event-stream", **(headers or {})},
+        )
+    return response.status_code
 
 
 CALLS = {
@@ -168,13 +185,22 @@ async def test_supervisor_hosts_atrium_and_two_stdio_servers_and_repairs_a_crash
         servers, "running"
     )
 
-    tools, text = await list_and_call(ports["atrium"], "list_playbooks", {})
+    tools, text = await list_and_call(project, "atrium", ports["atrium"], "list_playbooks", {})
     assert {"atrium", "list_playbooks", "show_playbook"} <= tools
-    tools, text = await list_and_call(ports["time"], "get_current_time", {"timezone": "UTC"})
+    tools, text = await list_and_call(
+        project, "time", ports["time"], "get_current_time", {"timezone": "UTC"}
+    )
     assert "get_current_time" in tools
     assert "UTC" in text
-    tools, text = await list_and_call(ports["everything"], "echo", {"message": "hello atrium"})
+    tools, text = await list_and_call(
+        project, "everything", ports["everything"], "echo", {"message": "hello atrium"}
+    )
     assert "hello atrium" in text
+    # The built-in server and the stdio bridge refuse whoever the gateway did not vouch for.
+    for name in servers:
+        assert await refused_without_assertion(ports[name]) == 401
+        other = assertion(project / ".atrium", "not-" + name)
+        assert await refused_without_assertion(ports[name], other) == 401
 
     killed = state(project).servers["time"].pid
     assert killed is not None
@@ -182,7 +208,9 @@ async def test_supervisor_hosts_atrium_and_two_stdio_servers_and_repairs_a_crash
     wait_for(lambda: state(project).servers["time"].restarts == 1, 30, "the restart")
     wait_for(lambda: state(project).servers["time"].state == "running", 60, "the restarted server")
     assert state(project).servers["time"].pid != killed
-    _, text = await list_and_call(ports["time"], "get_current_time", {"timezone": "Europe/Paris"})
+    _, text = await list_and_call(
+        project, "time", ports["time"], "get_current_time", {"timezone": "Europe/Paris"}
+    )
     assert "Europe/Paris" in text
 
     tree = descendants(supervisor.pid)

@@ -39,7 +39,7 @@ class Backend:
 @pytest.fixture
 async def backend() -> AsyncIterator[Backend]:
     witness = Witness()
-    app = witness.app(create_server_app(build_backend(witness)))
+    app = witness.app(create_server_app(build_backend(witness), callers=None))
     server = GracefulServer(app, host="127.0.0.1", port=0, log_level="warning", timeout_s=5)
     async with serving(server) as served:
         yield Backend(served.port, witness)

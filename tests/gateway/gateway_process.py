@@ -13,6 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from atrium.gateway.app import create_app
+from atrium.gateway.serve import forwarding
 from atrium.settings import load_settings
 
 
@@ -27,6 +28,7 @@ def main() -> None:
         lifespan="on",
         ws="none",
         timeout_graceful_shutdown=5,
+        **forwarding(settings),
     )
 
 

@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from atrium.gateway.app import create_app
+from atrium.gateway.serve import forwarding
 from atrium.registry.schema import ServerConfig
 from atrium.registry.sync import record_for
 from atrium.settings import Settings
@@ -87,9 +88,15 @@ class Served:
         self._listener.close()
 
 
-def uvicorn_server(app: ASGIApp) -> uvicorn.Server:
+def uvicorn_server(app: ASGIApp, settings: Settings) -> uvicorn.Server:
+    """The gateway ``app`` under uvicorn configured as ``atrium start`` configures it."""
     config = uvicorn.Config(
-        app, log_config=None, lifespan="on", ws="none", timeout_graceful_shutdown=5
+        app,
+        log_config=None,
+        lifespan="on",
+        ws="none",
+        timeout_graceful_shutdown=5,
+        **forwarding(settings),
     )
     return uvicorn.Server(config)
 
@@ -108,8 +115,13 @@ async def serving(
 
 
 def server_record(name: str, config: dict[str, Any]) -> ServerRecord:
-    """A stored server as ``cloud sync`` would save it from ``services/mcp/<name>.yaml``."""
-    raw = {"binary": "gateway-backend", **config}
+    """A stored server as ``cloud sync`` would save it from ``services/mcp/<name>.yaml``.
+
+    Without an ``oauth`` block it is open for local development (``oauth.dev_mode``: callers
+    without a token call every tool), which the transport tests need; tests of who may call
+    what (tests/gateway/test_access_rules.py, tests/auth/) give their servers one.
+    """
+    raw = {"binary": "gateway-backend", "oauth": {"dev_mode": True}, **config}
     return record_for(name, ServerConfig.model_validate(raw), f"services/mcp/{name}.yaml")
 
 
@@ -184,7 +196,7 @@ async def running_gateway(
 ) -> AsyncIterator[Gateway]:
     """The gateway over ``store`` (which it leaves open), until the block ends or ``stop()``."""
     app = create_app(settings, store=store, poll_s=60)
-    async with serving(uvicorn_server(app), listener) as served:
+    async with serving(uvicorn_server(app, settings), listener) as served:
         yield Gateway(f"http://127.0.0.1:{served.port}", store, served, app)
 
 

@@ -137,6 +137,7 @@ async def killable_backend(tmp_path: Path) -> AsyncIterator[tuple[Process, int]]
     port = free_port()
     marker = tmp_path / "slow-started"
     argv = [backend_module.__file__, "--port", str(port), "--marker", str(marker)]
+    argv.append("--unauthenticated")  # the test speaks to it through a gateway of its own
     with (tmp_path / "killable.log").open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, *argv, stdout=log, stderr=subprocess.STDOUT
@@ -285,12 +286,12 @@ async def test_records_on_postgresql_and_sqlite_alike(
     assert record.duration_ms > 0
 
 
-async def test_each_request_of_a_batch_is_recorded_under_the_one_request_id(
+async def test_a_batch_refused_whole_is_one_record_of_its_first_request(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
     batch = [
-        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}},
         {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo"}},
         {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "admin_reset"}},
     ]
     headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
@@ -298,8 +299,13 @@ async def test_each_request_of_a_batch_is_recorded_under_the_one_request_id(
     response = await http.post(gateway.url("guarded"), json=batch, headers=headers)
 
     assert response.json()["error"]["code"] == -32602  # one refused call refuses the batch
-    records = await gateway.audit(response.headers["x-request-id"], count=2)
-    assert [(r.tool, r.outcome) for r in records] == [
-        ("echo", "jsonrpc_error"),
-        ("admin_reset", "jsonrpc_error"),
+    marker = await call_modern(http, gateway.url("guarded"), "echo", {"text": "after"})
+    # Records are written in order: once the marker's is stored, so is every record before it.
+    stored = await gateway.audit_of("guarded", 2)
+    assert [r.request_id for r in stored] == [
+        marker.headers["x-request-id"],
+        response.headers["x-request-id"],
     ]
+    (record,) = await gateway.audit(response.headers["x-request-id"])
+    assert (record.tool, record.outcome, record.status) == ("echo", "jsonrpc_error", 400)
+    assert "admin_reset" in str(record.error)  # the refused call, named by the refusal

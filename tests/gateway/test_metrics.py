@@ -19,7 +19,7 @@ from atrium.supervisor.state import (
     write_state,
 )
 from tests.gateway.conftest import Backend
-from tests.gateway.helpers import Gateway, call_body, call_modern, modern_headers
+from tests.gateway.helpers import Gateway, call_body, call_modern, list_body, modern_headers
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -56,6 +56,15 @@ def label_values(samples: Samples, label: str) -> set[str]:
     return {value for _, labels in samples for name, value in labels if name == label}
 
 
+async def list_tools(http: httpx2.AsyncClient, gateway: Gateway, server: str) -> None:
+    """A ``tools/list`` through the gateway: how it learns which tool names are labels."""
+    body = list_body()
+    response = await http.post(
+        gateway.url(server), content=body, headers=modern_headers("tools/list")
+    )
+    assert response.status_code == 200
+
+
 async def test_metrics_are_served_in_the_prometheus_text_format(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
@@ -69,11 +78,12 @@ async def test_metrics_are_served_in_the_prometheus_text_format(
 async def test_tool_calls_are_counted_by_server_tool_outcome_and_origin(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
+    await list_tools(http, gateway, "tools")
     await call_modern(http, gateway.url("tools"), "echo", {"text": "one"})
     await call_modern(http, gateway.url("tools"), "echo", {"text": "two"})
     await call_modern(http, gateway.url("tools"), "echo", {"wrong": "argument"})
     denied = await call_modern(http, gateway.url("guarded"), "delete_everything")
-    await gateway.audit_of("tools", 3)
+    await gateway.audit_of("tools", 4)
     await gateway.audit_of("guarded", 1)
 
     samples = await scrape(http, gateway)
@@ -84,7 +94,9 @@ async def test_tool_calls_are_counted_by_server_tool_outcome_and_origin(
     assert value(samples, calls, server="tools", tool="echo", outcome="ok", **external) == 2
     assert value(samples, calls, server="tools", tool="echo", outcome="tool_error", **external) == 1
     assert (
-        value(samples, calls, server="guarded", tool="(other)", outcome="jsonrpc_error", **external)
+        value(
+            samples, calls, server="guarded", tool="(unknown)", outcome="jsonrpc_error", **external
+        )
         == 1
     )
     requests = "atrium_gateway_requests_total"
@@ -93,18 +105,21 @@ async def test_tool_calls_are_counted_by_server_tool_outcome_and_origin(
     assert value(samples, requests, outcome="tool_error", **labels) == 1
 
 
-async def test_tool_names_that_never_succeeded_are_not_labels(
+async def test_tool_names_the_server_never_listed_are_not_labels(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
-    # The SDK answers an unknown tool as it answers a failing one: with a tool error.
-    for name in ("made_up_1", "made_up_2", "fail"):
-        await call_modern(http, gateway.url("tools"), name)
-    await gateway.audit_of("tools", 3)
+    # The SDK answers an unknown tool as it answers a failing one: with a tool error; and a
+    # tool that exists is no label either until the server listed it through the gateway.
+    for name in ("made_up_1", "made_up_2", "fail", "echo"):
+        await call_modern(http, gateway.url("tools"), name, {"text": "hi"})
+    await gateway.audit_of("tools", 4)
 
     samples = await scrape(http, gateway)
 
-    assert not {"made_up_1", "made_up_2", "fail"} & label_values(samples, "tool")
-    assert total(samples, "atrium_tool_calls_total", tool="(other)", outcome="tool_error") == 3
+    assert not {"made_up_1", "made_up_2", "fail", "echo"} & label_values(samples, "tool")
+    calls = "atrium_tool_calls_total"
+    assert total(samples, calls, tool="(unknown)", outcome="tool_error") == 3
+    assert total(samples, calls, tool="(unknown)", outcome="ok") == 1
 
 
 async def test_unknown_servers_and_methods_share_one_label_each(
@@ -145,13 +160,14 @@ async def test_request_durations_fill_the_histogram(
 async def test_calls_of_atriums_own_cli_are_in_app_and_recorded_so(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
+    await list_tools(http, gateway, "tools")
     token = gateway.token("tools", "admin", subject="operator:ann", client_id=OPERATOR_CLIENT_ID)
     headers = {**modern_headers("tools/call", "echo"), "Authorization": f"Bearer {token}"}
     body = call_body("echo", {"text": "from the CLI"})
     response = await http.post(gateway.url("tools"), content=body, headers=headers)
     await call_modern(http, gateway.url("tools"), "echo", {"text": "from outside"})
     (record,) = await gateway.audit(response.headers["x-request-id"])
-    await gateway.audit_of("tools", 2)
+    await gateway.audit_of("tools", 3)
 
     samples = await scrape(http, gateway)
 

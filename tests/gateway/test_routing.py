@@ -195,8 +195,9 @@ async def test_a_legacy_session_opens_a_get_stream_and_ends_with_delete(
     assert deleted.status_code == 200
     assert after.status_code == 404  # the backend ended the session the DELETE named
     methods = [(r.method, r.headers.get("mcp-session-id")) for r in backend.witness.requests]
-    assert ("GET", session) in methods
-    assert ("DELETE", session) in methods
+    backend_id = session.rpartition(".")[0]  # the client's id is bound to it (gateway.sessions)
+    assert ("GET", backend_id) in methods
+    assert ("DELETE", backend_id) in methods
 
 
 async def test_last_event_id_reaches_the_backend(

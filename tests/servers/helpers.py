@@ -19,6 +19,7 @@ from typing import Any
 import httpx2
 from mcp.server.mcpserver import MCPServer
 
+from atrium.auth.assertion import AssertionVerifier
 from atrium.servers.app import create_app
 from atrium.servers.shutdown import GracefulServer
 
@@ -26,13 +27,17 @@ DEADLINE_S = 15.0
 
 
 @asynccontextmanager
-async def serving(server: MCPServer[Any]) -> AsyncIterator[str]:
-    """Serve ``server`` in this event loop; yield its base URL; stop it on exit."""
+async def serving(
+    server: MCPServer[Any], callers: AssertionVerifier | None = None
+) -> AsyncIterator[str]:
+    """Serve ``server`` in this event loop; yield its base URL; stop it on exit.
+
+    ``callers`` checks the gateway's caller assertions; without it the server serves anyone."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     uvicorn_server = GracefulServer(
-        create_app(server), host="127.0.0.1", port=port, log_level="warning", timeout_s=5
+        create_app(server, callers=callers), host="127.0.0.1", port=port, log_level="warning", timeout_s=5
     )
     task = asyncio.create_task(uvicorn_server.serve(sockets=[listener]))
     try:

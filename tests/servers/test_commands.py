@@ -105,3 +105,15 @@ async def test_a_run_over_the_time_limit_is_stopped(project: Settings) -> None:
 
     assert run.exit_code is None
     assert "stopped after" in run.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "plugins mcp tools atrium --url http://127.0.0.1:5010/mcp",
+        "plugins mcp tools atrium --url=http://127.0.0.1:9/mcp",
+    ],
+)
+def test_a_command_may_not_choose_where_it_connects(command: str) -> None:
+    with pytest.raises(CommandRefused, match="--url"):
+        parse_command(command, DEFAULT)

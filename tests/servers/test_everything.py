@@ -157,7 +157,7 @@ async def test_the_console_script_serves_everything_on_the_given_port(tmp_path: 
     binary = shutil.which("atrium-mcp-everything", path=str(Path(sys.executable).parent))
     assert binary is not None
     port = free_port()
-    argv = [binary, "--port", str(port), "--project", str(tmp_path)]
+    argv = [binary, "--port", str(port), "--project", str(tmp_path), "--unauthenticated"]
 
     with running(argv, port, tmp_path / "output.log"):
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:

@@ -34,7 +34,7 @@ async def test_the_atrium_console_script_serves_then_exits_0_on_sigterm(
     assert binary is not None
     port, log_file = free_port(), tmp_path / "standalone.log"
     argv = [binary, "--port", str(port), "--project", str(project.project_dir)]
-    argv += ["--log-file", str(log_file)]
+    argv += ["--log-file", str(log_file), "--unauthenticated"]
 
     with running(argv, port, tmp_path / "output.log") as process:
         async with Client(f"http://127.0.0.1:{port}/mcp") as client:
@@ -50,7 +50,7 @@ async def test_the_atrium_console_script_serves_then_exits_0_on_sigterm(
 @pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
 async def test_a_call_in_flight_at_sigterm_still_gets_its_answer(tmp_path: Path, mode: str) -> None:
     port, marker = free_port(), tmp_path / "in-flight"
-    argv = [sys.executable, str(HOLD_SERVER), "--port", str(port)]
+    argv = [sys.executable, str(HOLD_SERVER), "--port", str(port), "--unauthenticated"]
 
     with running(argv, port, tmp_path / "output.log") as process:
         async with Client(f"http://127.0.0.1:{port}/mcp", mode=mode) as client:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from atrium.settings import Settings
 from atrium.store import CodeRecord, RefreshRecord, Store
+from atrium.store.grants import REVOCATION_MARGIN
 
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -245,9 +246,9 @@ async def test_the_revocations_fingerprint_changes_only_with_a_new_revocation(
         await store.grants.revoke_family("f1", T0 + DAY)
         two = await store.grants.revocations_fingerprint()
 
-    assert empty == (0, None)
-    assert one == unchanged == (1, T0)
-    assert two == (2, clock.now)
+    assert empty == (0, None, 0, None)
+    assert one == unchanged == (1, T0, 0, None)
+    assert two == (2, clock.now, 0, None)
 
 
 async def test_purge_expired_deletes_only_what_can_no_longer_be_used(
@@ -279,3 +280,72 @@ async def test_purge_expired_deletes_only_what_can_no_longer_be_used(
     assert [r is not None for r in refreshes] == [False, True]
     assert gone == [(None, False), (None, False)]
     assert fingerprint[0] == 1
+
+
+async def test_a_revocation_is_loaded_and_kept_a_margin_past_its_expiry(
+    database_settings: Settings,
+) -> None:
+    clock = Clock()
+    async with await Store.open(database_settings, clock=clock) as store:
+        await store.grants.revoke_jti("jti-1", T0)
+        clock.now = T0 + REVOCATION_MARGIN - timedelta(seconds=1)
+        within = (await store.grants.active_revocations(), await store.grants.purge_expired())
+        clock.now = T0 + REVOCATION_MARGIN + timedelta(seconds=1)
+        past = (await store.grants.active_revocations(), await store.grants.purge_expired())
+
+    assert within == ({"jti-1": "jti"}, 0)
+    assert past == ({}, 1)
+
+
+async def test_revoke_subject_ends_its_codes_and_optionally_its_refresh_tokens(
+    database_settings: Settings,
+) -> None:
+    clock = Clock()
+    async with await Store.open(database_settings, clock=clock) as store:
+        await store.grants.add_code(code("pending"))
+        await store.grants.add_code(code("spent"))
+        await store.grants.consume_code("spent")
+        await store.grants.add_code(code("someone-elses", user_id="u2"))
+        await store.grants.add_refresh(refresh("r1"))
+        await store.grants.add_refresh(refresh("r2", subject="u2", family_id="f2"))
+
+        narrowed = await store.grants.revoke_subject("u1", DAY, revoke_refresh=False)
+        kept = await store.grants.get_refresh("r1")
+        clock.now += timedelta(seconds=5)
+        disabled = await store.grants.revoke_subject("u1", DAY, revoke_refresh=True)
+
+        codes = [(await store.grants.get_code(h)) is not None for h in ("pending", "spent")]
+        other_code = await store.grants.get_code("someone-elses")
+        refreshes = [await store.grants.get_refresh(h) for h in ("r1", "r2")]
+        active = await store.grants.active_subject_revocations()
+
+    assert (narrowed, disabled) == (T0, T0 + timedelta(seconds=5))
+    assert codes == [False, True]  # an unused code mints nothing more; a used one tells of reuse
+    assert other_code is not None
+    assert kept is not None
+    assert kept.revoked_at is None
+    assert [r.revoked_at if r else None for r in refreshes] == [disabled, None]
+    assert active == {"u1": disabled}
+
+
+async def test_a_subject_revocation_never_moves_back_and_moves_the_fingerprint(
+    database_settings: Settings,
+) -> None:
+    clock = Clock()
+    async with await Store.open(database_settings, clock=clock) as store:
+        before = await store.grants.revocations_fingerprint()
+        await store.grants.revoke_subject("u1", 30 * DAY, revoke_refresh=False)
+        first = await store.grants.revocations_fingerprint()
+        clock.now += timedelta(minutes=1)
+        await store.grants.revoke_subject("u1", timedelta(seconds=1), revoke_refresh=False)
+        renewed = await store.grants.revocations_fingerprint()
+        clock.now = T0 + 30 * DAY + REVOCATION_MARGIN - timedelta(seconds=1)
+        still = await store.grants.active_subject_revocations()
+        clock.now += timedelta(seconds=2)
+        purged = await store.grants.purge_expired()
+        after = await store.grants.active_subject_revocations()
+
+    assert len({before, first, renewed}) == 3
+    # Renewed to a later moment, and kept as long as the longer of the two asked.
+    assert still == {"u1": T0 + timedelta(minutes=1)}
+    assert (purged, after) == (1, {})

@@ -128,3 +128,40 @@ async def test_changing_an_unknown_user_returns_false_and_changes_nothing(store:
 
     assert outcomes == [False, False, False]
     assert [u.username for u in await store.users.list()] == ["alice"]
+
+
+async def test_a_new_role_password_or_standing_moves_the_session_epoch(store: Store) -> None:
+    await store.users.add(user("alice"))
+    await store.users.add(user("bob"))
+
+    epochs = []
+    for change in (
+        store.users.set_role("alice", "admin"),
+        store.users.set_password("alice", "$argon2id$new"),
+        store.users.set_disabled("alice", True),
+        store.users.end_sessions("id-alice"),
+    ):
+        assert await change is True
+        found = await store.users.by_username("alice")
+        assert found is not None
+        epochs.append(found.session_epoch)
+    bob = await store.users.by_username("bob")
+
+    assert epochs == [1, 2, 3, 4]
+    assert bob is not None
+    assert bob.session_epoch == 0
+    assert await store.users.end_sessions("id-nobody") is False
+
+
+async def test_delete_removes_the_user_and_returns_what_was_deleted(store: Store) -> None:
+    await store.users.add(user("alice"))
+    await store.users.add(user("bob"))
+
+    deleted = await store.users.delete("alice")
+    again = await store.users.delete("alice")
+
+    assert deleted is not None
+    assert (deleted.id, deleted.username) == ("id-alice", "alice")
+    assert again is None
+    assert await store.users.get("id-alice") is None
+    assert [u.username for u in await store.users.list()] == ["bob"]

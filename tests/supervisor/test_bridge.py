@@ -32,7 +32,9 @@ from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
+from atrium.auth.assertion import PUBLIC_FILE, rotate_caller_keys
 from tests.processes import free_port
+from tests.trust import assertion, vouched_client
 
 REPO = Path(__file__).resolve().parents[2]
 TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
@@ -102,6 +104,8 @@ def start_bridge(folder: Path, name: str, command: list[str], *options: str) -> 
     log_path = folder / f"mcp-{name}.log"
     log = log_path.open("ab")
     argv = [sys.executable, "-m", "atrium.supervisor.bridge", "--name", name, "--port", str(port)]
+    if "--caller-keys" not in options:
+        argv.append("--unauthenticated")  # these tests speak to the bridge itself
     process = subprocess.Popen(
         [*argv, *options, "--", *command], stdout=log, stderr=subprocess.STDOUT
     )
@@ -451,3 +455,45 @@ def test_a_missing_program_fails_the_bridge(tmp_path: Path) -> None:
         bridge.stop()
 
     assert code == 1, bridge.log_text()
+
+
+# --- trust: the bridge serves only what the gateway vouched for ------------------------------
+
+
+@pytest.mark.parametrize("era", ERAS)
+async def test_the_bridge_refuses_whoever_the_gateway_did_not_vouch_for(
+    tmp_path: Path, era: str
+) -> None:
+    state = tmp_path / ".atrium"
+    rotate_caller_keys(state, "http://localhost:8080")
+    keys = str(state / PUBLIC_FILE)
+    bridge = start_bridge(tmp_path, "time", [str(TIME_SERVER)], "--caller-keys", keys)
+    try:
+        bridge.wait_healthy()
+        call = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+        async with httpx2.AsyncClient() as http:
+            accept = {"Accept": "application/json, text/event-stream"}
+            anonymous = await http.post(bridge.url, json=call, headers=accept)
+            other = await http.post(
+                bridge.url, json=call, headers={**accept, **assertion(state, "everything")}
+            )
+        async with vouched_client(bridge.url, assertion(state, "time"), mode=era) as client:
+            result = await client.call_tool("get_current_time", {"timezone": "UTC"})
+    finally:
+        bridge.stop()
+
+    assert (anonymous.status_code, other.status_code) == (401, 401)
+    assert result.is_error is False
+    assert "refused POST /mcp" in bridge.log_text()
+
+
+def test_the_bridge_will_not_start_without_keys_or_an_explicit_choice(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "atrium.supervisor.bridge", "--name", "time", "--port", "5999"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATRIUM_")}
+
+    finished = subprocess.run(
+        [*argv, "--", str(TIME_SERVER)], env=env, capture_output=True, text=True, timeout=30
+    )
+
+    assert finished.returncode == 2
+    assert "--unauthenticated" in finished.stderr

@@ -22,8 +22,11 @@ from atrium.auth.clients import Client, redirect_allowed
 from atrium.auth.errors import OAuthError, invalid_request
 from atrium.auth.hashing import DUMMY_PASSWORD_HASH, new_token, password_matches, token_hash
 from atrium.auth.pages import Pages
+from atrium.auth.redirects import check_not_own_port
+from atrium.auth.roles import default_scopes
 from atrium.auth.server import CODE_TTL_S, AuthorizationServer
 from atrium.auth.throttle import SignInThrottle
+from atrium.auth.wire import read_form
 from atrium.store import CodeRecord, UserRecord
 
 SESSION_COOKIE = "atrium_session"
@@ -58,6 +61,8 @@ class Authorize:
                     raise invalid_request(f"parameter {name!r} is repeated")
             client = await self.auth.clients.find(params.get("client_id"))
             redirect_uri = _redirect_uri(client, params.get("redirect_uri"))
+            # Again here: a loopback redirect may name any port (RFC 8252 §7.3).
+            check_not_own_port(redirect_uri, await self.auth.own_ports(), registering=False)
         except OAuthError as error:
             return self.pages.error(request, error.error, error.description)
         try:
@@ -85,17 +90,20 @@ class Authorize:
         return {
             "client_id": client.client_id,
             "client_name": client.display_name,
+            "client_kind": client.kind,
             "redirect_uri": redirect_uri,
             "state": params.get("state"),
             "challenge": challenge,
-            "scopes": scopes,
+            "scopes": scopes or sorted(self._default_scopes(resources)),
             "resources": resources,
             "dpop_jkt": params.get("dpop_jkt"),  # RFC 9449 §10
             "client_scope": sorted(client.scope) if client.scope is not None else None,
         }
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         pending = self.auth.signer.loads("authz", _text(form.get("request")))
         if pending is None:
             return self.pages.error(request, "invalid_request", "the sign-in form has expired")
@@ -127,7 +135,9 @@ class Authorize:
         response = self._consent_page(request, pending, user)
         response.set_cookie(
             SESSION_COOKIE,
-            self.auth.signer.dumps("session", {"sub": user.id}, SESSION_TTL_S),
+            self.auth.signer.dumps(
+                "session", {"sub": user.id, "epoch": user.session_epoch}, SESSION_TTL_S
+            ),
             max_age=SESSION_TTL_S,
             httponly=True,
             samesite="lax",
@@ -137,7 +147,9 @@ class Authorize:
         return response
 
     async def consent(self, request: Request) -> Response:
-        form = await request.form()
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
         pending = self.auth.signer.loads("authz", _text(form.get("request")))
         if pending is None:
             return self.pages.error(request, "invalid_request", "the consent form has expired")
@@ -157,11 +169,52 @@ class Authorize:
         code = await self._issue_code(pending, user, granted)
         return _back(redirect_uri, state, self.auth.issuer, code=code)
 
+    async def signout(self, request: Request) -> Response:
+        """End the sign-in session: clear the cookie, and move the user's session epoch, which
+        ends every session of theirs (a copy of the cookie kept elsewhere included). The form is
+        CSRF-checked like the others; posted with a pending ``request``, the sign-in page for
+        it follows, so another user can sign in and finish the flow."""
+        form = await self._form(request)
+        if isinstance(form, Response):
+            return form
+        if not self.pages.csrf_ok(request, _text(form.get("csrf"))):
+            return self.pages.error(request, "invalid_request", "the form's CSRF token is wrong")
+        user = await self._signed_in_user(request)
+        if user is not None:
+            await self.auth.store.users.end_sessions(user.id)
+        pending = self.auth.signer.loads("authz", _text(form.get("request")))
+        response = (
+            self._login_page(request, pending)
+            if isinstance(pending, dict)
+            else self.pages.render(request, "signed_out.html")
+        )
+        response.delete_cookie(
+            SESSION_COOKIE,
+            path=self.pages.base,
+            secure=self.secure,
+            httponly=True,
+            samesite="lax",
+        )
+        return response
+
+    async def _form(self, request: Request) -> dict[str, str] | Response:
+        """A posted page form, capped before it is read like every OAuth body (``wire``);
+        an error page when it is too large or malformed."""
+        try:
+            return await read_form(request)
+        except OAuthError as error:
+            return self.pages.error(request, error.error, error.description)
+
+    def _default_scopes(self, resources: list[str]) -> frozenset[str]:
+        """No ``scope`` asked: the default (``roles.default_scopes``), never the whole role."""
+        configs = (self.auth.hosted(self.auth.resources.server_of(r) or "") for r in resources)
+        return default_scopes(s for config in configs if config for s in config.oauth.scopes)
+
     def _granted(self, pending: dict[str, Any], user: UserRecord) -> list[str]:
         held = self.auth.roles.scopes_of(user.role)
         if pending.get("client_scope") is not None:
             held &= set(pending["client_scope"])  # what the client may ever be granted
-        asked = pending["scopes"] or sorted(held)
+        asked = pending["scopes"] or sorted(default_scopes())
         return [scope for scope in asked if scope in held]
 
     async def _issue_code(
@@ -191,7 +244,11 @@ class Authorize:
         if not isinstance(session, dict) or not isinstance(session.get("sub"), str):
             return None
         user = await self.auth.store.users.get(session["sub"])
-        return None if user is None or user.disabled else user
+        # A session of an earlier epoch was ended: signed out, or the user's password, role or
+        # standing changed since (store.users).
+        if user is None or user.disabled or session.get("epoch") != user.session_epoch:
+            return None
+        return user
 
     def _login_page(
         self, request: Request, pending: dict[str, Any], status: int = 200, **extra: Any
@@ -201,7 +258,7 @@ class Authorize:
             "login.html",
             status,
             action=f"{self.pages.base}/login",
-            client_name=pending["client_name"],
+            **_client_shown(pending),
             pending=self.auth.signer.dumps("authz", pending, PENDING_TTL_S),
             username=extra.get("username", ""),
             error=extra.get("error"),
@@ -214,13 +271,25 @@ class Authorize:
             request,
             "consent.html",
             action=f"{self.pages.base}/consent",
-            client_name=pending["client_name"],
+            **_client_shown(pending),
             username=user.username,
             scopes=self._granted(pending, user) or pending["scopes"],
             resources=pending["resources"] or [self.auth.options.default_audience],
             redirect_host=urlsplit(pending["redirect_uri"]).netloc or pending["redirect_uri"],
             pending=self.auth.signer.dumps("authz", pending, PENDING_TTL_S),
         )
+
+
+def _client_shown(pending: dict[str, Any]) -> dict[str, Any]:
+    """How the pages name the client. Only one an operator created has a name someone vouches
+    for; any other chose its own (RFC 7591 §5, "Client Impersonation"), so the pages say so.
+    A metadata document's host is known, though: the document was fetched from there."""
+    kind = pending.get("client_kind")
+    return {
+        "client_name": pending["client_name"],
+        "client_verified": kind == "confidential",
+        "client_site": urlsplit(pending["client_id"]).netloc if kind == "metadata" else None,
+    }
 
 
 def _redirect_uri(client: Client, asked: str | None) -> str:

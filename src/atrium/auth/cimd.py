@@ -28,6 +28,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from atrium.auth.errors import OAuthError, invalid_client
+from atrium.auth.redirects import check_redirect
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -203,7 +204,7 @@ async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> byte
     return bytes(body)
 
 
-def _parse_document(url: str, body: bytes) -> ClientDocument:
+def _parse_document(url: str, body: bytes, *, dev_mode: bool = False) -> ClientDocument:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -213,15 +214,16 @@ def _parse_document(url: str, body: bytes) -> ClientDocument:
     if wrong := [name for name in _STRING_FIELDS if not isinstance(data.get(name, ""), str)]:
         raise _Refused(f"{wrong[0]} is not a string")
     _check_identity(url, data)
+    application_type = _one_of(data, "application_type", {"native", "web"}, "native")
     return ClientDocument(
         client_id=url,
         client_name=data.get("client_name"),
-        redirect_uris=_redirect_uris(data),
+        redirect_uris=_redirect_uris(data, application_type, dev_mode=dev_mode),
         grant_types=_subset(data, "grant_types", {"authorization_code", "refresh_token"}),
         response_types=_subset(data, "response_types", {"code"}),
         token_endpoint_auth_method=_one_of(data, "token_endpoint_auth_method", {"none"}, "none"),
         scope=data.get("scope"),
-        application_type=_one_of(data, "application_type", {"native", "web"}, "native"),
+        application_type=application_type,
         logo_uri=data.get("logo_uri"),
         client_uri=data.get("client_uri"),
         raw=MappingProxyType(data),
@@ -253,13 +255,18 @@ def _string_list(data: dict[str, Any], name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _redirect_uris(data: dict[str, Any]) -> tuple[str, ...]:
+def _redirect_uris(
+    data: dict[str, Any], application_type: str, *, dev_mode: bool
+) -> tuple[str, ...]:
     uris = _string_list(data, "redirect_uris")
     for uri in uris:
-        # RFC 6749 §3.1.2: absolute, without fragment; native apps may use private schemes.
-        parts = _split(uri)
-        if parts is None or not parts.scheme or not (parts.netloc or parts.path) or "#" in uri:
-            raise _Refused(f"redirect URI '{_shown(uri)}' is not an absolute URI without fragment")
+        # The rules a registered client's redirect URIs follow (RFC 8252 §7, RFC 6749 §3.1.2):
+        # a document is no more trusted than a registration. Its ports are checked at the
+        # authorization endpoint, as every client's are.
+        try:
+            check_redirect(uri, application_type, dev_mode=dev_mode)
+        except OAuthError as error:
+            raise _Refused(f"redirect URI {error.description}") from None
     return uris
 
 
@@ -364,7 +371,8 @@ class MetadataFetcher:
         ):
             _check_response(response)
             body = await _read_capped(response, self._max_bytes)
-            return _parse_document(url, body), response.headers.get("Cache-Control")
+            document = _parse_document(url, body, dev_mode=self._dev_mode)
+            return document, response.headers.get("Cache-Control")
 
     async def _checked_addresses(self, scheme: str, host: str, port: int) -> list[str]:
         try:

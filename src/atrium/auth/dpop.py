@@ -120,7 +120,12 @@ class NonceIssuer:
 
 
 class DpopVerifier:
-    """Checks DPoP proofs as RFC 9449 §4.3 lists, then spends their ``jti`` (§11.1)."""
+    """Checks DPoP proofs as RFC 9449 §4.3 lists, then spends their ``jti`` (§11.1).
+
+    Spending comes last, so that only a proof whose request is otherwise served is recorded:
+    anyone can mint valid proofs with a key of their own, and a cache that recorded them all
+    could be filled by anyone (``replay``).
+    """
 
     def __init__(
         self,
@@ -149,7 +154,29 @@ class DpopVerifier:
         urls: Sequence[str],
         access_token: str | None = None,
         body: bytes | None = None,
+        jkt: str | None = None,
     ) -> Proof:
+        """``check``, then ``spend``: a proof good for this request, used once.
+
+        ``jkt``, when given, is the key the proof must be made with (the token's ``cnf.jkt``).
+        """
+        proof = self.check(proofs, method=method, urls=urls, access_token=access_token, body=body)
+        if jkt is not None and proof.jkt != jkt:
+            raise invalid_dpop_proof("the proof's key is not the token's (cnf.jkt)")
+        await self.spend(proof)
+        return proof
+
+    def check(
+        self,
+        proofs: Sequence[str],
+        *,
+        method: str,
+        urls: Sequence[str],
+        access_token: str | None = None,
+        body: bytes | None = None,
+    ) -> Proof:
+        """Every check of §4.3 but single use: nothing is recorded, so a caller can refuse the
+        request for its other faults first (``spend`` once it would be served)."""
         key, claims = self._verified_token(_single(proofs))
         jti = _check_jti(claims)
         _check_request(claims, method=method, urls=urls)
@@ -157,11 +184,16 @@ class DpopVerifier:
         _check_ath(claims, access_token)
         _check_content_digest(claims, body)
         nonce = self._check_nonce(claims)
-        jkt = key.thumbprint()
-        # Last, so that a proof refused for another reason does not spend its jti.
-        if not await self._replay.first_use(f"{jkt}:{jti}", ttl_s=2 * self._window_s):
+        return Proof(jkt=key.thumbprint(), jti=jti, iat=claims["iat"], nonce=nonce)
+
+    async def spend(self, proof: Proof) -> None:
+        """Record ``proof`` as used (§11.1); ``invalid_dpop_proof`` if it already was.
+
+        Remembered for twice the window: a proof is accepted while its ``iat`` is within the
+        window either side of now, so it is stale by the time it is forgotten.
+        """
+        if not await self._replay.first_use(f"{proof.jkt}:{proof.jti}", ttl_s=2 * self._window_s):
             raise invalid_dpop_proof("proof was already used")
-        return Proof(jkt=jkt, jti=jti, iat=claims["iat"], nonce=nonce)
 
     def _verified_token(self, token: str) -> tuple[Key, dict[str, Any]]:
         if len(token) > MAX_PROOF_BYTES:

@@ -35,6 +35,17 @@ class OAuthError(Exception):
         return {"error": self.error, "error_description": self.description}
 
 
+# RFC 6749 §5.2: error_description is printable ASCII without '"' and '\'.
+_DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
+
+
+def shown(value: object, limit: int = 120) -> str:
+    """``value`` fit to quote in an ``error_description``: other characters become '?', and
+    a long value is cut to ``limit`` characters."""
+    text = "".join(c if c in _DESCRIPTION_CHARS else "?" for c in str(value))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def invalid_request(description: str) -> OAuthError:
     return OAuthError("invalid_request", description)
 

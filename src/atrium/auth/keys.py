@@ -2,7 +2,8 @@
 
 Kept as a private JWK Set in ``.atrium/signing-keys.json`` with file mode 0600. Each key has a
 ``kid`` (RFC 7638 thumbprint) so that a rotated-in key and the one it replaces can both verify
-tokens during the overlap; the first key of the set is the one that signs.
+tokens during the overlap; the first key of the set is the one that signs. A key rotated out
+of the set verifies nothing any more, in every process, once it has reloaded the set.
 """
 
 from __future__ import annotations
@@ -45,20 +46,33 @@ class KeySet:
         self.keys = keys
         self._by_kid = {key.kid: key for key in keys}
         self.path = path
-        self._stamp = _stamp(path)
+        # The file's bytes these keys were read from: the whole (small) file, not its mtime and
+        # size, since two rotations within the file system's time resolution write files of one
+        # size and must still be told apart.
+        self._stamp: bytes | None = None
 
     @classmethod
     def load(cls, state_dir: Path) -> KeySet:
         """The project's key set, created on first use (``atrium init`` normally creates it)."""
         path, _ = ensure_signing_keys(state_dir)
-        return cls(_read(path), path)
+        data = path.read_bytes()
+        loaded = cls(_parse(data), path)
+        loaded._stamp = data
+        return loaded
 
     def reload_if_changed(self) -> bool:
         """Pick up a rotation (``atrium admin keys rotate``) made while this process runs."""
-        stamp = _stamp(self.path)
-        if self.path is None or stamp == self._stamp:
+        if self.path is None:
             return False
-        keys = _read(self.path)
+        try:
+            stamp = self.path.read_bytes()
+        except FileNotFoundError:
+            return False  # keep verifying with what we have
+        if stamp == self._stamp:
+            return False
+        keys = _parse(stamp)
+        if not keys:
+            raise ValueError(f"{self.path} holds no key")
         self.keys, self._by_kid, self._stamp = keys, {key.kid: key for key in keys}, stamp
         return True
 
@@ -66,27 +80,18 @@ class KeySet:
     def signing(self) -> ECKey:
         return self.keys[0]
 
-    def get(self, kid: str | None) -> ECKey | None:
-        return self._by_kid.get(kid) if kid else None
+    def get(self, kid: object) -> ECKey | None:
+        """The key called ``kid``; None for any other value, a list or an object included
+        (a JOSE header is attacker-chosen JSON: RFC 7515 §4.1.4 makes ``kid`` a string)."""
+        return self._by_kid.get(kid) if isinstance(kid, str) and kid else None
 
     def public_jwks(self) -> dict[str, Any]:
         """RFC 7517 §5: what ``/jwks`` publishes (never a private member)."""
         return {"keys": [dict(key.as_dict(private=False)) for key in self.keys]}
 
 
-def _read(path: Path) -> list[ECKey]:
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return [ECKey.import_key(item) for item in data["keys"]]
-
-
-def _stamp(path: Path | None) -> tuple[int, int] | None:
-    if path is None:
-        return None
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    return status.st_mtime_ns, status.st_size
+def _parse(data: bytes) -> list[ECKey]:
+    return [ECKey.import_key(item) for item in json.loads(data)["keys"]]
 
 
 def rotate_signing_keys(state_dir: Path, *, keep: int = 2) -> str:

@@ -2,8 +2,14 @@
 
 ``application_type`` is required (the MCP spec's SEP-837 profile of OIDC registration): a
 ``native`` client redirects to loopback or a private-use scheme (RFC 8252 §7), a ``web`` client
-to https. Clients that registered but never obtained a token expire, and the number of live
-dynamic clients is capped, so open registration cannot fill the store.
+to https (``atrium.auth.redirects``). Clients that registered but never obtained a token
+expire, the number of live dynamic clients is capped, and each client address may register
+``oauth.registrations_per_address`` (RFC 7591 §5 lets a server limit registration), so open
+registration cannot fill the store. At the cap, registrations that never led to a token make
+room, oldest first: a flood evicts its own clients, never one in use.
+
+``client_name`` is shown on the consent page, so it is plain text of bounded length: no control
+or format characters (a right-to-left override could make one name read as another).
 """
 
 from __future__ import annotations
@@ -11,15 +17,15 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from atrium.auth.clients import PUBLIC, SECRET_METHODS
-from atrium.auth.errors import OAuthError, invalid_client_metadata, invalid_redirect_uri
+from atrium.auth.errors import OAuthError, invalid_client_metadata
 from atrium.auth.hashing import new_token, token_hash
+from atrium.auth.redirects import check_not_own_port, check_redirect
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.wire import oauth_error_response, read_json
 from atrium.store import ClientRecord
@@ -33,7 +39,7 @@ _SERVER_ASSIGNED = {
     "registration_access_token",
     "registration_client_uri",
 }
-_PRIVATE_SCHEME_DENY = frozenset({"javascript", "data", "file", "vbscript", "about", "blob"})
+MAX_CLIENT_NAME = 100
 
 
 class RegistrationRequest(BaseModel):
@@ -46,46 +52,33 @@ class RegistrationRequest(BaseModel):
     )
     grant_types: list[Literal["authorization_code", "refresh_token"]] = ["authorization_code"]
     response_types: list[Literal["code"]] = ["code"]
-    client_name: str | None = Field(default=None, max_length=200)
+    client_name: str | None = Field(default=None, min_length=1, max_length=MAX_CLIENT_NAME)
     client_uri: str | None = Field(default=None, max_length=2000)
     logo_uri: str | None = Field(default=None, max_length=2000)
     scope: str | None = Field(default=None, max_length=2000)
     software_id: str | None = Field(default=None, max_length=200)
     software_version: str | None = Field(default=None, max_length=100)
 
-
-def check_redirect(uri: str, application_type: str, *, dev_mode: bool) -> None:
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        raise invalid_redirect_uri(f"{uri!r} is not a valid URI") from None
-    if not parts.scheme or parts.fragment or parts.username is not None:
-        raise invalid_redirect_uri(f"{uri!r} must be absolute, without fragment or userinfo")
-    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if loopback and (application_type == "native" or dev_mode):
-        return
-    if application_type == "native" and parts.scheme not in ("http", "https"):
-        if parts.scheme.lower() in _PRIVATE_SCHEME_DENY:
-            raise invalid_redirect_uri(f"{uri!r} uses a scheme that cannot be a redirect")
-        return  # a private-use scheme (RFC 8252 §7.1)
-    raise invalid_redirect_uri(
-        f"{uri!r} is not allowed for a {application_type} client "
-        "(web: https; native: http loopback or a private-use scheme)"
-    )
+    @field_validator("client_name")
+    @classmethod
+    def _displayable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or not value.strip()):
+            raise ValueError("must be printable characters, not only spaces")
+        return value
 
 
 async def register(auth: AuthorizationServer, request: Request) -> Response:
+    address = request.client.host if request.client else None
     try:
+        retry_after = auth.registrations.retry_after(address)
+        if retry_after is not None:
+            raise _busy("this address registered too many clients", retry_after)
         payload = await read_json(request)
         try:
             asked = RegistrationRequest.model_validate(payload)
         except ValidationError as exc:
             raise invalid_client_metadata(_first_problem(exc)) from None
-        for uri in asked.redirect_uris:
-            check_redirect(uri, asked.application_type, dev_mode=auth.options.dev_mode)
+        await _check_redirects(auth, asked)
         if asked.scope is not None:
             unknown = set(asked.scope.split()) - set(auth.roles.all_scopes())
             if unknown:
@@ -93,6 +86,7 @@ async def register(auth: AuthorizationServer, request: Request) -> Response:
         await _make_room(auth)
         record, secret = _record(asked)
         await auth.store.clients.add(record)
+        auth.registrations.registered(address)
     except OAuthError as error:
         return oauth_error_response(error)
     body = {**record.metadata, "client_id": record.client_id}
@@ -103,18 +97,30 @@ async def register(auth: AuthorizationServer, request: Request) -> Response:
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
 
+async def _check_redirects(auth: AuthorizationServer, asked: RegistrationRequest) -> None:
+    own = await auth.own_ports()
+    for uri in asked.redirect_uris:
+        check_redirect(uri, asked.application_type, dev_mode=auth.options.dev_mode)
+        check_not_own_port(uri, own, registering=True)
+
+
 async def _make_room(auth: AuthorizationServer) -> None:
-    store = auth.store
+    clients = auth.store.clients
     now = datetime.fromtimestamp(auth.clock(), UTC)
     cutoff = now - timedelta(seconds=auth.options.unused_client_ttl_s)
-    await store.clients.delete_unused("dynamic", cutoff)
-    if await store.clients.count("dynamic") >= auth.options.max_dynamic_clients:
-        raise OAuthError(
-            "temporarily_unavailable",
-            "the limit of registered clients is reached; try again later",
-            status=429,
-            headers={"Retry-After": "3600"},
-        )
+    await clients.delete_unused("dynamic", cutoff)
+    excess = await clients.count("dynamic") - auth.options.max_dynamic_clients + 1
+    if excess > 0 and await clients.delete_oldest_unused("dynamic", excess) < excess:
+        raise _busy("the limit of registered clients is reached", 3600)
+
+
+def _busy(why: str, retry_after_s: int) -> OAuthError:
+    return OAuthError(
+        "temporarily_unavailable",
+        f"{why}; try again later",
+        status=429,
+        headers={"Retry-After": str(retry_after_s)},
+    )
 
 
 def _record(asked: RegistrationRequest) -> tuple[ClientRecord, str | None]:

@@ -10,25 +10,36 @@ the original.
 from __future__ import annotations
 
 import heapq
+import logging
+import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
+
+from atrium.auth.errors import OAuthError
+
+logger = logging.getLogger(__name__)
 
 
 class ReplayCache(Protocol):
     async def first_use(self, key: str, ttl_s: float) -> bool:
-        """Record ``key`` for ``ttl_s`` seconds; False when it is already recorded (a replay)."""
+        """Record ``key`` for ``ttl_s`` seconds; False when it is already recorded (a replay).
+
+        Raises ``OAuthError`` 503 ``temporarily_unavailable`` when it cannot record the key
+        (full, or its store unreachable): the proof is refused, never let through unchecked.
+        """
         ...
 
 
 class MemoryReplayCache:
     """An in-process ``ReplayCache`` holding at most ``max_entries`` keys.
 
-    Expired keys are dropped as time passes; when the cache is still full, the oldest live key
-    goes. That keeps memory bounded under a flood of proofs, at the price of forgetting (and so
-    accepting a replay of) the oldest ones: size ``max_entries`` above the proof rate times the
-    TTL so that this never happens in normal operation.
+    Expired keys are dropped as time passes; a live key is never dropped, since forgetting
+    one would accept a replay of its proof. When the cache is full of live keys, new proofs are
+    refused (503 ``temporarily_unavailable``) until some expire: bounded memory is paid for in
+    availability, never in single use. Proofs are recorded only for requests that are otherwise
+    served (``dpop.DpopVerifier``), so filling it takes as many good grants or tokens; size
+    ``max_entries`` above the proof rate times the TTL.
     """
 
     def __init__(
@@ -38,10 +49,10 @@ class MemoryReplayCache:
             raise ValueError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._clock = clock
-        # Insertion order finds the oldest key, the heap the soonest expiry (keys may carry
-        # different TTLs). A heap item whose key was evicted is stale and skipped when popped.
-        self._expiries: OrderedDict[str, float] = OrderedDict()
+        # The heap finds the soonest expiry (keys may carry different TTLs).
+        self._expiries: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
+        self._full = False  # logged once per spell of refusals, not once per proof
 
     def __len__(self) -> int:
         return len(self._expiries)
@@ -54,22 +65,22 @@ class MemoryReplayCache:
         if key in self._expiries:
             return False
         if len(self._expiries) >= self._max_entries:
-            self._evict_oldest()
+            if not self._full:
+                logger.warning("DPoP replay cache full (%d proofs), refusing new ones", len(self))
+            self._full = True
+            retry_after = max(1, math.ceil(self._heap[0][0] - now))
+            raise OAuthError(
+                "temporarily_unavailable",
+                "too many DPoP proofs to remember right now; try again shortly",
+                status=503,
+                headers={"Retry-After": str(retry_after)},
+            )
+        self._full = False
         self._expiries[key] = now + ttl_s
         heapq.heappush(self._heap, (now + ttl_s, key))
         return True
 
     def _drop_expired(self, now: float) -> None:
         while self._heap and self._heap[0][0] <= now:
-            expiry, key = heapq.heappop(self._heap)
-            if self._expiries.get(key) == expiry:
-                del self._expiries[key]
-
-    def _evict_oldest(self) -> None:
-        while len(self._expiries) >= self._max_entries:
-            self._expiries.popitem(last=False)
-        # Evicted keys leave their heap items behind until they expire; rebuilding now and
-        # then keeps the heap proportional to the cache rather than to the traffic.
-        if len(self._heap) > 2 * self._max_entries:
-            self._heap = [(expiry, key) for key, expiry in self._expiries.items()]
-            heapq.heapify(self._heap)
+            _, key = heapq.heappop(self._heap)
+            del self._expiries[key]

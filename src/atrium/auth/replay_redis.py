@@ -5,8 +5,12 @@ never saw the original would pass. Here ``SET key 1 NX PX ttl`` records a ``jti`
 whether it was new in one atomic step, and Redis forgets it once the proof could no longer be
 accepted anyway, so memory follows the proof rate times the TTL, with no eviction to tune.
 
-Redis unreachable: the proof is refused (503 ``temporarily_unavailable``), never accepted
-unchecked. Single use is a security property; an outage must not switch it off.
+Redis unreachable, or out of memory: the proof is refused (503 ``temporarily_unavailable``),
+never accepted unchecked. Single use is a security property; an outage must not switch it off.
+So run this Redis with ``maxmemory-policy noeviction`` (Redis' default): under any other policy
+a full Redis makes room by evicting keys, these included (every one of them has a TTL, so the
+``volatile-*`` policies pick them first), and a forgotten proof could be replayed. With
+``noeviction`` a full Redis refuses the ``SET``, and so the proof.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from atrium.auth.dpop import ALGORITHMS
 from atrium.auth.errors import OAuthError
 from atrium.auth.metadata import PRM_PREFIX
-from atrium.auth.roles import ADMIN, TOOLS_READ, TOOLS_WRITE, USER
+from atrium.auth.roles import ADMIN, Reach, reach
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.tokens import AccessClaims
 from atrium.registry.schema import OAuthPolicy
@@ -37,18 +37,16 @@ class Caller:
     def admin(self) -> bool:
         return ADMIN in self.scopes
 
-    def read_only(self, policy: OAuthPolicy) -> bool:
-        """Holds ``tools:read`` and nothing here that allows more (``tools:write`` or another
-        of the server's scopes): may call only tools annotated ``readOnlyHint``.
+    def reach(self, policy: OAuthPolicy) -> Reach:
+        """How far this caller's scopes reach on a server with ``policy`` (``roles.reach``).
 
-        ``user`` lets a caller in but allows no tool by itself (the ``user`` role carries
-        ``tools:write`` for that), so the built-in ``reader`` role (user, tools:read) is
-        read-only, also on a server whose scopes name ``user``.
+        Decided by what the token grants, never by what else it carries: an extra scope the
+        server does not name lifts nothing (issue 19 §3), and a token with only ``anonymous``
+        reaches exactly as far as no token (issue 19 §2).
         """
-        if self.anonymous or ADMIN in self.scopes or TOOLS_WRITE in self.scopes:
-            return False
-        relevant = self.scopes & set(policy.scopes) if policy.scopes else self.scopes
-        return TOOLS_READ in self.scopes and relevant <= {TOOLS_READ, USER}
+        if self.anonymous:
+            return "public"
+        return reach(self.scopes, policy.scopes)
 
 
 ANONYMOUS = Caller(subject=None, client_id=None, scopes=frozenset())
@@ -133,19 +131,17 @@ class ResourceGuard:
         if policy.dpop == "off":
             raise self.challenge(facts, policy, "invalid_token", "this server does not take DPoP")
         try:
-            proof = await self.auth.dpop.verify(
-                facts.dpop, method=facts.method, urls=facts.urls, access_token=token
+            # The key is checked before the proof is spent: a stolen token with proofs of
+            # another key must not fill the replay cache.
+            await self.auth.dpop.verify(
+                facts.dpop, method=facts.method, urls=facts.urls, access_token=token, jkt=claims.jkt
             )
         except OAuthError as error:
             if error.status >= 500:
-                raise  # the replay cache is unreachable: a server-side failure, not the proof's
+                raise  # the replay cache is unreachable or full: a server-side failure
             raise self.challenge(
                 facts, policy, error.error, error.description, extra=error.headers
             ) from None
-        if proof.jkt != claims.jkt:
-            raise self.challenge(
-                facts, policy, "invalid_dpop_proof", "the proof's key is not the token's (cnf.jkt)"
-            )
         return True
 
     def metadata_url(self, facts: RequestFacts) -> str:

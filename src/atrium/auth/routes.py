@@ -1,4 +1,8 @@
-"""The authorization server's routes, mounted by the gateway's ``create_app``."""
+"""The authorization server's routes, mounted by the gateway's ``create_app``.
+
+Every endpoint that reads a request refuses one with a repeated ``Authorization`` or ``DPoP``
+header before anything else (``wire.single_credentials``).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from atrium.auth.authorize import Authorize
 from atrium.auth.pages import stylesheet
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.token import TokenEndpoint
+from atrium.auth.wire import single_credentials
 
 BASE = "/api/v1/core/oauth"
 Endpoint = Callable[[AuthorizationServer, Request], Awaitable[Response]]
@@ -24,7 +29,7 @@ def _bound(
     async def handle(request: Request) -> Response:
         return await endpoint(auth, request)
 
-    return handle
+    return single_credentials(handle)
 
 
 def oauth_routes(auth: AuthorizationServer) -> list[BaseRoute]:
@@ -43,10 +48,11 @@ def oauth_routes(auth: AuthorizationServer) -> list[BaseRoute]:
             f"{metadata.PRM_PREFIX}/api/v1/mcp/{{server}}/mcp",
             discovery["prm"],
         ),
-        Route(f"{BASE}/authorize", flow.start, methods=["GET"]),
-        Route(f"{BASE}/login", flow.login, methods=["POST"]),
-        Route(f"{BASE}/consent", flow.consent, methods=["POST"]),
-        Route(f"{BASE}/token", TokenEndpoint(auth).handle, methods=["POST"]),
+        Route(f"{BASE}/authorize", single_credentials(flow.start), methods=["GET"]),
+        Route(f"{BASE}/login", single_credentials(flow.login), methods=["POST"]),
+        Route(f"{BASE}/consent", single_credentials(flow.consent), methods=["POST"]),
+        Route(f"{BASE}/signout", single_credentials(flow.signout), methods=["POST"]),
+        Route(f"{BASE}/token", single_credentials(TokenEndpoint(auth).handle), methods=["POST"]),
         Route(f"{BASE}/register", _bound(auth, register.register), methods=["POST"]),
         Route(f"{BASE}/revoke", _bound(auth, revoke.revoke), methods=["POST"]),
         Route(f"{BASE}/introspect", _bound(auth, introspect.introspect), methods=["POST"]),

@@ -15,11 +15,13 @@ from atrium.auth.clients import ClientDirectory
 from atrium.auth.dpop import DpopVerifier, NonceIssuer
 from atrium.auth.errors import invalid_target
 from atrium.auth.keys import KeySet
+from atrium.auth.redirects import OwnPorts, local_port
 from atrium.auth.replay import MemoryReplayCache, ReplayCache
 from atrium.auth.resources import Resources
 from atrium.auth.revocations import RevocationList
 from atrium.auth.roles import Roles
 from atrium.auth.signed import Signer, ensure_session_key
+from atrium.auth.throttle import RegistrationThrottle
 from atrium.auth.tokens import TokenIssuer, TokenVerifier
 from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
@@ -46,6 +48,8 @@ class AuthorizationServer:
         self.clock = clock
         self.keys = KeySet.load(settings.state_dir)
         session_key = ensure_session_key(settings.state_dir)
+        # Shared by every replica of the project: also binds MCP sessions to their callers.
+        self.session_key = session_key
         self.signer = Signer(session_key, clock=clock)
         self.roles = Roles(options.roles)
         self.resources = Resources(settings.public_url)
@@ -57,6 +61,7 @@ class AuthorizationServer:
         self.dpop = DpopVerifier(replay=replay or MemoryReplayCache(), nonces=nonces, clock=clock)
         self.documents = MetadataFetcher(dev_mode=options.dev_mode)
         self.revocations = RevocationList()
+        self.registrations = RegistrationThrottle(options.registrations_per_address)
         self._store: Store | None = None
         self._clients: ClientDirectory | None = None
 
@@ -79,6 +84,21 @@ class AuthorizationServer:
 
     def endpoint(self, name: str) -> str:
         return f"{self.settings.oauth_base}/{name}"
+
+    async def own_ports(self) -> OwnPorts:
+        """The ports Atrium serves on this host, which no redirect may name (``redirects``):
+        the gateway's, the MCP servers' range, and every stored server's (ranges change)."""
+        ports = {self.settings.gateway_port}
+        urls = [self.settings.public_url, self.issuer]
+        for record in await self.store.servers.list():
+            if record.port is not None:
+                ports.add(record.port)
+            if isinstance(url := record.config.get("url"), str):
+                urls.append(url)  # a remote server that runs on this host
+        for url in urls:
+            if (port := local_port(url)) is not None:
+                ports.add(port)
+        return OwnPorts(frozenset(ports), self.settings.port_range)
 
     def audience_for(self, resources: list[str]) -> list[str]:
         """RFC 8707: each ``resource`` must be a hosted server; none means the default audience."""

@@ -1,13 +1,23 @@
-"""Sign-in throttling: failed password attempts are counted per user name and per client
-address, and past the limit the sign-in form refuses to check passwords for a while.
+"""Throttles per client address on the authorization server's open doors.
 
-Passwords are guessable where tokens are not (OWASP Authentication Cheat Sheet, "Protect
-against automated attacks"); counting only failures keeps a user who types correctly
-unaffected. Counters are per gateway process.
+Sign-in: failed password attempts are counted per user name and per client address, and past
+the limit the sign-in form refuses to check passwords for a while. Passwords are guessable
+where tokens are not (OWASP Authentication Cheat Sheet, "Protect against automated attacks");
+counting only failures keeps a user who types correctly unaffected.
+
+Registration: dynamic registrations (RFC 7591, open to anyone; §5 lets a server limit them)
+are counted per address, so that one source cannot fill ``oauth.max_dynamic_clients``.
+
+The address is the TCP peer's, or the one a proxy listed in ``gateway.trusted_proxies`` names
+(``gateway.serve``). Counters are per gateway process.
 """
 
 from __future__ import annotations
 
+import math
+import time
+
+import limits
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
@@ -33,3 +43,22 @@ def _keys(username: str, address: str | None) -> list[tuple[str, str]]:
     if address:
         keys.append(("signin-address", address))
     return keys
+
+
+class RegistrationThrottle:
+    """At most ``rate`` (``20/hour``) registrations per client address."""
+
+    def __init__(self, rate: str) -> None:
+        self._limit = limits.parse(rate)
+        self._limiter = FixedWindowRateLimiter(MemoryStorage())
+
+    def retry_after(self, address: str | None) -> int | None:
+        """Seconds until ``address`` may register again, or None when it may now."""
+        key = ("register-address", address or "unknown")
+        if self._limiter.test(self._limit, *key):
+            return None
+        reset = self._limiter.get_window_stats(self._limit, *key).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+    def registered(self, address: str | None) -> None:
+        self._limiter.hit(self._limit, "register-address", address or "unknown")

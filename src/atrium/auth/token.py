@@ -6,6 +6,10 @@ the store as it was; spending it is one conditional update, so two racing exchan
 both win. A code presented again revokes every token it produced (RFC 6749 §4.1.2). A refresh
 token is single-use; presenting a rotated one revokes its whole family. With a DPoP proof the
 tokens are bound to the proof's key (RFC 9449 §5), and a bound refresh token needs it again.
+
+The proof is checked first but spent (recorded as used, §11.1) only once the client and its
+grant have passed every check, right before the grant is: a request that is refused for any
+other reason records nothing, so no one without a good grant can fill the replay cache.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from starlette.responses import Response
 
 from atrium.auth import pkce
 from atrium.auth.clients import Client
+from atrium.auth.dpop import Proof
 from atrium.auth.errors import (
     OAuthError,
     invalid_dpop_proof,
@@ -44,14 +49,14 @@ class TokenEndpoint:
             client = await self.auth.clients.authenticate(
                 form, request.headers.get("authorization")
             )
-            jkt = await self._proof_key(request)
+            proof = self._proof(request)
             grant = form.get("grant_type")
             if grant == "authorization_code":
-                body = await self._code(client, form, jkt)
+                body = await self._code(client, form, proof)
             elif grant == "refresh_token":
-                body = await self._refresh(client, form, jkt)
+                body = await self._refresh(client, form, proof)
             elif grant == "client_credentials":
-                body = await self._client_credentials(client, form, jkt)
+                body = await self._client_credentials(client, form, proof)
             else:
                 raise unsupported_grant_type(f"grant_type {grant!r} is not supported")
         except OAuthError as error:
@@ -62,16 +67,25 @@ class TokenEndpoint:
             await self.auth.store.clients.touch(client.client_id)
         return token_response(body)
 
-    async def _proof_key(self, request: Request) -> str | None:
+    def _proof(self, request: Request) -> Proof | None:
+        """The request's DPoP proof, checked but not yet spent (``_spend``)."""
         proofs = request.headers.getlist("dpop")
         if not proofs:
             return None
-        proof = await self.auth.dpop.verify(
+        return self.auth.dpop.check(
             proofs, method="POST", urls=[self.auth.endpoint("token"), str(request.url)]
         )
+
+    async def _spend(self, proof: Proof | None) -> str | None:
+        """Record the proof as used, now that the grant is good; the key it binds to."""
+        if proof is None:
+            return None
+        await self.auth.dpop.spend(proof)
         return proof.jkt
 
-    async def _code(self, client: Client, form: dict[str, str], jkt: str | None) -> dict[str, Any]:
+    async def _code(
+        self, client: Client, form: dict[str, str], proof: Proof | None
+    ) -> dict[str, Any]:
         if "authorization_code" not in client.grant_types:
             raise unauthorized_client("this client may not use the authorization_code grant")
         code = form.get("code")
@@ -90,8 +104,9 @@ class TokenEndpoint:
             raise invalid_grant("redirect_uri differs from the authorization request's")
         pkce.verify(form.get("code_verifier"), record.code_challenge)
         audience = self._narrowed_audience(form, record.resource)
-        if record.jkt is not None and jkt != record.jkt:
+        if record.jkt is not None and _key(proof) != record.jkt:
             raise invalid_dpop_proof("the code is bound to another DPoP key (dpop_jkt)")
+        jkt = await self._spend(proof)
         spent, reused = await self.auth.store.grants.consume_code(code_hash)
         if spent is None or reused:
             await self._revoke_family(record.family_id)
@@ -106,7 +121,7 @@ class TokenEndpoint:
         )
 
     async def _refresh(
-        self, client: Client, form: dict[str, str], jkt: str | None
+        self, client: Client, form: dict[str, str], proof: Proof | None
     ) -> dict[str, Any]:
         token = form.get("refresh_token")
         if not token:
@@ -122,7 +137,7 @@ class TokenEndpoint:
             raise invalid_grant("the refresh token was already used; its family is revoked")
         if record.expires_at <= self._now():
             raise invalid_grant("the refresh token has expired")
-        if record.jkt is not None and jkt != record.jkt:
+        if record.jkt is not None and _key(proof) != record.jkt:
             raise invalid_dpop_proof("the refresh token is bound to another DPoP key")
         granted = record.scope.split()
         asked = form["scope"].split() if form.get("scope") else granted
@@ -130,6 +145,7 @@ class TokenEndpoint:
             raise invalid_scope("a refresh cannot widen the scope (RFC 6749 §6)")
         scopes = await self._current_scopes(record.subject, asked)
         audience = self._narrowed_audience(form, record.resource)
+        jkt = await self._spend(proof)
         new_token_value = new_token()
         outcome = await grants.rotate_refresh(
             record.token_hash, self._refresh_record(record, new_token_value, " ".join(scopes))
@@ -150,7 +166,7 @@ class TokenEndpoint:
         )
 
     async def _client_credentials(
-        self, client: Client, form: dict[str, str], jkt: str | None
+        self, client: Client, form: dict[str, str], proof: Proof | None
     ) -> dict[str, Any]:
         if not client.confidential or "client_credentials" not in client.grant_types:
             raise unauthorized_client("only confidential clients may use client_credentials")
@@ -160,12 +176,13 @@ class TokenEndpoint:
             raise invalid_scope(
                 "the client may not ask for " + " ".join(sorted(set(asked) - allowed))
             )
+        audience = self.auth.audience_for(_resources(form))
         return self._response(
             subject=client.client_id,
             client=client,
             scopes=asked,
-            audience=self.auth.audience_for(_resources(form)),
-            jkt=jkt,
+            audience=audience,
+            jkt=await self._spend(proof),
             family=None,
             refresh=None,
         )
@@ -277,6 +294,10 @@ class TokenEndpoint:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.auth.clock(), UTC)
+
+
+def _key(proof: Proof | None) -> str | None:
+    return proof.jkt if proof is not None else None
 
 
 def _resources(form: dict[str, str]) -> list[str]:

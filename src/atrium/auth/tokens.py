@@ -5,6 +5,11 @@ lifetime and a ``jti`` for revocation; a DPoP-bound token carries ``cnf.jkt`` (R
 ``fid`` names the grant family, so revoking a family (a reused refresh token or code) revokes
 its access tokens too. The header ``typ`` is ``at+jwt`` (RFC 9068 §2.1), which the verifier
 requires, so an ID token or a DPoP proof can never pass for an access token (§4).
+
+A token is accepted only while the key that signed it is in the key set: a rotated-out key
+(``atrium admin keys rotate``) ends its tokens, remembered ones included. Its lifetime
+(``exp - iat``) may not exceed ``MAX_LIFETIME_S``, the longest Atrium issues, so every
+revocation can be forgotten once that long has passed since it was made.
 """
 
 from __future__ import annotations
@@ -26,7 +31,13 @@ ACCESS_TOKEN_TYPE = "at+jwt"
 ALGORITHM = "ES256"
 # Clock skew tolerated between replicas when checking exp/iat (RFC 7519 §4.1.4 "leeway").
 LEEWAY_S = 30
+# The longest lifetime Atrium issues: ``atrium admin token issue --ttl`` allows up to 30 days;
+# the token endpoint's ``oauth.access_token_ttl_s`` is at most one day (settings.py).
+MAX_LIFETIME_S = 30 * 86400
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat", "jti", "client_id")
+# What TokenIssuer writes; anything else in a header (``crit`` above all, RFC 7515 §4.1.11)
+# is refused rather than interpreted.
+_HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
 
 
 @dataclass(frozen=True)
@@ -120,7 +131,9 @@ class TokenVerifier:
     """Checks signature, ``typ``, issuer and lifetime; audience and scope are the caller's.
 
     Verified tokens are remembered (bounded) until they expire: an ECDSA verification costs
-    more than the rest of a proxied request's bookkeeping, and a client reuses its token.
+    more than the rest of a proxied request's bookkeeping, and a client reuses its token. A
+    remembered token still needs its key in the current key set (one dict lookup), so a key
+    rotated out ends its tokens at the next reload of the set, remembered or not.
     """
 
     def __init__(
@@ -130,47 +143,66 @@ class TokenVerifier:
         *,
         clock: Callable[[], float] = time.time,
         cache_size: int = 4096,
+        max_lifetime_s: int = MAX_LIFETIME_S,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
         self.clock = clock
-        self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
+        self.max_lifetime_s = max_lifetime_s
+        # token -> (its claims, the kid that signed it)
+        self._cache: OrderedDict[str, tuple[AccessClaims, str]] = OrderedDict()
         self._cache_size = cache_size
 
     def verify(self, token: str) -> AccessClaims:
         now = self.clock()
-        claims = self._cache.get(token)
-        if claims is None:
-            claims = self._decode(token, now)
-            self._cache[token] = claims
+        cached = self._cache.get(token)
+        if cached is None:
+            cached = self._decode(token, now)
+            self._cache[token] = cached
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+        claims, kid = cached
+        if self.keys.get(kid) is None:
+            self._cache.pop(token, None)
+            raise invalid_token("the access token was signed by a key no longer in use")
         if claims.expires_at + LEEWAY_S <= now:
             self._cache.pop(token, None)
             raise invalid_token("the access token has expired")
         return claims
 
-    def _decode(self, token: str, now: float) -> AccessClaims:
+    def _decode(self, token: str, now: float) -> tuple[AccessClaims, str]:
         if len(token) > 8192 or token.count(".") != 2:
             raise invalid_token("the access token is not a JWT")
         try:
             header = jws.extract_compact(token.encode("ascii")).headers()
         except (JoseError, ValueError, TypeError, UnicodeError):
             raise invalid_token("the access token is not a JWT") from None
-        # alg is pinned: "none" or an HMAC keyed with our public key never get this far.
-        if header.get("alg") != ALGORITHM or header.get("typ") != ACCESS_TOKEN_TYPE:
-            raise invalid_token("the token is not an access token (alg ES256, typ at+jwt)")
-        key = self.keys.get(header.get("kid"))
+        kid = _checked_header(header)
+        key = self.keys.get(kid)
         if key is None:
             raise invalid_token("the access token was signed by an unknown key")
         try:
             decoded = jwt.decode(token, key, algorithms=[ALGORITHM])
         except (JoseError, ValueError, TypeError) as exc:
             raise invalid_token(f"the access token is invalid ({exc.__class__.__name__})") from None
-        return _claims(decoded.claims, self.issuer, now)
+        return _claims(decoded.claims, self.issuer, now, self.max_lifetime_s), kid
 
 
-def _claims(raw: dict[str, Any], issuer: str, now: float) -> AccessClaims:
+def _checked_header(header: dict[str, Any]) -> str:
+    """The ``kid`` of a header that is exactly what TokenIssuer writes; else invalid_token."""
+    # alg is pinned: "none" or an HMAC keyed with our public key never get this far.
+    if header.get("alg") != ALGORITHM or header.get("typ") != ACCESS_TOKEN_TYPE:
+        raise invalid_token("the token is not an access token (alg ES256, typ at+jwt)")
+    kid = header.get("kid")
+    # A list or an object is no key id (RFC 7515 §4.1.4: a string), and no dict key either.
+    if not isinstance(kid, str) or not kid:
+        raise invalid_token("the access token's header has no key id (kid)")
+    if not header.keys() <= _HEADER_MEMBERS:
+        raise invalid_token("the access token's header has members Atrium does not write")
+    return kid
+
+
+def _claims(raw: dict[str, Any], issuer: str, now: float, max_lifetime_s: int) -> AccessClaims:
     missing = [name for name in _REQUIRED if name not in raw]
     if missing:
         raise invalid_token(f"the access token lacks {', '.join(missing)}")
@@ -183,8 +215,14 @@ def _claims(raw: dict[str, Any], issuer: str, now: float) -> AccessClaims:
         raise invalid_token("the access token has expired")
     if iat - LEEWAY_S > now:
         raise invalid_token("the access token was issued in the future")
+    if exp - iat > max_lifetime_s:
+        raise invalid_token("the access token lives longer than any Atrium issues")
     audience = raw["aud"]
-    audiences = (audience,) if isinstance(audience, str) else tuple(map(str, audience))
+    if not isinstance(audience, str) and not (
+        isinstance(audience, list) and all(isinstance(item, str) for item in audience)
+    ):
+        raise invalid_token("aud must be a string or a list of strings")
+    audiences = (audience,) if isinstance(audience, str) else tuple(audience)
     cnf = raw.get("cnf")
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
     return AccessClaims(

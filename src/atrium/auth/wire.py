@@ -1,21 +1,65 @@
 """Reading OAuth requests and writing OAuth responses (RFC 6749 §3.2, §5).
 
 Token-endpoint style requests are ``application/x-www-form-urlencoded`` POSTs with each
-parameter at most once; responses are JSON with ``Cache-Control: no-store`` (§5.1).
+parameter at most once, and bodies are capped before they are read; responses are JSON with
+``Cache-Control: no-store`` (§5.1).
+
+A request carries at most one ``Authorization`` and one ``DPoP`` header, everywhere (the
+gateway's MCP endpoint too): readers disagree on which of two wins (Starlette's
+``headers.get`` answers the first, a dict built from the raw list the last), so two would let
+one component authenticate a caller and another act for a different one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from atrium.auth.errors import OAuthError, invalid_request
 
 MAX_BODY = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# RFC 6750 §2 (one method of presenting a token), RFC 9449 §4.3 step 1 (one proof).
+SINGLE_HEADERS = (b"authorization", b"dpop")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def repeated_credential(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """The name of a credential header that ``headers`` (ASGI's raw list) repeat, or None."""
+    seen: set[bytes] = set()
+    for name, _ in headers:
+        name = name.lower()
+        if name in SINGLE_HEADERS:
+            if name in seen:
+                return name.decode("latin-1")
+            seen.add(name)
+    return None
+
+
+def check_single_credentials(headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Raise ``invalid_request`` if a credential header appears more than once."""
+    name = repeated_credential(headers)
+    if name is not None:
+        raise invalid_request(f"the {name} header appears more than once; send it once")
+
+
+def single_credentials(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, answering 400 ``invalid_request`` to a repeated credential header
+    before it reads anything of the request."""
+
+    async def checked(request: Request) -> Response:
+        try:
+            check_single_credentials(request.scope["headers"])
+        except OAuthError as error:
+            return oauth_error_response(error)
+        return await endpoint(request)
+
+    return checked
 
 
 def oauth_error_response(error: OAuthError) -> JSONResponse:

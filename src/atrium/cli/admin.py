@@ -2,6 +2,12 @@
 
 Secrets (a generated password, a client secret) are printed once and stored only as hashes;
 there is no command that shows them again.
+
+Disabling or deleting a user, a new password, or a role that grants fewer scopes ends what the
+user holds at once: their sign-in sessions, and the access tokens issued to them so far (a
+per-subject revocation; disabling, deleting and a new password end their refresh tokens too).
+The gateway running for this project is told to reload before the command returns, so the
+very next request is refused; a gateway elsewhere follows at its next poll.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from atrium.cli import admin_clients, admin_token
+from atrium.cli.admin_token import reload_gateway
 from atrium.cli.context import CliState, state
 from atrium.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from atrium.store import Store
+    from atrium.auth.roles import Roles
+    from atrium.store import Store, UserRecord
 
 app = typer.Typer(no_args_is_help=True, help="Users, OAuth clients and tokens.")
 users = typer.Typer(no_args_is_help=True, help="People who sign in (roles grant scopes).")
@@ -111,11 +119,27 @@ def users_set_role(
     username: Annotated[str, typer.Argument()],
     role: Annotated[str, typer.Argument(help="admin, user, reader, or a custom role.")],
 ) -> None:
-    """Change a user's role (tokens issued before keep their scopes until they expire)."""
+    """Change a user's role; if it grants fewer scopes, the tokens issued before end now."""
+    from atrium.auth.roles import Roles
+
     cli = state(ctx)
     check_role(cli, role)
-    _changed(cli, cli.with_store(lambda store: store.users.set_role(username, role)), username)
+    roles = Roles(cli.settings.oauth.roles)
+    cli.with_store(lambda store: set_role(store, roles, username, role))
+    reload_gateway(cli)
     cli.out.print(f"user {username} now has role {role}", highlight=False)
+
+
+async def set_role(store: Store, roles: Roles, username: str, role: str) -> None:
+    """Store the role; end the user's tokens unless every scope they may carry is kept (an
+    old role no longer configured carried scopes unknown here: its tokens end too)."""
+    from atrium.auth.revocations import revoke_subject
+
+    record = await _user(store, username)
+    await store.users.set_role(username, role)
+    if not roles.known(record.role) or roles.scopes_of(record.role) - roles.scopes_of(role):
+        # Refresh tokens stay: a refresh grants only what the role grants today (auth.token).
+        await revoke_subject(store, record.id, revoke_refresh=False)
 
 
 @users.command("disable")
@@ -124,11 +148,41 @@ def users_disable(
     username: Annotated[str, typer.Argument()],
     enable: Annotated[bool, typer.Option("--enable", help="Enable the user again.")] = False,
 ) -> None:
-    """Stop a user from signing in and from refreshing tokens."""
+    """Stop a user now: no sign-in, and their sessions, access and refresh tokens end.
+
+    With --enable they may sign in again (their old tokens stay ended).
+    """
     cli = state(ctx)
-    done = cli.with_store(lambda store: store.users.set_disabled(username, not enable))
-    _changed(cli, done, username)
+    cli.with_store(lambda store: set_disabled(store, username, not enable))
+    reload_gateway(cli)
     cli.out.print(f"user {username} {'enabled' if enable else 'disabled'}", highlight=False)
+
+
+async def set_disabled(store: Store, username: str, disabled: bool) -> None:
+    from atrium.auth.revocations import revoke_subject
+
+    record = await _user(store, username)
+    await store.users.set_disabled(username, disabled)
+    if disabled:
+        await revoke_subject(store, record.id, revoke_refresh=True)
+
+
+@users.command("delete")
+def users_delete(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> None:
+    """Delete a user; their sessions, access and refresh tokens end now."""
+    from atrium.auth.revocations import revoke_subject
+
+    async def delete(store: Store) -> None:
+        record = await store.users.delete(username)
+        if record is None:
+            await _user(store, username)  # raises NotFoundError naming the users there are
+            return
+        await revoke_subject(store, record.id, revoke_refresh=True)
+
+    cli = state(ctx)
+    cli.with_store(delete)
+    reload_gateway(cli)
+    cli.out.print(f"user {username} deleted", highlight=False)
 
 
 @users.command("set-password")
@@ -145,18 +199,28 @@ def users_set_password(
     cli = state(ctx)
     password, generated = _read_password(password_stdin)
     hashed = hash_password(password)
-    _changed(
-        cli, cli.with_store(lambda store: store.users.set_password(username, hashed)), username
-    )
+    cli.with_store(lambda store: set_password(store, username, hashed))
+    reload_gateway(cli)
     cli.out.print(f"password of {username} changed", highlight=False)
     if generated:
         cli.out.print(f"password (shown once): {password}", highlight=False, markup=False)
 
 
-def _changed(cli: CliState, done: bool, username: str) -> None:
-    if not done:
-        known = cli.with_store(lambda store: store.users.list())
-        raise NotFoundError("user", username, [user.username for user in known])
+async def set_password(store: Store, username: str, password_hash: str) -> None:
+    """A new password ends everything the old one let anyone obtain (it may have leaked)."""
+    from atrium.auth.revocations import revoke_subject
+
+    record = await _user(store, username)
+    await store.users.set_password(username, password_hash)
+    await revoke_subject(store, record.id, revoke_refresh=True)
+
+
+async def _user(store: Store, username: str) -> UserRecord:
+    record = await store.users.by_username(username)
+    if record is None:
+        known = [user.username for user in await store.users.list()]
+        raise NotFoundError("user", username, known)
+    return record
 
 
 @keys.command("rotate")
@@ -168,12 +232,14 @@ def keys_rotate(
 ) -> None:
     """Sign new tokens with a new key; the previous keys still verify tokens until dropped.
 
-    A running gateway picks the new key up within its poll interval.
+    A key dropped from the set ends the tokens it signed; the gateway running here reloads
+    the set at once, others within their poll interval.
     """
     from atrium.auth.keys import rotate_signing_keys
 
     cli = state(ctx)
     kid = rotate_signing_keys(cli.settings.state_dir, keep=keep)
+    reload_gateway(cli)
     cli.out.print(f"new signing key {kid}", highlight=False)
 
 

@@ -37,7 +37,7 @@ def create(
     With --redirect-uri it may sign people in (authorization code); it can always use the
     client credentials grant, with at most the scopes given by --scope.
     """
-    from atrium.auth.register import check_redirect
+    from atrium.auth.redirects import check_redirect
     from atrium.auth.roles import Roles
 
     cli = state(ctx)

@@ -69,9 +69,12 @@ def view(
 
     A line without a level of its own (a traceback) belongs to the record above it.
     """
+    from atrium.auth.operator import refuse_for_callers
     from atrium.cli.logview import lines_json, print_lines
 
     cli = state(ctx)
+    # Raw logs hold every caller's traces: not for a caller acting through the atrium server.
+    refuse_for_callers(cli.settings, "infra logs view")
     query = LogQuery(
         min_level=_level(level),
         since=_since(since),
@@ -101,10 +104,13 @@ def list_requests(
     """The newest MCP requests: time, request id, server, method, tool, outcome, status, ms."""
     from atrium.cli.logview import record_json, requests_table
 
+    from atrium.auth.operator import audit_subject
+
     cli = state(ctx)
     after = _since(since)
+    subject = audit_subject(cli.settings)  # run for a caller: only its own records
     records = cli.with_store(
-        lambda store: store.audit.list_recent(limit, server=server, since=after)
+        lambda store: store.audit.list_recent(limit, server=server, since=after, subject=subject)
     )
     if as_json:
         cli.print_json([record_json(record, full=False) for record in records])
@@ -126,8 +132,13 @@ def audit(
     """Every audit record of one request: caller, method, tool, outcome, duration."""
     from atrium.cli.logview import print_audit, record_json
 
+    from atrium.auth.operator import audit_subject
+
     cli = state(ctx)
-    records = cli.with_store(lambda store: store.audit.for_request(request_id.strip()))
+    subject = audit_subject(cli.settings)
+    records = cli.with_store(
+        lambda store: store.audit.for_request(request_id.strip(), subject=subject)
+    )
     if not records:
         raise AtriumError(
             f"no audit record of request '{request_id}'; see `atrium infra logs request list`"

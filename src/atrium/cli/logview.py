@@ -1,4 +1,8 @@
-"""How ``atrium infra logs`` prints log lines and audit records."""
+"""How ``atrium infra logs`` prints log lines and audit records.
+
+Both hold outside data (a tool name a caller made up, what a backend logged), printed through
+``safe_text``: never a character that acts on the terminal (``atrium.cli.safe_text``).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 
 from atrium.cli.context import CliState
-from atrium.cli.tables import table
+from atrium.cli.safe_text import safe_text
+from atrium.cli.tables import Cell, table
 
 if TYPE_CHECKING:
     from atrium.store.audit import AuditRecord
@@ -22,12 +27,12 @@ def print_lines(cli: CliState, lines: Sequence[LogLine]) -> None:
     """``<file>  <line as written>``, the file names padded to one width."""
     width = max((len(line.source) for line in lines), default=0)
     for line in lines:
-        prefix = line.source.ljust(width)
-        if not cli.out.is_terminal:  # a pipe: exactly the text, never wrapped
-            print(f"{prefix}  {line.text}")
+        prefix, shown = safe_text(line.source.ljust(width)), safe_text(line.text)
+        if not cli.out.is_terminal:  # a pipe: the text as written, never wrapped
+            print(f"{prefix}  {shown}")
             continue
         text = Text(f"{prefix}  ", style="dim")
-        text.append(line.text, style=_LEVEL_STYLES.get(line.level_name, ""))
+        text.append(shown, style=_LEVEL_STYLES.get(line.level_name, ""))
         cli.out.print(text, soft_wrap=True)
 
 
@@ -92,10 +97,10 @@ def record_json(record: AuditRecord, *, full: bool) -> dict[str, Any]:
 def print_audit(cli: CliState, records: Sequence[AuditRecord], *, full: bool) -> None:
     """Each record of one request as a key/value table."""
     for index, record in enumerate(records, start=1):
-        title = f"request {record.request_id}"
+        title = f"request {safe_text(record.request_id)}"
         if len(records) > 1:
             title += f" ({index} of {len(records)}: a batch)"
-        rows = [
+        rows: list[list[Cell]] = [
             ["time", _local(record, precise=True)],
             ["server", record.server],
             ["method", record.method or "-"],
@@ -107,13 +112,16 @@ def print_audit(cli: CliState, records: Sequence[AuditRecord], *, full: bool) ->
         if full:
             rows.append(["arguments", _json_text(record.arguments)])
             rows.append(["error", record.error or "-"])
-        cli.out.print(title, highlight=False)
+        cli.out.print(title, highlight=False, markup=False)
         cli.out.print(table(("field", "value"), rows, prose_last=True))
     if not full and any(r.arguments is not None or r.error for r in records):
         cli.err.print("Arguments and error text: add --full.")
 
 
-def _json_text(value: Any) -> str:
+def _json_text(value: Any) -> Text:
+    """Indented JSON: its newlines are its own (JSON escapes those of strings), but not DEL,
+    C1 or bidi characters, which ``ensure_ascii=False`` leaves as they are."""
     if value is None:
-        return "-"
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+        return Text("-")
+    pretty = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return Text(safe_text(pretty, multiline=True))

@@ -16,7 +16,7 @@ from atrium.cli.context import CliState, state
 from atrium.cli.status import render, status_rows
 from atrium.cli.tables import table
 from atrium.registry.loader import ServerEntry
-from atrium.registry.schema import redacted
+from atrium.registry.schema import ServerConfig, redacted
 from atrium.supervisor.logs import log_tail
 
 app = typer.Typer(help="MCP servers: configuration, status and tools.", no_args_is_help=True)
@@ -94,10 +94,20 @@ def show(
     policy = entry.config.tools
     cli.out.print(
         f"Tool policy: allowed {_globs(policy.allowed)}; denied {_globs(policy.denied)}; "
-        f"public (anonymous callers) "
-        f"{_globs(policy.public) if policy.public is not None else 'every allowed tool'}",
+        f"public (anonymous callers) {_public(entry.config)}",
         highlight=False,
     )
+
+
+def _public(config: ServerConfig) -> str:
+    """The public tools in words (the rules are atrium.gateway.access's, rule 5)."""
+    if config.tools.public is not None:
+        return _globs(config.tools.public)
+    if config.oauth.required:
+        return "none (sign-in required)"
+    if config.oauth.dev_mode:
+        return "every allowed tool (oauth.dev_mode: local development only)"
+    return "the tools annotated readOnlyHint"
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:

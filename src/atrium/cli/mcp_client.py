@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from atrium.cli.context import CliState, state
+from atrium.errors import AtriumError
 
 if TYPE_CHECKING:  # the MCP SDK loads only when a command connects
     from mcp.types import CallToolResult
@@ -87,15 +88,21 @@ def target(
     cli: CliState, server: str, url: str | None, timeout: float | None, protocol: str
 ) -> Target:
     """The server, checked against the project's registry unless ``--url`` names the endpoint."""
-    from atrium.auth.operator import operator_token
+    from atrium.auth.operator import acting_caller, operator_token
     from atrium.client.connect import DEFAULT_TIMEOUT_S, gateway_url
 
     if url is not None:
+        if acting_caller(cli.settings) is not None:
+            # Run for a caller of the atrium server: it reaches servers through the gateway
+            # only, where their policy and the audit apply (never a backend port directly).
+            raise AtriumError("--url is not available to a command run by the atrium server")
         return Target(server, url, timeout or DEFAULT_TIMEOUT_S, protocol, gateway=False)
     entry = cli.registry().get(server)
     default = entry.config.timeout_s + TIMEOUT_MARGIN_S
-    # The operator calls through the gateway as admin (atrium.auth.operator says why).
-    headers = {"Authorization": f"Bearer {operator_token(cli.settings, entry.name)}"}
+    # The operator calls through the gateway as admin, an acting caller as itself
+    # (atrium.auth.operator says why).
+    token = operator_token(cli.settings, entry.name)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     return Target(
         entry.name,
         gateway_url(cli.settings, entry.name),

@@ -1,6 +1,7 @@
 """How ``atrium plugins mcp tools|call|validate|test`` print what a server answered.
 
-Imported by those commands only, when they run: it loads the MCP SDK's types.
+Imported by those commands only, when they run: it loads the MCP SDK's types. What a server
+says is outside data: printed through ``safe_text`` (``atrium.cli.safe_text``), tables too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mcp.types import (
 from rich.markup import escape
 
 from atrium.cli.context import CliState
+from atrium.cli.safe_text import safe_text
 from atrium.cli.tables import table
 
 if TYPE_CHECKING:
@@ -105,11 +107,11 @@ def print_result(cli: CliState, result: CallToolResult) -> None:
         text = block_text(block)
         if structured is not None and block.type == "text" and _same_json(text, structured):
             text, echoed = _pretty(structured), True
-        print(text)
+        print(safe_text(text, multiline=True))
     if structured is not None and not echoed:
         if result.content:
             print()
-        print(_pretty(structured))
+        print(safe_text(_pretty(structured), multiline=True))
     if not result.content and structured is None:
         cli.err.print("(the tool returned no content)")
 
@@ -119,7 +121,9 @@ def _pretty(value: Any) -> str:
 
 
 def error_text(result: CallToolResult) -> str:
-    return "\n".join(block_text(block) for block in result.content) or "(no message)"
+    """What a failed tool said, safe to print (``safe_text``)."""
+    text = "\n".join(block_text(block) for block in result.content) or "(no message)"
+    return safe_text(text, multiline=True)
 
 
 def block_text(block: ContentBlock) -> str:
@@ -181,7 +185,7 @@ def render_report(cli: CliState, server: str, report: ServerReport) -> None:
         rows.append(["instructions", short(None, report.instructions)])
     cli.out.print(table(("", server), rows, prose_last=True))
     for problem in report.problems:
-        cli.err.print(f"[red]problem:[/] {escape(problem)}", highlight=False)
+        cli.err.print(f"[red]problem:[/] {escape(safe_text(problem))}", highlight=False)
     verdict = (
         "[green]valid[/]" if report.ok else f"[red]invalid[/] ({len(report.problems)} problems)"
     )

@@ -51,7 +51,10 @@ def usage(
     cli = state(ctx)
     after = _since(since)
     assert after is not None  # --since has a default
-    rows = cli.with_store(lambda store: store.audit.usage(after, _KEYS[by]))
+    from atrium.auth.operator import audit_subject
+
+    subject = audit_subject(cli.settings)  # run for a caller: only its own requests
+    rows = cli.with_store(lambda store: store.audit.usage(after, _KEYS[by], subject=subject))
     if as_json:
         cli.print_json({"since": after.isoformat(), "by": by.value, "rows": _json(rows)})
     elif rows:

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
+from atrium.auth.assertion import AssertionSigner
 from atrium.auth.replay_redis import RedisReplayCache
 from atrium.auth.resource import ResourceGuard
 from atrium.auth.routes import oauth_routes
@@ -30,6 +31,7 @@ from atrium.gateway.metrics import Metrics
 from atrium.gateway.proxy import McpProxy
 from atrium.gateway.ratelimit import RateLimiter
 from atrium.gateway.registry_api import RegistryApi
+from atrium.gateway.sessions import SessionBinding
 from atrium.gateway.tools_api import ToolsApi
 from atrium.gateway.upstream import Upstreams
 from atrium.registry.schema import ServerConfig
@@ -55,15 +57,30 @@ def create_app(
     """The gateway; opens ``store`` (or the settings' store) for its lifetime."""
     directory = ServerDirectory(settings)
     upstreams = Upstreams()
-    metrics = Metrics(lambda name: name in directory.routes, settings.state_dir)
+    metrics = Metrics(
+        lambda name: name in directory.routes,
+        settings.state_dir,
+        # Tool labels are the names backends listed: the proxy's catalog (made below, as
+        # the proxy takes the audit sink that feeds these metrics).
+        known_tool=lambda server, tool: proxy.catalog.knows(server, tool),
+    )
     audit = AuditSink(None, settings.state_dir / AUDIT_SPILL, listeners=[metrics.observe])
     redis = _redis(settings)
     replay = RedisReplayCache(redis, prefix=settings.redis.key_prefix) if redis else None
     auth = AuthorizationServer(settings, hosted=_hosted(directory), replay=replay, clock=clock)
     guard = Guard.from_settings(settings)
     limiter = RateLimiter.from_settings(settings, redis)
+    assertions = AssertionSigner(settings.state_dir, settings.issuer, clock=clock)
     proxy = McpProxy(
-        directory, upstreams, guard, audit, ResourceGuard(auth), settings.public_url, limiter
+        directory,
+        upstreams,
+        guard,
+        audit,
+        ResourceGuard(auth),
+        settings.public_url,
+        assertions,
+        SessionBinding(auth.session_key),
+        limiter,
     )
 
     @contextlib.asynccontextmanager
@@ -159,11 +176,19 @@ async def _watch(
             if await directory.refresh():
                 proxy.catalog.forget()
                 logger.info("server registry reloaded: %d servers", len(directory.routes))
-            await auth.revocations.refresh(directory.store_or_fail())
-            if auth.keys.reload_if_changed():
-                logger.info("signing keys reloaded: %d keys", len(auth.keys.keys))
+            await reload_auth(auth, directory.store_or_fail())
+            if proxy.assertions.reload_if_changed():
+                logger.info("caller-assertion key reloaded: %s", proxy.assertions.kid)
         except Exception:  # the top of a task: keep serving with what we have
             logger.exception("reloading from the store failed")
+
+
+async def reload_auth(auth: AuthorizationServer, store: Store) -> None:
+    """The revocation list and the signing keys as the store and the key file say now: at every
+    poll, and at once when ``atrium admin`` has changed them (``GatewayServer.reload_auth``)."""
+    await auth.revocations.refresh(store)
+    if auth.keys.reload_if_changed():
+        logger.info("signing keys reloaded: %d keys", len(auth.keys.keys))
 
 
 class _Gateway(Starlette):

@@ -26,6 +26,7 @@ from atrium.store.audit import AuditEvent
 logger = logging.getLogger(__name__)
 
 MAX_ARGUMENT_BYTES = 8 * 1024
+MAX_NAME_CHARS = 256  # jsonrpc.MAX_TOOL_NAME: a longer name is refused, and recorded cut
 
 
 def capped_arguments(arguments: Any) -> Any:
@@ -38,6 +39,17 @@ def capped_arguments(arguments: Any) -> Any:
         return safe
     preview = encoded[:MAX_ARGUMENT_BYTES].decode("utf-8", errors="ignore")
     return {"_truncated": True, "_bytes": len(encoded), "preview": preview}
+
+
+def recorded_name(name: str | None) -> str | None:
+    """A method or tool name as the audit keeps it: what a client sent, but never a character
+    that would act on the terminal of an operator reading the trail (shown as ``\\x1b``,
+    ``\\u202e``), and at most ``MAX_NAME_CHARS``. The gateway refuses such tool names; this is
+    for the record of the refusal, and for names on paths that do not refuse them."""
+    if name is None or (len(name) <= MAX_NAME_CHARS and name.isprintable()):
+        return name
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in name[: MAX_NAME_CHARS + 1])
+    return shown if len(shown) <= MAX_NAME_CHARS else shown[: MAX_NAME_CHARS - 1] + "…"
 
 
 def _redacted(value: Any) -> Any:

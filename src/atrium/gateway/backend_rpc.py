@@ -106,13 +106,17 @@ def _matching(message: Any, request_id: int, server: str) -> dict[str, Any]:
     raise bad_gateway(server, "the answer is not the response to the request")
 
 
-async def list_tools(upstreams: Upstreams, route: Route) -> list[dict[str, Any]]:
+async def list_tools(
+    upstreams: Upstreams, route: Route, extra_headers: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Every tool of the server, following ``nextCursor`` (at most 50 pages)."""
     tools: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(50):
         request_id, body = request_body("tools/list", {"cursor": cursor} if cursor else {})
-        message = await call(upstreams, route, "tools/list", body, request_id)
+        message = await call(
+            upstreams, route, "tools/list", body, request_id, extra_headers=extra_headers
+        )
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):
             raise _error_of(route.name, message)

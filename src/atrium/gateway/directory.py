@@ -25,6 +25,13 @@ from atrium.store import ServerRecord, Store
 
 logger = logging.getLogger(__name__)
 
+# Logged once per registry load for each server that opts into it (atrium.gateway.access).
+DEV_MODE_WARNING = (
+    "server %s has oauth.dev_mode: true: callers WITHOUT A TOKEN may call every tool it"
+    " allows (tools.public, when set, still narrows them). Local development only: never"
+    " expose this gateway"
+)
+
 
 @dataclass(frozen=True)
 class Route:
@@ -39,6 +46,12 @@ class Route:
     def enabled(self) -> bool:
         return self.disabled_reason is None
 
+    @property
+    def gets_identity(self) -> bool:
+        """Whether requests to this server carry the caller assertion: every server Atrium
+        runs, and a remote one only when its YAML says ``forward_identity: true``."""
+        return self.config.transport != "remote" or self.config.forward_identity
+
 
 def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[str, Route]:
     routes = {}
@@ -48,6 +61,8 @@ def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[st
         except ValidationError:
             logger.exception("stored server %s is invalid; not routed", record.name)
             continue
+        if config.oauth.dev_mode:
+            logger.warning(DEV_MODE_WARNING, record.name)
         reason = None
         if not config.enabled:
             reason = record.disabled_reason or "enabled: false in its configuration"

@@ -10,6 +10,7 @@ count: a silent tool is a slow tool).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,15 +22,17 @@ from starlette.types import Send
 from atrium.auth.operator import OPERATOR_CLIENT_ID
 from atrium.auth.resource import Caller
 from atrium.gateway.access import ToolAccess
-from atrium.gateway.audit import capped_arguments
+from atrium.gateway.audit import capped_arguments, recorded_name
 from atrium.gateway.errors import GatewayError, timed_out
-from atrium.gateway.jsonrpc import Inbound
+from atrium.gateway.jsonrpc import Call, Inbound
 from atrium.gateway.sse import EventRelay
 from atrium.store.audit import AuditEvent, Origin, Outcome
 
 # Atrium's own clients: their calls are "in-app" in the audit trail and the metrics, so usage
 # by the platform itself can be told from usage by the OAuth clients it serves.
 IN_APP_CLIENTS = frozenset({OPERATOR_CLIENT_ID})
+LISTEN = "subscriptions/listen"
+MAX_ERROR_TEXT = 1000
 
 
 @dataclass
@@ -40,10 +43,15 @@ class Exchange:
     inbound: Inbound | None = None
     access: ToolAccess | None = None
     caller: Caller | None = None
+    backend_session: str | None = None  # the backend's Mcp-Session-Id, once checked
+    http_method: str = "POST"
     started_response: bool = False
     status: int = 0
     outcomes: dict[Any, tuple[Outcome, str | None]] = field(default_factory=dict)
     failure: tuple[Outcome, int, str | None] | None = None
+    # Refused by the gateway before anything was forwarded (a 4xx of its own): one record.
+    refused: bool = False
+    streamed: bool = False  # the backend answered with an event stream
     _last_message: float = 0.0
 
     def first_id(self) -> Any:
@@ -52,6 +60,8 @@ class Exchange:
     def failed(self, error: GatewayError) -> None:
         outcome: Outcome = "jsonrpc_error" if error.status < 500 and self.inbound else "http_error"
         self.failure = (outcome, error.status, error.message)
+        # The gateway raises its 5xx only once it tried the backend; every 4xx comes before.
+        self.refused = error.status < 500
 
     def client_gone(self) -> None:
         self.failure = ("http_error", 499, "client disconnected")
@@ -71,6 +81,7 @@ class Exchange:
     ) -> None:
         self.status = response.status
         if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+            self.streamed = True
             await self._start(send, headers)
             await self._relay_events(response, send, idle_timeout)
             return
@@ -150,22 +161,32 @@ class Exchange:
         if "id" not in message or ("result" not in message and "error" not in message):
             return None
         request_id = message["id"]
+        if not isinstance(request_id, str | int):
+            return None  # answers no request of ours (they have such ids: jsonrpc.parse)
         error = message.get("error")
         if isinstance(error, dict):
-            self.outcomes[request_id] = ("jsonrpc_error", str(error.get("message")))
+            text = str(error.get("message"))[:MAX_ERROR_TEXT]
+            self.outcomes[request_id] = ("jsonrpc_error", text)
             return None
         result = message.get("result")
         if isinstance(result, dict) and result.get("isError") is True:
             self.outcomes[request_id] = ("tool_error", _error_text(result))
         else:
             self.outcomes[request_id] = ("ok", None)
-        narrowed = (
-            self.access is not None
-            and not self.access.open
-            and self._method_of(request_id) == "tools/list"
-            and self.access.filter_result(message)
-        )
-        return orjson.dumps(message) if narrowed else None
+        if self.access is None or self._method_of(request_id) != "tools/list":
+            return None
+        return self._listed(self.access, message)
+
+    def _listed(self, access: ToolAccess, message: dict[str, Any]) -> bytes | None:
+        """Learn the tools a backend listed (read-only hints, and the only tool names that
+        become metric labels); the rewritten answer when the caller may call fewer."""
+        if not access.open:
+            return orjson.dumps(message) if access.filter_result(message) else None
+        result = message.get("result")
+        tools = result.get("tools") if isinstance(result, dict) else None
+        if isinstance(tools, list):
+            access.catalog.learn(access.server, tools)
+        return None
 
     def _method_of(self, request_id: Any) -> str | None:
         assert self.inbound is not None
@@ -177,24 +198,46 @@ class Exchange:
     # -- audit --------------------------------------------------------------------------
 
     def events(self) -> list[AuditEvent]:
+        """The audit records: one per request of the body, or one for a body refused whole."""
         duration = (time.perf_counter() - self.started) * 1000
         if self.inbound is None:
-            if self.failure is None:
-                return []  # a GET stream or DELETE that went through: not a JSON-RPC request
-            outcome, status, error = self.failure
-            return [self._event(None, None, None, outcome, status, error, duration)]
-        events = []
-        for call in self.inbound.calls:
-            if not call.is_request:
-                continue
-            outcome, status, error = self._outcome_of(call.id)
-            arguments = capped_arguments(call.params.get("arguments")) if call.tool else None
-            events.append(
-                self._event(call.method, call.tool, arguments, outcome, status, error, duration)
-            )
-        return events
+            # A GET stream or a DELETE (its HTTP method stands for the JSON-RPC one), or a body
+            # that is no JSON-RPC message at all.
+            outcome, status, error = self.failure or self._answer_outcome()
+            event = self._event(None, None, outcome, status, error, duration)
+            if self.http_method in ("GET", "DELETE"):
+                event = dataclasses.replace(event, method=self.http_method)
+            return [event]
+        if self.refused and self.failure is not None:
+            return [self._refusal(self.inbound, self.failure, duration)]
+        return [
+            self._event(call, call.params.get("arguments"), *self._outcome_of(call), duration)
+            for call in self.inbound.calls
+            if call.is_request
+        ]
 
-    def _outcome_of(self, request_id: Any) -> tuple[Outcome, int, str | None]:
+    def _refusal(
+        self, inbound: Inbound, failure: tuple[Outcome, int, str | None], duration: float
+    ) -> AuditEvent:
+        """One record of a body the gateway refused before forwarding anything, whatever the
+        size of its batch: a refused request costs no more audit rows than an accepted one."""
+        first = next((call for call in inbound.calls if call.is_request), inbound.calls[0])
+        outcome, status, error = failure
+        if len(inbound.calls) > 1:
+            error = f"{error} [refused whole: a batch of {len(inbound.calls)} messages]"
+        return self._event(first, first.params.get("arguments"), outcome, status, error, duration)
+
+    def _answer_outcome(self) -> tuple[Outcome, int, str | None]:
+        """What the backend's HTTP answer says, where there is no JSON-RPC answer to read."""
+        if self.status >= 400:
+            return "http_error", self.status, f"HTTP {self.status}"
+        if self.status == 0:
+            return "http_error", 500, "the gateway failed before the backend answered"
+        return "ok", self.status, None
+
+    def _outcome_of(self, call: Call) -> tuple[Outcome, int, str | None]:
+        """``ok`` only when the backend answered this very request with success."""
+        request_id = call.id
         if self.failure is not None and (self.failure[1] >= 500 or request_id not in self.outcomes):
             return self.failure
         if request_id in self.outcomes:
@@ -202,24 +245,33 @@ class Exchange:
             return outcome, self.status, error
         if self.status >= 400:
             return "http_error", self.status, f"HTTP {self.status}"
-        return "ok", self.status, None
+        if self.status == 0:
+            # Neither relayed nor refused: the gateway failed (an exception the request's
+            # task did not expect), and the ASGI server answers 500 in its place.
+            return "http_error", 500, "the gateway failed before the backend answered"
+        if call.method == LISTEN and self.streamed:
+            return "ok", self.status, None  # the backend's answer is the stream itself
+        # A 202 is what the transport answers notifications and responses with (MCP,
+        # Streamable HTTP, "Sending Messages"); a stream may end without the response. Neither
+        # says the request ran.
+        return "http_error", self.status, f"no response to this request (HTTP {self.status})"
 
     def _event(
         self,
-        method: str | None,
-        tool: str | None,
+        call: Call | None,
         arguments: Any,
         outcome: Outcome,
         status: int,
         error: str | None,
         duration: float,
     ) -> AuditEvent:
+        tool = call.tool if call is not None else None
         return AuditEvent(
             request_id=self.request_id,
             server=self.server,
-            method=method,
-            tool=tool,
-            arguments=arguments,
+            method=recorded_name(call.method if call is not None else None),
+            tool=recorded_name(tool),
+            arguments=capped_arguments(arguments) if tool is not None else None,
             outcome=outcome,
             status=status,
             error=error,
@@ -227,11 +279,11 @@ class Exchange:
             caller=_caller_name(self.caller),
             subject=self.caller.subject if self.caller else None,
             client_id=self.caller.client_id if self.caller else None,
-            origin=_origin(self.caller),
+            origin=origin_of(self.caller),
         )
 
 
-def _origin(caller: Caller | None) -> Origin:
+def origin_of(caller: Caller | None) -> Origin:
     in_app = caller is not None and caller.client_id in IN_APP_CLIENTS
     return "in-app" if in_app else "external"
 
@@ -240,9 +292,6 @@ def _caller_name(caller: Caller | None) -> str:
     if caller is None or caller.subject is None:
         return "anonymous"
     return caller.subject
-
-
-MAX_ERROR_TEXT = 1000
 
 
 def _error_text(result: dict[str, Any]) -> str | None:

@@ -21,6 +21,7 @@ class Guard:
     hosts: frozenset[str]
     origins: frozenset[str]
     max_body: int
+    max_batch: int = 50  # messages in one JSON-RPC batch (gateway.max_batch)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
@@ -28,7 +29,10 @@ class Guard:
         hosts = {*_LOOPBACK, public.hostname or "", settings.gateway_host, *settings.allowed_hosts}
         origins = {f"{public.scheme}://{public.netloc}", *settings.allowed_origins}
         return cls(
-            frozenset(h.lower() for h in hosts if h), frozenset(origins), settings.max_body_bytes
+            frozenset(h.lower() for h in hosts if h),
+            frozenset(origins),
+            settings.max_body_bytes,
+            settings.max_batch,
         )
 
     def check(self, host: str | None, origin: str | None) -> None:

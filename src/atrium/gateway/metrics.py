@@ -7,9 +7,12 @@ process-wide default one: an app is a value (tests build dozens), not a global.
 
 Label values are bounded, because they come from requests: otherwise anyone could add a time
 series per name they make up. An unknown server is ``(unknown)``, a method that is not MCP's
-is ``(other)``, and a tool name becomes a label once its backend has answered a call of it with
-success (an unknown tool never succeeds; the SDK reports it as a tool error, like a real
-failure). Until then its calls, and those of names never proven, count under ``(other)``.
+is ``(other)``. A tool name becomes a label only once its backend listed it in a ``tools/list``
+answer through this gateway (``ToolCatalog.knows``): a name comes from the backend, never from
+the request that calls it, since a call's outcome is no proof (a backend may answer any name).
+Calls of names never listed count under ``(unknown)``; and as a backend may list anything,
+each server has at most ``MAX_TOOL_LABELS`` tool labels, the calls of later ones under
+``(other)``. A label, once given, stays for the life of the process (counters never vanish).
 
 The endpoint is open, like ``/health``. It holds counts by server and tool name, never
 arguments, callers or clients; the gateway listens on loopback unless told otherwise; and a
@@ -60,18 +63,28 @@ MCP_METHODS = frozenset(
     }
 )
 UNKNOWN_SERVER = "(unknown)"
+UNKNOWN_TOOL = "(unknown)"
 OTHER = "(other)"
+MAX_TOOL_LABELS = 200  # per server; GitHub's MCP server, among the largest, lists ~100 tools
 NO_METHOD = "(none)"  # refused before its body was read, or a GET or DELETE: no JSON-RPC
 AUTH_REFUSALS = frozenset({401, 403})
 RATE_LIMITED = 429
 
 
 class Metrics:
-    def __init__(self, known_server: Callable[[str], bool], state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        known_server: Callable[[str], bool],
+        state_dir: Path | None = None,
+        *,
+        known_tool: Callable[[str, str], bool] = lambda server, tool: False,
+    ) -> None:
         """``known_server`` tells a registered server's name (a label) from any other path;
-        ``state_dir`` is where a supervisor on this host keeps its state, if one may."""
+        ``state_dir`` is where a supervisor on this host keeps its state, if one may;
+        ``known_tool`` whether a server listed a tool (``ToolCatalog.knows``)."""
         self.registry = CollectorRegistry()
         self._known_server = known_server
+        self._known_tool = known_tool
         self._requests = self._counter(
             "atrium_gateway_requests",
             "JSON-RPC requests through the gateway, by outcome and origin (external, in-app).",
@@ -79,7 +92,7 @@ class Metrics:
         )
         self._tool_calls = self._counter(
             "atrium_tool_calls",
-            "tools/call requests; tool is (other) until a call of it has succeeded once.",
+            "tools/call requests; tool is (unknown) for a name the server never listed.",
             ("server", "tool", "outcome", "origin"),
         )
         self._duration = Histogram(
@@ -100,7 +113,7 @@ class Metrics:
         if state_dir is not None:
             self.registry.register(BackendRestarts(state_dir))
         self._children: dict[tuple[str, str, str, str, str, int], _Children] = {}
-        self._proven: dict[str, set[str]] = {}  # per server, the tools a call succeeded of
+        self._tool_labels: dict[str, set[str]] = {}  # per server, the tools that are labels
 
     def _counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
         return Counter(name, documentation, labels, registry=self.registry)
@@ -124,12 +137,16 @@ class Metrics:
         return server, method, self._tool(server, event), event.outcome, event.origin, event.status
 
     def _tool(self, server: str, event: AuditEvent) -> str:
-        if event.tool is None:
+        tool = event.tool
+        labels = self._tool_labels.setdefault(server, set())
+        if tool is None or tool in labels:
+            return tool or UNKNOWN_TOOL
+        if not self._known_tool(server, tool):
+            return UNKNOWN_TOOL
+        if len(labels) >= MAX_TOOL_LABELS:
             return OTHER
-        proven = self._proven.setdefault(server, set())
-        if event.outcome == "ok":
-            proven.add(event.tool)
-        return event.tool if event.tool in proven else OTHER
+        labels.add(tool)
+        return tool
 
     def _bind(
         self, server: str, method: str, tool: str, outcome: str, origin: str, status: int

@@ -17,8 +17,11 @@ from typing import Any
 import aiohttp
 from starlette.types import Message, Receive, Scope, Send
 
+from atrium.auth.assertion import HEADER as ASSERTION_HEADER
+from atrium.auth.assertion import AssertionSigner
 from atrium.auth.errors import OAuthError
-from atrium.auth.resource import RequestFacts, ResourceGuard
+from atrium.auth.resource import ANONYMOUS, RequestFacts, ResourceGuard
+from atrium.auth.wire import check_single_credentials
 from atrium.gateway import jsonrpc
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.audit import AuditSink
@@ -30,9 +33,10 @@ from atrium.gateway.errors import (
     timed_out,
     unavailable,
 )
-from atrium.gateway.exchange import Exchange
+from atrium.gateway.exchange import Exchange, origin_of
 from atrium.gateway.guard import Guard, too_large
 from atrium.gateway.ratelimit import RateLimiter, peer
+from atrium.gateway.sessions import SessionBinding
 from atrium.gateway.upstream import Upstreams, request_headers, response_headers
 
 logger = logging.getLogger(__name__)
@@ -47,9 +51,13 @@ class McpProxy:
         audit: AuditSink,
         resource: ResourceGuard,
         public_url: str,
+        assertions: AssertionSigner,
+        sessions: SessionBinding,
         limiter: RateLimiter | None = None,
     ) -> None:
         self.directory = directory
+        self.assertions = assertions
+        self.sessions = sessions
         self.upstreams = upstreams
         self.guard = guard
         self.audit = audit
@@ -64,6 +72,7 @@ class McpProxy:
             request_id=uuid.uuid4().hex,
             server=scope["path_params"]["server"],
             started=time.perf_counter(),
+            http_method=scope["method"],
         )
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
@@ -76,6 +85,7 @@ class McpProxy:
                 # and tool too; but who calls is answered first (401 before 400).
                 try:
                     exchange.inbound = jsonrpc.parse(body)
+                    jsonrpc.check_calls(exchange.inbound, self.guard.max_batch)
                 except GatewayError as error:
                     malformed = error
             facts = await self.admit(scope, headers, route, exchange)
@@ -83,6 +93,7 @@ class McpProxy:
                 raise malformed
             assert exchange.access is not None
             self._check_inbound(headers, route, exchange.access, facts, exchange)
+            self._check_session(headers, route, exchange)
             await self.limit(exchange, client=peer(scope))
             await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
         except GatewayError as error:
@@ -122,6 +133,12 @@ class McpProxy:
         return await _read_body(receive, self.guard.max_body)
 
     def _facts(self, scope: Scope, headers: dict[str, str], server: str) -> RequestFacts:
+        try:
+            # ``headers`` kept the last of a repeated header; the authorization server reads
+            # the first: one caller must not be authenticated as another acts (wire.py).
+            check_single_credentials(scope["headers"])
+        except OAuthError as error:
+            raise _refusal(error) from None
         path = scope["path"]
         host = headers.get("host")
         origin = f"{scope.get('scheme', 'http')}://{host}" if host else None
@@ -156,6 +173,13 @@ class McpProxy:
             if call.method == "tools/call":
                 self.check_call(route, access, facts, call.tool)
 
+    def _check_session(self, headers: dict[str, str], route: Route, exchange: Exchange) -> None:
+        """A named session must be the caller's own (``sessions``); 404 otherwise."""
+        presented = headers.get("mcp-session-id")
+        if presented is not None:
+            caller = exchange.caller or ANONYMOUS
+            exchange.backend_session = self.sessions.unwrap(route.name, caller, presented)
+
     async def limit(self, exchange: Exchange, *, client: str | None = None) -> None:
         """Count an admitted exchange's tool calls against its caller's rate limit; raise 429
         past it. Shared by the MCP endpoint and the OpenAPI tool routes. ``client``, the TCP
@@ -182,6 +206,22 @@ class McpProxy:
         else:
             error = self.resource.insufficient(facts, policy, verdict)
         raise _refusal(error)
+
+    def identity(self, route: Route, exchange: Exchange) -> dict[str, str]:
+        """The caller assertion for this request (``atrium.auth.assertion``), if the server
+        gets one: signed here, once per request, so nothing outlives its ``exp``."""
+        if not route.gets_identity:
+            return {}
+        caller = exchange.caller or ANONYMOUS
+        assertion = self.assertions.sign(
+            server=route.name,
+            subject=caller.subject,
+            client_id=caller.client_id,
+            scopes=caller.scopes,
+            origin=origin_of(caller),
+            request_id=exchange.request_id,
+        )
+        return {ASSERTION_HEADER: assertion}
 
     async def _forward_until_disconnect(
         self,
@@ -234,6 +274,9 @@ class McpProxy:
         session = self.upstreams.session(route.upstream)
         headers = request_headers(scope["headers"], exchange.request_id)
         headers.update(route.credentials)
+        headers.update(self.identity(route, exchange))
+        if exchange.backend_session is not None:
+            headers["mcp-session-id"] = exchange.backend_session
         # A POST answers one request: it times out. A GET stream, like the 2026-07-28
         # subscriptions/listen that replaces it (SEP-2575), is open-ended by design.
         listens = exchange.inbound is not None and exchange.inbound.listens
@@ -245,7 +288,9 @@ class McpProxy:
             async with session.request(
                 scope["method"], route.upstream, data=body, headers=headers, timeout=timeout
             ) as response:
-                relayed = response_headers(response, exchange.request_id)
+                relayed = self._bound(
+                    response_headers(response, exchange.request_id), route, exchange
+                )
                 await exchange.relay(response, send, headers=relayed, idle_timeout=idle)
         except aiohttp.ClientConnectorError as exc:
             raise unavailable(
@@ -259,6 +304,19 @@ class McpProxy:
                 exchange.broken(repr(exc))
                 return
             raise bad_gateway(route.name, exc.__class__.__name__) from None
+
+
+    def _bound(
+        self, headers: list[tuple[bytes, bytes]], route: Route, exchange: Exchange
+    ) -> list[tuple[bytes, bytes]]:
+        """The backend's session id as the client may see it: bound to this caller."""
+        caller = exchange.caller or ANONYMOUS
+        return [
+            (name, self.sessions.wrap(route.name, caller, value.decode("latin-1")).encode())
+            if name == b"mcp-session-id"
+            else (name, value)
+            for name, value in headers
+        ]
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

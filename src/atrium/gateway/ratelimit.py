@@ -10,7 +10,9 @@ request is not counted at all (no Redis round trip on that path).
 Whose budget: ``sub:<subject>`` for a user, ``client:<client_id>`` for a client acting for
 itself (client_credentials tokens have sub == client_id), ``anon:<address>`` for anonymous
 callers, the address being the TCP peer (ASGI ``client``). Behind a reverse proxy that is the
-proxy, so anonymous callers share one budget there; ``X-Forwarded-For`` is not read, since any
+proxy, so anonymous callers share one budget there, unless the operator lists the proxy in
+``gateway.trusted_proxies``: then uvicorn puts the address its ``X-Forwarded-For`` names in
+``client`` (``gateway.serve.forwarding``). From anyone else that header is ignored, since any
 client can send one. With ``ratelimit.per_tool`` each tool has a budget of its own. Keys follow
 the ``limits`` layout: ``<prefix>:rl:LIMITER/<server>/<caller>[/<tool>]/<n>/<k>/<period>``; the
 rate is part of the key, so a changed ``rate_limit`` starts afresh.
@@ -208,7 +210,8 @@ def caller_key(caller: Caller | None, client: str | None) -> str:
 
 
 def peer(scope: Scope) -> str | None:
-    """The TCP peer's address of an ASGI request (a reverse proxy's, behind one)."""
+    """The client's address of an ASGI request: the TCP peer's, or the one a trusted proxy
+    named (``gateway.trusted_proxies``; behind any other proxy, that proxy's)."""
     client = scope.get("client")
     return str(client[0]) if client else None
 

@@ -3,6 +3,11 @@
 ``atrium start`` runs the gateway and the supervisor in one event loop; the supervisor's
 handlers decide when to stop, so uvicorn must not install its own (it would swallow Ctrl-C
 for itself and re-raise it after its own shutdown).
+
+``X-Forwarded-For`` and ``X-Forwarded-Proto`` are believed only from the reverse proxies the
+operator lists in ``gateway.trusted_proxies``. uvicorn's default trusts them from loopback,
+where any local process can send them and so pick the address that the sign-in throttle, the
+registration limit and the anonymous rate limits count against.
 """
 
 from __future__ import annotations
@@ -11,16 +16,23 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
 from atrium.errors import AtriumError
-from atrium.gateway.app import create_app
+from atrium.gateway.app import create_app, reload_auth
 from atrium.settings import Settings
 from atrium.store import Store
 from atrium.supervisor.process import ensure_port_free
 
 logger = logging.getLogger(__name__)
+
+
+def forwarding(settings: Settings) -> dict[str, Any]:
+    """``uvicorn.Config`` options for the forwarded headers: read only from trusted proxies."""
+    trusted = list(settings.trusted_proxies)
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -41,6 +53,7 @@ class GatewayServer:
             access_log=False,  # every request is in the audit trail
             lifespan="on",
             timeout_graceful_shutdown=10,
+            **forwarding(settings),
         )
         self._server = _EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
@@ -68,3 +81,11 @@ class GatewayServer:
         self._app.state.proxy.close_streams()
         self._server.should_exit = True
         await self._task
+
+    async def reload_auth(self) -> None:
+        """Apply a revocation or a key rotation now rather than at the next poll: ``atrium
+        admin`` asks for it through the supervisor's control channel after its change."""
+        if not self._server.started:
+            return  # the lifespan loads both as it starts
+        state = self._app.state
+        await reload_auth(state.auth, state.directory.store_or_fail())

@@ -44,7 +44,7 @@ class ToolsApi:
             route, access, _ = await self._admit(request, exchange)
             tools = [
                 tool
-                for tool in await self._listed(route)
+                for tool in await self._listed(route, exchange)
                 if access.verdict(str(tool.get("name")), read_only_hint(tool)) == "ok"
             ]
         except GatewayError as error:
@@ -72,14 +72,20 @@ class ToolsApi:
         arguments = await self._arguments(request)
         body_id, body = _call_body(tool_name, arguments)
         exchange.inbound = jsonrpc.parse(body)  # audited and limited as an MCP call is
-        tool = await self._tool(route, tool_name)
+        tool = await self._tool(route, exchange, tool_name)
         if tool is None or access.verdict(tool_name, read_only_hint(tool)) == "hidden":
             raise GatewayError(404, INVALID_REQUEST, f"no tool '{tool_name}' on '{route.name}'")
         self.proxy.check_call(route, access, facts, tool_name)  # 401/403 with a challenge
         _validate(tool, arguments)
         await self.proxy.limit(exchange, client=peer(request.scope))
         message = await backend_rpc.call(
-            self.proxy.upstreams, route, "tools/call", body, body_id, name=tool_name
+            self.proxy.upstreams,
+            route,
+            "tools/call",
+            body,
+            body_id,
+            name=tool_name,
+            extra_headers=self.proxy.identity(route, exchange),
         )
         exchange.note_response(message)
         status, answer = _answer(message, tool)
@@ -106,18 +112,23 @@ class ToolsApi:
         assert exchange.access is not None
         return route, exchange.access, facts
 
-    async def _listed(self, route: Route, *, fresh: bool = False) -> list[dict[str, Any]]:
+    async def _listed(
+        self, route: Route, exchange: Exchange, *, fresh: bool = False
+    ) -> list[dict[str, Any]]:
+        """The server's tools, listed as the caller of ``exchange`` (cached for all callers:
+        the gateway filters them per caller)."""
         cached = self._tools.get(route.name)
         if cached is not None and not fresh and time.monotonic() - cached[0] < TOOLS_TTL_S:
             return cached[1]
-        tools = await backend_rpc.list_tools(self.proxy.upstreams, route)
+        identity = self.proxy.identity(route, exchange)
+        tools = await backend_rpc.list_tools(self.proxy.upstreams, route, identity)
         self.proxy.catalog.learn(route.name, tools)
         self._tools[route.name] = (time.monotonic(), tools)
         return tools
 
-    async def _tool(self, route: Route, name: str) -> dict[str, Any] | None:
+    async def _tool(self, route: Route, exchange: Exchange, name: str) -> dict[str, Any] | None:
         for fresh in (False, True):
-            for tool in await self._listed(route, fresh=fresh):
+            for tool in await self._listed(route, exchange, fresh=fresh):
                 if tool.get("name") == name:
                     return tool
         return None

@@ -89,7 +89,10 @@ def load_registry(settings: Settings, directory: Path | None = None) -> Registry
     return Registry(
         servers=MappingProxyType(servers),
         extensions=MappingProxyType(extensions),
-        warnings=tuple(_unset_env_warnings(servers.values(), settings)),
+        warnings=(
+            *_unset_env_warnings(servers.values(), settings),
+            *_dev_mode_warnings(servers.values()),
+        ),
     )
 
 
@@ -280,3 +283,16 @@ def _unset_env_warnings(entries: Any, settings: Settings) -> Iterator[Problem]:
                     key_path=f"mcp_servers.{entry.name}.{key}",
                     server=entry.name,
                 )
+
+
+def _dev_mode_warnings(entries: Any) -> Iterator[Problem]:
+    """Every server that opts into ``oauth.dev_mode`` (atrium.gateway.access), loudly."""
+    for entry in entries:
+        if entry.config.oauth.dev_mode:
+            yield Problem(
+                entry.source,
+                "DEV MODE: callers without a token may call every tool this server allows"
+                " (tools.public, when set, still narrows them); local development only",
+                key_path=f"mcp_servers.{entry.name}.oauth.dev_mode",
+                server=entry.name,
+            )

@@ -92,6 +92,20 @@ class OAuthPolicy(_Model):
     audience: str | None = None
     client_id: str | None = None
     dpop: DpopMode = "optional"
+    # Local development only (the seeds' "disable OAuth for local development"): where
+    # ``required`` is false and ``tools.public`` unset, callers without a token may call every
+    # allowed tool instead of the read-only ones. The gateway and the CLI warn about it.
+    # Unrelated to ``oauth.dev_mode`` of atrium.yaml (the authorization server's).
+    dev_mode: bool = False
+
+    @model_validator(mode="after")
+    def _dev_mode_is_open(self) -> OAuthPolicy:
+        if self.dev_mode and self.required:
+            raise ValueError(
+                "dev_mode opens the server to callers without a token; it contradicts"
+                " required: true (drop dev_mode outside local development)"
+            )
+        return self
 
 
 def _glob(pattern: str) -> str:
@@ -107,8 +121,10 @@ class ToolPolicy(_Model):
 
     allowed: tuple[Glob, ...] = ("*",)
     denied: tuple[Glob, ...] = ()
-    # What anonymous callers may call where ``oauth.required`` is false. Unset there means
-    # every allowed tool (the seeds' "disable OAuth for local development"); set, it narrows.
+    # The public tools: what callers without a token may call (and tokens that reach no
+    # further, e.g. only ``anonymous``; atrium.gateway.access). Unset, they are the tools
+    # annotated ``readOnlyHint`` where ``oauth.required`` is false (every allowed tool with
+    # ``oauth.dev_mode``) and none where it is true; set, exactly the tools these globs match.
     public: tuple[Glob, ...] | None = None
     scopes: dict[Glob, tuple[Scope, ...]] = Field(default_factory=dict)
 
@@ -132,6 +148,9 @@ class ServerConfig(_Model):
     headers: dict[str, SecretValue] = Field(default_factory=dict)
     rate_limit: str | None = None
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    # A remote server gets the gateway's signed caller assertion (who calls) only when asked:
+    # identities never leak to a third party by default. Hosted servers always get it.
+    forward_identity: bool = False
 
     @field_validator("command")
     @classmethod
@@ -185,6 +204,11 @@ class ServerConfig(_Model):
             raise ValueError("'url' is only for transport 'remote'")
         if self.headers and self.transport != "remote":
             raise ValueError("'headers' is only for transport 'remote'")
+        if self.forward_identity and self.transport != "remote":
+            raise ValueError(
+                "'forward_identity' is only for transport 'remote' (hosted servers always get"
+                " the caller assertion)"
+            )
         return self
 
     def env_references(self) -> list[tuple[str, str]]:

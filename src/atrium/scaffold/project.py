@@ -9,6 +9,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from string import Template
 
+from atrium.auth.assertion import ensure_caller_keys
 from atrium.auth.keys import ensure_signing_keys
 from atrium.auth.signed import SESSION_KEY_FILE, ensure_session_key
 from atrium.errors import display_path
@@ -28,10 +29,16 @@ class BuiltinServer:
         return f"atrium-mcp-{self.name}"
 
 
+# Servers for signed-in people name tools:read and tools:write beside user: clients ask for
+# the scopes a server names (MCP "Scope Selection Strategy"), and ``user`` alone lets in but
+# calls nothing, so a user-role token needs tools:write and a reader's tools:read
+# (atrium.auth.roles, atrium.gateway.access).
+PEOPLE = ("user", "tools:read", "tools:write", "admin")
+
 BUILTIN_SERVERS = (
     BuiltinServer("atrium", 5010, "Execute atrium CLI commands", ("admin",)),
-    BuiltinServer("soul", 5020, "AI-powered content tools", ("user", "admin")),
-    BuiltinServer("content-manager", 5040, "Content management tools", ("user", "admin")),
+    BuiltinServer("soul", 5020, "AI-powered content tools", PEOPLE),
+    BuiltinServer("content-manager", 5040, "Content management tools", PEOPLE),
     BuiltinServer(
         "marketplace",
         5050,
@@ -83,6 +90,8 @@ def init_project(
     settings.state_dir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(settings.state_dir, 0o700)
     path, created = ensure_signing_keys(settings.state_dir)
+    (report.created if created else report.kept).append(display_path(path, root))
+    path, created = ensure_caller_keys(settings.state_dir, settings.issuer)
     (report.created if created else report.kept).append(display_path(path, root))
     session_key = settings.state_dir / SESSION_KEY_FILE
     existed = session_key.exists()

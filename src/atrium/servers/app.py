@@ -25,18 +25,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from atrium.auth.assertion import AssertionVerifier
+from atrium.servers.trust import RequireCaller
+
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/health"
 
 
-def create_app(server: MCPServer[Any], *, host: str = "127.0.0.1") -> Starlette:
+def create_app(
+    server: MCPServer[Any], *, callers: AssertionVerifier | None, host: str = "127.0.0.1"
+) -> Starlette:
     """A new Starlette app serving ``server``; ``host`` is the address it will be bound to.
 
-    Each call builds a fresh app with its own session manager (the SDK's manager runs once),
-    so a test can start and stop the same server several times.
+    ``callers`` checks the gateway's caller assertion on every request but ``/health``
+    (``atrium.servers.trust``); ``None`` serves anyone, for a server run alone in development
+    (``--unauthenticated``). Each call builds a fresh app with its own session manager (the
+    SDK's manager runs once), so a test can start and stop the same server several times.
     """
     app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host)
     app.router.routes.append(Route(HEALTH_PATH, _health(server), methods=["GET"]))
+    if callers is not None:
+        app.add_middleware(RequireCaller, verifier=callers)
     return app
 
 

@@ -1,7 +1,9 @@
 """Running an MCP server process: command-line options, logging, uvicorn, a clean stop.
 
 The supervisor starts an HTTP server as ``<binary> --port <port> --project <dir>`` with
-``ATRIUM_PROJECT``, ``ATRIUM_SERVER_NAME`` and ``ATRIUM_SERVER_PORT`` set, sends its output to
+``ATRIUM_PROJECT``, ``ATRIUM_SERVER_NAME``, ``ATRIUM_SERVER_PORT`` and ``ATRIUM_CALLER_KEYS`` (the
+gateway's public caller-assertion keys: every request but ``/health`` must carry an assertion
+for this server's name, ``atrium.servers.trust``) set, sends its output to
 ``logs/mcp-<name>.log``, waits for ``GET /health``, and stops it with SIGTERM (SIGKILL after
 10 s). So: ``--port`` falls back to ``ATRIUM_SERVER_PORT``, ``--project`` to
 ``ATRIUM_PROJECT``; logs are timestamped lines on stderr (and in ``--log-file`` too, for a
@@ -20,17 +22,24 @@ from typing import Any, Literal, get_args
 
 from mcp.server.mcpserver import MCPServer
 
+from atrium.auth.assertion import PUBLIC_FILE, AssertionVerifier
 from atrium.errors import ConfigError
 from atrium.servers import lifeline, shutdown
 from atrium.servers.app import create_app
 from atrium.settings import (
+    CALLER_KEYS_VARIABLE,
     SERVER_PORT_VARIABLE,
+    STATE_DIR,
+    caller_keys_from_env,
     project_dir_from,
+    server_name_from_env,
     server_port_from_env,
     supervised,
 )
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+
+logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
@@ -49,6 +58,10 @@ class ServeOptions:
     log_file: Path | None = None
     log_level: LogLevel = "info"
     shutdown_timeout_s: int = DEFAULT_SHUTDOWN_TIMEOUT_S
+    # The gateway's public caller-assertion keys; None only with --unauthenticated.
+    caller_keys: Path | None = None
+    # The name assertions must be addressed to (the registry's name for this server).
+    name: str | None = None
 
 
 def run(server: MCPServer[Any], argv: Sequence[str] | None = None) -> None:
@@ -70,6 +83,13 @@ def parse_options(argv: Sequence[str] | None = None, *, prog: str | None = None)
         parser.error(str(exc))
     if port is None:
         parser.error(f"--port is required (or set {SERVER_PORT_VARIABLE})")
+    keys = None if args.unauthenticated else _caller_keys(args.caller_keys, project)
+    if keys is None and not args.unauthenticated:
+        parser.error(
+            f"no caller-assertion keys: pass --caller-keys (or set {CALLER_KEYS_VARIABLE}), or"
+            f" --project of an initialised project ({STATE_DIR}/{PUBLIC_FILE}); to serve anyone"
+            " for local development, --unauthenticated"
+        )
     return ServeOptions(
         port=port,
         host=args.host,
@@ -77,20 +97,33 @@ def parse_options(argv: Sequence[str] | None = None, *, prog: str | None = None)
         log_file=args.log_file,
         log_level=args.log_level,
         shutdown_timeout_s=args.shutdown_timeout,
+        caller_keys=keys,
+        name=server_name_from_env(),
     )
+
+
+def _caller_keys(option: Path | None, project: Path) -> Path | None:
+    """``--caller-keys``, else ``ATRIUM_CALLER_KEYS``, else the project's public key file."""
+    if option is not None:
+        return option
+    from_env = caller_keys_from_env()
+    if from_env is not None:
+        return from_env
+    default = project / STATE_DIR / PUBLIC_FILE
+    return default if default.is_file() else None
 
 
 def serve(server: MCPServer[Any], options: ServeOptions) -> None:
     """Set up logging, then serve ``server`` with uvicorn until asked to stop."""
     configure_logging(options.log_level, options.log_file)
-    logging.getLogger(__name__).info(
+    logger.info(
         "serving MCP server %s %s on http://%s:%d/mcp",
         server.name,
         server.version,
         options.host,
         options.port,
     )
-    app = create_app(server, host=options.host)
+    app = create_app(server, callers=_callers(options, server.name), host=options.host)
     if supervised():
         lifeline.watch_parent()
     shutdown.serve_until_stopped(
@@ -100,6 +133,20 @@ def serve(server: MCPServer[Any], options: ServeOptions) -> None:
         log_level=options.log_level,
         timeout_s=options.shutdown_timeout_s,
     )
+
+
+def _callers(options: ServeOptions, name: str) -> AssertionVerifier | None:
+    if options.caller_keys is None:
+        logger.warning(
+            "--unauthenticated: serving anyone who reaches port %d; never run a server like"
+            " this behind the gateway or on a shared machine",
+            options.port,
+        )
+        return None
+    try:
+        return AssertionVerifier(options.caller_keys, options.name or name)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        sys.exit(f"cannot read the caller-assertion keys {options.caller_keys}: {exc}")
 
 
 def configure_logging(level: LogLevel, log_file: Path | None = None) -> None:
@@ -134,6 +181,17 @@ def _parser(prog: str | None) -> argparse.ArgumentParser:
         help="Project folder (default $ATRIUM_PROJECT, else the current folder).",
     )
     parser.add_argument("--log-file", type=Path, help="Also append the log to this file.")
+    parser.add_argument(
+        "--caller-keys",
+        type=Path,
+        help=f"The gateway's public caller-assertion keys (default ${CALLER_KEYS_VARIABLE},"
+        f" else the project's {STATE_DIR}/{PUBLIC_FILE}).",
+    )
+    parser.add_argument(
+        "--unauthenticated",
+        action="store_true",
+        help="Serve requests without the gateway's caller assertion (local development only).",
+    )
     parser.add_argument("--log-level", choices=get_args(LogLevel), default="info")
     parser.add_argument(
         "--shutdown-timeout",

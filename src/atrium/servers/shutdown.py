@@ -120,6 +120,10 @@ class GracefulServer(uvicorn.Server):
             port=port,
             log_config=None,
             log_level=log_level,
+            # No access log: a request line carries its query string, and a redirect aimed at
+            # this port would leave an authorization code there (issue 19 item 11). The gateway
+            # audits every request that reaches a server.
+            access_log=False,
             timeout_graceful_shutdown=timeout_s,
             lifespan="on",
             ws="none",  # MCP is plain HTTP; no WebSocket upgrades to accept

@@ -100,40 +100,59 @@ class AuditQueries:
                 await conn.execute(insert(audit_events), rows)
 
     async def list_recent(
-        self, limit: int = 20, *, server: str | None = None, since: datetime | None = None
+        self,
+        limit: int = 20,
+        *,
+        server: str | None = None,
+        since: datetime | None = None,
+        subject: str | None = None,
     ) -> builtins.list[AuditRecord]:
-        """The ``limit`` newest records, newest first, optionally of one server or since a time."""
+        """The ``limit`` newest records, newest first, optionally of one server, since a time,
+        or of one caller (``subject``)."""
         query = select(audit_events).order_by(audit_events.c.id.desc()).limit(max(limit, 1))
         if server is not None:
             query = query.where(audit_events.c.server == server)
+        if subject is not None:
+            query = query.where(audit_events.c.subject == subject)
         if since is not None:
             query = query.where(audit_events.c.at >= since)
         with translated(self._engine.url, "list audit records"):
             async with self._engine.connect() as conn:
                 return [_record(row) for row in await conn.execute(query)]
 
-    async def for_request(self, request_id: str) -> builtins.list[AuditRecord]:
-        """Every record of one HTTP request (a batch holds several), in order."""
+    async def for_request(
+        self, request_id: str, *, subject: str | None = None
+    ) -> builtins.list[AuditRecord]:
+        """Every record of one HTTP request (a batch holds several), in order; with
+        ``subject``, only if that caller made it."""
         query = (
             select(audit_events)
             .where(audit_events.c.request_id == request_id)
             .order_by(audit_events.c.id)
         )
+        if subject is not None:
+            query = query.where(audit_events.c.subject == subject)
         with translated(self._engine.url, f"read audit records of request {request_id}"):
             async with self._engine.connect() as conn:
                 return [_record(row) for row in await conn.execute(query)]
 
-    async def usage(self, since: datetime, by: UsageBy = "server") -> builtins.list[UsageRow]:
+    async def usage(
+        self, since: datetime, by: UsageBy = "server", *, subject: str | None = None
+    ) -> builtins.list[UsageRow]:
         """Requests since ``since`` summed per group, busiest first; ``by="tool"`` counts only
-        ``tools/call`` requests."""
-        query = _usage_query(since, _USAGE_KEYS[by], tools_only=by == "tool")
+        ``tools/call`` requests; with ``subject``, only that caller's."""
+        query = _usage_query(since, _USAGE_KEYS[by], tools_only=by == "tool", subject=subject)
         with translated(self._engine.url, "sum the audit records"):
             async with self._engine.connect() as conn:
                 return [_usage_row(row, by) for row in await conn.execute(query)]
 
 
 def _usage_query(
-    since: datetime, keys: tuple[ColumnElement[Any], ...], *, tools_only: bool
+    since: datetime,
+    keys: tuple[ColumnElement[Any], ...],
+    *,
+    tools_only: bool,
+    subject: str | None = None,
 ) -> Select[Any]:
     """One scan: window functions rank each group's durations (both SQLite 3.25+ and
     PostgreSQL have them; ``percentile_cont`` is PostgreSQL's only), then one GROUP BY."""
@@ -149,6 +168,8 @@ def _usage_query(
     ).where(audit_events.c.at >= since)
     if tools_only:
         scan = scan.where(audit_events.c.tool.is_not(None))
+    if subject is not None:
+        scan = scan.where(audit_events.c.subject == subject)
     ranked = scan.subquery()
     group = [ranked.c[key.name] for key in keys]
     position, n, duration = ranked.c.position, ranked.c.n, ranked.c.duration_ms

@@ -138,6 +138,31 @@ class ClientQueries:
                 result = await conn.execute(statement)
         return result.rowcount
 
+    async def delete_oldest_unused(self, kind: ClientKind, count: int) -> int:
+        """Delete up to ``count`` clients of ``kind`` that were never used, oldest first.
+
+        Makes room under the cap on registration: whoever floods it evicts its own unused
+        registrations, never a client that obtained a token. Returns how many were deleted.
+        """
+        oldest = (
+            select(oauth_clients.c.client_id)
+            .where(
+                oauth_clients.c.kind == kind,
+                oauth_clients.c.last_used_at.is_(None),
+                oauth_clients.c.revoked_at.is_(None),
+            )
+            .order_by(oauth_clients.c.created_at, oauth_clients.c.client_id)
+            .limit(count)
+        )
+        with translated(self._engine.url, f"delete the oldest unused {kind} clients"):
+            async with write_transaction(self._engine, _LOCK) as conn:
+                victims = list(await conn.scalars(oldest))
+                if not victims:
+                    return 0
+                statement = delete(oauth_clients).where(oauth_clients.c.client_id.in_(victims))
+                result = await conn.execute(statement)
+        return result.rowcount
+
 
 def _values(record: ClientRecord) -> dict[str, Any]:
     return {

@@ -8,6 +8,13 @@
   retired token presented again is a replay, and the caller revokes the whole family.
 - ``revocations``: revoked access tokens (by ``jti``) and families (RFC 7009 §2), which every
   gateway process loads; it polls ``revocations_fingerprint`` to reload only on change.
+- ``subject_revocations``: every access token issued to a subject up to a moment is revoked
+  (a user disabled, deleted, narrowed or given a new password); ``revoke_subject`` also spends
+  the subject's pending codes, so no token minted later can carry what was taken away.
+
+A revocation outlives its ``expires_at`` by ``REVOCATION_MARGIN``, both in what is loaded and in
+what is purged: a verifier accepts a token a clock leeway past its ``exp`` (RFC 7519 §4.1.4;
+``atrium.auth.tokens.LEEWAY_S``), and a record gone sooner would let the token back in.
 
 A family's tokens and its revocation row change under one write lock, and a token added to a
 revoked family is stored revoked, so no token of a revoked family is ever usable, whichever
@@ -26,11 +33,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from atrium.store.errors import translated
 from atrium.store.servers import Clock, utc_now
-from atrium.store.tables import authorization_codes, refresh_tokens, revocations
+from atrium.store.tables import (
+    authorization_codes,
+    refresh_tokens,
+    revocations,
+    subject_revocations,
+)
 from atrium.store.transaction import write_transaction
 
 RotationOutcome = Literal["rotated", "reused", "revoked", "unknown"]
 RevocationKind = Literal["jti", "family"]
+# Moves whenever a revocation is added, renewed or purged: (count, newest) of each table.
+Fingerprint = tuple[int, datetime | None, int, datetime | None]
+
+# Longer than any verifier's clock leeway (auth.tokens.LEEWAY_S, 30 s; the store cannot import
+# auth, tests/auth checks the margin covers it), plus the clock difference of two processes.
+REVOCATION_MARGIN = timedelta(seconds=90)
 
 # How long a used code is kept after its use, so that a replay is still recognised as one.
 USED_CODE_RETENTION = timedelta(days=1)
@@ -196,28 +214,71 @@ class GrantQueries:
             async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
                 await _record_revocation(conn, jti, "jti", expires_at, self._clock())
 
+    async def revoke_subject(
+        self, subject: str, keep_for: timedelta, *, revoke_refresh: bool
+    ) -> datetime:
+        """Revoke every access token issued to ``subject`` until now; return that moment.
+
+        An access token whose ``iat`` is not after the returned moment is revoked; the record
+        is kept ``keep_for`` (the longest lifetime of an access token). The subject's unused
+        authorization codes are deleted with it, and, with ``revoke_refresh``, its refresh
+        tokens are revoked: what was granted before cannot mint a token after.
+        """
+        now = self._clock()
+        codes = authorization_codes.c
+        unused_codes = delete(authorization_codes).where(
+            codes.user_id == subject, codes.used_at.is_(None)
+        )
+        with translated(self._engine.url, f"revoke the tokens of {subject}"):
+            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
+                await _record_subject(conn, subject, now, now + keep_for)
+                await conn.execute(unused_codes)
+                if revoke_refresh:
+                    await conn.execute(
+                        update(refresh_tokens)
+                        .where(
+                            refresh_tokens.c.subject == subject,
+                            refresh_tokens.c.revoked_at.is_(None),
+                        )
+                        .values(revoked_at=now)
+                    )
+        return now
+
     async def active_revocations(self) -> dict[str, RevocationKind]:
         """Every revocation not yet expired: revoked ``jti`` or family id -> its kind."""
         query = select(revocations.c.key, revocations.c.kind).where(
-            revocations.c.expires_at > self._clock()
+            revocations.c.expires_at > self._clock() - REVOCATION_MARGIN
         )
         with translated(self._engine.url, "read the revocations"):
             async with self._engine.connect() as conn:
                 return {key: kind for key, kind in await conn.execute(query)}
 
-    async def revocations_fingerprint(self) -> tuple[int, datetime | None]:
-        """Row count and newest ``created_at``: changes whenever a revocation is added or purged."""
-        query = select(func.count(), func.max(revocations.c.created_at))
+    async def active_subject_revocations(self) -> dict[str, datetime]:
+        """Every subject revocation not yet expired: subject -> until when its tokens are."""
+        table = subject_revocations.c
+        query = select(table.subject, table.revoked_before).where(
+            table.expires_at > self._clock() - REVOCATION_MARGIN
+        )
+        with translated(self._engine.url, "read the subject revocations"):
+            async with self._engine.connect() as conn:
+                return {subject: before for subject, before in await conn.execute(query)}
+
+    async def revocations_fingerprint(self) -> Fingerprint:
+        """Row counts and newest times of both revocation tables: moves whenever a revocation
+        is added, renewed or purged."""
+        tokens = select(func.count(), func.max(revocations.c.created_at))
+        subjects = select(func.count(), func.max(subject_revocations.c.revoked_before))
         with translated(self._engine.url, "read the revocations' fingerprint"):
             async with self._engine.connect() as conn:
-                count, newest = (await conn.execute(query)).one()
-        return int(count), newest
+                count, newest = (await conn.execute(tokens)).one()
+                subject_count, subject_newest = (await conn.execute(subjects)).one()
+        return int(count), newest, int(subject_count), subject_newest
 
     async def purge_expired(self) -> int:
         """Delete what can no longer be used nor tell of a replay; return how many rows.
 
         Codes past ``expires_at`` and never used, codes used more than ``USED_CODE_RETENTION``
-        ago, refresh tokens and revocations past ``expires_at``.
+        ago, refresh tokens past ``expires_at``, revocations ``REVOCATION_MARGIN`` past it.
         """
         now = self._clock()
         codes = authorization_codes.c
@@ -229,7 +290,10 @@ class GrantQueries:
                 )
             ),
             delete(refresh_tokens).where(refresh_tokens.c.expires_at < now),
-            delete(revocations).where(revocations.c.expires_at < now),
+            delete(revocations).where(revocations.c.expires_at < now - REVOCATION_MARGIN),
+            delete(subject_revocations).where(
+                subject_revocations.c.expires_at < now - REVOCATION_MARGIN
+            ),
         ]
         with translated(self._engine.url, "purge expired grants"):
             async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
@@ -269,6 +333,30 @@ async def _record_revocation(
     if stored is None:
         row = {"key": key, "kind": kind, "expires_at": expires_at, "created_at": now}
         await conn.execute(insert(revocations).values(**row))
+
+
+async def _record_subject(
+    conn: AsyncConnection, subject: str, before: datetime, expires_at: datetime
+) -> None:
+    table = subject_revocations.c
+    stored = (
+        await conn.execute(
+            select(table.revoked_before, table.expires_at).where(table.subject == subject)
+        )
+    ).first()
+    if stored is None:
+        row = {"subject": subject, "revoked_before": before, "expires_at": expires_at}
+        await conn.execute(insert(subject_revocations).values(**row))
+        return
+    # Never moves back: a later revocation covers everything an earlier one did.
+    await conn.execute(
+        update(subject_revocations)
+        .where(table.subject == subject)
+        .values(
+            revoked_before=max(before, stored.revoked_before),
+            expires_at=max(expires_at, stored.expires_at),
+        )
+    )
 
 
 def _code_values(record: CodeRecord) -> dict[str, Any]:

@@ -161,6 +161,9 @@ users = Table(
     Column("password_hash", Text, nullable=False),
     Column("role", String(64), nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=false()),
+    # The sign-in session cookie names the epoch it was issued in; bumping it (a new password,
+    # role, disabling, signing out) ends every session of the user at once.
+    Column("session_epoch", Integer, nullable=False, server_default="0"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -217,4 +220,16 @@ revocations = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("kind IN ('jti', 'family')", name="kind"),
+)
+
+
+# Every access token issued to ``subject`` up to ``revoked_before`` is revoked (a user disabled,
+# deleted, given fewer scopes or a new password). Kept until the last such token has expired:
+# an access token lives at most auth.tokens.MAX_LIFETIME_S, so ``expires_at`` is that long after.
+subject_revocations = Table(
+    "subject_revocations",
+    metadata,
+    Column("subject", String(255), primary_key=True),
+    Column("revoked_before", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
 )

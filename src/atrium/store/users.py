@@ -4,6 +4,10 @@ A user's ``id`` is the ``sub`` of the tokens issued to them (OpenID Connect Core
 reassigned), so a rename or a new password keeps it. ``password_hash`` is the argon2 hash the
 caller made; this layer stores and returns it, and never sees a password. Usernames are
 compared exactly: the caller normalises them.
+
+``session_epoch`` is the generation of the user's sign-in sessions: a session cookie is good only
+while it names the current one. A new role, password or disabling moves it (so does signing out,
+``end_sessions``): a stolen or forgotten session ends with the change that should end it.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.store.errors import AlreadyExists, translated
@@ -33,6 +37,7 @@ class UserRecord:
     password_hash: str
     role: str
     disabled: bool = False
+    session_epoch: int = 0
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -84,6 +89,29 @@ class UserQueries:
         """Replace the user's password hash; False if there is no such user."""
         return await self._change(username, "set the password of", password_hash=password_hash)
 
+    async def end_sessions(self, user_id: str) -> bool:
+        """End every sign-in session of the user ``user_id``; False if there is no such user."""
+        statement = (
+            update(users)
+            .where(users.c.id == user_id)
+            .values(session_epoch=users.c.session_epoch + 1)
+        )
+        with translated(self._engine.url, f"end the sessions of user {user_id}"):
+            async with self._engine.begin() as conn:
+                result = await conn.execute(statement)
+        return result.rowcount == 1
+
+    async def delete(self, username: str) -> UserRecord | None:
+        """Delete the user called ``username``; the deleted record, or None if there was none."""
+        with translated(self._engine.url, f"delete user '{username}'"):
+            async with write_transaction(self._engine, _LOCK) as conn:
+                row = (
+                    await conn.execute(select(users).where(users.c.username == username))
+                ).first()
+                if row is not None:
+                    await conn.execute(delete(users).where(users.c.username == username))
+        return None if row is None else _record(row)
+
     async def count(self) -> int:
         """How many users are stored, disabled ones included."""
         with translated(self._engine.url, "count users"):
@@ -97,10 +125,11 @@ class UserQueries:
         return None if row is None else _record(row)
 
     async def _change(self, username: str, action: str, **values: Any) -> bool:
+        # Every change here alters what the user may do: their sessions end with it.
         statement = (
             update(users)
             .where(users.c.username == username)
-            .values(**values, updated_at=self._clock())
+            .values(**values, session_epoch=users.c.session_epoch + 1, updated_at=self._clock())
         )
         with translated(self._engine.url, f"{action} user '{username}'"):
             async with self._engine.begin() as conn:
@@ -115,6 +144,7 @@ def _values(record: UserRecord) -> dict[str, Any]:
         "password_hash": record.password_hash,
         "role": record.role,
         "disabled": record.disabled,
+        "session_epoch": record.session_epoch,
     }
 
 

@@ -1,4 +1,5 @@
-"""The supervisor's control channel: other ``atrium`` processes ask it to start, stop, restart.
+"""The supervisor's control channel: other ``atrium`` processes ask it to start, stop, restart,
+and (``reload-auth``) to have its gateway apply a revocation or a key rotation at once.
 
 A Linux abstract-namespace Unix socket named after the project folder: it needs no file (no
 path-length limit, nothing left behind by a killed supervisor), and the kernel reports the
@@ -27,6 +28,10 @@ MAX_MESSAGE = 64 * 1024
 
 class ControlError(AtriumError):
     """The supervisor could not be reached or refused the request."""
+
+
+class NotRunning(ControlError):
+    """No supervisor listens for this project."""
 
 
 def address(state_dir: Path) -> str:
@@ -70,7 +75,7 @@ async def request(
             asyncio.open_unix_connection(address(state_dir), limit=MAX_MESSAGE), 5
         )
     except (OSError, TimeoutError) as exc:
-        raise ControlError(f"cannot reach the supervisor: {exc}") from None
+        raise NotRunning(f"cannot reach the supervisor: {exc}") from None
     try:
         writer.write(json.dumps(message).encode() + b"\n")
         await writer.drain()

@@ -2,7 +2,9 @@
 
 The foreground process holds the project's supervisor lock, serves the control channel and
 stops everything on SIGINT/SIGTERM (or a ``stop`` for all). A second ``start`` finds the lock
-held and says so instead of starting twice.
+held and says so instead of starting twice. With the gateway, ``reload-auth`` on the channel
+has it reload its revocation list and signing keys at once: ``atrium admin`` asks after a user
+is disabled, a token revoked or the keys rotated, so the very next request sees the change.
 """
 
 from __future__ import annotations
@@ -72,11 +74,12 @@ async def run_foreground(
             await sync_to_store(store, registry)
         supervisor = Supervisor(settings, registry, policy, load_registry=_reloader(reload, store))
         stack.push_async_callback(supervisor.close)
-        server = await control.serve(settings.state_dir, _handler(supervisor, stop))
+        front = GatewayServer(settings, store) if store is not None else None
+        reload_auth = front.reload_auth if front is not None else None
+        server = await control.serve(settings.state_dir, _handler(supervisor, stop, reload_auth))
         stack.callback(server.close)
         install_signal_handlers(stop)
-        if store is not None:
-            front = GatewayServer(settings, store)
+        if front is not None:
             await front.start()
             stack.push_async_callback(front.stop)  # stops first: no request meets a dead backend
         results = await supervisor.start(names)
@@ -101,9 +104,18 @@ def _reloader(
     return reload_and_sync
 
 
-def _handler(supervisor: Supervisor, stop: asyncio.Event) -> control.Handler:
+def _handler(
+    supervisor: Supervisor,
+    stop: asyncio.Event,
+    reload_auth: Callable[[], Awaitable[None]] | None = None,
+) -> control.Handler:
     async def handle(message: dict[str, Any]) -> dict[str, Any]:
         op, names = message.get("op"), message.get("names")
+        if op == "reload-auth":
+            # Without a gateway here there is nothing to reload: not an error for the caller.
+            if reload_auth is not None:
+                await reload_auth()
+            return {"ok": True, "gateway": reload_auth is not None}
         if names is not None and not (
             isinstance(names, list) and all(isinstance(n, str) for n in names)
         ):

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from atrium.auth.assertion import PUBLIC_FILE, ensure_caller_keys
 from atrium.errors import AtriumError
 from atrium.registry.loader import ServerEntry
 from atrium.registry.secrets import resolve_env
 from atrium.scaffold import BUILTIN_SERVERS
-from atrium.settings import ENV_OVERRIDES, Settings
+from atrium.settings import CALLER_KEYS_VARIABLE, ENV_OVERRIDES, Settings
 
 # Programs need these to run at all; everything else must be named in the server's env:.
 _ALLOWED = re.compile(
@@ -59,12 +60,15 @@ def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
         raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
     env = {k: v for k, v in settings.environ.items() if _ALLOWED.match(k)}
     env.update(resolve_env(entry, settings))
+    # The public half only: what a backend needs to check the gateway's caller assertions.
+    ensure_caller_keys(settings.state_dir, settings.issuer)
     env.update(
         ATRIUM_PROJECT=str(settings.project_dir),
         ATRIUM_SERVER_NAME=entry.name,
         ATRIUM_SERVER_PORT=str(config.port),
         PYTHONUNBUFFERED="1",  # log lines reach the log file as they are written
     )
+    env[CALLER_KEYS_VARIABLE] = str(settings.state_dir / PUBLIC_FILE)
     program, argv = _command(entry, settings)
     if program in _BUILTIN_BINARIES or Path(program).name in _BUILTIN_BINARIES:
         env.update({k: v for k, v in settings.environ.items() if k in ENV_OVERRIDES})

@@ -3,7 +3,9 @@
 A command arrives as one string from a model or a client. It is split with ``shlex`` and run
 as ``python -m atrium --project <project> ARGS`` without a shell, so ``;``, ``|``, ``$(...)``
 are only characters of an argument, never syntax. It runs only if its leading words equal one
-entry of the allow-list, and never with ``--project``/``-p``: the server serves one project.
+entry of the allow-list, and never with ``--project``/``-p`` (the server serves one project)
+nor ``--url`` (servers are reached through the gateway, where policy and audit apply). It runs
+as the tool's caller (``atrium.auth.operator``): the caller's identity goes in its environment.
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ def parse_command(command: str, allowed: AllowList) -> tuple[str, ...]:
         args = args[1:]  # "atrium plugins mcp list" is what a person types
     if any(_names_a_project(arg) for arg in args):
         raise CommandRefused("--project/-p is not allowed: this server runs on its own project")
+    if any(_names_a_target(arg) for arg in args):
+        raise CommandRefused(
+            "--url is not allowed: commands reach servers through the gateway only"
+        )
     if not args or not allowed.permits(args):
         raise CommandRefused(f"command not allowed; allowed commands start with: {allowed}")
     return args
@@ -89,6 +95,10 @@ def parse_command(command: str, allowed: AllowList) -> tuple[str, ...]:
 
 def _names_a_project(arg: str) -> bool:
     return arg == "--project" or arg.startswith("--project=") or arg.startswith("-p")
+
+
+def _names_a_target(arg: str) -> bool:
+    return arg == "--url" or arg.startswith("--url=")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 Tools:
 
-* ``atrium`` runs one allowed atrium CLI command on this project (``commands``) and answers
+* ``atrium`` runs one allowed atrium CLI command on this project (``commands``) as its caller
+  (the gateway's caller assertion; ``atrium.auth.operator``) and answers
   with its output as text plus ``structuredContent`` (``CliRunResult``). Every run is stored
   as an artifact (kind ``cli-run``), failed runs too: a non-zero exit is a tool error
   (``isError``), still with its structured content. A refused command is a tool error and
@@ -27,6 +28,8 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from atrium.__about__ import __version__
+from atrium.auth.assertion import CallerIdentity
+from atrium.auth.operator import acting_environment
 from atrium.errors import NotFoundError
 from atrium.servers.atrium.commands import (
     TIMEOUT_S,
@@ -44,6 +47,7 @@ from atrium.servers.atrium.playbooks import (
     load_playbooks,
 )
 from atrium.servers.toolkit import AtriumServer, Lifespan
+from atrium.servers.trust import current_caller
 from atrium.settings import Settings
 from atrium.store import ArtifactRecord, Store, StoreError
 
@@ -137,21 +141,49 @@ def _add_cli_tool(
         ],
         ctx: Context[Store, Any],
     ) -> Annotated[CallToolResult, CliRunResult]:
+        caller = _caller(ctx)
         try:
             args = parse_command(command, allowed)
         except CommandRefused as exc:
+            logger.info("refused %r for %s: %s", command, _who(caller), exc)
             raise ToolError(str(exc)) from None
-        run = await run_cli(
-            args, project=settings.project_dir, environ=settings.environ, timeout_s=timeout_s
+        environ = {**settings.environ, **acting_environment(caller)}
+        run = await run_cli(args, project=settings.project_dir, environ=environ, timeout_s=timeout_s)
+        logger.info(
+            "ran %r for %s (request %s): exit %s in %d ms",
+            command,
+            _who(caller),
+            caller.request_id,
+            run.exit_code,
+            run.duration_ms,
         )
-        logger.info("ran %r: exit %s in %d ms", command, run.exit_code, run.duration_ms)
-        artifact = await _save(ctx.request_context.lifespan_context, command, run)
+        artifact = await _save(ctx.request_context.lifespan_context, command, run, caller)
         return _cli_result(command, run, artifact.id)
 
 
-async def _save(store: Store, command: str, run: CliRun) -> ArtifactRecord:
+def _caller(ctx: Context[Store, Any]) -> CallerIdentity:
+    """Who the command runs for; a server run ``--unauthenticated`` runs it for nobody."""
+    try:
+        return current_caller(ctx)
+    except LookupError:
+        return CallerIdentity(NAME, None, None, frozenset(), "external", "-")
+
+
+def _who(caller: CallerIdentity) -> str:
+    return f"{caller.subject or 'anonymous'} (client {caller.client_id or '-'})"
+
+
+async def _save(
+    store: Store, command: str, run: CliRun, caller: CallerIdentity
+) -> ArtifactRecord:
     content = {
         "command": command,
+        "caller": {
+            "subject": caller.subject,
+            "client_id": caller.client_id,
+            "origin": caller.origin,
+            "request_id": caller.request_id,
+        },
         "args": list(run.args),
         "exit_code": run.exit_code,
         "stdout": run.stdout,

@@ -22,6 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from atrium.auth.assertion import AssertionVerifier
+from atrium.servers.trust import RequireCaller
+
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/health"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -60,20 +63,26 @@ def transport_security(host: str) -> TransportSecuritySettings | None:
     )
 
 
-def create_app(readiness: Readiness) -> Starlette:
+def create_app(readiness: Readiness, callers: AssertionVerifier | None) -> Starlette:
+    """``/health`` and ``/mcp``; ``callers`` checks the gateway's caller assertion on every
+    request but ``/health`` (``atrium.servers.trust``), ``None`` serves anyone."""
+
     async def health(request: Request) -> Response:
         if readiness.phase != "ok":
             return JSONResponse({"status": readiness.phase, "server": readiness.server}, 503)
         body = {"status": "ok", "server": readiness.server, "child_pid": readiness.child_pid}
         return JSONResponse(body)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(HEALTH_PATH, health, methods=["GET"]),
             # An ASGI app as endpoint, so every method (POST, GET, DELETE) reaches the SDK.
             Route(MCP_PATH, _McpEndpoint(readiness)),
         ]
     )
+    if callers is not None:
+        app.add_middleware(RequireCaller, verifier=callers)
+    return app
 
 
 class _McpEndpoint:

@@ -2,6 +2,11 @@
 
     atrium-stdio-bridge --name NAME --port PORT [--host 127.0.0.1] -- COMMAND [ARGS...]
 
+Like every backend Atrium runs, the bridge serves only requests that carry the gateway's
+caller assertion for ``NAME`` (``atrium.servers.trust``), checked with the public keys named by
+``--caller-keys`` or ``ATRIUM_CALLER_KEYS`` (the supervisor sets it); ``--unauthenticated``
+serves anyone, for local development only.
+
 The bridge is its own process: it configures its own logging (to stderr, which the supervisor
 sends to ``logs/mcp-<name>.log``) and takes everything else from the command line. The server's
 environment is the bridge's own: the supervisor has already reduced it to what the server may
@@ -14,12 +19,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import anyio
 
 from atrium.registry.schema import SERVER_NAME
 from atrium.servers.lifeline import watch_parent
-from atrium.settings import supervised
+from atrium.settings import CALLER_KEYS_VARIABLE, caller_keys_from_env, supervised
 from atrium.supervisor.bridge.service import EXIT_FAILURE, BridgeOptions, run_bridge
 
 logger = logging.getLogger(__name__)
@@ -46,6 +52,16 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BridgeOptions, str]:
         type=float,
         help="seconds the server may take to answer initialize (npx may download it first)",
     )
+    parser.add_argument(
+        "--caller-keys",
+        type=Path,
+        help=f"the gateway's public caller-assertion keys (default ${CALLER_KEYS_VARIABLE})",
+    )
+    parser.add_argument(
+        "--unauthenticated",
+        action="store_true",
+        help="serve requests without the gateway's caller assertion (development only)",
+    )
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...]")
     args = parser.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -57,12 +73,19 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BridgeOptions, str]:
         parser.error(f"--port {args.port} is not a TCP port")
     if args.init_timeout <= 0:
         parser.error("--init-timeout must be positive")
+    keys = None if args.unauthenticated else (args.caller_keys or caller_keys_from_env())
+    if keys is None and not args.unauthenticated:
+        parser.error(
+            f"no caller-assertion keys: pass --caller-keys (or set {CALLER_KEYS_VARIABLE}),"
+            " or --unauthenticated for local development"
+        )
     options = BridgeOptions(
         name=args.name,
         command=tuple(command),
         port=args.port,
         host=args.host,
         init_timeout_s=args.init_timeout,
+        caller_keys=keys,
     )
     return options, args.log_level
 

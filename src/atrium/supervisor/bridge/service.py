@@ -19,6 +19,7 @@ import socket
 from collections.abc import Generator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import mcp_types as types
@@ -31,6 +32,7 @@ from mcp.shared.transport_context import TransportContext
 from pydantic import ValidationError
 
 from atrium.__about__ import __version__
+from atrium.auth.assertion import AssertionVerifier
 from atrium.supervisor.bridge.app import MCP_PATH, Readiness, create_app, transport_security
 from atrium.supervisor.bridge.child import ChildProcess, describe_exit, spawn_child
 from atrium.supervisor.bridge.notifications import Fanout
@@ -55,6 +57,8 @@ class BridgeOptions:
     port: int
     host: str = "127.0.0.1"
     init_timeout_s: float = 60.0
+    # The gateway's public caller-assertion keys; None serves anyone (--unauthenticated).
+    caller_keys: Path | None = None
 
 
 class Lifetime:
@@ -101,11 +105,18 @@ async def run_bridge(options: BridgeOptions) -> int:
         logger.error("cannot listen on %s port %d: %s", options.host, options.port, exc)
         return EXIT_FAILURE
     readiness = Readiness(options.name)
+    try:
+        callers = _callers(options)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        logger.error("cannot read the caller-assertion keys %s: %s", options.caller_keys, exc)
+        return EXIT_FAILURE
     http = _HttpServer(
         uvicorn.Config(
-            create_app(readiness),
+            create_app(readiness, callers),
             lifespan="off",
             log_config=None,
+            # Off: request lines carry query strings, and one aimed at this port by a redirect
+            # would leave an authorization code in the server's log (issue 19 item 11).
             access_log=False,
             ws="none",
             timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S,
@@ -126,6 +137,13 @@ async def run_bridge(options: BridgeOptions) -> int:
                 group.cancel_scope.cancel()
     logger.info("stopped")
     return lifetime.exit_code
+
+
+def _callers(options: BridgeOptions) -> AssertionVerifier | None:
+    if options.caller_keys is None:
+        logger.warning("--unauthenticated: serving anyone who reaches port %d", options.port)
+        return None
+    return AssertionVerifier(options.caller_keys, options.name)
 
 
 async def _stop_on_signals(lifetime: Lifetime) -> None:

@@ -1,0 +1,117 @@
+"""Which redirect URIs a client may use (RFC 6749 §3.1.2, RFC 8252 §7, OAuth 2.1 §2.3.1).
+
+One validator for every client that names its own: dynamically registered ones (RFC 7591)
+and Client ID Metadata Documents alike. A ``web`` client redirects to https; a ``native`` one
+to http on loopback (RFC 8252 §7.3) or to a private-use scheme (§7.1), never to a scheme a
+browser would run or read locally (``javascript:``, ``data:``, ``file:``).
+
+A redirect that reaches this host must not name a port Atrium itself serves (``OwnPorts``:
+the gateway, the MCP servers' range, every stored server): the authorization code would land
+in that server's request log (RFC 9700 §4.1.1 calls for redirects only where the client
+listens). Loopback redirects may change port at every authorization (RFC 8252 §7.3), so this
+is checked at registration and again at the authorization endpoint.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import SplitResult, urlsplit
+
+from atrium.auth.errors import invalid_redirect_uri, invalid_request, shown
+
+MAX_URI_LENGTH = 2000
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Schemes that browsers execute, read locally or treat as their own: never a redirect.
+_DENIED_SCHEMES = frozenset(
+    {"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "view-source"}
+)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class OwnPorts:
+    """The ports Atrium serves on this host: some one by one, and the MCP servers' range."""
+
+    ports: frozenset[int]
+    port_range: tuple[int, int]
+
+    def __contains__(self, port: object) -> bool:
+        low, high = self.port_range
+        return isinstance(port, int) and (port in self.ports or low <= port <= high)
+
+
+def check_redirect(uri: str, application_type: str, *, dev_mode: bool) -> None:
+    """Raise ``invalid_redirect_uri`` unless a client of ``application_type`` may use ``uri``.
+
+    ``dev_mode`` lets web clients use http loopback too (local development).
+    """
+    parts = _parts(uri)
+    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if loopback and (application_type == "native" or dev_mode):
+        return
+    if application_type == "native" and parts.scheme not in ("http", "https"):
+        if parts.scheme in _DENIED_SCHEMES:
+            raise invalid_redirect_uri(f"'{shown(uri)}' uses a scheme that cannot be a redirect")
+        return  # a private-use scheme (RFC 8252 §7.1)
+    raise invalid_redirect_uri(
+        f"'{shown(uri)}' is not allowed for a {shown(application_type)} client "
+        "(web: https; native: http loopback or a private-use scheme)"
+    )
+
+
+def check_not_own_port(uri: str, own: OwnPorts, *, registering: bool) -> None:
+    """Refuse a redirect to this host on a port Atrium serves: ``invalid_redirect_uri`` at
+    registration, ``invalid_request`` at the authorization endpoint (RFC 6749 §4.1.2.1)."""
+    port = local_port(uri)
+    if port is not None and port in own:
+        description = f"'{shown(uri)}' names port {port}, which Atrium serves itself"
+        raise invalid_redirect_uri(description) if registering else invalid_request(description)
+
+
+def local_port(url: str) -> int | None:
+    """The port an http(s) ``url`` reaches on this host, or None if it goes elsewhere."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None  # malformed: whoever validates it refuses it with their own reason
+    if parts.scheme not in _DEFAULT_PORTS or not _local(parts.hostname or ""):
+        return None
+    return port
+
+
+def _parts(uri: str) -> SplitResult:
+    # RFC 3986 URIs are printable ASCII; whitespace or control characters are how a scheme
+    # like "java\tscript:" slips past a comparison that a browser then tidies away.
+    if not (0 < len(uri) <= MAX_URI_LENGTH and uri.isascii() and uri.isprintable()):
+        raise invalid_redirect_uri(
+            f"'{shown(uri)}' must be 1 to {MAX_URI_LENGTH} printable ASCII characters"
+        )
+    if " " in uri:
+        raise invalid_redirect_uri(f"'{shown(uri)}' contains a space")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        raise invalid_redirect_uri(f"'{shown(uri)}' is not a valid URI") from None
+    if not parts.scheme or parts.fragment or "#" in uri or parts.username is not None:
+        raise invalid_redirect_uri(f"'{shown(uri)}' must be absolute, without fragment or userinfo")
+    return parts
+
+
+def _local(host: str) -> bool:
+    """Whether ``host`` is this machine as a browser sees it."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True  # RFC 6761 §6.3; browsers resolve every *.localhost to loopback
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    # 0.0.0.0 reaches this host's listeners too, on Linux and macOS.
+    return ip.is_loopback or ip.is_unspecified
