@@ -22,7 +22,7 @@ def assertion(
     subject: str | None = "ada",
     scopes: frozenset[str] = frozenset({"tools:write"}),
 ) -> dict[str, str]:
-    """The header a gateway with ``state_dir``'s keys would attach for ``server``."""
+    """The header a gateway with ``state_dir``'s keys would attach for ``server`` (once)."""
     signer = AssertionSigner(state_dir, public_keys(state_dir)["issuer"])
     value = signer.sign(
         server=server,
@@ -37,10 +37,22 @@ def assertion(
 
 @asynccontextmanager
 async def vouched_client(
-    url: str, headers: dict[str, str], *, mode: str = "auto"
+    url: str,
+    state_dir: Path | None,
+    server: str,
+    *,
+    subject: str | None = "ada",
+    scopes: frozenset[str] = frozenset({"tools:write"}),
+    mode: str = "auto",
 ) -> AsyncIterator[Client]:
-    """The official client, every request carrying ``headers`` (an assertion)."""
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+    """The official client; each request it sends carries a fresh assertion, as the gateway's
+    do (a backend takes each once); ``state_dir`` None sends none."""
+
+    async def vouch(request: httpx2.Request) -> None:
+        if state_dir is not None:
+            request.headers.update(assertion(state_dir, server, subject=subject, scopes=scopes))
+
+    async with httpx2.AsyncClient(timeout=30, event_hooks={"request": [vouch]}) as http:
         transport = streamable_http_client(url, http_client=http)
         async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
             yield client

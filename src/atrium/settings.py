@@ -346,6 +346,16 @@ def server_name_from_env(environ: Mapping[str, str] | None = None) -> str | None
     return env.get(SERVER_NAME_VARIABLE, "").strip() or None
 
 
+ACTING_CALLER_VARIABLE = "ATRIUM_ACTING_CALLER"
+
+
+def acting_caller_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``ATRIUM_ACTING_CALLER``: the caller a CLI run by the ``atrium`` server's tool acts for
+    (``atrium.auth.operator``), as that server wrote it; None when an operator runs the CLI."""
+    env = os.environ if environ is None else environ
+    return env.get(ACTING_CALLER_VARIABLE) or None
+
+
 def load_settings(
     project_dir: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> Settings:

@@ -38,6 +38,9 @@ from tests.gateway.helpers import call_body, list_body, messages, modern_headers
 OAUTH = "/api/v1/core/oauth"
 REDIRECT = "http://127.0.0.1:4999/callback"
 PASSWORD = "correct horse battery staple"
+# What a client of a ``user``-role person asks for to call tools: ``user`` lets in, but only
+# ``tools:write`` calls a tool not annotated read-only (atrium.auth.roles, issue 19 §3).
+CALLS = "user tools:write"
 _STATE_TABLES = (oauth_clients, users, authorization_codes, refresh_tokens, revocations)
 
 __all__ = ["Browser", "Pkce", "Store", "create_user", "register_client"]

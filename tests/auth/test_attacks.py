@@ -23,6 +23,7 @@ from atrium.auth.hashing import token_hash
 from atrium.auth.keys import KeySet
 from atrium.auth.tokens import TokenIssuer
 from tests.auth.flow import (
+    CALLS,
     OAUTH,
     PASSWORD,
     Browser,
@@ -65,7 +66,9 @@ async def test_a_reused_code_is_refused_and_revokes_the_tokens_it_gave(
     gateway: Gateway, browser: Browser, client: Client, http: httpx2.AsyncClient
 ) -> None:
     pkce, server = Pkce.new(), gateway.url("users")
-    code = await code_for(browser, gateway.base, client["client_id"], pkce, resource=server)
+    code = await code_for(
+        browser, gateway.base, client["client_id"], pkce, resource=server, scope=CALLS
+    )
     first = await exchange_code(http, gateway.base, client["client_id"], code, pkce.verifier)
     tokens = first.json()
     before = await call_tool(http, server, "echo", bearer(tokens["access_token"]))
@@ -215,7 +218,7 @@ async def test_a_token_for_one_server_is_refused_by_another(
     gateway: Gateway, browser: Browser, client: Client, http: httpx2.AsyncClient
 ) -> None:
     tokens = await tokens_for(
-        browser, http, gateway.base, client["client_id"], resource=gateway.url("users")
+        browser, http, gateway.base, client["client_id"], resource=gateway.url("users"), scope=CALLS
     )
     token = tokens["access_token"]
     assert (await call_tool(http, gateway.url("users"), "echo", bearer(token))).status_code == 200
@@ -298,7 +301,7 @@ async def test_a_client_outside_the_servers_client_id_is_forbidden(
 ) -> None:
     server = gateway.url("one-client")
     tokens = await tokens_for(browser, http, gateway.base, client["client_id"], resource=server)
-    the_one = gateway.token("one-client", "user", client_id="the-only-one")
+    the_one = gateway.token("one-client", "user", "tools:write", client_id="the-only-one")
     assert (await call_tool(http, server, "echo", bearer(the_one))).status_code == 200
 
     response = await call_tool(http, server, "echo", bearer(tokens["access_token"]))
@@ -345,7 +348,9 @@ async def test_a_revoked_access_token_is_refused_by_the_gateway(
     gateway: Gateway, browser: Browser, client: Client, http: httpx2.AsyncClient
 ) -> None:
     server = gateway.url("users")
-    tokens = await tokens_for(browser, http, gateway.base, client["client_id"], resource=server)
+    tokens = await tokens_for(
+        browser, http, gateway.base, client["client_id"], resource=server, scope=CALLS
+    )
     token = tokens["access_token"]
     assert (await call_tool(http, server, "echo", bearer(token))).status_code == 200
 
@@ -388,6 +393,7 @@ async def _bound_tokens(
         client["client_id"],
         resource=gateway.url("bound"),
         headers=token_proof(key, gateway.base),
+        scope=CALLS,
     )
     assert tokens["token_type"] == "DPoP"
     return tokens

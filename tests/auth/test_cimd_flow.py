@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from tests.auth.conftest import PASSWORD
-from tests.auth.flow import REDIRECT, Browser, Pkce, authorize_url, exchange_code
+from tests.auth.flow import CALLS, REDIRECT, Browser, Pkce, authorize_url, exchange_code
 from tests.gateway.helpers import Gateway, call_modern
 
 
@@ -49,7 +49,9 @@ async def test_a_metadata_document_client_signs_in_and_calls_a_tool(
     gateway: Gateway, browser: Browser, http: httpx2.AsyncClient, document_url: str
 ) -> None:
     pkce = Pkce.new()
-    url = authorize_url(gateway.base, document_url, pkce, resource=gateway.url("users"))
+    url = authorize_url(
+        gateway.base, document_url, pkce, resource=gateway.url("users"), scope=CALLS
+    )
 
     back = await browser.consent_redirect(url, "user", PASSWORD)
     tokens = await exchange_code(http, gateway.base, document_url, back["code"], pkce.verifier)

@@ -16,7 +16,6 @@ from joserfc.jwk import ECKey, OctKey, RSAKey
 from atrium.auth.dpop import (
     WINDOW_S,
     DpopVerifier,
-    NonceIssuer,
     access_token_hash,
     generate_key,
     make_proof,
@@ -24,6 +23,7 @@ from atrium.auth.dpop import (
     thumbprint,
 )
 from atrium.auth.errors import OAuthError
+from atrium.auth.nonces import NonceIssuer
 from atrium.auth.replay import MemoryReplayCache
 
 NOW = 1_700_000_000

@@ -48,6 +48,7 @@ from tests.gateway.helpers import Gateway, call_body, modern_headers, serving
 
 Client = dict[str, Any]
 Headers = list[tuple[str, str]]
+DISABLED_PORT = 5010
 
 
 @pytest.fixture
@@ -434,16 +435,17 @@ async def test_no_scope_for_a_named_resource_gets_what_that_server_requires(
 def _own_ports(gateway: Gateway, backend: Backend) -> dict[str, int]:
     return {
         "a hosted server": backend.port,
+        "a disabled server": DISABLED_PORT,
         "the gateway": urlsplit(gateway.base).port or 0,
-        "the MCP port range": 5010,
     }
 
 
-@pytest.mark.parametrize("whose", ["a hosted server", "the gateway", "the MCP port range"])
+@pytest.mark.parametrize("whose", ["a hosted server", "a disabled server", "the gateway"])
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
 async def test_a_redirect_to_a_port_atrium_serves_cannot_be_registered(
     gateway: Gateway, backend: Backend, http: httpx2.AsyncClient, whose: str, host: str
 ) -> None:
+    await gateway.add_server("resting", port=DISABLED_PORT, enabled=False)
     port = _own_ports(gateway, backend)[whose]
     before = await snapshot(gateway.store)
 

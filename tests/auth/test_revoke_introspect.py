@@ -12,6 +12,7 @@ from atrium.auth.dpop import generate_key
 from atrium.auth.tokens import TokenIssuer
 from atrium.cli.admin_clients import _record as confidential_record
 from tests.auth.flow import (
+    CALLS,
     OAUTH,
     Browser,
     basic,
@@ -70,7 +71,9 @@ async def test_a_client_cannot_revoke_another_clients_token(
     gateway: Gateway, browser: Browser, client: Client, http: httpx2.AsyncClient, kind: str
 ) -> None:
     server = gateway.url("users")
-    tokens = await tokens_for(browser, http, gateway.base, client["client_id"], resource=server)
+    tokens = await tokens_for(
+        browser, http, gateway.base, client["client_id"], resource=server, scope=CALLS
+    )
     other = await register_client(http, gateway.base)
     before = await snapshot(gateway.store)
 

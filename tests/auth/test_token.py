@@ -14,6 +14,7 @@ from atrium.auth.hashing import new_token, token_hash
 from atrium.cli.admin_clients import _record as confidential_record
 from atrium.store import CodeRecord, RefreshRecord
 from tests.auth.flow import (
+    CALLS,
     OAUTH,
     REDIRECT,
     Browser,
@@ -276,14 +277,14 @@ async def test_a_revoked_clients_refresh_token_is_refused(
 async def test_a_confidential_client_gets_a_token_with_basic_auth_and_calls_a_tool(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
-    client_id, secret = await confidential(gateway, "user")
+    client_id, secret = await confidential(gateway, "user", "tools:write")
     data = {"grant_type": "client_credentials", "resource": gateway.url("users")}
 
     response = await token_request(http, gateway, data, **basic(client_id, secret))
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["token_type"], body["scope"]) == ("Bearer", "user")
+    assert (body["token_type"], body["scope"]) == ("Bearer", "tools:write user")
     assert "refresh_token" not in body
     call = await call_tool(http, gateway.url("users"), "echo", bearer(body["access_token"]))
     assert call.status_code == 200, call.text
@@ -403,6 +404,7 @@ async def test_a_public_clients_dpop_bound_refresh_token_needs_the_same_key(
         client["client_id"],
         resource=server,
         headers=token_proof(key, gateway.base),
+        scope=CALLS,
     )
     before = await snapshot(gateway.store)
 

@@ -115,3 +115,28 @@ def test_list_packages_names_each_package_its_servers_and_whether_it_is_installe
             "installed": False,
         }
     ]
+
+
+def test_show_says_which_tools_callers_without_a_token_get(tmp_path: Path) -> None:
+    # atrium.gateway.access, rule 5: read-only tools unless dev_mode; none behind sign-in.
+    (tmp_path / "services/mcp").mkdir(parents=True)
+    servers = {
+        "local": "oauth: {required: false}",
+        "dev": "oauth: {dev_mode: true}",
+        "locked": "oauth: {required: true}",
+    }
+    text = "mcp_servers:\n" + "".join(
+        f"  {name}:\n    binary: b\n    port: {5100 + i}\n    {oauth}\n"
+        for i, (name, oauth) in enumerate(servers.items())
+    )
+    (tmp_path / "services/mcp/servers.yaml").write_text(text)
+
+    shown = {name: mcp(tmp_path, "show", name) for name in servers}
+
+    public = {name: " ".join(out.split()) for name, (_, out, _) in shown.items()}
+    assert "public (anonymous callers) the tools annotated readOnlyHint" in public["local"]
+    assert "public (anonymous callers) every allowed tool (oauth.dev_mode" in public["dev"]
+    assert "public (anonymous callers) none (sign-in required)" in public["locked"]
+    warnings = [line for line in shown["local"][2].splitlines() if "DEV MODE" in line]
+    assert len(warnings) == 1  # every command that loads the servers warns, about each
+    assert "server 'dev'" in warnings[0]

@@ -40,7 +40,9 @@ def require_everything() -> None:
 
 def write_server(project: Path, name: str, config: dict[str, object]) -> int:
     port = free_port()
-    server = {"mcp_servers": {name: {**config, "port": port, "enabled": True}}}
+    # Hosted for local development: callers without a token call every tool (oauth.dev_mode).
+    local = {"port": port, "enabled": True, "oauth": {"dev_mode": True}}
+    server = {"mcp_servers": {name: {**config, **local}}}
     (project / f"services/mcp/{name}.yaml").write_text(json.dumps(server))
     return port
 
@@ -110,8 +112,8 @@ async def list_and_call(
     project: Path, server: str, port: int, tool: str, arguments: dict[str, object]
 ) -> tuple[set[str], str]:
     """Straight to the backend's port, as the gateway would call it (with an assertion)."""
-    headers = assertion(project / ".atrium", server)
-    async with vouched_client(f"http://127.0.0.1:{port}/mcp", headers) as client:
+    url = f"http://127.0.0.1:{port}/mcp"
+    async with vouched_client(url, project / ".atrium", server) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool(tool, arguments)
     assert not result.is_error, result

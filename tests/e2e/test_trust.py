@@ -16,6 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.auth.flow import jwt_claims
 from tests.e2e.instance import Instance, started_instance
 from tests.processes import free_port
+from tests.trust import assertion
 
 WHOAMI = Path(__file__).with_name("whoami_server.py")
 
@@ -81,3 +82,34 @@ async def test_a_request_straight_to_the_backend_port_runs_nothing(
 
     assert (anonymous.status_code, spoofed.status_code) == (401, 401)
     assert (calls.read_text() if calls.exists() else "") == before
+
+
+async def test_a_caller_key_rotation_needs_no_backend_restart(
+    whoami: tuple[Instance, int, Path],
+) -> None:
+    instance, port, _ = whoami
+    old = assertion(instance.project / ".atrium", "whoami")
+    pids = running_pids(instance)
+
+    instance.atrium("admin", "keys", "rotate", "--caller")
+    instance.atrium("admin", "keys", "rotate", "--caller")
+    token = instance.atrium("admin", "token", "issue", "--user", "admin", "--server", "whoami")
+    headers = {"Authorization": f"Bearer {token.strip()}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        transport = streamable_http_client(instance.url("whoami"), http_client=http)
+        async with Client(transport) as client:
+            result = await client.call_tool("whoami", {})
+        stale = await http.post(
+            f"http://127.0.0.1:{port}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream", **old},
+        )
+
+    assert not result.is_error, result
+    assert stale.status_code == 401  # signed by a key two rotations back
+    assert running_pids(instance) == pids  # no restart
+
+
+def running_pids(instance: Instance) -> dict[str, object]:
+    status = json.loads(instance.atrium("plugins", "mcp", "status", "--json"))
+    return {server["name"]: server["pid"] for server in status}

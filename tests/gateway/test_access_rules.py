@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx2
@@ -107,7 +106,9 @@ async def call(
     tool: str,
     scopes: tuple[str, ...] | None,
 ) -> httpx2.Response:
-    return await call_tool(http, gateway.url(server), tool, auth(gateway, server, scopes))
+    arguments = {"content": "x"} if tool == "upload" else None  # call_tool knows echo's
+    headers = auth(gateway, server, scopes)
+    return await call_tool(http, gateway.url(server), tool, headers, arguments)
 
 
 def refused_for(response: httpx2.Response, status: int, scope: str | None = None) -> bool:
@@ -304,10 +305,7 @@ async def test_a_tools_own_scope_grants_that_tool_to_a_read_only_caller(
     uploader = CALLERS["uploader, read-only"]
 
     assert await names(http, rules, "uploads", uploader) == ["peek", "upload"]
-    uploaded = await call_tool(
-        http, rules.url("uploads"), "upload", auth(rules, "uploads", uploader), {"content": "x"}
-    )
-    assert uploaded.status_code == 200
+    assert (await call(http, rules, "uploads", "upload", uploader)).status_code == 200
     assert refused_for(await call(http, rules, "uploads", "echo", uploader), 403, "tools:write")
     assert backend.witness.calls["echo"] == 0
 
@@ -321,10 +319,7 @@ async def test_naming_user_in_a_tools_scopes_does_not_lift_read_only(
 
     assert refused_for(refused, 403, "tools:write")
     assert backend.witness.calls["upload"] == 0
-    allowed = await call_tool(
-        http, rules.url("user-uploads"), "upload", auth(rules, "user-uploads", user), {"content": "x"}
-    )
-    assert allowed.status_code == 200
+    assert (await call(http, rules, "user-uploads", "upload", user)).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -403,6 +398,18 @@ async def test_the_openapi_bridge_refuses_the_same_attacks(
     assert backend.witness.calls["echo"] == backend.witness.calls["admin_reset"] == 0
     assert anonymous_read.status_code == 200
     assert backend.witness.calls["peek"] == 1
+
+
+async def test_the_openapi_spec_asks_for_scopes_that_call_tools_where_the_server_names_none(
+    rules: Gateway, http: httpx2.AsyncClient
+) -> None:
+    # A ChatGPT action asks for the spec's scopes; ``user`` alone would call nothing.
+    spec = await http.get(
+        f"{rules.base}/api/v1/mcp/sign-in/openapi.json",
+        headers=auth(rules, "sign-in", CALLERS["user role"]),
+    )
+
+    assert spec.json()["security"] == [{"oauth2": ["user", "tools:read", "tools:write"]}]
 
 
 TOOLS = [

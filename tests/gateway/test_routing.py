@@ -195,7 +195,10 @@ async def test_a_legacy_session_opens_a_get_stream_and_ends_with_delete(
     assert deleted.status_code == 200
     assert after.status_code == 404  # the backend ended the session the DELETE named
     methods = [(r.method, r.headers.get("mcp-session-id")) for r in backend.witness.requests]
-    backend_id = session.rpartition(".")[0]  # the client's id is bound to it (gateway.sessions)
+    backend_ids = {r.headers.get("mcp-session-id") for r in backend.witness.requests} - {None}
+    assert len(backend_ids) == 1  # the client's id is sealed for it (gateway.sessions)
+    backend_id = backend_ids.pop()
+    assert session != backend_id
     assert ("GET", backend_id) in methods
     assert ("DELETE", backend_id) in methods
 

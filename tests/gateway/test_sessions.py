@@ -80,25 +80,36 @@ async def test_the_same_user_through_another_client_is_another_caller(
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("forgery", ["bare", "retagged", "empty tag"])
-async def test_a_session_id_without_its_owners_tag_is_unknown(
-    gateway: Gateway, http: httpx2.AsyncClient, routed: str, forgery: str
+@pytest.mark.parametrize(
+    "forgery", ["backend id", "truncated", "one byte changed", "not base64", "non-ascii", "huge"]
+)
+async def test_a_session_id_not_sealed_for_its_caller_is_unknown(
+    gateway: Gateway, backend: Backend, http: httpx2.AsyncClient, routed: str, forgery: str
 ) -> None:
     session = await alices_session(gateway, http, routed)
-    backend_id = session.rpartition(".")[0]
+    backend_id = next(
+        r.headers["mcp-session-id"]
+        for r in backend.witness.requests
+        if "mcp-session-id" in r.headers
+    )
+    flipped = session[:-2] + ("A" if session[-2] != "A" else "B") + session[-1]
     presented = {
-        "bare": backend_id,
-        "retagged": f"{backend_id}.AAAAAAAAAAAAAAAAAAAAAA",
-        "empty tag": f"{backend_id}.",
+        "backend id": backend_id,
+        "truncated": session[:-4],
+        "one byte changed": flipped,
+        "not base64": session + "!*",
+        "non-ascii": session[:10] + "\u00e9\u00e9",
+        "huge": session * 40,
     }[forgery]
+    headers: dict[str, str | bytes] = {**legacy_headers("x"), **auth(gateway, "alice")}
+    headers["Mcp-Session-Id"] = presented.encode("latin-1")  # raw bytes, as an attacker sends
 
     response = await http.post(
-        routed,
-        content=legacy_call_body("echo", {"text": "x"}),
-        headers={**legacy_headers(presented), **auth(gateway, "alice")},
+        routed, content=legacy_call_body("echo", {"text": "x"}), headers=headers
     )
 
     assert response.status_code == 404
+    assert backend_id not in session
 
 
 async def test_an_owners_get_and_delete_are_audited_like_a_post(

@@ -290,3 +290,25 @@ def test_an_invalid_extension_manifest_names_the_manifest_and_key_path(
 
     assert result.exit_code == 2
     assert_reported(result, f"extensions/mcp/weather/manifest.yaml{located}", key_path)
+
+
+def test_dev_mode_is_a_loud_warning_at_load_naming_the_server_and_key(tmp_path):
+    write(tmp_path, "services/mcp/alpha.yaml", ALPHA + "    oauth: {dev_mode: true}\n")
+
+    result = mcp_list(tmp_path)
+
+    assert result.exit_code == 0
+    assert_reported(
+        result, "warning", "DEV MODE", "server 'alpha'", "mcp_servers.alpha.oauth.dev_mode"
+    )
+
+
+def test_dev_mode_beside_oauth_required_is_refused_naming_the_oauth_key(tmp_path):
+    write(
+        tmp_path, "services/mcp/alpha.yaml", ALPHA + "    oauth: {required: true, dev_mode: true}\n"
+    )
+
+    result = mcp_list(tmp_path)
+
+    assert result.exit_code == 2
+    assert_reported(result, "services/mcp/alpha.yaml", "mcp_servers.alpha.oauth", "dev_mode")

@@ -37,7 +37,11 @@ async def serving(
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     uvicorn_server = GracefulServer(
-        create_app(server, callers=callers), host="127.0.0.1", port=port, log_level="warning", timeout_s=5
+        create_app(server, callers=callers),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_s=5,
     )
     task = asyncio.create_task(uvicorn_server.serve(sockets=[listener]))
     try:

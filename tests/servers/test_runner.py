@@ -38,8 +38,10 @@ def test_options_win_over_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("ATRIUM_CALLER_KEYS", str(tmp_path / "elsewhere.json"))
 
     options = parse_options(
-        ["--port", "5200", "--project", str(tmp_path), "--log-file", "x.log"]
-        + ["--caller-keys", str(tmp_path / "keys.json")]
+        [
+            *("--port", "5200", "--project", str(tmp_path), "--log-file", "x.log"),
+            *("--caller-keys", str(tmp_path / "keys.json")),
+        ]
     )
 
     assert (options.port, options.project, options.log_file) == (5200, tmp_path, Path("x.log"))

@@ -47,11 +47,15 @@ def verifier(state_dir: Path) -> AssertionVerifier:
 @pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
 async def test_a_tool_reads_the_caller_the_gateway_vouched_for(state_dir: Path, mode: str) -> None:
     calls: list[CallerIdentity] = []
-    headers = assertion(state_dir, "whoami", subject="ada", scopes=frozenset({"tools:read"}))
+    read = frozenset({"tools:read"})
 
-    async with serving(whoami_server(calls), verifier(state_dir)) as url:
-        async with vouched_client(f"{url}/mcp", headers, mode=mode) as client:
-            result = await client.call_tool("whoami", {})
+    async with (
+        serving(whoami_server(calls), verifier(state_dir)) as url,
+        vouched_client(
+            f"{url}/mcp", state_dir, "whoami", subject="ada", scopes=read, mode=mode
+        ) as client,
+    ):
+        result = await client.call_tool("whoami", {})
 
     assert not result.is_error
     assert result.structured_content == {"result": "ada"}
@@ -65,10 +69,10 @@ async def test_a_request_without_an_assertion_is_refused_before_any_tool_runs(
 ) -> None:
     calls: list[CallerIdentity] = []
 
-    async with serving(whoami_server(calls), verifier(state_dir)) as url:
-        async with httpx2.AsyncClient() as http:
-            refused = await http.post(f"{url}/mcp", json=CALL, headers=ACCEPT)
-            health = await http.get(f"{url}/health")
+    server = whoami_server(calls)
+    async with serving(server, verifier(state_dir)) as url, httpx2.AsyncClient() as http:
+        refused = await http.post(f"{url}/mcp", json=CALL, headers=ACCEPT)
+        health = await http.get(f"{url}/health")
 
     assert refused.status_code == 401
     assert refused.json()["error"]["code"] == -32001
@@ -103,11 +107,9 @@ async def test_an_assertion_that_does_not_prove_its_caller_is_refused(
     }[attack]
     calls: list[CallerIdentity] = []
 
-    async with serving(whoami_server(calls), verifier(state_dir)) as url:
-        async with httpx2.AsyncClient() as http:
-            response = await http.post(
-                f"{url}/mcp", json=CALL, headers=[*ACCEPT.items(), *headers]
-            )
+    server = whoami_server(calls)
+    async with serving(server, verifier(state_dir)) as url, httpx2.AsyncClient() as http:
+        response = await http.post(f"{url}/mcp", json=CALL, headers=[*ACCEPT.items(), *headers])
 
     assert response.status_code == 401
     assert calls == []
@@ -134,8 +136,9 @@ async def test_a_key_rotation_reaches_a_running_server_without_a_restart(
 
     async with serving(whoami_server(calls), verifier(state_dir)) as url:
         rotate_caller_keys(state_dir, ISSUER)
-        headers = assertion(state_dir, "whoami", subject="grace")
-        async with vouched_client(f"{url}/mcp", headers, mode="2026-07-28") as client:
+        async with vouched_client(
+            f"{url}/mcp", state_dir, "whoami", subject="grace", mode="2026-07-28"
+        ) as client:
             result = await client.call_tool("whoami", {})
 
     assert result.structured_content == {"result": "grace"}
@@ -153,7 +156,39 @@ async def test_outside_the_gateway_a_tool_learns_there_is_no_caller() -> None:
             seen.append(str(exc))
         return "ok"
 
-    async with serving(server) as url, vouched_client(f"{url}/mcp", {}) as client:
+    async with serving(server) as url, vouched_client(f"{url}/mcp", None, "plain") as client:
         await client.call_tool("probe", {})
 
-    assert seen and "gateway" in seen[0]
+    assert len(seen) == 1
+    assert "gateway" in seen[0]
+
+
+async def test_an_assertion_is_taken_once_and_never_shown_to_tools(state_dir: Path) -> None:
+    server = AtriumServer("whoami", version="1")
+    seen: list[str | None] = []
+
+    @server.tool()
+    def headers(ctx: Context) -> str:
+        seen.append((ctx.headers or {}).get("atrium-caller-assertion"))
+        return "ok"
+
+    once = assertion(state_dir, "whoami")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "headers"}}
+    modern = {
+        **ACCEPT,
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "headers",
+    }
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    body["params"] = {"name": "headers", "arguments": {}, "_meta": meta}
+    async with serving(server, verifier(state_dir)) as url, httpx2.AsyncClient() as http:
+        first = await http.post(f"{url}/mcp", json=body, headers={**modern, **once})
+        replayed = await http.post(f"{url}/mcp", json=body, headers={**modern, **once})
+
+    assert first.status_code == 200, first.text
+    assert replayed.status_code == 401
+    assert seen == [None]

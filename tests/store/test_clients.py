@@ -144,6 +144,26 @@ async def test_delete_unused_removes_only_old_never_used_clients_of_the_kind(
     assert remaining == ["new-unused", "old-metadata", "old-used"]
 
 
+async def test_delete_oldest_unused_makes_room_from_the_oldest_never_used_clients(
+    database_settings: Settings,
+) -> None:
+    clock = Clock()
+    async with await Store.open(database_settings, clock=clock) as store:
+        for name in ("first", "used", "revoked", "second", "third"):
+            await store.clients.add(client(name))
+            clock.now += timedelta(minutes=1)
+        await store.clients.touch("used")
+        await store.clients.revoke("revoked")
+
+        deleted = await store.clients.delete_oldest_unused("dynamic", 2)
+        none_left = await store.clients.delete_oldest_unused("metadata", 2)
+
+        remaining = sorted(c.client_id for c in await store.clients.list())
+
+    assert (deleted, none_left) == (2, 0)
+    assert remaining == ["revoked", "third", "used"]
+
+
 async def test_a_client_of_an_unknown_kind_is_a_store_error(store: Store) -> None:
     with pytest.raises(StoreError) as caught:
         await store.clients.add(client("c1", kind="static"))

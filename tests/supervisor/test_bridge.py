@@ -477,7 +477,7 @@ async def test_the_bridge_refuses_whoever_the_gateway_did_not_vouch_for(
             other = await http.post(
                 bridge.url, json=call, headers={**accept, **assertion(state, "everything")}
             )
-        async with vouched_client(bridge.url, assertion(state, "time"), mode=era) as client:
+        async with vouched_client(bridge.url, state, "time", mode=era) as client:
             result = await client.call_tool("get_current_time", {"timezone": "UTC"})
     finally:
         bridge.stop()

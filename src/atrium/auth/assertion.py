@@ -4,8 +4,9 @@ The gateway is the only way in (ARCHITECTURE.md, "Trust between the gateway and 
 On every request it forwards, it attaches a short-lived JWT (RFC 7519) in the
 ``Atrium-Caller-Assertion`` header: ``iss`` the gateway's issuer URL, ``aud`` the server's
 name, ``sub`` (absent for an anonymous caller), ``client_id``, ``scope``, ``origin``
-(``in-app`` | ``external``), ``rid`` (the request id), ``iat`` and ``exp`` (at most 60 s later).
-Every backend Atrium runs verifies it before any tool code runs.
+(``in-app`` | ``external``), ``rid`` (the request id), ``iat``, ``exp`` (at most 60 s later) and
+a ``jti``. Every backend Atrium runs verifies it before any tool code runs, and takes each one
+once: a leaked assertion cannot be replayed to a backend to go around the gateway.
 
 The signature is EdDSA with Ed25519 (RFC 8037): a key pair of its own, never the OAuth signing
 key, so a backend that holds the public half can mint neither access tokens nor assertions.
@@ -15,8 +16,8 @@ and caches nothing that would outlive its ``exp``.
 Keys live in the project's state folder: ``caller-keys.json`` (private JWK Set, mode 0600, read
 by the gateway) and ``caller-keys.pub.json`` (public JWK Set with the issuer, read by every
 backend). The first key signs, every key verifies. A backend reads the public set when it
-starts and again when an assertion names a ``kid`` it does not know and the file has changed,
-so a rotation needs no restart of the backends.
+starts and again whenever the file has changed (one ``stat`` per request), so a rotation needs
+no restart of the backends and a key rotated out is refused at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -216,6 +218,7 @@ class AssertionSigner:
             "aud": server,
             "iat": now,
             "exp": now + LIFETIME_S,
+            "jti": secrets.token_urlsafe(12),
             "origin": origin,
             "rid": request_id,
             "scope": " ".join(sorted(scopes)),
@@ -249,6 +252,7 @@ class AssertionVerifier:
         self._keys: dict[str, Ed25519PublicKey] = {}
         self.issuer: str | None = None
         self._stamp: tuple[int, int] | None = None
+        self._seen = _SeenOnce()
         self._load()
 
     def _load(self) -> None:
@@ -263,19 +267,15 @@ class AssertionVerifier:
         self._keys, self.issuer = keys, str(data["issuer"])
         self._stamp = (status.st_mtime_ns, status.st_size)
 
-    def _key(self, kid: str) -> Ed25519PublicKey | None:
-        """The key named ``kid``; an unknown one sends us to the file again if it changed (a
-        rotation), which costs one ``stat``; a file that cannot be read keeps the known keys."""
-        key = self._keys.get(kid)
-        if key is None:
-            try:
-                status = self.path.stat()
-                if (status.st_mtime_ns, status.st_size) != self._stamp:
-                    self._load()
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                logger.warning("cannot reload the caller-assertion keys %s: %s", self.path, exc)
-            key = self._keys.get(kid)
-        return key
+    def _current(self) -> None:
+        """Follow the key file: a rotation adds keys and drops old ones at once (one ``stat``
+        per request); a file that cannot be read keeps the keys already known."""
+        try:
+            status = self.path.stat()
+            if (status.st_mtime_ns, status.st_size) != self._stamp:
+                self._load()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("cannot reload the caller-assertion keys %s: %s", self.path, exc)
 
     def verify(self, assertion: str | None) -> CallerIdentity:
         if not assertion:
@@ -287,7 +287,8 @@ class AssertionVerifier:
         kid = header.get("kid")
         if header.get("alg") != ALGORITHM or header.get("typ") != TYPE or not isinstance(kid, str):
             raise InvalidAssertion("the assertion's header is not alg EdDSA, typ " + TYPE)
-        key = self._key(kid)
+        self._current()
+        key = self._keys.get(kid)
         if key is None:
             raise InvalidAssertion("the assertion was signed by an unknown key")
         try:
@@ -295,9 +296,14 @@ class AssertionVerifier:
             key.verify(signature, f"{header_part}.{payload_part}".encode("ascii"))
         except (InvalidSignature, ValueError, binascii.Error, UnicodeError):
             raise InvalidAssertion("the assertion's signature is not valid") from None
-        return self._identity(_json_object(payload_part, "payload"))
+        identity, jti, exp = self._identity(_json_object(payload_part, "payload"))
+        # Single use: an assertion a backend has seen (leaked by a careless tool, say) cannot
+        # be replayed to it to go around the gateway's policy, rate limits and audit.
+        if not self._seen.first(jti, exp + LEEWAY_S, self.clock()):
+            raise InvalidAssertion("the assertion was used before")
+        return identity
 
-    def _identity(self, claims: dict[str, Any]) -> CallerIdentity:
+    def _identity(self, claims: dict[str, Any]) -> tuple[CallerIdentity, str, int]:
         if claims.get("iss") != self.issuer:
             raise InvalidAssertion("the assertion comes from another gateway (iss)")
         server = claims.get("aud")
@@ -313,15 +319,18 @@ class AssertionVerifier:
             raise InvalidAssertion("the assertion's lifetime is not acceptable")
         subject, client_id = claims.get("sub"), claims.get("client_id")
         scope, origin, rid = claims.get("scope", ""), claims.get("origin"), claims.get("rid")
+        jti = claims.get("jti")
         if not (
             _optional_str(subject)
             and _optional_str(client_id)
             and isinstance(scope, str)
             and origin in ("in-app", "external")
             and isinstance(rid, str)
+            and isinstance(jti, str)
+            and 0 < len(jti) <= 64
         ):
             raise InvalidAssertion("the assertion's claims are malformed")
-        return CallerIdentity(
+        identity = CallerIdentity(
             server=server,
             subject=subject,
             client_id=client_id,
@@ -329,6 +338,7 @@ class AssertionVerifier:
             origin=origin,
             request_id=rid,
         )
+        return identity, jti, exp
 
 
 def _optional_str(value: Any) -> bool:
@@ -343,3 +353,21 @@ def _json_object(part: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise InvalidAssertion(f"the assertion's {what} is not a JSON object")
     return value
+
+
+class _SeenOnce:
+    """The ``jti`` of every assertion still within its lifetime: a few hundred bytes each,
+    forgotten once expired, so memory follows the request rate of the last minute."""
+
+    def __init__(self) -> None:
+        self._until: dict[str, float] = {}
+        self._next_sweep = 0.0
+
+    def first(self, jti: str, until: float, now: float) -> bool:
+        if now >= self._next_sweep:
+            self._until = {k: t for k, t in self._until.items() if t > now}
+            self._next_sweep = now + LEEWAY_S
+        if jti in self._until:
+            return False
+        self._until[jti] = until
+        return True

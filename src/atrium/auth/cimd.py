@@ -27,7 +27,7 @@ import orjson
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from atrium.auth.errors import OAuthError, invalid_client
+from atrium.auth.errors import OAuthError, invalid_client, shown
 from atrium.auth.redirects import check_redirect
 
 Resolve = Callable[[str, int], Awaitable[list[str]]]
@@ -36,7 +36,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # RFC 3986 §2: anything else would have to be percent-encoded, and refusing it keeps the URL
 # safe to echo in an error_description (RFC 6749 §5.2 forbids '"' and '\').
 _URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
-_DESCRIPTION_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F)) - {'"', "\\"}
 _MAX_URL_LENGTH = 2048
 # Percent-encoded dots count: WHATWG URL parsers treat them as dot segments.
 _DOT_SEGMENTS = frozenset({".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"})
@@ -141,7 +140,7 @@ def _is_loopback(host: str) -> bool:
 def _address_problem(address: str, *, allow_loopback: bool) -> str | None:
     ip = _ip(address)
     if ip is None:
-        return f"address {_shown(address)} is not an IP address"
+        return f"address {shown(address)} is not an IP address"
     # An IPv6 address that embeds an IPv4 one reaches that IPv4 host.
     if isinstance(ip, ipaddress.IPv6Address):
         nat64 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None
@@ -150,12 +149,6 @@ def _address_problem(address: str, *, allow_loopback: bool) -> str | None:
         return None
     kind = next((name for name, applies in _SPECIAL_USE if applies(ip)), None)
     return None if kind is None else f"address {address} is {kind}"
-
-
-def _shown(value: object, limit: int = 120) -> str:
-    # RFC 6749 §5.2: error_description is printable ASCII without '"' and '\'.
-    text = "".join(c if c in _DESCRIPTION_CHARS else "?" for c in str(value))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 async def _system_resolve(host: str, port: int) -> list[str]:
@@ -192,7 +185,7 @@ def _check_response(response: aiohttp.ClientResponse) -> None:
         raise _Refused(f"answered status {status}, expected 200")
     content_type = response.headers.get("Content-Type", "")
     if content_type.split(";", 1)[0].strip().lower() != "application/json":
-        raise _Refused(f"content type is '{_shown(content_type)}', expected application/json")
+        raise _Refused(f"content type is '{shown(content_type)}', expected application/json")
 
 
 async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
@@ -235,8 +228,8 @@ def _check_identity(url: str, data: dict[str, Any]) -> None:
     if "client_id" not in data:
         raise _Refused("the document has no client_id")
     if data["client_id"] != url:
-        shown = _shown(data["client_id"])
-        raise _Refused(f"client_id in the document ('{shown}') differs from the URL")
+        named = shown(data["client_id"])
+        raise _Refused(f"client_id in the document ('{named}') differs from the URL")
     # Draft §4.1: a document is public, so it cannot carry or imply a shared secret.
     for name in ("client_secret", "client_secret_expires_at"):
         if name in data:
@@ -260,9 +253,8 @@ def _redirect_uris(
 ) -> tuple[str, ...]:
     uris = _string_list(data, "redirect_uris")
     for uri in uris:
-        # The rules a registered client's redirect URIs follow (RFC 8252 §7, RFC 6749 §3.1.2):
-        # a document is no more trusted than a registration. Its ports are checked at the
-        # authorization endpoint, as every client's are.
+        # A document is trusted no more than a registration (``redirects``; ports are checked
+        # at the authorization endpoint, as every client's are).
         try:
             check_redirect(uri, application_type, dev_mode=dev_mode)
         except OAuthError as error:
@@ -277,14 +269,14 @@ def _subset(data: dict[str, Any], name: str, allowed: set[str]) -> tuple[str, ..
     values = _string_list(data, name)
     unsupported = sorted(set(values) - allowed)
     if unsupported:
-        raise _Refused(f"{name} contains unsupported {', '.join(map(_shown, unsupported))}")
+        raise _Refused(f"{name} contains unsupported {', '.join(map(shown, unsupported))}")
     return values
 
 
 def _one_of(data: dict[str, Any], name: str, allowed: set[str], default: str) -> str:
     value: str = data.get(name, default)
     if value not in allowed:
-        raise _Refused(f"{name} {_shown(value)} is not supported")
+        raise _Refused(f"{name} {shown(value)} is not supported")
     return value
 
 
@@ -346,7 +338,7 @@ class MetadataFetcher:
         except TimeoutError:
             raise _refusal(url, f"no complete answer within {self._timeout_s:g} s") from None
         except (aiohttp.ClientError, OSError) as exc:
-            reason = _shown(exc) or type(exc).__name__
+            reason = shown(exc) or type(exc).__name__
             raise _refusal(url, f"the request failed: {reason}") from exc
         if (ttl := self._ttl(cache_control)) is not None:
             self._cache.pop(url, None)
@@ -379,7 +371,7 @@ class MetadataFetcher:
             addresses = [host] if _ip(host) is not None else await self._resolve(host, port)
         # UnicodeError: the IDNA codec refuses empty or over-long labels before any lookup.
         except (OSError, UnicodeError) as exc:
-            raise _Refused(f"cannot resolve host {host} ({_shown(exc)})") from None
+            raise _Refused(f"cannot resolve host {host} ({shown(exc)})") from None
         if not addresses:
             raise _Refused(f"host {host} resolves to no address")
         for address in addresses:
@@ -404,4 +396,4 @@ class MetadataFetcher:
 
 
 def _refusal(url: str, problem: str) -> OAuthError:
-    return invalid_client(f"client metadata document at {_shown(url, 300)}: {problem}")
+    return invalid_client(f"client metadata document at {shown(url, 300)}: {problem}")

@@ -3,7 +3,7 @@
 The token endpoint (§5) and the resource server (§7) hand every ``DPoP`` header of a request
 to :class:`DpopVerifier`, which applies the checks of §4.3 and answers a :class:`Proof`; its
 ``jkt`` (§6.1, the RFC 7638 thumbprint of the proof's key) is what an access token is bound
-to. :class:`NonceIssuer` makes the server-provided nonces of §8 and §9 without keeping state.
+to; the server-provided nonces of §8 and §9 come from ``nonces.NonceIssuer``.
 A client builds its proofs (§4.2) with :func:`make_proof` and a key from :func:`generate_key`.
 
 Beyond the RFC, a proof may carry ``content_digest``, the request-body digest of the earlier
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import re
 import secrets
@@ -32,6 +31,7 @@ from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
 
 from atrium.auth.errors import invalid_dpop_proof, use_dpop_nonce
+from atrium.auth.nonces import NonceIssuer
 from atrium.auth.replay import ReplayCache
 
 # The asymmetric JWS algorithms a proof may use (§4.3 step 5), with the key type each needs.
@@ -77,46 +77,6 @@ class _ProofRegistry(JWSRegistry):
 
 
 _SIGNING_REGISTRY = _ProofRegistry(algorithms=ALGORITHMS, strict_check_header=False)
-
-
-class NonceIssuer:
-    """Stateless server nonces (RFC 9449 §8/§9): an HMAC-protected timestamp.
-
-    Any nonce this issuer made within the last ``lifetime_s`` is valid, on every instance that
-    shares the key, so nothing is stored; single use of proofs is the replay cache's job.
-    """
-
-    _CONTEXT = b"atrium dpop nonce v1"
-    _MAC_BYTES = 16
-    # Instances sharing the key may run slightly ahead of the one checking.
-    _SKEW_S = 30.0
-
-    def __init__(
-        self, key: bytes, *, lifetime_s: float = 300, clock: Callable[[], float] = time.time
-    ) -> None:
-        if len(key) < 16:
-            raise ValueError("a nonce key needs at least 16 bytes")
-        self._key = key
-        self._lifetime_s = lifetime_s
-        self._clock = clock
-
-    def issue(self) -> str:
-        stamp = int(self._clock() * 1000).to_bytes(8, "big", signed=True)
-        return _b64url(stamp + self._mac(stamp))
-
-    def valid(self, nonce: str) -> bool:
-        try:
-            raw = base64.b64decode(nonce + "=" * (-len(nonce) % 4), altchars=b"-_", validate=True)
-        except ValueError:
-            return False
-        stamp, mac = raw[:8], raw[8:]
-        if len(stamp) != 8 or not hmac.compare_digest(mac, self._mac(stamp)):
-            return False
-        age = self._clock() - int.from_bytes(stamp, "big", signed=True) / 1000
-        return -self._SKEW_S <= age <= self._lifetime_s
-
-    def _mac(self, stamp: bytes) -> bytes:
-        return hmac.digest(self._key, self._CONTEXT + stamp, "sha256")[: self._MAC_BYTES]
 
 
 class DpopVerifier:

@@ -21,11 +21,10 @@ from atrium.auth.keys import KeySet
 from atrium.auth.roles import ADMIN
 from atrium.auth.tokens import TokenIssuer
 from atrium.errors import AtriumError
-from atrium.settings import Settings
+from atrium.settings import ACTING_CALLER_VARIABLE, Settings
 
 OPERATOR_CLIENT_ID = "atrium-cli"
 OPERATOR_TOKEN_TTL_S = 300
-ACTING_CALLER_VARIABLE = "ATRIUM_ACTING_CALLER"
 
 
 def operator_token(settings: Settings, server: str) -> str | None:
@@ -68,8 +67,10 @@ def acting_environment(caller: CallerIdentity) -> dict[str, str]:
 def acting_caller(settings: Settings) -> CallerIdentity | None:
     """The caller this CLI acts for, or ``None`` when an operator runs it."""
     raw = settings.environ.get(ACTING_CALLER_VARIABLE)
-    if not raw:
-        return None
+    return parse_acting_caller(raw) if raw else None
+
+
+def parse_acting_caller(raw: str) -> CallerIdentity:
     try:
         data: Any = json.loads(raw)
         return CallerIdentity(
@@ -82,7 +83,9 @@ def acting_caller(settings: Settings) -> CallerIdentity | None:
         )
     except (ValueError, KeyError, TypeError) as exc:
         # Never fall back to the operator's powers on a caller we cannot read.
-        raise AtriumError(f"{ACTING_CALLER_VARIABLE} is malformed ({exc}): refusing to run")
+        raise AtriumError(
+            f"{ACTING_CALLER_VARIABLE} is malformed ({exc}): refusing to run"
+        ) from None
 
 
 def audit_subject(settings: Settings) -> str | None:
@@ -94,13 +97,6 @@ def audit_subject(settings: Settings) -> str | None:
     if acting.subject is None:
         raise AtriumError("anonymous callers see no audit records: sign in")
     return acting.subject
-
-
-def refuse_for_callers(settings: Settings, what: str) -> None:
-    """Operator-only commands: refused to a non-admin acting caller."""
-    acting = acting_caller(settings)
-    if acting is not None and ADMIN not in acting.scopes:
-        raise AtriumError(f"{what} is for administrators only")
 
 
 def _optional(value: Any) -> str | None:

@@ -5,17 +5,19 @@ and Client ID Metadata Documents alike. A ``web`` client redirects to https; a `
 to http on loopback (RFC 8252 §7.3) or to a private-use scheme (§7.1), never to a scheme a
 browser would run or read locally (``javascript:``, ``data:``, ``file:``).
 
-A redirect that reaches this host must not name a port Atrium itself serves (``OwnPorts``:
-the gateway, the MCP servers' range, every stored server): the authorization code would land
-in that server's request log (RFC 9700 §4.1.1 calls for redirects only where the client
-listens). Loopback redirects may change port at every authorization (RFC 8252 §7.3), so this
-is checked at registration and again at the authorization endpoint.
+A redirect that reaches this host must not name a port Atrium itself serves (the gateway's,
+every stored server's): the authorization code would land in that server's request log
+(issue 19 item 11). Loopback redirects may change port at every authorization (RFC 8252 §7.3),
+so this is checked at registration and again at the authorization endpoint. The ports in use
+are checked rather than all of ``mcp.port_range``: a range may overlap the ephemeral ports
+native clients listen on for their redirect (``1024-65535`` does), and refusing those would
+fail sign-ins at random.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from collections.abc import Collection
 from urllib.parse import SplitResult, urlsplit
 
 from atrium.auth.errors import invalid_redirect_uri, invalid_request, shown
@@ -27,18 +29,6 @@ _DENIED_SCHEMES = frozenset(
     {"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "view-source"}
 )
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True)
-class OwnPorts:
-    """The ports Atrium serves on this host: some one by one, and the MCP servers' range."""
-
-    ports: frozenset[int]
-    port_range: tuple[int, int]
-
-    def __contains__(self, port: object) -> bool:
-        low, high = self.port_range
-        return isinstance(port, int) and (port in self.ports or low <= port <= high)
 
 
 def check_redirect(uri: str, application_type: str, *, dev_mode: bool) -> None:
@@ -62,7 +52,7 @@ def check_redirect(uri: str, application_type: str, *, dev_mode: bool) -> None:
     )
 
 
-def check_not_own_port(uri: str, own: OwnPorts, *, registering: bool) -> None:
+def check_not_own_port(uri: str, own: Collection[int], *, registering: bool) -> None:
     """Refuse a redirect to this host on a port Atrium serves: ``invalid_redirect_uri`` at
     registration, ``invalid_request`` at the authorization endpoint (RFC 6749 §4.1.2.1)."""
     port = local_port(uri)

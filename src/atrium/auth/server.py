@@ -12,10 +12,11 @@ from collections.abc import Callable
 
 from atrium.auth.cimd import MetadataFetcher
 from atrium.auth.clients import ClientDirectory
-from atrium.auth.dpop import DpopVerifier, NonceIssuer
+from atrium.auth.dpop import DpopVerifier
 from atrium.auth.errors import invalid_target
 from atrium.auth.keys import KeySet
-from atrium.auth.redirects import OwnPorts, local_port
+from atrium.auth.nonces import NonceIssuer
+from atrium.auth.redirects import local_port
 from atrium.auth.replay import MemoryReplayCache, ReplayCache
 from atrium.auth.resources import Resources
 from atrium.auth.revocations import RevocationList
@@ -85,9 +86,9 @@ class AuthorizationServer:
     def endpoint(self, name: str) -> str:
         return f"{self.settings.oauth_base}/{name}"
 
-    async def own_ports(self) -> OwnPorts:
+    async def own_ports(self) -> frozenset[int]:
         """The ports Atrium serves on this host, which no redirect may name (``redirects``):
-        the gateway's, the MCP servers' range, and every stored server's (ranges change)."""
+        the gateway's and every stored server's, enabled or not."""
         ports = {self.settings.gateway_port}
         urls = [self.settings.public_url, self.issuer]
         for record in await self.store.servers.list():
@@ -98,7 +99,7 @@ class AuthorizationServer:
         for url in urls:
             if (port := local_port(url)) is not None:
                 ports.add(port)
-        return OwnPorts(frozenset(ports), self.settings.port_range)
+        return frozenset(ports)
 
     def audience_for(self, resources: list[str]) -> list[str]:
         """RFC 8707: each ``resource`` must be a hosted server; none means the default audience."""

@@ -229,18 +229,30 @@ def keys_rotate(
     keep: Annotated[
         int, typer.Option("--keep", min=2, help="Keys kept (the new one and older ones).")
     ] = 2,
+    caller: Annotated[
+        bool,
+        typer.Option(
+            "--caller", help="Rotate the key the gateway signs caller assertions to backends with."
+        ),
+    ] = False,
 ) -> None:
     """Sign new tokens with a new key; the previous keys still verify tokens until dropped.
 
     A key dropped from the set ends the tokens it signed; the gateway running here reloads
-    the set at once, others within their poll interval.
+    the set at once, others within their poll interval. With --caller, the caller-assertion
+    key instead: running backends pick the new public key up by themselves, no restart.
     """
+    from atrium.auth.assertion import rotate_caller_keys
     from atrium.auth.keys import rotate_signing_keys
 
     cli = state(ctx)
-    kid = rotate_signing_keys(cli.settings.state_dir, keep=keep)
+    if caller:
+        kid = rotate_caller_keys(cli.settings.state_dir, cli.settings.issuer, keep=keep)
+    else:
+        kid = rotate_signing_keys(cli.settings.state_dir, keep=keep)
     reload_gateway(cli)
-    cli.out.print(f"new signing key {kid}", highlight=False)
+    what = "caller-assertion key" if caller else "signing key"
+    cli.out.print(f"new {what} {kid}", highlight=False)
 
 
 @keys.command("list")

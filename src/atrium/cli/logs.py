@@ -69,12 +69,9 @@ def view(
 
     A line without a level of its own (a traceback) belongs to the record above it.
     """
-    from atrium.auth.operator import refuse_for_callers
     from atrium.cli.logview import lines_json, print_lines
 
     cli = state(ctx)
-    # Raw logs hold every caller's traces: not for a caller acting through the atrium server.
-    refuse_for_callers(cli.settings, "infra logs view")
     query = LogQuery(
         min_level=_level(level),
         since=_since(since),
@@ -102,9 +99,8 @@ def list_requests(
     as_json: JsonOption = False,
 ) -> None:
     """The newest MCP requests: time, request id, server, method, tool, outcome, status, ms."""
-    from atrium.cli.logview import record_json, requests_table
-
     from atrium.auth.operator import audit_subject
+    from atrium.cli.logview import record_json, requests_table
 
     cli = state(ctx)
     after = _since(since)
@@ -130,9 +126,8 @@ def audit(
     as_json: JsonOption = False,
 ) -> None:
     """Every audit record of one request: caller, method, tool, outcome, duration."""
-    from atrium.cli.logview import print_audit, record_json
-
     from atrium.auth.operator import audit_subject
+    from atrium.cli.logview import print_audit, record_json
 
     cli = state(ctx)
     subject = audit_subject(cli.settings)

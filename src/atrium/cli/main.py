@@ -12,8 +12,10 @@ from rich.markup import escape
 
 from atrium.__about__ import __version__
 from atrium.cli import admin, bridge, cloud, connect, infra, init, plugins
+from atrium.cli.acting import check_command
 from atrium.cli.context import CliState
 from atrium.errors import AtriumError
+from atrium.settings import acting_caller_from_env
 
 app = typer.Typer(
     name="atrium",
@@ -63,6 +65,8 @@ def root(
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command; an ``AtriumError`` becomes its message and exit code."""
     try:
+        # Run for a caller of the atrium server: only the commands a caller may run.
+        check_command(sys.argv[1:] if argv is None else argv, acting_caller_from_env())
         app(args=argv, prog_name="atrium")
     except AtriumError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/] {escape(str(exc))}")

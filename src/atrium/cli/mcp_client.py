@@ -165,6 +165,9 @@ def call(
     from atrium.cli.toolview import error_text, print_result
 
     cli = state(ctx)
+    if args is not None and (args == "-" or args.startswith("@")) and _acting(cli):
+        # The atrium server's files (its keys among them) are not a caller's to send.
+        raise AtriumError("--args @FILE and - are not available to a command run for a caller")
     json_text = _json_text(args)
     _arguments(json_text, pairs or [], None)  # a typo fails before anything connects
     where = target(cli, server, url, timeout, protocol)
@@ -197,6 +200,12 @@ async def _call(
     arguments = _arguments(json_text, pairs, listed[name].input_schema)
     result = await connection.client.call_tool(name, arguments)
     return result, connection.last_request_id
+
+
+def _acting(cli: CliState) -> bool:
+    from atrium.auth.operator import acting_caller
+
+    return acting_caller(cli.settings) is not None
 
 
 def _json_text(args: str | None) -> str | None:

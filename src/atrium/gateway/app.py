@@ -176,19 +176,20 @@ async def _watch(
             if await directory.refresh():
                 proxy.catalog.forget()
                 logger.info("server registry reloaded: %d servers", len(directory.routes))
-            await reload_auth(auth, directory.store_or_fail())
-            if proxy.assertions.reload_if_changed():
-                logger.info("caller-assertion key reloaded: %s", proxy.assertions.kid)
+            await reload_auth(auth, proxy.assertions, directory.store_or_fail())
         except Exception:  # the top of a task: keep serving with what we have
             logger.exception("reloading from the store failed")
 
 
-async def reload_auth(auth: AuthorizationServer, store: Store) -> None:
-    """The revocation list and the signing keys as the store and the key file say now: at every
-    poll, and at once when ``atrium admin`` has changed them (``GatewayServer.reload_auth``)."""
+async def reload_auth(auth: AuthorizationServer, assertions: AssertionSigner, store: Store) -> None:
+    """The revocation list and the signing keys (access tokens', caller assertions') as the
+    store and the key files say now: at every poll, and at once when ``atrium admin`` has
+    changed them (``GatewayServer.reload_auth``)."""
     await auth.revocations.refresh(store)
     if auth.keys.reload_if_changed():
         logger.info("signing keys reloaded: %d keys", len(auth.keys.keys))
+    if assertions.reload_if_changed():
+        logger.info("caller-assertion key reloaded: %s", assertions.kid)
 
 
 class _Gateway(Starlette):

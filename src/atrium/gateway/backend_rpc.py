@@ -9,7 +9,7 @@ response (progress notifications before it are skipped).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -107,15 +107,19 @@ def _matching(message: Any, request_id: int, server: str) -> dict[str, Any]:
 
 
 async def list_tools(
-    upstreams: Upstreams, route: Route, extra_headers: Mapping[str, str] | None = None
+    upstreams: Upstreams,
+    route: Route,
+    identity: Callable[[], Mapping[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every tool of the server, following ``nextCursor`` (at most 50 pages)."""
+    """Every tool of the server, following ``nextCursor`` (at most 50 pages); ``identity``
+    gives each page's request its own caller assertion (a backend takes each one once)."""
     tools: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(50):
         request_id, body = request_body("tools/list", {"cursor": cursor} if cursor else {})
+        headers = identity() if identity is not None else None
         message = await call(
-            upstreams, route, "tools/list", body, request_id, extra_headers=extra_headers
+            upstreams, route, "tools/list", body, request_id, extra_headers=headers
         )
         result = message.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("tools"), list):

@@ -305,7 +305,6 @@ class McpProxy:
                 return
             raise bad_gateway(route.name, exc.__class__.__name__) from None
 
-
     def _bound(
         self, headers: list[tuple[bytes, bytes]], route: Route, exchange: Exchange
     ) -> list[tuple[bytes, bytes]]:

@@ -88,4 +88,4 @@ class GatewayServer:
         if not self._server.started:
             return  # the lifespan loads both as it starts
         state = self._app.state
-        await reload_auth(state.auth, state.directory.store_or_fail())
+        await reload_auth(state.auth, state.proxy.assertions, state.directory.store_or_fail())

@@ -2,44 +2,60 @@
 
 A backend names a session with ``Mcp-Session-Id``; anyone who learns that id could otherwise
 use the session, read its stream (``GET`` with ``Last-Event-ID``) or end it (``DELETE``). So
-the gateway never shows a client the backend's id: it hands out ``<backend id>.<tag>``, the tag
-an HMAC-SHA256 (key: the project's session key, shared by every replica) over the server, the
-caller's subject and client, and the backend id. A request naming a session is forwarded only
-when the tag is the current caller's on this server; any other caller gets 404, the answer the
-MCP spec gives for an unknown session (Streamable HTTP, "Session Management"), so nothing tells
-it the session exists. No table: every replica checks a tag by itself.
+the gateway never shows a client the backend's id: it hands out the id sealed with AES-GCM
+(key derived from the project's session key, shared by every replica), the server, the caller's
+subject and client as associated data. The sealed id tells nothing of the backend's, and opens
+only for the caller it was sealed for, on the same server; for any other caller it is no
+session: 404, the answer the MCP spec gives for an unknown session (Streamable HTTP, "Session
+Management"), so nothing says it exists. No table: every replica opens an id by itself.
+
+The nonce is derived (HMAC) from what is sealed, so one session keeps one id for its caller.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import re
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from atrium.auth.resource import Caller
 from atrium.gateway.errors import INVALID_REQUEST, GatewayError
 
-_TAG_BYTES = 16  # 128 bits: forging one is out of reach
+_NONCE_BYTES = 12
+_MAX_PRESENTED = 1024
+_URLSAFE = re.compile(r"[A-Za-z0-9_-]+")  # b64decode would skip other characters silently
 
 
 class SessionBinding:
     def __init__(self, key: bytes) -> None:
-        self._key = hashlib.sha256(b"atrium mcp-session binding\0" + key).digest()
+        self._aead = AESGCM(hashlib.sha256(b"atrium mcp-session seal\0" + key).digest())
+        self._nonce_key = hashlib.sha256(b"atrium mcp-session nonce\0" + key).digest()
 
-    def _tag(self, server: str, caller: Caller, backend_id: str) -> str:
-        message = "\0".join(
-            (server, caller.subject or "", caller.client_id or "", backend_id)
-        ).encode("utf-8")
-        digest = hmac.new(self._key, message, hashlib.sha256).digest()[:_TAG_BYTES]
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    @staticmethod
+    def _context(server: str, caller: Caller) -> bytes:
+        return "\0".join((server, caller.subject or "", caller.client_id or "")).encode("utf-8")
 
     def wrap(self, server: str, caller: Caller, backend_id: str) -> str:
         """The id the client sees for the backend's session ``backend_id``."""
-        return f"{backend_id}.{self._tag(server, caller, backend_id)}"
+        context, plain = self._context(server, caller), backend_id.encode("utf-8")
+        digest = hmac.new(self._nonce_key, context + b"\0" + plain, hashlib.sha256).digest()
+        nonce = digest[:_NONCE_BYTES]
+        sealed = nonce + self._aead.encrypt(nonce, plain, context)
+        return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
     def unwrap(self, server: str, caller: Caller, presented: str) -> str:
         """The backend's id of a session the client names; 404 unless the caller owns it."""
-        backend_id, _, tag = presented.rpartition(".")
-        if not backend_id or not hmac.compare_digest(tag, self._tag(server, caller, backend_id)):
-            raise GatewayError(404, INVALID_REQUEST, "Session not found")
-        return backend_id
+        try:
+            if len(presented) > _MAX_PRESENTED or not _URLSAFE.fullmatch(presented):
+                raise ValueError("not a sealed session id")
+            sealed = base64.urlsafe_b64decode(presented + "=" * (-len(presented) % 4))
+            nonce, body = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            plain = self._aead.decrypt(nonce, body, self._context(server, caller))
+            return plain.decode("utf-8")
+        except (ValueError, binascii.Error, UnicodeError, InvalidTag):
+            raise GatewayError(404, INVALID_REQUEST, "Session not found") from None

@@ -19,6 +19,7 @@ from jsonschema.exceptions import SchemaError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from atrium.auth.roles import TOOLS_READ, TOOLS_WRITE, USER
 from atrium.gateway import backend_rpc, jsonrpc, openapi
 from atrium.gateway.access import ToolAccess, read_only_hint
 from atrium.gateway.directory import Route
@@ -49,7 +50,9 @@ class ToolsApi:
             ]
         except GatewayError as error:
             return _problem(error, exchange)
-        scopes = list(route.config.oauth.scopes) or ["user"]
+        # The scopes an OpenAPI client (a ChatGPT action) asks for: ``user`` alone calls no
+        # tool (atrium.gateway.access), so beside it what the person's role lets it call.
+        scopes = list(route.config.oauth.scopes) or [USER, TOOLS_READ, TOOLS_WRITE]
         body = openapi.document(self.settings, route, tools, scopes)
         return JSONResponse(body, headers={"Cache-Control": "private, max-age=60"})
 
@@ -120,8 +123,9 @@ class ToolsApi:
         cached = self._tools.get(route.name)
         if cached is not None and not fresh and time.monotonic() - cached[0] < TOOLS_TTL_S:
             return cached[1]
-        identity = self.proxy.identity(route, exchange)
-        tools = await backend_rpc.list_tools(self.proxy.upstreams, route, identity)
+        tools = await backend_rpc.list_tools(
+            self.proxy.upstreams, route, lambda: self.proxy.identity(route, exchange)
+        )
         self.proxy.catalog.learn(route.name, tools)
         self._tools[route.name] = (time.monotonic(), tools)
         return tools

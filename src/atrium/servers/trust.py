@@ -65,6 +65,9 @@ class RequireCaller:
             await _refuse(send, str(refusal))
             return
         scope[SCOPE_KEY] = identity
+        # Tools see the verified caller, never the assertion itself: a tool that echoes its
+        # request's headers cannot hand one out.
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k.lower() != HEADER_BYTES]
         await self.app(scope, receive, send)
 
 

@@ -148,7 +148,9 @@ def _add_cli_tool(
             logger.info("refused %r for %s: %s", command, _who(caller), exc)
             raise ToolError(str(exc)) from None
         environ = {**settings.environ, **acting_environment(caller)}
-        run = await run_cli(args, project=settings.project_dir, environ=environ, timeout_s=timeout_s)
+        run = await run_cli(
+            args, project=settings.project_dir, environ=environ, timeout_s=timeout_s
+        )
         logger.info(
             "ran %r for %s (request %s): exit %s in %d ms",
             command,
@@ -173,9 +175,7 @@ def _who(caller: CallerIdentity) -> str:
     return f"{caller.subject or 'anonymous'} (client {caller.client_id or '-'})"
 
 
-async def _save(
-    store: Store, command: str, run: CliRun, caller: CallerIdentity
-) -> ArtifactRecord:
+async def _save(store: Store, command: str, run: CliRun, caller: CallerIdentity) -> ArtifactRecord:
     content = {
         "command": command,
         "caller": {
