@@ -437,6 +437,7 @@ def claims_for(lab: Lab, server: str, **changes: Any) -> dict[str, Any]:
         "exp": now + 60,
         "origin": "external",
         "rid": uuid.uuid4().hex,
+        "jti": uuid.uuid4().hex,
         "scope": "admin tools:write user",
         "sub": "forged-admin",
         "client_id": "forged",
@@ -640,7 +641,8 @@ def test_a_pipelined_request_after_health_needs_an_assertion_too(lab: Lab) -> No
 
 
 async def _leaked_assertion(lab: Lab, who: tuple[str, str]) -> str:
-    """An assertion the gateway really signed for ``probe``, echoed by its careless tool."""
+    """An assertion as the gateway signs it for ``probe``, already used once, as if captured
+    on its way. A careless tool cannot hand one out: the backend hides it from tools."""
     async with httpx2.AsyncClient(timeout=30) as http:
         response = await http.post(
             lab.instance.url("probe"),
@@ -648,9 +650,11 @@ async def _leaked_assertion(lab: Lab, who: tuple[str, str]) -> str:
             headers=dict(modern_headers("leak")) | lab.bearer("probe", who),
         )
     assert response.status_code == 200, response.text
-    found = JWT.search(response.text)
-    assert found, response.text
-    return found[0]
+    assert JWT.search(response.text) is None, response.text  # the tool saw no assertion
+    captured = vouch(lab, "probe", sub=who[0], client_id=who[1], scope="tools:write user")
+    status, answer = direct_call(lab.ports["probe"], "whoami", [(H, captured)])
+    assert status == 200, answer  # its one legitimate use
+    return captured
 
 
 async def test_a_real_assertion_for_probe_opens_no_other_backend(lab: Lab) -> None:
@@ -692,8 +696,8 @@ async def test_a_leaked_assertion_cannot_be_replayed_to_bypass_the_gateway_polic
 
 
 async def test_a_leaked_assertion_does_not_open_another_callers_backend_session(lab: Lab) -> None:
-    """Alice's wrapped session id shows the backend's id in clear (``<backend id>.<tag>``); with
-    any assertion for the server, the backend itself does not check who owns a session."""
+    """Straight to the backend with a captured assertion and whatever alice's sealed session
+    id gives away: nothing runs (the assertion was used, and the id hides the backend's)."""
     async with httpx2.AsyncClient(timeout=30) as http:
         session = await _legacy_session(http, lab.instance.url("probe"), lab.bearer("probe", ALICE))
     backend_id = session.rpartition(".")[0]
