@@ -21,9 +21,11 @@ run: $(STAMP)
 	$(BIN)/atrium --project $(PROJECT) plugins mcp list
 	$(BIN)/atrium --project $(PROJECT) start
 
-## test: the whole suite (PostgreSQL on 127.0.0.1:5432 must be up; in CI it is required)
+## test: the whole suite (PostgreSQL on 127.0.0.1:5432 must be up; in CI it is required),
+## spread over PYTEST_WORKERS processes, one test file per process at a time
+PYTEST_WORKERS ?= 4
 test: $(STAMP) npm-deps
-	$(BIN)/python scripts/pytest_strict.py $(PYTEST_ARGS)
+	$(BIN)/python scripts/pytest_strict.py -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## npm-deps: third-party MCP servers the tests host (pinned, in .cache/npm)
 npm-deps:

@@ -95,7 +95,7 @@ async def atrium_admin(settings: Settings, *args: str, stdin: str = "") -> CliRe
 
 async def polled(gateway: Gateway) -> None:
     """What the gateway's watch loop does every 2 s: reload revocations and keys."""
-    await reload_auth(gateway.app.state.auth, gateway.store)
+    await reload_auth(gateway.app.state.auth, gateway.app.state.proxy.assertions, gateway.store)
 
 
 # -- hole 1: a signing key rotated out ends its tokens, remembered ones too -------------------
