@@ -156,7 +156,8 @@ def token_for(project: Path, url: str) -> str:
     port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
     settings = load_settings(project, environ={"ATRIUM_GATEWAY_PORT": port})
     issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=3600)
-    token, _ = issuer.mint(subject="bench", client_id="bench", audience=[url], scopes=["user"])
+    scopes = ["user", "tools:write"]  # ``user`` lets in, ``tools:write`` calls (auth.roles)
+    token, _ = issuer.mint(subject="bench", client_id="bench", audience=[url], scopes=scopes)
     return token
 
 

@@ -139,7 +139,9 @@ async def test_a_write_tool_is_refused_to_a_caller_who_never_listed_the_tools(
     refused = await call(http, rules, "no-sign-in", "delete_everything", None)
 
     assert refused_for(refused, 401)
-    assert backend.witness.requests == []
+    # The gateway may look the tool's annotations up (tools/list); the tool never runs.
+    assert [r for r in backend.witness.requests if b"tools/call" in r.body] == []
+    assert backend.witness.calls["delete_everything"] == 0
 
 
 async def test_dev_mode_opens_every_allowed_tool_to_callers_without_a_token(
