@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult
 
 from tests.auth.flow import jwt_claims
 from tests.e2e.instance import Instance, started_instance
@@ -36,22 +37,27 @@ def whoami(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instance,
         yield instance, port, calls
 
 
+async def whoami_as_admin(instance: Instance) -> tuple[str, CallToolResult]:
+    """``whoami`` through the gateway with a token ``atrium admin token issue`` minted."""
+    token = instance.atrium("admin", "token", "issue", "--user", "admin", "--server", "whoami")
+    headers = {"Authorization": f"Bearer {token.strip()}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        transport = streamable_http_client(instance.url("whoami"), http_client=http)
+        async with Client(transport) as client:
+            return token.strip(), await client.call_tool("whoami", {})
+
+
 async def test_a_hosted_tool_returns_the_subject_of_the_callers_token(
     whoami: tuple[Instance, int, Path],
 ) -> None:
     instance, _, _ = whoami
-    token = instance.atrium("admin", "token", "issue", "--user", "admin", "--server", "whoami")
-    headers = {"Authorization": f"Bearer {token.strip()}"}
 
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        transport = streamable_http_client(instance.url("whoami"), http_client=http)
-        async with Client(transport) as client:
-            result = await client.call_tool("whoami", {})
+    token, result = await whoami_as_admin(instance)
 
     assert not result.is_error, result
     assert result.structured_content is not None
     identity = json.loads(result.structured_content["result"])
-    claims = jwt_claims(token.strip())
+    claims = jwt_claims(token)
     assert (identity["subject"], identity["client_id"]) == (claims["sub"], claims["client_id"])
     assert set(identity["scopes"]) == set(claims["scope"].split())
 
@@ -93,12 +99,8 @@ async def test_a_caller_key_rotation_needs_no_backend_restart(
 
     instance.atrium("admin", "keys", "rotate", "--caller")
     instance.atrium("admin", "keys", "rotate", "--caller")
-    token = instance.atrium("admin", "token", "issue", "--user", "admin", "--server", "whoami")
-    headers = {"Authorization": f"Bearer {token.strip()}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
-        transport = streamable_http_client(instance.url("whoami"), http_client=http)
-        async with Client(transport) as client:
-            result = await client.call_tool("whoami", {})
+    _, result = await whoami_as_admin(instance)
+    async with httpx2.AsyncClient(timeout=30) as http:
         stale = await http.post(
             f"http://127.0.0.1:{port}/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
