@@ -50,6 +50,7 @@ from atrium.auth.assertion import PRIVATE_FILE, PUBLIC_FILE, TYPE
 from atrium.auth.keys import KeySet
 from atrium.auth.tokens import TokenIssuer
 from tests.e2e.instance import Instance, started_instance
+from tests.gateway.helpers import legacy_headers, legacy_session
 from tests.processes import free_port, wait_for
 
 TIME = Path(sys.executable).parent / "mcp-server-time"
@@ -699,7 +700,7 @@ async def test_a_leaked_assertion_does_not_open_another_callers_backend_session(
     """Straight to the backend with a captured assertion and whatever alice's sealed session
     id gives away: nothing runs (the assertion was used, and the id hides the backend's)."""
     async with httpx2.AsyncClient(timeout=30) as http:
-        session = await _legacy_session(http, lab.instance.url("probe"), lab.bearer("probe", ALICE))
+        session = await legacy_session(http, lab.instance.url("probe"), lab.bearer("probe", ALICE))
     backend_id = session.rpartition(".")[0]
     leaked = await _leaked_assertion(lab, MALLORY)
     before = len(lab.ran("probe"))
@@ -857,35 +858,6 @@ def test_no_assertion_is_written_to_any_log_or_the_store(lab: Lab) -> None:
 # -- 2. sessions bound to their owner ---------------------------------------------------------
 
 
-async def _legacy_session(http: httpx2.AsyncClient, url: str, auth: dict[str, str]) -> str:
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": LEGACY,
-            "capabilities": {},
-            "clientInfo": {"name": "red-team", "version": "1"},
-        },
-    }
-    response = await http.post(url, json=initialize, headers={"Accept": ACCEPT} | auth)
-    assert response.status_code == 200, response.text
-    session = response.headers["mcp-session-id"]
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    response = await http.post(url, json=initialized, headers=_legacy(session) | auth)
-    assert response.status_code == 202, response.text
-    return session
-
-
-def _legacy(session: str) -> dict[str, str]:
-    return {
-        "Accept": ACCEPT,
-        "Content-Type": "application/json",
-        "MCP-Protocol-Version": LEGACY,
-        "Mcp-Session-Id": session,
-    }
-
-
 def _tag(session: str) -> str:
     return session.rpartition(".")[2]
 
@@ -896,8 +868,8 @@ async def test_another_caller_cannot_use_read_or_end_a_session_and_is_audited(la
     async with httpx2.AsyncClient(timeout=30) as http:
         alice = lab.bearer("probe", ALICE)
         mallory = lab.bearer("probe", MALLORY)
-        session = await _legacy_session(http, url, alice)
-        own = await _legacy_session(http, url, mallory)
+        session = await legacy_session(http, url, alice)
+        own = await legacy_session(http, url, mallory)
         backend_id, _, tag = session.rpartition(".")
         flip = "A" if tag[0] != "A" else "B"
         variants = {
@@ -919,7 +891,9 @@ async def test_another_caller_cannot_use_read_or_end_a_session_and_is_audited(la
         answers = {}
         for name, value in variants.items():
             post = await http.post(
-                url, content=call_body("whoami", modern=False), headers=_legacy(value) | mallory
+                url,
+                content=call_body("whoami", modern=False),
+                headers=legacy_headers(value) | mallory,
             )
             answers[f"POST {name}"] = post.status_code
         stream = {"Accept": "text/event-stream", "MCP-Protocol-Version": LEGACY}
@@ -933,10 +907,10 @@ async def test_another_caller_cannot_use_read_or_end_a_session_and_is_audited(la
             headers=dict(modern_headers("whoami")) | {"Mcp-Session-Id": session} | mallory,
         )
         answers["POST 2026-07-28 naming the session"] = modern.status_code
-        delete = await http.delete(url, headers=_legacy(session) | mallory)
+        delete = await http.delete(url, headers=legacy_headers(session) | mallory)
         answers["DELETE"] = delete.status_code
         still = await http.post(
-            url, content=call_body("whoami", modern=False), headers=_legacy(session) | alice
+            url, content=call_body("whoami", modern=False), headers=legacy_headers(session) | alice
         )
 
     assert {k: v for k, v in answers.items() if v != 404} == {}
@@ -963,16 +937,16 @@ async def test_another_caller_cannot_use_read_or_end_a_session_and_is_audited(la
 async def test_the_same_subject_through_another_client_is_another_caller(lab: Lab) -> None:
     url = lab.instance.url("probe")
     async with httpx2.AsyncClient(timeout=30) as http:
-        session = await _legacy_session(http, url, lab.bearer("probe", ALICE))
+        session = await legacy_session(http, url, lab.bearer("probe", ALICE))
         other_client = await http.post(
             url,
             content=call_body("whoami", modern=False),
-            headers=_legacy(session) | lab.bearer("probe", ALICE_OTHER_CLIENT),
+            headers=legacy_headers(session) | lab.bearer("probe", ALICE_OTHER_CLIENT),
         )
         admin_scopes = await http.post(
             url,
             content=call_body("whoami", modern=False),
-            headers=_legacy(session)
+            headers=legacy_headers(session)
             | {"Authorization": f"Bearer {lab.token('probe', MALLORY, ('admin', *USER_SCOPES))}"},
         )
     assert (other_client.status_code, admin_scopes.status_code) == (404, 404)
@@ -980,12 +954,12 @@ async def test_the_same_subject_through_another_client_is_another_caller(lab: La
 
 async def test_a_session_of_one_server_is_refused_on_another(lab: Lab) -> None:
     async with httpx2.AsyncClient(timeout=30) as http:
-        session = await _legacy_session(http, lab.instance.url("probe"), lab.bearer("probe", ALICE))
+        session = await legacy_session(http, lab.instance.url("probe"), lab.bearer("probe", ALICE))
         before = len(lab.ran("other"))
         response = await http.post(
             lab.instance.url("other"),
             content=call_body("whoami", modern=False),
-            headers=_legacy(session) | lab.bearer("other", ALICE),
+            headers=legacy_headers(session) | lab.bearer("other", ALICE),
         )
     assert response.status_code == 404
     assert "Session not found" in response.text
@@ -1004,21 +978,21 @@ async def test_anonymous_and_signed_in_callers_never_share_a_session(lab: Lab) -
             headers=dict(modern_headers("", "tools/list")[:4]),
         )
         assert listed.status_code == 200, listed.text
-        alices = await _legacy_session(http, url, lab.bearer("anon", ALICE))
-        anonymous = await _legacy_session(http, url, {})
+        alices = await legacy_session(http, url, lab.bearer("anon", ALICE))
+        anonymous = await legacy_session(http, url, {})
         before = len(lab.ran("anon"))
         anon_on_alice = await http.post(
-            url, content=call_body("whoami", modern=False), headers=_legacy(alices)
+            url, content=call_body("whoami", modern=False), headers=legacy_headers(alices)
         )
         alice_on_anon = await http.post(
             url,
             content=call_body("whoami", modern=False),
-            headers=_legacy(anonymous) | lab.bearer("anon", ALICE),
+            headers=legacy_headers(anonymous) | lab.bearer("anon", ALICE),
         )
         mallory_on_anon = await http.post(
             url,
             content=call_body("whoami", modern=False),
-            headers=_legacy(anonymous) | lab.bearer("anon", MALLORY),
+            headers=legacy_headers(anonymous) | lab.bearer("anon", MALLORY),
         )
     assert (anon_on_alice.status_code, alice_on_anon.status_code, mallory_on_anon.status_code) == (
         404,

@@ -238,8 +238,12 @@ def messages(response: httpx2.Response) -> list[dict[str, Any]]:
     return found
 
 
-async def legacy_session(http: httpx2.AsyncClient, url: str) -> str:
-    """Initialize an ``initialize``-era session through ``url``; its ``Mcp-Session-Id``."""
+async def legacy_session(
+    http: httpx2.AsyncClient, url: str, headers: dict[str, str] | None = None
+) -> str:
+    """Initialize an ``initialize``-era session through ``url``; its ``Mcp-Session-Id``.
+    ``headers`` (a token, say) go with both requests."""
+    extra = headers or {}
     initialize = {
         "jsonrpc": "2.0",
         "id": 0,
@@ -250,11 +254,11 @@ async def legacy_session(http: httpx2.AsyncClient, url: str) -> str:
             "clientInfo": {"name": "gateway-tests", "version": "1"},
         },
     }
-    response = await http.post(url, json=initialize, headers={"Accept": ACCEPT})
+    response = await http.post(url, json=initialize, headers={"Accept": ACCEPT, **extra})
     assert response.status_code == 200, response.text
     session = response.headers["mcp-session-id"]
     initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    response = await http.post(url, json=initialized, headers=legacy_headers(session))
+    response = await http.post(url, json=initialized, headers={**legacy_headers(session), **extra})
     assert response.status_code == 202, response.text
     return session
 

@@ -23,11 +23,7 @@ def auth(gateway: Gateway, subject: str, client_id: str = "client") -> dict[str,
 
 
 async def alices_session(gateway: Gateway, http: httpx2.AsyncClient, url: str) -> str:
-    http.headers.update(auth(gateway, "alice"))
-    try:
-        return await legacy_session(http, url)
-    finally:
-        del http.headers["Authorization"]
+    return await legacy_session(http, url, auth(gateway, "alice"))
 
 
 @pytest.fixture

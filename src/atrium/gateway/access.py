@@ -26,8 +26,9 @@ scope that would do (403 ``insufficient_scope``): a tool's own scopes, else ``to
 for a read-only tool and ``tools:write`` for any other. ``tools/list`` answers are filtered
 by the same verdicts, so a caller sees exactly the tools it may call.
 
-Annotations are learnt from the ``tools/list`` answers that pass through; a tool not seen yet
-is not read-only (refusing is the safe way to be wrong).
+Annotations are learnt from the ``tools/list`` answers that pass through, and a tool called
+before any listing is looked up first (``lookup``); a tool still unknown is not read-only
+(refusing is the safe way to be wrong).
 """
 
 from __future__ import annotations
@@ -44,23 +45,11 @@ from atrium.registry.schema import ServerConfig
 Verdict = Literal["ok", "hidden", "sign-in"] | tuple[str, ...]  # a tuple: the scopes needed
 
 
-LOOKUP_INTERVAL_S = 10.0
-
-
 @dataclass
 class ToolCatalog:
     """``readOnlyHint`` of each tool seen, per server."""
 
     _read_only: dict[str, dict[str, bool]] = field(default_factory=dict)
-    _looked_up: dict[str, float] = field(default_factory=dict)
-
-    def may_look_up(self, server: str, now: float) -> bool:
-        """Whether the gateway may ask ``server`` for its tools to learn one it has not seen:
-        once per ``LOOKUP_INTERVAL_S``, so callers naming made-up tools cost no more."""
-        if now - self._looked_up.get(server, -LOOKUP_INTERVAL_S) < LOOKUP_INTERVAL_S:
-            return False
-        self._looked_up[server] = now
-        return True
 
     def learn(self, server: str, tools: list[Any]) -> None:
         known = self._read_only.setdefault(server, {})
@@ -77,7 +66,6 @@ class ToolCatalog:
 
     def forget(self) -> None:
         self._read_only.clear()
-        self._looked_up.clear()
 
 
 def read_only_hint(tool: dict[str, Any]) -> bool:

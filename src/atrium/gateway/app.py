@@ -68,20 +68,7 @@ def create_app(
     redis = _redis(settings)
     replay = RedisReplayCache(redis, prefix=settings.redis.key_prefix) if redis else None
     auth = AuthorizationServer(settings, hosted=_hosted(directory), replay=replay, clock=clock)
-    guard = Guard.from_settings(settings)
-    limiter = RateLimiter.from_settings(settings, redis)
-    assertions = AssertionSigner(settings.state_dir, settings.issuer, clock=clock)
-    proxy = McpProxy(
-        directory,
-        upstreams,
-        guard,
-        audit,
-        ResourceGuard(auth),
-        settings.public_url,
-        assertions,
-        SessionBinding(auth.session_key),
-        limiter,
-    )
+    proxy = _proxy(settings, directory, upstreams, audit, auth, redis, clock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -103,7 +90,8 @@ def create_app(
             await audit.close()
             await upstreams.close()
             await auth.close()
-            await limiter.close()
+            if proxy.limiter is not None:
+                await proxy.limiter.close()
             if redis is not None:
                 await redis.aclose()
             if owned:
@@ -117,6 +105,28 @@ def create_app(
     app.state.proxy = proxy
     app.state.auth = auth
     return app
+
+
+def _proxy(
+    settings: Settings,
+    directory: ServerDirectory,
+    upstreams: Upstreams,
+    audit: AuditSink,
+    auth: AuthorizationServer,
+    redis: Redis | None,
+    clock: Callable[[], float],
+) -> McpProxy:
+    return McpProxy(
+        directory,
+        upstreams,
+        Guard.from_settings(settings),
+        audit,
+        ResourceGuard(auth),
+        settings.public_url,
+        AssertionSigner(settings.state_dir, settings.issuer, clock=clock),
+        SessionBinding(auth.session_key),
+        RateLimiter.from_settings(settings, redis),
+    )
 
 
 def _routes(
@@ -175,6 +185,7 @@ async def _watch(
                     logger.info("deleted %d expired codes, refresh tokens and revocations", purged)
             if await directory.refresh():
                 proxy.catalog.forget()
+                proxy.lookup.forget()
                 logger.info("server registry reloaded: %d servers", len(directory.routes))
             await reload_auth(auth, proxy.assertions, directory.store_or_fail())
         except Exception:  # the top of a task: keep serving with what we have

@@ -22,7 +22,7 @@ from atrium.auth.assertion import AssertionSigner
 from atrium.auth.errors import OAuthError
 from atrium.auth.resource import ANONYMOUS, RequestFacts, ResourceGuard
 from atrium.auth.wire import check_single_credentials
-from atrium.gateway import backend_rpc, jsonrpc
+from atrium.gateway import jsonrpc
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import Route, ServerDirectory
@@ -35,6 +35,7 @@ from atrium.gateway.errors import (
 )
 from atrium.gateway.exchange import Exchange, origin_of
 from atrium.gateway.guard import Guard, too_large
+from atrium.gateway.lookup import ToolLookup
 from atrium.gateway.ratelimit import RateLimiter, peer
 from atrium.gateway.sessions import SessionBinding
 from atrium.gateway.upstream import Upstreams, request_headers, response_headers
@@ -65,7 +66,7 @@ class McpProxy:
         self.public_url = public_url
         self.limiter = limiter
         self.catalog = ToolCatalog()
-        self._lookups: dict[str, asyncio.Future[None]] = {}
+        self.lookup = ToolLookup(self.catalog, upstreams)
         self._closing = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,7 +94,10 @@ class McpProxy:
             if malformed is not None:
                 raise malformed
             assert exchange.access is not None
-            await self._learn_unknown_tools(route, exchange)
+            if exchange.inbound is not None:
+                await self.lookup.learn_unknown(
+                    route, exchange.access, exchange.inbound, lambda: self.identity(route, exchange)
+                )
             self._check_inbound(headers, route, exchange.access, facts, exchange)
             self._check_session(headers, route, exchange)
             await self.limit(exchange, client=peer(scope))
@@ -174,44 +178,6 @@ class McpProxy:
         for call in inbound.calls:
             if call.method == "tools/call":
                 self.check_call(route, access, facts, call.tool)
-
-    async def _learn_unknown_tools(self, route: Route, exchange: Exchange) -> None:
-        """Annotations decide what anonymous and read-only callers may call, and a client may
-        call a tool without listing first (a script, a one-shot POST): a tool the gateway has
-        not seen listed is looked up on the backend, as this caller, before it is judged.
-        Without an answer the tool stays unknown, so not read-only: refusing is the safe way
-        to be wrong."""
-        access, inbound = exchange.access, exchange.inbound
-        if access is None or inbound is None or access.open:
-            return
-        unknown = any(
-            call.method == "tools/call"
-            and call.tool is not None
-            and route.policy.permits(call.tool)  # a denied tool is refused whatever it does
-            and not self.catalog.knows(route.name, call.tool)
-            and access.verdict(call.tool) != "ok"
-            for call in inbound.calls
-        )
-        if not unknown:
-            return
-        lookup = self._lookups.get(route.name)
-        if lookup is None or lookup.done():
-            if not self.catalog.may_look_up(route.name, time.monotonic()):
-                return
-            lookup = asyncio.ensure_future(self._look_up(route, exchange))
-            self._lookups[route.name] = lookup
-        # Callers arriving meanwhile wait for the same answer; one leaving cancels nothing.
-        await asyncio.shield(lookup)
-
-    async def _look_up(self, route: Route, exchange: Exchange) -> None:
-        try:
-            tools = await backend_rpc.list_tools(
-                self.upstreams, route, lambda: self.identity(route, exchange)
-            )
-        except GatewayError as error:
-            logger.info("could not list the tools of %s: %s", route.name, error.message)
-            return
-        self.catalog.learn(route.name, tools)
 
     def _check_session(self, headers: dict[str, str], route: Route, exchange: Exchange) -> None:
         """A named session must be the caller's own (``sessions``); 404 otherwise."""
