@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test check bench install clean npm-deps
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml testing/everything/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# Test-only: the everything server the tests and the conformance suite host (not in the wheel)
+	$(BIN)/python -m pip install --quiet --no-deps -e testing/everything
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,7 +42,7 @@ conformance: $(STAMP)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict src
+	$(BIN)/mypy --strict src testing/everything/src
 
 ## bench: every benchmark under bench/, each printing its ratios
 bench: $(STAMP)

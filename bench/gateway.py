@@ -149,8 +149,8 @@ def start_servers(stack: ExitStack, project: Path) -> tuple[str, str, str]:
 
 def token_for(project: Path, url: str) -> str:
     """A token for the ``secure`` server, signed with the project's key as the gateway's are."""
+    from atrium.auth.access_tokens import TokenIssuer
     from atrium.auth.keys import KeySet
-    from atrium.auth.tokens import TokenIssuer
     from atrium.settings import load_settings
 
     port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]

@@ -18,10 +18,10 @@ import httpx2
 import pytest
 from joserfc.jwk import ECKey
 
+from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.dpop import generate_key, make_proof
 from atrium.auth.hashing import token_hash
 from atrium.auth.keys import KeySet
-from atrium.auth.tokens import TokenIssuer
 from tests.auth.flow import (
     CALLS,
     OAUTH,
@@ -98,8 +98,8 @@ async def test_a_wrong_pkce_verifier_is_refused_and_leaves_the_code_unspent(
 
     assert (wrong.status_code, wrong.json()["error"]) == (400, "invalid_grant")
     assert await snapshot(gateway.store) == before
-    # By design the code is checked completely before it is spent (token.py): the client that
-    # holds the right verifier can still redeem it.
+    # By design the code is checked completely before it is spent (token_endpoint.py): the
+    # client that holds the right verifier can still redeem it.
     right = await exchange_code(http, gateway.base, client["client_id"], code, pkce.verifier)
     assert right.status_code == 200, right.text
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from atrium.auth.access_tokens import TokenIssuer, TokenVerifier
 from atrium.auth.errors import OAuthError
 from atrium.auth.keys import KeySet, rotate_signing_keys
-from atrium.auth.tokens import TokenIssuer, TokenVerifier
 
 ISSUER = "http://127.0.0.1:8080"
 

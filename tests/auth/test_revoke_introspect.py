@@ -8,8 +8,8 @@ from typing import Any
 import httpx2
 import pytest
 
+from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.dpop import generate_key
-from atrium.auth.tokens import TokenIssuer
 from atrium.cli.admin_clients import _record as confidential_record
 from tests.auth.flow import (
     CALLS,

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey
 
+from atrium.auth.access_tokens import LEEWAY_S, MAX_LIFETIME_S, TokenIssuer
 from atrium.auth.dpop import generate_key, make_proof, thumbprint
-from atrium.auth.tokens import LEEWAY_S, MAX_LIFETIME_S, TokenIssuer
 from atrium.cli.admin_clients import _record as confidential_record
 from atrium.gateway.app import create_app, reload_auth
 from atrium.settings import Settings

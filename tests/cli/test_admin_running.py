@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from atrium.host import run_foreground
 from atrium.registry.loader import load_registry
 from atrium.settings import Settings, load_settings
 from atrium.supervisor import control
-from atrium.supervisor.runner import run_foreground
 from tests.auth.flow import bearer, call_tool, challenge, jwt_claims
 from tests.cli.helpers import CliResult, run_atrium
 from tests.gateway.conftest import Backend, backend  # noqa: F401  (a fixture used here)

@@ -46,9 +46,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.assertion import PRIVATE_FILE, PUBLIC_FILE, TYPE
 from atrium.auth.keys import KeySet
-from atrium.auth.tokens import TokenIssuer
 from tests.e2e.instance import Instance, started_instance
 from tests.gateway.helpers import legacy_headers, legacy_session
 from tests.processes import free_port, wait_for

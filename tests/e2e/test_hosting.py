@@ -19,8 +19,8 @@ import httpx2
 import pytest
 from mcp import Client
 
+from atrium.runstate import RuntimeState, read_state
 from atrium.supervisor.reaper import children_of
-from atrium.supervisor.state import RuntimeState, read_state
 from tests.processes import alive, free_port, wait_for
 from tests.trust import assertion, vouched_client
 

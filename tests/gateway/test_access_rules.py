@@ -16,7 +16,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from atrium.auth.resource import ANONYMOUS, Caller
+from atrium.auth.resource_guard import ANONYMOUS, Caller
 from atrium.auth.roles import Roles
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.policy import Policy

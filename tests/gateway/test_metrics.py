@@ -10,14 +10,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from atrium.auth.operator import OPERATOR_CLIENT_ID
 from atrium.gateway.metrics import Metrics
-from atrium.settings import Settings
-from atrium.supervisor.state import (
+from atrium.runstate import (
     RuntimeState,
     ServerStatus,
     SupervisorLock,
     run_dir,
     write_state,
 )
+from atrium.settings import Settings
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import Gateway, call_body, call_modern, list_body, modern_headers
 

@@ -13,10 +13,10 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from atrium.auth.resource import ANONYMOUS, Caller
+from atrium.auth.resource_guard import ANONYMOUS, Caller
 from atrium.gateway.ratelimit import RATE_LIMITED, caller_key, parse
-from atrium.registry.schema import RATE_LIMIT
 from atrium.settings import load_settings
+from atrium.settings.sections import RATE_LIMIT
 from atrium.store import Store
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import (

@@ -7,8 +7,8 @@ import time
 
 import httpx2
 
+from atrium.runstate import RuntimeState, ServerStatus, SupervisorLock, write_state
 from atrium.settings import Settings
-from atrium.supervisor.state import RuntimeState, ServerStatus, SupervisorLock, write_state
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import SERVERS, Gateway
 

@@ -23,7 +23,7 @@ from mcp.types import (
     TextResourceContents,
 )
 
-from atrium.servers.everything import create_server
+from atrium_everything import create_server
 from tests.processes import free_port
 from tests.servers.helpers import running, serving
 

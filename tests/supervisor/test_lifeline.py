@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from atrium.runstate import read_state
 from atrium.supervisor.reaper import children_of
-from atrium.supervisor.state import read_state
 from tests.processes import alive, free_port, wait_for
 
 TIME = Path(sys.executable).parent / "mcp-server-time"

@@ -12,8 +12,8 @@ import pytest
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import load_registry
+from atrium.runstate import read_state
 from atrium.settings import load_settings
-from atrium.supervisor.state import read_state
 from atrium.supervisor.supervisor import RestartPolicy, Supervisor
 from tests.processes import alive
 from tests.supervisor.conftest import ProjectFactory

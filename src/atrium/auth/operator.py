@@ -16,10 +16,10 @@ import getpass
 import json
 from typing import Any
 
+from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.assertion import CallerIdentity
 from atrium.auth.keys import KeySet
 from atrium.auth.roles import ADMIN
-from atrium.auth.tokens import TokenIssuer
 from atrium.errors import AtriumError
 from atrium.settings import ACTING_CALLER_VARIABLE, Settings
 

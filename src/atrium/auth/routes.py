@@ -12,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from atrium.auth import introspect, metadata, register, revoke
+from atrium.auth import introspect, metadata, register, revocation_endpoint
 from atrium.auth.authorize import Authorize
 from atrium.auth.pages import stylesheet
 from atrium.auth.server import AuthorizationServer
-from atrium.auth.token import TokenEndpoint
+from atrium.auth.token_endpoint import TokenEndpoint
 from atrium.auth.wire import single_credentials
 
 BASE = "/api/v1/core/oauth"
@@ -54,7 +54,7 @@ def oauth_routes(auth: AuthorizationServer) -> list[BaseRoute]:
         Route(f"{BASE}/signout", single_credentials(flow.signout), methods=["POST"]),
         Route(f"{BASE}/token", single_credentials(TokenEndpoint(auth).handle), methods=["POST"]),
         Route(f"{BASE}/register", _bound(auth, register.register), methods=["POST"]),
-        Route(f"{BASE}/revoke", _bound(auth, revoke.revoke), methods=["POST"]),
+        Route(f"{BASE}/revoke", _bound(auth, revocation_endpoint.revoke), methods=["POST"]),
         Route(f"{BASE}/introspect", _bound(auth, introspect.introspect), methods=["POST"]),
         Route(f"{BASE}/jwks", jwks, methods=["GET"]),
         Route(f"{BASE}/static/style.css", stylesheet, methods=["GET"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from atrium.auth.access_tokens import TokenIssuer, TokenVerifier
 from atrium.auth.cimd import MetadataFetcher
 from atrium.auth.clients import ClientDirectory
 from atrium.auth.dpop import DpopVerifier
@@ -18,12 +19,11 @@ from atrium.auth.keys import KeySet
 from atrium.auth.nonces import NonceIssuer
 from atrium.auth.redirects import local_port
 from atrium.auth.replay import MemoryReplayCache, ReplayCache
-from atrium.auth.resources import Resources
-from atrium.auth.revocations import RevocationList
+from atrium.auth.resource_ids import Resources
+from atrium.auth.revocation_list import RevocationList
 from atrium.auth.roles import Roles
 from atrium.auth.signed import Signer, ensure_session_key
 from atrium.auth.throttle import RegistrationThrottle
-from atrium.auth.tokens import TokenIssuer, TokenVerifier
 from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
 from atrium.store import Store

@@ -133,7 +133,7 @@ def users_set_role(
 async def set_role(store: Store, roles: Roles, username: str, role: str) -> None:
     """Store the role; end the user's tokens unless every scope they may carry is kept (an
     old role no longer configured carried scopes unknown here: its tokens end too)."""
-    from atrium.auth.revocations import revoke_subject
+    from atrium.auth.revocation_list import revoke_subject
 
     record = await _user(store, username)
     await store.users.set_role(username, role)
@@ -159,7 +159,7 @@ def users_disable(
 
 
 async def set_disabled(store: Store, username: str, disabled: bool) -> None:
-    from atrium.auth.revocations import revoke_subject
+    from atrium.auth.revocation_list import revoke_subject
 
     record = await _user(store, username)
     await store.users.set_disabled(username, disabled)
@@ -170,7 +170,7 @@ async def set_disabled(store: Store, username: str, disabled: bool) -> None:
 @users.command("delete")
 def users_delete(ctx: typer.Context, username: Annotated[str, typer.Argument()]) -> None:
     """Delete a user; their sessions, access and refresh tokens end now."""
-    from atrium.auth.revocations import revoke_subject
+    from atrium.auth.revocation_list import revoke_subject
 
     async def delete(store: Store) -> None:
         record = await store.users.delete(username)
@@ -208,7 +208,7 @@ def users_set_password(
 
 async def set_password(store: Store, username: str, password_hash: str) -> None:
     """A new password ends everything the old one let anyone obtain (it may have leaked)."""
-    from atrium.auth.revocations import revoke_subject
+    from atrium.auth.revocation_list import revoke_subject
 
     record = await _user(store, username)
     await store.users.set_password(username, password_hash)

@@ -46,7 +46,7 @@ def issue(
     """Print an access token for USER on SERVER (audience: the server's resource URL)."""
     cli = state(ctx)
     cli.registry().get(server)  # a server of the project's YAML, or NotFoundError naming them
-    from atrium.auth.tokens import MAX_LIFETIME_S
+    from atrium.auth.access_tokens import MAX_LIFETIME_S
 
     lifetime = ttl if ttl is not None else cli.settings.oauth.access_token_ttl_s
     # The verifiers refuse a token living longer than MAX_LIFETIME_S: never mint one.
@@ -61,9 +61,9 @@ def revoke(
     value: Annotated[str, typer.Argument(help="The access token, or its jti.", metavar="TOKEN")],
 ) -> None:
     """Revoke an access token (given whole, or by its jti) on every gateway of the project."""
+    from atrium.auth.access_tokens import MAX_LIFETIME_S, TokenVerifier
     from atrium.auth.errors import OAuthError
     from atrium.auth.keys import KeySet
-    from atrium.auth.tokens import MAX_LIFETIME_S, TokenVerifier
 
     cli = state(ctx)
     settings = cli.settings
@@ -105,9 +105,9 @@ def reload_gateway(cli: CliState) -> None:
 
 def mint(cli: CliState, user: str, server: str, scopes: list[str], lifetime: int) -> str:
     """A token for ``user`` on ``server`` with at most the scopes the user's role grants."""
+    from atrium.auth.access_tokens import TokenIssuer
     from atrium.auth.keys import KeySet
     from atrium.auth.roles import Roles
-    from atrium.auth.tokens import TokenIssuer
 
     settings = cli.settings
     record, revoked_until = cli.with_store(lambda store: _lookup(store, user))

@@ -16,8 +16,8 @@ from atrium.cli.context import CliState, state
 from atrium.cli.status import render, status_rows
 from atrium.errors import AtriumError
 from atrium.registry.loader import load_registry
+from atrium.runstate import running_supervisor
 from atrium.supervisor import control
-from atrium.supervisor.state import running_supervisor
 
 app = typer.Typer(help="Infrastructure: services, logs and usage.", no_args_is_help=True)
 services = typer.Typer(help="Start, stop and watch the MCP server processes.", no_args_is_help=True)
@@ -61,7 +61,7 @@ def start(
         return
     gateway = _with_gateway(targets, everything)
     if detach:
-        from atrium.supervisor.runner import start_detached
+        from atrium.host import start_detached
 
         argv = ["infra", "services", "start", *(names or (["--all"] if gateway else ["mcp"]))]
         state_ = start_detached(cli.settings, argv)
@@ -73,7 +73,7 @@ def start(
 
 
 def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
-    from atrium.supervisor.runner import AlreadyRunning
+    from atrium.host import AlreadyRunning
 
     if names is None:
         raise AlreadyRunning(pid)
@@ -89,7 +89,7 @@ def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
 def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
     import uvloop
 
-    from atrium.supervisor.runner import run_foreground
+    from atrium.host import run_foreground
 
     _configure_logging(cli)
     registry = cli.registry()

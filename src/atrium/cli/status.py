@@ -11,7 +11,7 @@ from rich.markup import escape
 from atrium.cli.context import CliState
 from atrium.cli.tables import table
 from atrium.registry.loader import Registry
-from atrium.supervisor.state import read_state
+from atrium.runstate import read_state
 
 
 def status_rows(cli: CliState, registry: Registry) -> list[dict[str, Any]]:

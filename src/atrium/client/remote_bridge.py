@@ -4,7 +4,7 @@ For clients that only start stdio servers (seed 003's Claude Desktop example): t
 ``atrium bridge https://atrium.example.com/api/v1/mcp/atrium/mcp``; the bridge signs in
 (``atrium.client.oauth``: the browser once, DPoP-bound tokens after), opens one MCP session to
 the remote server and mirrors it on stdin/stdout with the same forwarding the supervisor's
-stdio bridge uses the other way round (``atrium.supervisor.bridge.proxy``).
+stdio bridge uses the other way round (``atrium.bridge.proxy``).
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import Implementation
 
 from atrium.__about__ import __version__
+from atrium.bridge.notifications import Fanout
+from atrium.bridge.proxy import build_proxy
+from atrium.bridge.upstream import Upstream
 from atrium.client.credentials import CredentialStore
 from atrium.client.oauth import DpopAuth
-from atrium.supervisor.bridge.notifications import Fanout
-from atrium.supervisor.bridge.proxy import build_proxy
-from atrium.supervisor.bridge.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from atrium.auth.resource import Caller
+from atrium.auth.resource_guard import Caller
 from atrium.auth.roles import ANONYMOUS, NOT_WRITING, TOOLS_READ, TOOLS_WRITE
 from atrium.gateway.policy import Policy
 from atrium.registry.globs import matches_any

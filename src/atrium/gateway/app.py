@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from atrium.auth.assertion import AssertionSigner
 from atrium.auth.replay_redis import RedisReplayCache
-from atrium.auth.resource import ResourceGuard
+from atrium.auth.resource_guard import ResourceGuard
 from atrium.auth.routes import oauth_routes
 from atrium.auth.server import AuthorizationServer, Hosted
 from atrium.gateway import redis_client

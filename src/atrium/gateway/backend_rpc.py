@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from atrium.gateway import jsonrpc
-from atrium.gateway.directory import Route
+from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import GatewayError, bad_gateway, timed_out, unavailable
 from atrium.gateway.sse import EventRelay
 from atrium.gateway.upstream import Upstreams
@@ -42,7 +42,7 @@ def request_body(method: str, params: dict[str, Any]) -> tuple[int, bytes]:
 
 async def call(
     upstreams: Upstreams,
-    route: Route,
+    route: ServerRoute,
     method: str,
     body: bytes,
     request_id: int,
@@ -108,7 +108,7 @@ def _matching(message: Any, request_id: int, server: str) -> dict[str, Any]:
 
 async def list_tools(
     upstreams: Upstreams,
-    route: Route,
+    route: ServerRoute,
     identity: Callable[[], Mapping[str, str]] | None = None,
 ) -> list[dict[str, Any]]:
     """Every tool of the server, following ``nextCursor`` (at most 50 pages); ``identity``

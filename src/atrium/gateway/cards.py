@@ -51,8 +51,7 @@ from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
 
 if TYPE_CHECKING:
-    from atrium.gateway.directory import Route as Routed
-    from atrium.gateway.directory import ServerDirectory
+    from atrium.gateway.directory import ServerDirectory, ServerRoute
 
 CARD_SCHEMA = "https://static.modelcontextprotocol.io/schemas/v1/server-card.schema.json"
 CARD_TYPE = "application/mcp-server-card+json"
@@ -288,7 +287,7 @@ def _with_preflight(endpoint: Endpoint) -> Endpoint:
     return handle
 
 
-def _is_published(route: Routed) -> bool:
+def _is_published(route: ServerRoute) -> bool:
     return route.enabled and route.config.display_in_web
 
 

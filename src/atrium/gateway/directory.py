@@ -34,7 +34,7 @@ DEV_MODE_WARNING = (
 
 
 @dataclass(frozen=True)
-class Route:
+class ServerRoute:
     name: str
     config: ServerConfig
     upstream: str
@@ -53,7 +53,7 @@ class Route:
         return self.config.transport != "remote" or self.config.forward_identity
 
 
-def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[str, Route]:
+def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[str, ServerRoute]:
     routes = {}
     for record in records:
         try:
@@ -72,7 +72,9 @@ def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[st
             credentials = {}
         upstream = _upstream(config, settings)
         policy = Policy.of(config.tools)
-        routes[record.name] = Route(record.name, config, upstream, policy, reason, credentials)
+        routes[record.name] = ServerRoute(
+            record.name, config, upstream, policy, reason, credentials
+        )
     return routes
 
 
@@ -102,17 +104,17 @@ class ServerDirectory:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
         self.store = store
-        self._routes: Mapping[str, Route] = MappingProxyType({})
+        self._routes: Mapping[str, ServerRoute] = MappingProxyType({})
         self._fingerprint: tuple[int, object] | None = None  # (count, newest updated_at)
 
     @property
-    def routes(self) -> Mapping[str, Route]:
+    def routes(self) -> Mapping[str, ServerRoute]:
         return self._routes
 
-    def replace(self, routes: dict[str, Route]) -> None:
+    def replace(self, routes: dict[str, ServerRoute]) -> None:
         self._routes = MappingProxyType(routes)
 
-    def lookup(self, name: str) -> Route:
+    def lookup(self, name: str) -> ServerRoute:
         route = self._routes.get(name)
         if route is None:
             raise not_found(name, [n for n, r in self._routes.items() if r.config.display_in_web])
@@ -136,4 +138,4 @@ class ServerDirectory:
         return True
 
 
-__all__ = ["GatewayError", "Route", "ServerDirectory", "build_routes"]
+__all__ = ["GatewayError", "ServerDirectory", "ServerRoute", "build_routes"]

@@ -20,7 +20,7 @@ import orjson
 from starlette.types import Send
 
 from atrium.auth.operator import OPERATOR_CLIENT_ID
-from atrium.auth.resource import Caller
+from atrium.auth.resource_guard import Caller
 from atrium.gateway.access import ToolAccess
 from atrium.gateway.audit import capped_arguments, recorded_name
 from atrium.gateway.errors import GatewayError, timed_out

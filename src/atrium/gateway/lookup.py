@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from atrium.gateway import backend_rpc
 from atrium.gateway.access import ToolAccess, ToolCatalog
-from atrium.gateway.directory import Route
+from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import GatewayError
 from atrium.gateway.jsonrpc import Inbound
 from atrium.gateway.upstream import Upstreams
@@ -38,7 +38,7 @@ class ToolLookup:
         self._asked_at: dict[str, float] = {}
 
     async def learn_unknown(
-        self, route: Route, access: ToolAccess, inbound: Inbound, identity: Identity
+        self, route: ServerRoute, access: ToolAccess, inbound: Inbound, identity: Identity
     ) -> None:
         """Learn the tools of ``route`` if a call of ``inbound`` names one whose verdict
         depends on annotations the gateway has not seen."""
@@ -70,7 +70,7 @@ class ToolLookup:
         self._asked_at[server] = now
         return True
 
-    async def _look_up(self, route: Route, identity: Identity) -> None:
+    async def _look_up(self, route: ServerRoute, identity: Identity) -> None:
         try:
             tools = await backend_rpc.list_tools(self.upstreams, route, identity)
         except GatewayError as error:

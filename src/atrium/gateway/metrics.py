@@ -32,8 +32,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from starlette.requests import Request
 from starlette.responses import Response
 
+from atrium.runstate import read_state
 from atrium.store.audit import AuditEvent
-from atrium.supervisor.state import read_state
 
 # From a cached ping (1 ms) to the default tool timeout (60 s).
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)

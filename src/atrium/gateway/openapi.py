@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from atrium.gateway.directory import Route
+from atrium.gateway.directory import ServerRoute
 from atrium.settings import Settings
 
 CONTENT_RESULT = {
@@ -38,7 +38,7 @@ def tool_path(server: str, tool: str) -> str:
 
 
 def document(
-    settings: Settings, route: Route, tools: list[dict[str, Any]], scopes: list[str]
+    settings: Settings, route: ServerRoute, tools: list[dict[str, Any]], scopes: list[str]
 ) -> dict[str, Any]:
     secured = route.config.oauth.required
     paths = {tool_path(route.name, tool["name"]): _path_item(tool, secured) for tool in tools}

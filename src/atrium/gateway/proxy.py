@@ -20,12 +20,12 @@ from starlette.types import Message, Receive, Scope, Send
 from atrium.auth.assertion import HEADER as ASSERTION_HEADER
 from atrium.auth.assertion import AssertionSigner
 from atrium.auth.errors import OAuthError
-from atrium.auth.resource import ANONYMOUS, RequestFacts, ResourceGuard
+from atrium.auth.resource_guard import ANONYMOUS, RequestFacts, ResourceGuard
 from atrium.auth.wire import check_single_credentials
 from atrium.gateway import jsonrpc
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.audit import AuditSink
-from atrium.gateway.directory import Route, ServerDirectory
+from atrium.gateway.directory import ServerDirectory, ServerRoute
 from atrium.gateway.errors import (
     INVALID_REQUEST,
     GatewayError,
@@ -110,7 +110,7 @@ class McpProxy:
                 self.audit.record(event)
 
     async def admit(
-        self, scope: Scope, headers: dict[str, str], route: Route, exchange: Exchange
+        self, scope: Scope, headers: dict[str, str], route: ServerRoute, exchange: Exchange
     ) -> RequestFacts:
         """Who calls (RFC 6750 / RFC 9449 checks) and what they may call: sets the exchange's
         ``caller`` and ``access``. Shared by the MCP endpoint and the OpenAPI tool routes."""
@@ -162,7 +162,7 @@ class McpProxy:
     def _check_inbound(
         self,
         headers: dict[str, str],
-        route: Route,
+        route: ServerRoute,
         access: ToolAccess,
         facts: RequestFacts,
         exchange: Exchange,
@@ -179,7 +179,9 @@ class McpProxy:
             if call.method == "tools/call":
                 self.check_call(route, access, facts, call.tool)
 
-    def _check_session(self, headers: dict[str, str], route: Route, exchange: Exchange) -> None:
+    def _check_session(
+        self, headers: dict[str, str], route: ServerRoute, exchange: Exchange
+    ) -> None:
         """A named session must be the caller's own (``sessions``); 404 otherwise."""
         presented = headers.get("mcp-session-id")
         if presented is not None:
@@ -199,7 +201,7 @@ class McpProxy:
         )
 
     def check_call(
-        self, route: Route, access: ToolAccess, facts: RequestFacts, tool: str | None
+        self, route: ServerRoute, access: ToolAccess, facts: RequestFacts, tool: str | None
     ) -> None:
         verdict = access.verdict(tool)
         if verdict == "ok":
@@ -213,7 +215,7 @@ class McpProxy:
             error = self.resource.insufficient(facts, policy, verdict)
         raise _refusal(error)
 
-    def identity(self, route: Route, exchange: Exchange) -> dict[str, str]:
+    def identity(self, route: ServerRoute, exchange: Exchange) -> dict[str, str]:
         """The caller assertion for this request (``atrium.auth.assertion``), if the server
         gets one: signed here, once per request, so nothing outlives its ``exp``."""
         if not route.gets_identity:
@@ -234,7 +236,7 @@ class McpProxy:
         scope: Scope,
         receive: Receive,
         send: Send,
-        route: Route,
+        route: ServerRoute,
         body: bytes | None,
         exchange: Exchange,
     ) -> None:
@@ -275,7 +277,7 @@ class McpProxy:
         self._closing.set()
 
     async def _forward(
-        self, scope: Scope, send: Send, route: Route, body: bytes | None, exchange: Exchange
+        self, scope: Scope, send: Send, route: ServerRoute, body: bytes | None, exchange: Exchange
     ) -> None:
         session = self.upstreams.session(route.upstream)
         headers = request_headers(scope["headers"], exchange.request_id)
@@ -312,7 +314,7 @@ class McpProxy:
             raise bad_gateway(route.name, exc.__class__.__name__) from None
 
     def _bound(
-        self, headers: list[tuple[bytes, bytes]], route: Route, exchange: Exchange
+        self, headers: list[tuple[bytes, bytes]], route: ServerRoute, exchange: Exchange
     ) -> list[tuple[bytes, bytes]]:
         """The backend's session id as the client may see it: bound to this caller."""
         caller = exchange.caller or ANONYMOUS

@@ -52,7 +52,7 @@ from limits.errors import StorageError
 from redis.asyncio import Redis
 from starlette.types import Scope
 
-from atrium.auth.resource import Caller
+from atrium.auth.resource_guard import Caller
 from atrium.gateway.errors import GatewayError
 from atrium.settings import Settings
 

@@ -12,9 +12,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from atrium.gateway.directory import Route, ServerDirectory
+from atrium.gateway.directory import ServerDirectory, ServerRoute
+from atrium.runstate import read_state
 from atrium.settings import Settings
-from atrium.supervisor.state import read_state
 
 
 class RegistryApi:
@@ -22,7 +22,7 @@ class RegistryApi:
         self.settings = settings
         self.directory = directory
 
-    def _entry(self, route: Route, states: dict[str, str]) -> dict[str, Any]:
+    def _entry(self, route: ServerRoute, states: dict[str, str]) -> dict[str, Any]:
         config = route.config
         status = "disabled" if not route.enabled else states.get(route.name, "unknown")
         if route.enabled and config.transport == "remote":

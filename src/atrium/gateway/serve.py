@@ -22,9 +22,9 @@ import uvicorn
 
 from atrium.errors import AtriumError
 from atrium.gateway.app import create_app, reload_auth
+from atrium.serving import ensure_port_free
 from atrium.settings import Settings
 from atrium.store import Store
-from atrium.supervisor.process import ensure_port_free
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import re
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from atrium.auth.resource import Caller
+from atrium.auth.resource_guard import Caller
 from atrium.gateway.errors import INVALID_REQUEST, GatewayError
 
 _NONCE_BYTES = 12

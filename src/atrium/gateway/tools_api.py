@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from atrium.auth.roles import TOOLS_READ, TOOLS_WRITE, USER
 from atrium.gateway import backend_rpc, jsonrpc, openapi
 from atrium.gateway.access import ToolAccess, read_only_hint
-from atrium.gateway.directory import Route
+from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import INVALID_REQUEST, GatewayError
 from atrium.gateway.exchange import Exchange
 from atrium.gateway.proxy import McpProxy
@@ -107,7 +107,9 @@ class ToolsApi:
             raise GatewayError(422, INVALID_REQUEST, "the body must be a JSON object")
         return arguments
 
-    async def _admit(self, request: Request, exchange: Exchange) -> tuple[Route, ToolAccess, Any]:
+    async def _admit(
+        self, request: Request, exchange: Exchange
+    ) -> tuple[ServerRoute, ToolAccess, Any]:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in request.scope["headers"]}
         self.proxy.guard.check(headers.get("host"), headers.get("origin"))
         route = self.proxy.directory.lookup(exchange.server)
@@ -116,7 +118,7 @@ class ToolsApi:
         return route, exchange.access, facts
 
     async def _listed(
-        self, route: Route, exchange: Exchange, *, fresh: bool = False
+        self, route: ServerRoute, exchange: Exchange, *, fresh: bool = False
     ) -> list[dict[str, Any]]:
         """The server's tools, listed as the caller of ``exchange`` (cached for all callers:
         the gateway filters them per caller)."""
@@ -130,7 +132,9 @@ class ToolsApi:
         self._tools[route.name] = (time.monotonic(), tools)
         return tools
 
-    async def _tool(self, route: Route, exchange: Exchange, name: str) -> dict[str, Any] | None:
+    async def _tool(
+        self, route: ServerRoute, exchange: Exchange, name: str
+    ) -> dict[str, Any] | None:
         for fresh in (False, True):
             for tool in await self._listed(route, exchange, fresh=fresh):
                 if tool.get("name") == name:

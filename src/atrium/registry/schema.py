@@ -25,17 +25,12 @@ from pydantic import (
 )
 
 from atrium.registry.globs import validate_glob
+from atrium.settings.sections import RATE_LIMIT
 
 # Names appear in URLs (/api/v1/mcp/{name}/mcp) and in namespaced tool names (mcp__{name}__tool).
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
-# What limits.parse reads as one rate (ASCII digits and spaces only), minus what it reads
-# wrongly: a zero count (every call refused), a zero period ("1/0 minutes" is 1/minute to it).
-RATE_LIMIT = re.compile(
-    r"^ *[1-9][0-9]* *(?:/|per) *(?:[1-9][0-9]* *)?(?:second|minute|hour|day|month|year)s? *$"
-)
-
 Transport = Literal["http", "stdio", "remote"]
 DpopMode = Literal["off", "optional", "required"]
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]  # RFC 6749 §3.3

@@ -14,7 +14,7 @@
 
 A revocation outlives its ``expires_at`` by ``REVOCATION_MARGIN``, both in what is loaded and in
 what is purged: a verifier accepts a token a clock leeway past its ``exp`` (RFC 7519 §4.1.4;
-``atrium.auth.tokens.LEEWAY_S``), and a record gone sooner would let the token back in.
+``atrium.auth.access_tokens.LEEWAY_S``), and a record gone sooner would let the token back in.
 
 A family's tokens and its revocation row change under one write lock, and a token added to a
 revoked family is stored revoked, so no token of a revoked family is ever usable, whichever

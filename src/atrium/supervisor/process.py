@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import os
 import signal
-import socket
 import time
 
 import aiohttp
 
+from atrium.serving import ensure_port_free
 from atrium.supervisor.logs import log_tail
 from atrium.supervisor.spec import LaunchError, LaunchSpec
 
@@ -113,16 +112,3 @@ async def _healthy(http: aiohttp.ClientSession, url: str) -> bool:
 def _signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-
-
-def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
-    """Refuse to start ``what`` on a port something else listens on, naming both."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        # As the server will: a port held only by TIME_WAIT connections is free to listen on.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise LaunchError(f"port {port} is already in use; {what} cannot start") from None
-            raise

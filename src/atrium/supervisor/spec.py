@@ -91,7 +91,7 @@ def _command(entry: ServerEntry, settings: Settings) -> tuple[str, tuple[str, ..
     if config.transport == "stdio":
         assert config.command is not None  # the schema requires it for stdio
         program = find_program(entry, config.command[0], settings)
-        bridge = (sys.executable, "-m", "atrium.supervisor.bridge", "--name", entry.name)
+        bridge = (sys.executable, "-m", "atrium.bridge", "--name", entry.name)
         return program, (*bridge, "--port", port, "--", program, *config.command[1:])
     if config.binary:
         program = find_program(entry, config.binary, settings)

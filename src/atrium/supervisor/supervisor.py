@@ -25,11 +25,11 @@ from dataclasses import dataclass, replace
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
+from atrium.runstate import RuntimeState, ServerStatus, run_dir, write_state
 from atrium.settings import SUPERVISOR_VARIABLE, Settings
 from atrium.supervisor.process import ManagedProcess
 from atrium.supervisor.reaper import reap_orphans
 from atrium.supervisor.spec import LaunchError, launch_spec
-from atrium.supervisor.state import RuntimeState, ServerStatus, run_dir, write_state
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from mcp.types import (
     ToolAnnotations,
 )
 
-from atrium.servers.everything.media import (
+from atrium_everything.media import (
     PNG_MIME_TYPE,
     WAV_MIME_TYPE,
     base64_text,

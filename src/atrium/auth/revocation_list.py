@@ -18,7 +18,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from atrium.auth.tokens import MAX_LIFETIME_S, AccessClaims
+from atrium.auth.access_tokens import MAX_LIFETIME_S, AccessClaims
 from atrium.store import Store
 
 logger = logging.getLogger(__name__)

@@ -9,25 +9,27 @@ Precedence, highest first: an ``ATRIUM_*`` variable, ``atrium.yaml``, the defaul
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from atrium import yamlio
 from atrium.errors import ConfigError, Problem
-from atrium.registry.schema import RATE_LIMIT
+from atrium.settings.sections import (
+    LogLevel,
+    OAuthSection,
+    RateLimitSection,
+    RedisSection,
+    SettingsFile,
+)
 
 SETTINGS_FILE = "atrium.yaml"
 STATE_DIR = ".atrium"
-
-LogLevel = Literal["debug", "info", "warning", "error"]
-FailMode = Literal["open", "closed"]
 
 # Each override names the variable and the key path it replaces in atrium.yaml.
 ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
@@ -44,197 +46,6 @@ ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ATRIUM_REDIS_URL": ("redis", "url"),
     }
 )
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GatewaySection(_Section):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=1, le=65535)
-    public_url: str | None = None
-    # DNS-rebinding guard (MCP spec, "Security Warning" of Streamable HTTP): Host and Origin
-    # values accepted besides the loopback names and the public URL's own.
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
-    # Messages one POST may carry (JSON-RPC 2.0 §6 batches): each is policy-checked, rate
-    # counted and audited, so an unbounded batch is unbounded work for one request.
-    max_batch: int = Field(default=50, ge=1)
-    # Where hosted backends listen: loopback on one host, a service name when scaled out.
-    backend_host: str = "127.0.0.1"
-    # Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (IPs or CIDRs).
-    # Empty: none, so a client's address is always the TCP peer's (the sign-in throttle, the
-    # registration limit and anonymous rate limits count per address; any local process could
-    # otherwise name itself any address).
-    trusted_proxies: tuple[str, ...] = ()
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # Normalised, because uvicorn silently treats what it cannot parse (10.0.0.1/8 with
-        # host bits set, say) as a literal name that no address ever matches.
-        try:
-            return tuple(
-                str(ipaddress.ip_network(entry, strict=False))
-                if "/" in entry
-                else str(ipaddress.ip_address(entry))
-                for entry in value
-            )
-        except ValueError as exc:
-            raise ValueError(f"not an IP address or CIDR network ({exc})") from None
-
-    @field_validator("public_url")
-    @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
-
-
-class McpSection(_Section):
-    port_range: tuple[int, int] = (5000, 5999)
-
-    @field_validator("port_range", mode="before")
-    @classmethod
-    def _parse_range(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            low, sep, high = value.partition("-")
-            if not sep or not low.strip().isdigit() or not high.strip().isdigit():
-                raise ValueError("must look like 5000-5999")
-            return (int(low), int(high))
-        return value
-
-    # A field validator, not a model validator: the error's key path must be mcp.port_range so
-    # that it is blamed on ATRIUM_PORT_RANGE when that variable set it.
-    @field_validator("port_range")
-    @classmethod
-    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
-        low, high = value
-        if not (1 <= low <= high <= 65535):
-            raise ValueError(f"port_range {low}-{high} must satisfy 1 <= start <= end <= 65535")
-        return value
-
-
-class StoreSection(_Section):
-    url: str | None = None
-    schema_: str | None = Field(default=None, alias="schema")
-
-    @field_validator("url")
-    @classmethod
-    def _known_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("sqlite", "postgresql", "postgres://")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
-        return value
-
-
-class OAuthSection(_Section):
-    """The authorization server (``atrium.auth``): lifetimes, limits and roles."""
-
-    issuer: str | None = None
-    access_token_ttl_s: int = Field(default=3600, ge=60, le=86400)
-    refresh_token_ttl_s: int = Field(default=30 * 86400, ge=3600)
-    # Dynamic registration (RFC 7591) is open to anyone: cap it, and forget clients that
-    # registered but never obtained a token.
-    max_dynamic_clients: int = Field(default=1000, ge=1)
-    unused_client_ttl_s: int = Field(default=86400, ge=60)
-    # Registrations each client address may make (the TCP peer, or the address a trusted
-    # proxy names), so that one source cannot fill the cap above by itself.
-    registrations_per_address: str = "20/hour"
-    # Development only: Client ID Metadata Documents on loopback http:// URLs.
-    dev_mode: bool = False
-    # RFC 9449 §8/§9: make clients sign a server-chosen nonce into their DPoP proofs.
-    dpop_nonce: bool = False
-    # Where a token requested without RFC 8707 ``resource`` is meant for (servers whose
-    # ``oauth.audience`` names it accept it).
-    default_audience: str = "mcp"
-    # Custom roles: role name -> the scopes it grants (built-in roles are in atrium.auth.roles).
-    roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-
-    @field_validator("registrations_per_address")
-    @classmethod
-    def _registration_rate(cls, value: str) -> str:
-        if not RATE_LIMIT.match(value):
-            raise ValueError(f"{value!r} is not a rate like 20/hour")
-        return value
-
-    @field_validator("issuer")
-    @classmethod
-    def _issuer_url(cls, value: str | None) -> str | None:
-        # RFC 8414 §2: an https URL with no query or fragment (http is for local use).
-        if value is not None and (
-            not value.startswith(("http://", "https://")) or "?" in value or "#" in value
-        ):
-            raise ValueError("must be an http(s) URL without query or fragment")
-        return value
-
-
-class RedisFailModes(_Section):
-    """What the rate limiter does with a tool call while Redis cannot count it.
-
-    Open lets the call through uncounted, closed refuses it (503). Signed-in callers are
-    accountable and keep working through an outage; anonymous ones are whom limits are for.
-    """
-
-    authenticated: FailMode = "open"
-    anonymous: FailMode = "closed"
-
-
-class RateLimitSection(_Section):
-    """Limits on tool calls (``atrium.gateway.ratelimit``), per caller and server.
-
-    ``default`` applies to servers without their own ``rate_limit`` (None: no limit there);
-    ``per_tool`` gives each tool its own budget instead of one per server. Counters live in
-    Redis when ``redis.url`` is set (shared by every replica), else in the process.
-    """
-
-    default: str | None = None
-    per_tool: bool = False
-    on_redis_error: RedisFailModes = RedisFailModes()
-
-    @field_validator("default")
-    @classmethod
-    def _rate(cls, value: str | None) -> str | None:
-        if value is not None and not RATE_LIMIT.match(value):
-            raise ValueError(f"{value!r} is not a rate like 60/minute or 1000/day")
-        return value
-
-
-class RedisSection(_Section):
-    """Shared short-lived state of scaled-out replicas: rate-limit counters, DPoP ``jti``s.
-
-    Its own section, not the rate limiter's: the replay cache (and later registry notices)
-    use the same server. ``key_prefix`` keeps deployments that share one Redis apart.
-    """
-
-    url: str | None = None
-    key_prefix: str = Field(default="atrium", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
-    # Redis answers in well under a millisecond: a slow one must not hold requests up long.
-    timeout_s: float = Field(default=0.5, gt=0, le=30)
-
-    @field_validator("url")
-    @classmethod
-    def _redis_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
-
-
-class LoggingSection(_Section):
-    level: LogLevel = "info"
-
-
-class SettingsFile(_Section):
-    """The schema of ``atrium.yaml``; every section and key is optional."""
-
-    gateway: GatewaySection = GatewaySection()
-    mcp: McpSection = McpSection()
-    store: StoreSection = StoreSection()
-    oauth: OAuthSection = OAuthSection()
-    ratelimit: RateLimitSection = RateLimitSection()
-    redis: RedisSection = RedisSection()
-    logging: LoggingSection = LoggingSection()
 
 
 @dataclass(frozen=True)

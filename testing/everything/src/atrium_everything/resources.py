@@ -19,7 +19,7 @@ from mcp.server import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
 from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
-from atrium.servers.everything.media import PNG_MIME_TYPE, red_pixel_png
+from atrium_everything.media import PNG_MIME_TYPE, red_pixel_png
 
 STATIC_TEXT = "This is the content of the static text resource."
 WATCHED_URI = "test://watched-resource"

@@ -45,7 +45,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from atrium.supervisor.bridge.upstream import ResourceSubscriptions, Upstream
+from atrium.bridge.upstream import ResourceSubscriptions, Upstream
 
 logger = logging.getLogger(__name__)
 

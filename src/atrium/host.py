@@ -1,4 +1,7 @@
-"""Running the supervisor in the foreground, or detached, for ``atrium infra services``.
+"""The composition root: assembling the product (store sync, supervisor, control channel and
+gateway) for ``atrium start`` and ``atrium infra services``, in the foreground or detached.
+
+The supervisor and the gateway never import each other; this module is where they meet.
 
 The foreground process holds the project's supervisor lock, serves the control channel and
 stops everything on SIGINT/SIGTERM (or a ``stop`` for all). A second ``start`` finds the lock
@@ -22,10 +25,7 @@ from atrium.errors import AtriumError
 from atrium.gateway.serve import GatewayServer
 from atrium.registry.loader import Registry
 from atrium.registry.sync import sync_to_store
-from atrium.settings import Settings
-from atrium.store import Store
-from atrium.supervisor import control
-from atrium.supervisor.state import (
+from atrium.runstate import (
     STATE_FILE,
     RuntimeState,
     SupervisorLock,
@@ -33,6 +33,9 @@ from atrium.supervisor.state import (
     run_dir,
     running_supervisor,
 )
+from atrium.settings import Settings
+from atrium.store import Store
+from atrium.supervisor import control
 from atrium.supervisor.supervisor import RestartPolicy, Supervisor, install_signal_handlers
 
 logger = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from atrium.auth.access_tokens import AccessClaims
 from atrium.auth.dpop import ALGORITHMS
 from atrium.auth.errors import OAuthError
 from atrium.auth.metadata import PRM_PREFIX
 from atrium.auth.roles import ADMIN, Reach, reach
 from atrium.auth.server import AuthorizationServer
-from atrium.auth.tokens import AccessClaims
 from atrium.registry.schema import OAuthPolicy
 
 

@@ -35,13 +35,13 @@ from mcp.types import (
 )
 
 from atrium.__about__ import __version__
-from atrium.servers.everything.content import add_content_tools
-from atrium.servers.everything.definitions import add_header_tool, schema_tools
-from atrium.servers.everything.input_required import add_input_required_tools
-from atrium.servers.everything.interaction import add_interaction_tools
-from atrium.servers.everything.prompts import add_prompts
-from atrium.servers.everything.resources import Subscriptions, add_resources
 from atrium.servers.toolkit import AtriumServer
+from atrium_everything.content import add_content_tools
+from atrium_everything.definitions import add_header_tool, schema_tools
+from atrium_everything.input_required import add_input_required_tools
+from atrium_everything.interaction import add_interaction_tools
+from atrium_everything.prompts import add_prompts
+from atrium_everything.resources import Subscriptions, add_resources
 
 logger = logging.getLogger(__name__)
 

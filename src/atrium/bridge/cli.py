@@ -23,10 +23,10 @@ from pathlib import Path
 
 import anyio
 
+from atrium.bridge.service import EXIT_FAILURE, BridgeOptions, run_bridge
 from atrium.registry.schema import SERVER_NAME
 from atrium.servers.lifeline import watch_parent
 from atrium.settings import CALLER_KEYS_VARIABLE, caller_keys_from_env, supervised
-from atrium.supervisor.bridge.service import EXIT_FAILURE, BridgeOptions, run_bridge
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from mcp.types import (
 )
 from pydantic import BaseModel, Field
 
-from atrium.servers.everything.schemas import (
+from atrium_everything.schemas import (
     CONTACT_SCHEMA,
     ENUM_VARIANTS_SCHEMA,
     PRIMITIVE_DEFAULTS_SCHEMA,

@@ -23,8 +23,8 @@ from mcp.types import (
     TextResourceContents,
 )
 
-from atrium.servers.everything.media import PNG_MIME_TYPE, base64_text, red_pixel_png
-from atrium.servers.everything.resources import TEMPLATE_URI
+from atrium_everything.media import PNG_MIME_TYPE, base64_text, red_pixel_png
+from atrium_everything.resources import TEMPLATE_URI
 
 SUGGESTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("test_prompt_with_arguments", "arg1"): ("paris", "park", "party", "test", "testing"),

@@ -11,6 +11,6 @@ carries its own envelope) while a stdio server has exactly one session, and many
 share that one session.
 """
 
-from atrium.supervisor.bridge.cli import main
+from atrium.bridge.cli import main
 
 __all__ = ["main"]

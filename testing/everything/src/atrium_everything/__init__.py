@@ -4,6 +4,6 @@ The server the conformance suite runs against (``scripts/conformance``), hosted 
 other server; see ``server`` for what it serves and why.
 """
 
-from atrium.servers.everything.server import create_server
+from atrium_everything.server import create_server
 
 __all__ = ["create_server"]

@@ -33,11 +33,11 @@ from pydantic import ValidationError
 
 from atrium.__about__ import __version__
 from atrium.auth.assertion import AssertionVerifier
-from atrium.supervisor.bridge.app import MCP_PATH, Readiness, create_app, transport_security
-from atrium.supervisor.bridge.child import ChildProcess, describe_exit, spawn_child
-from atrium.supervisor.bridge.notifications import Fanout
-from atrium.supervisor.bridge.proxy import build_proxy
-from atrium.supervisor.bridge.upstream import Upstream
+from atrium.bridge.app import MCP_PATH, Readiness, create_app, transport_security
+from atrium.bridge.child import ChildProcess, describe_exit, spawn_child
+from atrium.bridge.notifications import Fanout
+from atrium.bridge.proxy import build_proxy
+from atrium.bridge.upstream import Upstream
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
-from atrium.supervisor.bridge.notifications import Fanout
-from atrium.supervisor.bridge.upstream import Upstream, upstream_params
+from atrium.bridge.notifications import Fanout
+from atrium.bridge.upstream import Upstream, upstream_params
 
 Forward = Callable[[ServerRequestContext[Any, Any], BaseModel], Awaitable[dict[str, Any]]]
 

@@ -1,6 +1,6 @@
 """End to end: the stdio bridge as a real process around real third-party stdio servers.
 
-Each bridge runs as ``python -m atrium.supervisor.bridge`` (as the supervisor starts it) on an
+Each bridge runs as ``python -m atrium.bridge`` (as the supervisor starts it) on an
 ephemeral loopback port; clients are the official SDK's, over Streamable HTTP, in both protocol
 eras: ``mode="legacy"`` runs the ``initialize`` handshake (2025-11-25), ``mode="auto"`` finds
 ``server/discover`` and speaks 2026-07-28. One bridge per server serves a whole module; the
@@ -103,7 +103,7 @@ def start_bridge(folder: Path, name: str, command: list[str], *options: str) -> 
     port = free_port()
     log_path = folder / f"mcp-{name}.log"
     log = log_path.open("ab")
-    argv = [sys.executable, "-m", "atrium.supervisor.bridge", "--name", name, "--port", str(port)]
+    argv = [sys.executable, "-m", "atrium.bridge", "--name", name, "--port", str(port)]
     if "--caller-keys" not in options:
         argv.append("--unauthenticated")  # these tests speak to the bridge itself
     process = subprocess.Popen(
@@ -488,7 +488,7 @@ async def test_the_bridge_refuses_whoever_the_gateway_did_not_vouch_for(
 
 
 def test_the_bridge_will_not_start_without_keys_or_an_explicit_choice(tmp_path: Path) -> None:
-    argv = [sys.executable, "-m", "atrium.supervisor.bridge", "--name", "time", "--port", "5999"]
+    argv = [sys.executable, "-m", "atrium.bridge", "--name", "time", "--port", "5999"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATRIUM_")}
 
     finished = subprocess.run(

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 from mcp.shared.exceptions import MCPDeprecationWarning
 
-from atrium.servers.everything.server import create_server
 from atrium.servers.runner import parse_options, serve
+from atrium_everything.server import create_server
 
 PROG = "atrium-mcp-everything"
 
