@@ -24,10 +24,14 @@ run: $(STAMP)
 	$(BIN)/atrium --project $(PROJECT) start
 
 ## test: the whole suite (PostgreSQL on 127.0.0.1:5432 must be up; in CI it is required),
-## spread over PYTEST_WORKERS processes, one test file per process at a time
+## spread over PYTEST_WORKERS processes, one test file per process at a time; branch coverage
+## of atrium (the subprocesses the tests start included) printed at the end, failing under
+## COVERAGE_FLOOR percent
 PYTEST_WORKERS ?= 4
+COVERAGE_FLOOR ?= 85
+COVERAGE := --cov=atrium --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
 test: $(STAMP) npm-deps
-	$(BIN)/python scripts/pytest_strict.py -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python scripts/pytest_strict.py -n $(PYTEST_WORKERS) --dist loadfile $(COVERAGE) $(PYTEST_ARGS)
 
 ## npm-deps: third-party MCP servers the tests host (pinned, in .cache/npm)
 npm-deps:
@@ -38,11 +42,11 @@ npm-deps:
 conformance: $(STAMP)
 	VENV=$(VENV) scripts/conformance $(CONFORMANCE_ARGS)
 
-## check: lint, format and types
+## check: lint, format and types (the tests' too)
 check: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict src testing/everything/src
+	$(BIN)/mypy --strict src tests testing/everything/src
 
 ## bench: every benchmark under bench/, each printing its ratios
 bench: $(STAMP)
@@ -50,4 +54,4 @@ bench: $(STAMP)
 	[ $$found = 1 ] || echo "no benchmarks yet"
 
 clean:
-	rm -rf $(VENV) $(PROJECT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PROJECT) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -26,8 +26,8 @@ def main() -> None:
     calls = parser.parse_args().calls
     with tempfile.TemporaryDirectory() as folder:
         state = Path(folder)
-        signer = AssertionSigner(state, "http://localhost:8080")
-        verifier = AssertionVerifier(state / PUBLIC_FILE, "bench")
+        signer = AssertionSigner.load(state, "http://localhost:8080")
+        verifier = AssertionVerifier.load(state / PUBLIC_FILE, "bench")
         ids = [uuid.uuid4().hex for _ in range(calls)]
         scopes = frozenset({"tools:read", "tools:write"})
         started = time.process_time()

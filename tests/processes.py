@@ -1,10 +1,8 @@
-"""What tests of real processes share: a free loopback port, liveness, waiting with a deadline."""
+"""What tests of real processes share: a free loopback port, liveness (waiting: tests.polling)."""
 
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 
@@ -21,10 +19,3 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] != "Z"
-
-
-def wait_for(condition: Callable[[], object], deadline_s: float, what: str) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)

@@ -12,7 +12,7 @@ def write_settings(project: Path, text: str) -> None:
     (project / "atrium.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
 
 
-def test_defaults_without_atrium_yaml_or_environment(tmp_path):
+def test_defaults_without_atrium_yaml_or_environment(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={})
 
     assert settings.project_dir == tmp_path.resolve()
@@ -26,7 +26,7 @@ def test_defaults_without_atrium_yaml_or_environment(tmp_path):
     assert settings.log_level == "info"
 
 
-def test_values_from_atrium_yaml(tmp_path):
+def test_values_from_atrium_yaml(tmp_path: Path) -> None:
     write_settings(
         tmp_path,
         """\
@@ -56,7 +56,7 @@ def test_values_from_atrium_yaml(tmp_path):
     assert settings.log_level == "debug"
 
 
-def test_sections_with_every_key_commented_out_take_the_defaults(tmp_path):
+def test_sections_with_every_key_commented_out_take_the_defaults(tmp_path: Path) -> None:
     write_settings(
         tmp_path,
         """\
@@ -73,7 +73,7 @@ def test_sections_with_every_key_commented_out_take_the_defaults(tmp_path):
     assert settings.issuer == "http://localhost:8080"
 
 
-def test_atrium_environment_variables_beat_atrium_yaml(tmp_path):
+def test_atrium_environment_variables_beat_atrium_yaml(tmp_path: Path) -> None:
     write_settings(
         tmp_path,
         """\
@@ -103,13 +103,15 @@ def test_atrium_environment_variables_beat_atrium_yaml(tmp_path):
     assert settings.log_level == "warning"
 
 
-def test_a_postgresql_database_url_becomes_an_asyncpg_url(tmp_path):
+def test_a_postgresql_database_url_becomes_an_asyncpg_url(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={"ATRIUM_DATABASE_URL": "postgresql://u@h/db"})
 
     assert settings.database_url == "postgresql+asyncpg://u@h/db"
 
 
-def test_the_process_environment_is_read_when_none_is_given(tmp_path, monkeypatch):
+def test_the_process_environment_is_read_when_none_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ATRIUM_GATEWAY_PORT", "9200")
     monkeypatch.setenv("SOME_API_KEY", "k")
 
@@ -120,8 +122,8 @@ def test_the_process_environment_is_read_when_none_is_given(tmp_path, monkeypatc
 
 
 def test_the_project_option_beats_atrium_project_which_beats_the_current_folder(
-    tmp_path, monkeypatch
-):
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     option, from_env, cwd = (tmp_path / name for name in ("option", "env", "cwd"))
     for folder in (option, from_env, cwd):
         folder.mkdir()
@@ -132,7 +134,9 @@ def test_the_project_option_beats_atrium_project_which_beats_the_current_folder(
     assert project_dir_from(None, {}) == cwd.resolve()
 
 
-def test_load_settings_finds_atrium_yaml_in_the_atrium_project_folder(tmp_path, monkeypatch):
+def test_load_settings_finds_atrium_yaml_in_the_atrium_project_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_settings(tmp_path, "gateway: {port: 9300}\n")
     monkeypatch.chdir(tmp_path.parent)
 
@@ -142,7 +146,7 @@ def test_load_settings_finds_atrium_yaml_in_the_atrium_project_folder(tmp_path, 
     assert settings.gateway_port == 9300
 
 
-def test_a_bad_value_in_atrium_yaml_names_the_file_line_and_key_path(tmp_path):
+def test_a_bad_value_in_atrium_yaml_names_the_file_line_and_key_path(tmp_path: Path) -> None:
     write_settings(
         tmp_path,
         """\
@@ -160,7 +164,7 @@ def test_a_bad_value_in_atrium_yaml_names_the_file_line_and_key_path(tmp_path):
     assert caught.value.exit_code == 2
 
 
-def test_an_unknown_key_in_atrium_yaml_is_refused(tmp_path):
+def test_an_unknown_key_in_atrium_yaml_is_refused(tmp_path: Path) -> None:
     write_settings(tmp_path, "mcp:\n  port_rang: 6000-6100\n")
 
     with pytest.raises(ConfigError) as caught:
@@ -170,7 +174,7 @@ def test_an_unknown_key_in_atrium_yaml_is_refused(tmp_path):
     assert (problem.source, problem.line, problem.key_path) == ("atrium.yaml", 2, "mcp.port_rang")
 
 
-def test_malformed_atrium_yaml_is_a_config_error_with_line_and_column(tmp_path):
+def test_malformed_atrium_yaml_is_a_config_error_with_line_and_column(tmp_path: Path) -> None:
     write_settings(tmp_path, "gateway:\n  port: 8080: 9090\n")
 
     with pytest.raises(ConfigError) as caught:
@@ -193,7 +197,9 @@ def test_malformed_atrium_yaml_is_a_config_error_with_line_and_column(tmp_path):
         ("ATRIUM_REDIS_URL", "http://127.0.0.1:6379"),
     ],
 )
-def test_a_bad_environment_override_names_the_variable(tmp_path, variable, value):
+def test_a_bad_environment_override_names_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
     write_settings(tmp_path, "gateway: {port: 8080}\nmcp: {port_range: 5000-5999}\n")
 
     with pytest.raises(ConfigError) as caught:
@@ -203,7 +209,7 @@ def test_a_bad_environment_override_names_the_variable(tmp_path, variable, value
     assert problem.source == f"environment variable {variable}"
 
 
-def test_settings_are_frozen(tmp_path):
+def test_settings_are_frozen(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={})
 
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -212,7 +218,9 @@ def test_settings_are_frozen(tmp_path):
         settings.environ["ATRIUM_NEW"] = "x"  # type: ignore[index]
 
 
-def test_rate_limits_and_redis_default_to_none_in_memory_and_closed_for_anonymous(tmp_path):
+def test_rate_limits_and_redis_default_to_none_in_memory_and_closed_for_anonymous(
+    tmp_path: Path,
+) -> None:
     settings = load_settings(tmp_path, environ={})
 
     assert (settings.ratelimit.default, settings.ratelimit.per_tool) == (None, False)
@@ -221,7 +229,7 @@ def test_rate_limits_and_redis_default_to_none_in_memory_and_closed_for_anonymou
     assert (settings.redis.url, settings.redis.key_prefix) == (None, "atrium")
 
 
-def test_rate_limits_and_redis_from_atrium_yaml_and_atrium_redis_url(tmp_path):
+def test_rate_limits_and_redis_from_atrium_yaml_and_atrium_redis_url(tmp_path: Path) -> None:
     write_settings(
         tmp_path,
         """\
@@ -243,7 +251,7 @@ def test_rate_limits_and_redis_from_atrium_yaml_and_atrium_redis_url(tmp_path):
     assert (settings.redis.url, settings.redis.key_prefix) == ("redis://env.example/1", "staging")
 
 
-def test_a_default_rate_limit_that_is_not_a_rate_names_its_key_path(tmp_path):
+def test_a_default_rate_limit_that_is_not_a_rate_names_its_key_path(tmp_path: Path) -> None:
     write_settings(tmp_path, "ratelimit:\n  default: lots\n")
 
     with pytest.raises(ConfigError) as caught:
@@ -253,7 +261,9 @@ def test_a_default_rate_limit_that_is_not_a_rate_names_its_key_path(tmp_path):
     assert (problem.line, problem.key_path) == (2, "ratelimit.default")
 
 
-def test_no_proxy_is_trusted_unless_listed_and_listed_networks_are_normalised(tmp_path):
+def test_no_proxy_is_trusted_unless_listed_and_listed_networks_are_normalised(
+    tmp_path: Path,
+) -> None:
     assert load_settings(tmp_path, environ={}).trusted_proxies == ()
     write_settings(tmp_path, "gateway:\n  trusted_proxies: [10.0.0.5, 10.1.2.3/16, '::1']\n")
 
@@ -271,8 +281,8 @@ def test_no_proxy_is_trusted_unless_listed_and_listed_networks_are_normalised(tm
     ],
 )
 def test_a_proxy_named_by_host_or_a_registration_rate_that_is_no_rate_is_refused(
-    tmp_path, text, key_path
-):
+    tmp_path: Path, text: str, key_path: str
+) -> None:
     write_settings(tmp_path, text)
 
     with pytest.raises(ConfigError) as caught:

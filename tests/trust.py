@@ -23,7 +23,7 @@ def assertion(
     scopes: frozenset[str] = frozenset({"tools:write"}),
 ) -> dict[str, str]:
     """The header a gateway with ``state_dir``'s keys would attach for ``server`` (once)."""
-    signer = AssertionSigner(state_dir, public_keys(state_dir)["issuer"])
+    signer = AssertionSigner.load(state_dir, public_keys(state_dir)["issuer"])
     value = signer.sign(
         server=server,
         subject=subject,
@@ -54,5 +54,5 @@ async def vouched_client(
 
     async with httpx2.AsyncClient(timeout=30, event_hooks={"request": [vouch]}) as http:
         transport = streamable_http_client(url, http_client=http)
-        async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
+        async with Client(transport, mode=mode) as client:
             yield client

@@ -125,10 +125,8 @@ def _handler(
             return {"ok": False, "error": "names must be a list of server names"}
         if op == "status":
             return {"ok": True, "state": supervisor.state.to_json()}
-        if op == "start":
-            return {"ok": True, "results": await supervisor.start(names)}
-        if op == "restart":
-            return {"ok": True, "results": await supervisor.restart(names)}
+        if op in ("start", "restart"):
+            return await _start_current(supervisor, names, restart=op == "restart")
         if op == "stop":
             if names is None:
                 stop.set()
@@ -138,6 +136,21 @@ def _handler(
         return {"ok": False, "error": f"unknown operation {op!r}"}
 
     return handle
+
+
+async def _start_current(
+    supervisor: Supervisor, names: list[str] | None, *, restart: bool
+) -> dict[str, Any]:
+    """``start``/``restart`` against the registry as it is now (the YAML, read and validated
+    again; an invalid one is refused before anything changes): servers that left it stop,
+    running ones whose configuration changed restart, new ones can start."""
+    reloaded = await supervisor.reload()
+    if restart:
+        results = await supervisor.restart(names, also=reloaded.changed)
+    else:
+        restarted = await supervisor.restart([], also=reloaded.changed)
+        results = restarted | await supervisor.start(names)
+    return {"ok": True, "results": results, "stopped": list(reloaded.stopped)}
 
 
 def start_detached(settings: Settings, argv: list[str], deadline_s: float = 120.0) -> RuntimeState:

@@ -23,8 +23,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx2
 from sqlalchemy import select
 
-from atrium.auth.dpop import make_proof
 from atrium.cli.admin import create_user
+from atrium.client.dpop import make_proof
 from atrium.store import Store
 from atrium.store.tables import (
     authorization_codes,

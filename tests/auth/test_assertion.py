@@ -26,7 +26,7 @@ NOW = 1_800_000_000.0
 
 
 def sign(state: Path, clock: float = NOW, **overrides: Any) -> str:
-    signer = AssertionSigner(state, ISSUER, clock=lambda: clock)
+    signer = AssertionSigner.load(state, ISSUER, clock=lambda: clock)
     claims: dict[str, Any] = {
         "server": "weather",
         "subject": "ada",
@@ -39,7 +39,7 @@ def sign(state: Path, clock: float = NOW, **overrides: Any) -> str:
 
 
 def verifier(state: Path, clock: float = NOW) -> AssertionVerifier:
-    return AssertionVerifier(state / PUBLIC_FILE, "weather", clock=lambda: clock)
+    return AssertionVerifier.load(state / PUBLIC_FILE, "weather", clock=lambda: clock)
 
 
 def resigned(state: Path, header: dict[str, Any], claims: dict[str, Any]) -> str:
@@ -130,7 +130,7 @@ def test_keys_rotated_twice_no_longer_verify_what_the_first_key_signed(state: Pa
 
 
 def test_the_gateway_signs_with_the_new_key_once_it_reloads(state: Path) -> None:
-    signer = AssertionSigner(state, ISSUER)
+    signer = AssertionSigner.load(state, ISSUER)
     before = signer.kid
     new = rotate_caller_keys(state, ISSUER)
 

@@ -19,9 +19,9 @@ import pytest
 from joserfc.jwk import ECKey
 
 from atrium.auth.access_tokens import TokenIssuer
-from atrium.auth.dpop import generate_key, make_proof
 from atrium.auth.hashing import token_hash
 from atrium.auth.keys import KeySet
+from atrium.client.dpop import generate_key, make_proof
 from tests.auth.flow import (
     CALLS,
     OAUTH,
@@ -229,7 +229,7 @@ async def test_a_token_for_one_server_is_refused_by_another(
 
 
 async def test_an_expired_token_is_refused(gateway: Gateway, http: httpx2.AsyncClient) -> None:
-    auth = gateway.app.state.auth
+    auth = gateway.parts.auth
     an_hour_ago = TokenIssuer(auth.keys, auth.issuer, ttl_s=600, clock=lambda: time.time() - 3600)
     token, _ = an_hour_ago.mint(
         subject="user-1",
@@ -278,7 +278,7 @@ async def test_an_hs256_token_keyed_with_the_public_key_is_refused(
     gateway: Gateway, http: httpx2.AsyncClient, encoding: str
 ) -> None:
     # The classic algorithm confusion: HMAC "signed" with the key the server publishes.
-    key = gateway.app.state.auth.keys.signing
+    key = gateway.parts.auth.keys.signing
     public = (
         json.dumps(key.as_dict(private=False)).encode()
         if encoding == "jwk json"
@@ -532,7 +532,7 @@ async def test_a_token_naming_another_issuer_is_refused(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
     # Signed with the right key, so only the iss check can catch it.
-    keys = gateway.app.state.auth.keys
+    keys = gateway.parts.auth.keys
     token, _ = TokenIssuer(keys, "http://evil.example", ttl_s=600).mint(
         subject="user-1", client_id="test-client", audience=[gateway.url("users")], scopes=["user"]
     )
@@ -545,8 +545,10 @@ async def test_a_token_naming_another_issuer_is_refused(
 async def test_a_token_signed_with_another_key_under_our_kid_is_refused(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
-    auth = gateway.app.state.auth
-    forged_key = ECKey.generate_key("P-256", parameters={"kid": auth.keys.signing.kid})
+    auth = gateway.parts.auth
+    kid = auth.keys.signing.kid
+    assert kid is not None
+    forged_key = ECKey.generate_key("P-256", parameters={"kid": kid})
     token, _ = TokenIssuer(KeySet([forged_key]), auth.issuer, ttl_s=600).mint(
         subject="user-1", client_id="test-client", audience=[gateway.url("users")], scopes=["user"]
     )

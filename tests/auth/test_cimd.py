@@ -148,7 +148,7 @@ async def test_a_valid_document_is_fetched_and_parsed(
     assert document.application_type == "web"
     assert document.logo_uri == "https://app.example/logo.png"
     assert document.client_uri == "https://app.example/"
-    assert document.raw["software_id"] == "example-agent"
+    assert document.software_id == "example-agent"
 
 
 async def test_fields_a_document_leaves_out_take_their_rfc_7591_defaults(

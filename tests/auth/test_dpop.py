@@ -13,18 +13,11 @@ from joserfc import jws
 from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
-from atrium.auth.dpop import (
-    WINDOW_S,
-    DpopVerifier,
-    access_token_hash,
-    generate_key,
-    make_proof,
-    normalize_htu,
-    thumbprint,
-)
+from atrium.auth.dpop import WINDOW_S, DpopVerifier, access_token_hash, normalize_htu, thumbprint
 from atrium.auth.errors import OAuthError
 from atrium.auth.nonces import NonceIssuer
 from atrium.auth.replay import MemoryReplayCache
+from atrium.client.dpop import generate_key, make_proof
 
 NOW = 1_700_000_000
 URL = "https://gw.example.com/mcp"

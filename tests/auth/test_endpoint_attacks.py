@@ -20,8 +20,8 @@ import httpx2
 import pytest
 from aiohttp import web
 
-from atrium.auth.dpop import generate_key, make_proof
-from atrium.cli.admin_clients import _record as confidential_record
+from atrium.auth.issuing import confidential_client as confidential_record
+from atrium.client.dpop import generate_key, make_proof
 from atrium.servers.app import create_app as create_server_app
 from atrium.servers.shutdown import GracefulServer
 from atrium.settings import Settings, load_settings

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx2
 
+from atrium.registry.schema import port_of
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import Gateway
 
@@ -129,7 +130,7 @@ async def test_schemathesis_finds_no_server_error(
 ) -> None:
     await gateway.add_server(
         "rest",
-        port=gateway.app.state.directory.routes["users"].config.port,
+        port=port_of(gateway.parts.directory.routes["users"].config),
         oauth={"required": True},
         tools={"allowed": REST_TOOLS},
     )

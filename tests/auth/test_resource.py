@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from mcp import Client
 
-from atrium.auth.dpop import generate_key, make_proof
+from atrium.client.dpop import generate_key, make_proof
 from tests.auth.flow import Browser, bearer, call_tool, challenge, dpop, list_tools, tokens_for
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import (

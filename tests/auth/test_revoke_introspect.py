@@ -9,8 +9,8 @@ import httpx2
 import pytest
 
 from atrium.auth.access_tokens import TokenIssuer
-from atrium.auth.dpop import generate_key
-from atrium.cli.admin_clients import _record as confidential_record
+from atrium.auth.issuing import confidential_client as confidential_record
+from atrium.client.dpop import generate_key
 from tests.auth.flow import (
     CALLS,
     OAUTH,
@@ -184,7 +184,7 @@ async def test_a_revoked_refresh_token_is_inactive(
 async def test_expired_garbled_and_unknown_tokens_are_inactive(
     gateway: Gateway, http: httpx2.AsyncClient
 ) -> None:
-    auth = gateway.app.state.auth
+    auth = gateway.parts.auth
     issuer = TokenIssuer(auth.keys, auth.issuer, ttl_s=600, clock=lambda: time.time() - 3600)
     expired, _ = issuer.mint(subject="u", client_id="c", audience=["mcp"], scopes=["user"])
     credentials = await resource_server(gateway)

@@ -9,9 +9,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from atrium.auth.dpop import generate_key, make_proof
 from atrium.auth.hashing import new_token, token_hash
-from atrium.cli.admin_clients import _record as confidential_record
+from atrium.auth.issuing import confidential_client as confidential_record
+from atrium.client.dpop import generate_key, make_proof
 from atrium.store import CodeRecord, RefreshRecord
 from tests.auth.flow import (
     CALLS,

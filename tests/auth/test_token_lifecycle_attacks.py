@@ -3,7 +3,7 @@ revoked token waiting out the purge, a token minted to outlive anything Atrium i
 headers built to crash the verifier, and sign-in sessions that must end when told to.
 
 The ``atrium admin`` commands run here in-process against the test project; with no
-supervisor to poke, the tests reload the gateway as its poll does (``reload_auth``).
+supervisor to poke, the tests reload the gateway as its poll does (``GatewayParts.reload_auth``).
 ``tests/cli/test_admin_running.py`` plays the same changes against ``atrium start``, where
 the command itself makes the very next request see them.
 """
@@ -30,9 +30,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey
 
 from atrium.auth.access_tokens import LEEWAY_S, MAX_LIFETIME_S, TokenIssuer
-from atrium.auth.dpop import generate_key, make_proof, thumbprint
-from atrium.cli.admin_clients import _record as confidential_record
-from atrium.gateway.app import create_app, reload_auth
+from atrium.auth.dpop import thumbprint
+from atrium.auth.issuing import confidential_client as confidential_record
+from atrium.client.dpop import generate_key, make_proof
+from atrium.gateway.app import create_app
 from atrium.settings import Settings
 from atrium.store import Store
 from atrium.store.grants import REVOCATION_MARGIN
@@ -95,7 +96,7 @@ async def atrium_admin(settings: Settings, *args: str, stdin: str = "") -> CliRe
 
 async def polled(gateway: Gateway) -> None:
     """What the gateway's watch loop does every 2 s: reload revocations and keys."""
-    await reload_auth(gateway.app.state.auth, gateway.app.state.proxy.assertions, gateway.store)
+    await gateway.parts.reload_auth()
 
 
 # -- hole 1: a signing key rotated out ends its tokens, remembered ones too -------------------
@@ -130,7 +131,7 @@ async def test_a_token_living_longer_than_any_atrium_issues_is_refused(
     gateway: Gateway, http: httpx2.AsyncClient, backdated_s: int, lifetime_s: int
 ) -> None:
     # Signed with the gateway's own key: only the lifetime rule can catch it.
-    auth = gateway.app.state.auth
+    auth = gateway.parts.auth
     issued = time.time() - backdated_s
     issuer = TokenIssuer(auth.keys, auth.issuer, ttl_s=lifetime_s, clock=lambda: issued)
     token, _ = issuer.mint(
@@ -253,6 +254,7 @@ async def test_the_atrium_cli_client_cannot_revoke_another_clients_token(
 def signed(header: dict[str, Any], claims: dict[str, Any], key: ECKey) -> str:
     """A compact JWS of exactly this header, ES256-signed: no library tidies it up."""
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    assert key.private_key is not None
     der = key.private_key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
     r, s = decode_dss_signature(der)
     return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
@@ -261,7 +263,7 @@ def signed(header: dict[str, Any], claims: dict[str, Any], key: ECKey) -> str:
 def access_claims(gateway: Gateway) -> dict[str, Any]:
     now = int(time.time())
     return {
-        "iss": gateway.app.state.auth.issuer,
+        "iss": gateway.parts.auth.issuer,
         "sub": "user-1",
         "aud": "mcp",
         "client_id": "test-client",
@@ -290,7 +292,7 @@ HEADER_FAULTS: dict[str, Callable[[Header], Header]] = {
 async def test_a_token_with_a_malformed_header_member_is_invalid_token(
     gateway: Gateway, http: httpx2.AsyncClient, fault: str
 ) -> None:
-    key = gateway.app.state.auth.keys.signing
+    key = gateway.parts.auth.keys.signing
     header = HEADER_FAULTS[fault]({"alg": "ES256", "typ": "at+jwt", "kid": key.kid})
     token = signed(header, access_claims(gateway), key)
 

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
 from atrium.auth.assertion import PUBLIC_FILE, rotate_caller_keys
+from tests.polling import wait_until
 from tests.processes import free_port
 from tests.trust import assertion, vouched_client
 
@@ -67,26 +67,28 @@ class Bridge:
                 return exc.code, json.loads(exc.read())
 
     def wait_healthy(self) -> dict[str, Any]:
-        deadline = time.monotonic() + HEALTH_DEADLINE_S
-        while time.monotonic() < deadline:
+        def healthy() -> dict[str, Any] | None:
             if self.process.poll() is not None:
                 pytest.fail(f"the bridge exited with {self.process.returncode}:\n{self.log_text()}")
             try:
                 status, body = self.health()
             except OSError:  # not listening yet
-                status, body = 0, {}
-            if status == 200:
-                return body
-            self.wait_exit(0.1, expect_exit=False)
-        pytest.fail(f"the bridge was not healthy within {HEALTH_DEADLINE_S} s:\n{self.log_text()}")
+                return None
+            return body if status == 200 else None
 
-    def wait_exit(self, seconds: float, *, expect_exit: bool = True) -> int | None:
+        return wait_until(
+            healthy,
+            what="the bridge to be healthy",
+            timeout_s=HEALTH_DEADLINE_S,
+            interval=0.1,
+            detail=self.log_text,
+        )
+
+    def wait_exit(self, seconds: float) -> int:
         try:
             return self.process.wait(seconds)
         except subprocess.TimeoutExpired:
-            if expect_exit:
-                pytest.fail(f"the bridge still runs after {seconds} s:\n{self.log_text()}")
-            return None
+            pytest.fail(f"the bridge still runs after {seconds} s:\n{self.log_text()}")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -113,15 +115,18 @@ def start_bridge(folder: Path, name: str, command: list[str], *options: str) -> 
 
 
 def wait_gone(pid: int, seconds: float = EXIT_DEADLINE_S) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)  # leave nothing behind, then fail
-    pytest.fail(f"child {pid} still exists {seconds} s after its bridge stopped")
+            return True
+        return False
+
+    try:
+        wait_until(gone, what=f"child {pid} to end after its bridge stopped", timeout_s=seconds)
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)  # leave nothing behind, then fail
+        raise
 
 
 @pytest.fixture(scope="module")
@@ -278,10 +283,10 @@ async def test_echo_answers_through_the_bridge(everything_bridge: Bridge, era: s
 async def test_progress_of_a_long_running_tool_reaches_the_caller(
     everything_bridge: Bridge, era: str
 ) -> None:
-    progress: list[tuple[float, float | None]] = []
+    seen: list[tuple[float, float | None]] = []
 
-    async def on_progress(value: float, total: float | None, message: str | None) -> None:
-        progress.append((value, total))
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total))
 
     async with Client(everything_bridge.url, mode=era) as client:
         result = await client.call_tool(
@@ -291,7 +296,7 @@ async def test_progress_of_a_long_running_tool_reaches_the_caller(
         )
 
     assert result.is_error is False
-    assert progress == [(1, 3), (2, 3), (3, 3)]
+    assert seen == [(1, 3), (2, 3), (3, 3)]
 
 
 @pytest.mark.parametrize("era", ERAS)
@@ -415,10 +420,13 @@ STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); 
 def test_a_stubborn_child_keeps_health_starting_and_is_killed_at_stop(tmp_path: Path) -> None:
     bridge = start_bridge(tmp_path, "stubborn", [sys.executable, "-c", STUBBORN])
     try:
-        deadline = time.monotonic() + HEALTH_DEADLINE_S
-        while (started := re.search(r"started child (\d+)", bridge.log_text())) is None:
-            assert time.monotonic() < deadline, bridge.log_text()
-            bridge.wait_exit(0.1, expect_exit=False)
+        started = wait_until(
+            lambda: re.search(r"started child (\d+)", bridge.log_text()),
+            what="the child to start",
+            timeout_s=HEALTH_DEADLINE_S,
+            interval=0.1,
+            detail=bridge.log_text,
+        )
         status, body = bridge.health()
         bridge.process.send_signal(signal.SIGTERM)
         code = bridge.wait_exit(EXIT_DEADLINE_S)

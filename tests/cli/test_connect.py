@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import socket
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def test_write_leaves_a_file_that_is_not_json_untouched(project: Path, tmp_path:
         ("--client", "cursor", "--token"),
         ("--client", "cursor", "--user", "admin"),
         ("--client", "chatgpt", "--token", "--user", "admin"),
+        ("--client", "claude-desktop", "--token", "--user", "admin"),
         ("--client", "cursor", "--token", "--user", "admin", "--ttl", "5"),
         ("--client", "zed"),
         (),
@@ -148,6 +150,59 @@ def test_options_that_cannot_work_exit_2_naming_the_option(
     assert result.exit_code == 2
     assert re.search(r"--(client|write|file|token|user|ttl)", result.stderr), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_claude_desktop_gets_an_atrium_bridge_command_that_runs(project: Path) -> None:
+    result = connect(project, "soul", "--client", "claude-desktop")
+
+    assert result.exit_code == 0, result.stderr
+    entry = json.loads(result.stdout)["mcpServers"]["soul"]
+    url = load_settings(project, environ={}).endpoint_for("soul")
+    assert Path(entry["command"]).is_absolute()
+    assert entry["args"][-2:] == ["bridge", url]
+    ran = subprocess.run(
+        [entry["command"], *entry["args"], "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},  # a desktop app's bare environment
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "Forward a stdio MCP client to a remote Atrium server" in ran.stdout
+
+
+def test_claude_desktop_write_merges_into_its_file_under_home(
+    project: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / ".config/Claude/claude_desktop_config.json"
+    config.parent.mkdir(parents=True)
+    mine = {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"]}
+    config.write_text(json.dumps({"globalShortcut": "Ctrl+Space", "mcpServers": {"mine": mine}}))
+
+    result = connect(project, "soul", "--client", "claude-desktop", "--write", HOME=str(tmp_path))
+
+    assert result.exit_code == 0, result.stderr
+    written = json.loads(config.read_text())
+    assert written["globalShortcut"] == "Ctrl+Space"
+    assert written["mcpServers"]["mine"] == mine
+    assert written["mcpServers"]["soul"]["args"][-2] == "bridge"
+    assert [p.name for p in config.parent.iterdir()] == [config.name]  # no temporary left
+
+
+def test_claude_desktop_write_leaves_a_file_that_is_not_json_untouched(
+    project: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / ".config/Claude/claude_desktop_config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text('{"mcpServers": {,}')
+
+    result = connect(project, "soul", "--client", "claude-desktop", "--write", HOME=str(tmp_path))
+
+    assert result.exit_code == 2
+    assert "claude_desktop_config.json" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert config.read_text() == '{"mcpServers": {,}'
 
 
 def test_an_unknown_server_exits_1(project: Path) -> None:
@@ -203,7 +258,7 @@ async def test_the_printed_inspector_command_lists_tools_through_a_real_gateway(
         async with running_gateway(settings, store, listener):
             for args in (["open-probe"], ["locked-probe", "--token", "--user", "admin"]):
                 printed = await asyncio.to_thread(
-                    connect, tmp_path, *args, "--client", "inspector", **env
+                    connect, tmp_path, *args, "--client", "inspector", cwd=None, **env
                 )
                 assert printed.exit_code == 0, printed.stderr
                 listed = await run_printed(printed.stdout.strip())

@@ -148,7 +148,7 @@ async def register_hostile_client(folder: Path) -> str:
             ClientRecord(
                 client_id="dyn_hostile",
                 kind="dynamic",
-                redirect_uris=body["redirect_uris"],
+                redirect_uris=list(body["redirect_uris"]),
                 grant_types=["authorization_code", "refresh_token"],
                 application_type="native",
                 token_endpoint_auth_method="none",

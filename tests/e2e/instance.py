@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx2
 
-from tests.processes import free_port, wait_for
+from tests.polling import wait_until
+from tests.processes import free_port
 
 
 @dataclass
@@ -24,6 +25,33 @@ class Instance:
     base: str
     password: str
     env: dict[str, str]
+    process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        """``atrium start``, until the built-in server is routed."""
+        log = (self.project / "start.out").open("a")
+        argv = [sys.executable, "-m", "atrium", "--project", str(self.project), "start"]
+        self.process = subprocess.Popen(
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, text=True
+        )
+        log.close()
+        wait_until(
+            lambda: _routed(f"{self.base}/api/v1/mcp/registry/atrium"),
+            timeout_s=60,
+            what="atrium routed",
+            detail=lambda: (self.project / "start.out").read_text()[-2000:],
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(30)
+            self.process = None
+
+    def restart(self) -> None:
+        """Stop Atrium (gateway, supervisor, servers) and start it again on the same port."""
+        self.stop()
+        self.start()
 
     def url(self, server: str) -> str:
         return f"{self.base}/api/v1/mcp/{server}/mcp"
@@ -70,14 +98,9 @@ def started_instance(
     server_file.write_text(text)
     for name, yaml in (servers or {}).items():
         (project / f"services/mcp/{name}.yaml").write_text(yaml)
-    log = (project / "start.out").open("w")
-    process = subprocess.Popen(
-        [*atrium, "start"], env=env, stdout=log, stderr=subprocess.STDOUT, text=True
-    )
+    instance = Instance(project, base, found[1], env)
     try:
-        wait_for(lambda: _routed(f"{base}/api/v1/mcp/registry/atrium"), 60, "atrium routed")
-        yield Instance(project, base, found[1], env)
+        instance.start()
+        yield instance
     finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
+        instance.stop()

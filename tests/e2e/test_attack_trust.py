@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ from atrium.auth.assertion import PRIVATE_FILE, PUBLIC_FILE, TYPE
 from atrium.auth.keys import KeySet
 from tests.e2e.instance import Instance, started_instance
 from tests.gateway.helpers import legacy_headers, legacy_session
-from tests.processes import free_port, wait_for
+from tests.polling import until, wait_until
+from tests.processes import free_port
 
 TIME = Path(sys.executable).parent / "mcp-server-time"
 MODERN = "2026-07-28"
@@ -119,6 +121,26 @@ if __name__ == "__main__":
 # -- a capturing remote MCP server -------------------------------------------------------------
 
 
+# What the capturing server answers to each method (anything else: an empty result).
+CAPTURED_RESULTS: dict[str, dict[str, Any]] = {
+    "initialize": {
+        "protocolVersion": LEGACY,
+        "capabilities": {"tools": {}},
+        "serverInfo": {"name": "capture", "version": "1"},
+    },
+    "tools/list": {
+        "tools": [
+            {
+                "name": "echo",
+                "inputSchema": {"type": "object"},
+                "annotations": {"readOnlyHint": True},
+            }
+        ]
+    },
+    "tools/call": {"content": [{"type": "text", "text": "captured"}]},
+}
+
+
 class Capture:
     """A plain HTTP server answering JSON-RPC, recording every request's path and headers."""
 
@@ -154,23 +176,7 @@ class Capture:
                 if "id" not in message:
                     self._answer(202)
                     return
-                method = message.get("method")
-                result: dict[str, Any] = {}
-                if method == "initialize":
-                    result = {
-                        "protocolVersion": LEGACY,
-                        "capabilities": {"tools": {}},
-                        "serverInfo": {"name": "capture", "version": "1"},
-                    }
-                elif method == "tools/list":
-                    tool = {
-                        "name": "echo",
-                        "inputSchema": {"type": "object"},
-                        "annotations": {"readOnlyHint": True},
-                    }
-                    result = {"tools": [tool]}
-                elif method == "tools/call":
-                    result = {"content": [{"type": "text", "text": "captured"}]}
+                result = CAPTURED_RESULTS.get(message.get("method"), {})
                 answer = {"jsonrpc": "2.0", "id": message["id"], "result": result}
                 self._answer(200, json.dumps(answer).encode())
 
@@ -254,12 +260,12 @@ class Lab:
         self, check: Any, what: str, server: str | None = None, deadline_s: float = 10
     ) -> list[Any]:
         """Poll the trail until ``check(records)`` holds (the sink writes in batches)."""
-        deadline = time.monotonic() + deadline_s
-        while True:
+
+        async def enough() -> list[Any] | None:
             records = await self.audit(server=server)
-            if check(records) or time.monotonic() > deadline:
-                return records
-            await asyncio.sleep(0.3)
+            return records if check(records) else None
+
+        return await until(enough, what=what, timeout_s=deadline_s, interval=0.3)
 
 
 def _yaml(name: str, config: dict[str, Any]) -> str:
@@ -348,7 +354,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     try:
         with started_instance(folder / "project", servers=servers) as instance:
             for name, port in ports.items():
-                wait_for(lambda port=port: _healthy(port), 90, f"{name} healthy")
+                wait_until(partial(_healthy, port), timeout_s=90, what=f"{name} healthy")
             issuer = json.loads((instance.project / ".atrium" / PUBLIC_FILE).read_text())["issuer"]
             yield Lab(instance, ports, calls, capture, decoy, issuer)
     finally:
@@ -1432,7 +1438,10 @@ async def test_a_key_rotated_out_is_refused_at_once(lab: Lab) -> None:
     that has seen no request since."""
     old_key, old_kid = real_key(lab.state)
     probe = lab.ports["other"]
-    fresh = lambda: sign(old_key, old_kid, claims_for(lab, "other"))  # noqa: E731
+
+    def fresh() -> str:
+        return sign(old_key, old_kid, claims_for(lab, "other"))
+
     assert direct_call(probe, "whoami", [(H, fresh())])[0] == 200  # accepted before
 
     for _ in range(2):  # keep 2: the second rotation drops the old key
@@ -1442,13 +1451,18 @@ async def test_a_key_rotated_out_is_refused_at_once(lab: Lab) -> None:
     assert _key_modes_ok(lab.state) == {}
 
     status, answer = direct_call(probe, "whoami", [(H, fresh())])
-    # Let the gateway pick the new key up, so the rest of the instance keeps working.
-    await asyncio.sleep(3)
+    # The gateway picks the new key up when it next reloads: the rest of the instance keeps working.
     async with httpx2.AsyncClient(timeout=30) as http:
-        after = await http.post(
-            lab.instance.url("other"),
-            content=call_body("whoami"),
-            headers=dict(modern_headers("whoami")) | lab.bearer("other", ALICE),
+
+        async def accepted() -> bool:
+            after = await http.post(
+                lab.instance.url("other"),
+                content=call_body("whoami"),
+                headers=dict(modern_headers("whoami")) | lab.bearer("other", ALICE),
+            )
+            return after.status_code == 200
+
+        await until(
+            accepted, what="a call through the gateway with the new key", timeout_s=30, interval=0.3
         )
-    assert after.status_code == 200, after.text
     assert status == 401, f"the rotated-out key still opens the backend: {answer[-200:]!r}"

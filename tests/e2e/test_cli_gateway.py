@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import free_port, wait_for
+from tests.polling import wait_until
+from tests.processes import free_port
 
 
 class Atrium:
@@ -174,7 +175,7 @@ def test_request_list_shows_the_calls_and_audit_full_shows_their_arguments(
         listed = atrium("infra", "logs", "request", "list", "--limit", "5", "--json")
         return wanted in {record["request_id"] for record in json.loads(listed.stdout)}
 
-    wait_for(recorded, 30, "the audit record")
+    wait_until(recorded, timeout_s=30, what="the audit record")
     table = atrium("infra", "logs", "request", "list", "--limit", "5")
     audit = atrium("infra", "logs", "audit", wanted, "--full")
 
@@ -189,8 +190,8 @@ def test_logs_view_shows_the_servers_lines_of_the_last_hour(atrium: Atrium) -> N
 
     sources = {line.split()[0] for line in result.stdout.splitlines()}
     assert result.returncode == 0, result.stderr
-    assert sources == {"gateway.log", "mcp-atrium.log"}
-    assert "show_playbook" in result.stdout
+    assert sources == {"gateway.log", "mcp-atrium.log", "audit"}  # audit: the calls above
+    assert "mcp tool call atrium/show_playbook" in result.stdout
 
 
 def test_after_stop_the_commands_exit_1_telling_to_start_atrium(atrium: Atrium) -> None:

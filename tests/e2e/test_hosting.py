@@ -21,7 +21,8 @@ from mcp import Client
 
 from atrium.runstate import RuntimeState, read_state
 from atrium.supervisor.reaper import children_of
-from tests.processes import alive, free_port, wait_for
+from tests.polling import wait_until
+from tests.processes import alive, free_port
 from tests.trust import assertion, vouched_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +94,11 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
     )
     try:
         state_dir = project / ".atrium"
-        wait_for(lambda: (s := read_state(state_dir)) is not None and s.ready, 120, "the servers")
+        wait_until(
+            lambda: (s := read_state(state_dir)) is not None and s.ready,
+            timeout_s=120,
+            what="the servers",
+        )
         yield project, supervisor, ports
     finally:
         if supervisor.poll() is None:
@@ -207,8 +212,14 @@ async def test_supervisor_hosts_atrium_and_two_stdio_servers_and_repairs_a_crash
     killed = state(project).servers["time"].pid
     assert killed is not None
     os.kill(killed, signal.SIGKILL)
-    wait_for(lambda: state(project).servers["time"].restarts == 1, 30, "the restart")
-    wait_for(lambda: state(project).servers["time"].state == "running", 60, "the restarted server")
+    wait_until(
+        lambda: state(project).servers["time"].restarts == 1, timeout_s=30, what="the restart"
+    )
+    wait_until(
+        lambda: state(project).servers["time"].state == "running",
+        timeout_s=60,
+        what="the restarted server",
+    )
     assert state(project).servers["time"].pid != killed
     _, text = await list_and_call(
         project, "time", ports["time"], "get_current_time", {"timezone": "Europe/Paris"}
@@ -219,4 +230,6 @@ async def test_supervisor_hosts_atrium_and_two_stdio_servers_and_repairs_a_crash
     assert len(tree) >= 5  # three servers, two stdio children (and node's own helpers)
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(60) == 0
-    wait_for(lambda: not any(alive(pid) for pid in tree), 10, "every process to be gone")
+    wait_until(
+        lambda: not any(alive(pid) for pid in tree), timeout_s=10, what="every process to be gone"
+    )

@@ -83,6 +83,13 @@ Region = Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]
 
 def build_backend(witness: Witness) -> AtriumServer[Any]:
     server: AtriumServer[Any] = AtriumServer("gateway-backend", version="1.0.0")
+    _add_plain_tools(server, witness)
+    _add_context_tools(server, witness)
+    return server
+
+
+def _add_plain_tools(server: AtriumServer[Any], witness: Witness) -> None:
+    """Tools that answer, sleep or fail, each counted in the witness."""
 
     @server.tool()
     def echo(text: str) -> str:
@@ -121,6 +128,10 @@ def build_backend(witness: Witness) -> AtriumServer[Any]:
     def admin_reset() -> str:
         witness.calls["admin_reset"] += 1
         return "reset"
+
+
+def _add_context_tools(server: AtriumServer[Any], witness: Witness) -> None:
+    """Tools that report progress, take secrets, read headers or notify, and a prompt."""
 
     @server.tool()
     async def progress(steps: int, ctx: Context[Any, Any], gate: str = "progress") -> str:
@@ -167,8 +178,6 @@ def build_backend(witness: Witness) -> AtriumServer[Any]:
     @server.prompt(name="résumé")
     def resume() -> str:
         return "a prompt whose name is not ASCII"
-
-    return server
 
 
 def build_killable(marker: str) -> AtriumServer[Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,16 +17,18 @@ from typing import Any
 import httpx2
 import orjson
 import uvicorn
-from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from atrium.gateway.app import create_app
+from atrium.gateway.app import GatewayApp, create_app
+from atrium.gateway.parts import GatewayParts
 from atrium.gateway.serve import forwarding
-from atrium.registry.schema import ServerConfig
+from atrium.registry.schema import parse_server_config
 from atrium.registry.sync import record_for
+from atrium.serving import EmbeddedServer, uvicorn_config
 from atrium.settings import Settings
 from atrium.store import ServerRecord, Store
 from atrium.store.audit import AuditRecord
+from tests.polling import until
 
 DEADLINE_S = 10.0
 MODERN = "2026-07-28"
@@ -51,14 +52,6 @@ SERVERS: dict[str, dict[str, Any]] = {
 }
 
 
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {DEADLINE_S} s waiting for {what}")
-        await asyncio.sleep(0.01)
-
-
 class Served:
     """``app`` under uvicorn on an ephemeral loopback port, in this event loop."""
 
@@ -73,7 +66,9 @@ class Served:
             self._listener.bind(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         task = self._task = asyncio.create_task(self.server.serve(sockets=[self._listener]))
-        await wait_until(lambda: self.server.started or task.done(), "the server to start")
+        await until(
+            lambda: self.server.started or task.done(), what="the server to start", interval=0.01
+        )
         if task.done():
             task.result()
             raise AssertionError("the server stopped while starting")
@@ -90,15 +85,7 @@ class Served:
 
 def uvicorn_server(app: ASGIApp, settings: Settings) -> uvicorn.Server:
     """The gateway ``app`` under uvicorn configured as ``atrium start`` configures it."""
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        lifespan="on",
-        ws="none",
-        timeout_graceful_shutdown=5,
-        **forwarding(settings),
-    )
-    return uvicorn.Server(config)
+    return EmbeddedServer(uvicorn_config(app, timeout_s=5, **forwarding(settings)))
 
 
 @asynccontextmanager
@@ -122,7 +109,7 @@ def server_record(name: str, config: dict[str, Any]) -> ServerRecord:
     what (tests/gateway/test_access_rules.py, tests/auth/) give their servers one.
     """
     raw = {"binary": "gateway-backend", "oauth": {"dev_mode": True}, **config}
-    return record_for(name, ServerConfig.model_validate(raw), f"services/mcp/{name}.yaml")
+    return record_for(name, parse_server_config(raw), f"services/mcp/{name}.yaml")
 
 
 async def save_servers(store: Store, backend_port: int, down_port: int) -> None:
@@ -139,7 +126,11 @@ class Gateway:
     base: str
     store: Store
     served: Served
-    app: Starlette
+    app: GatewayApp
+
+    @property
+    def parts(self) -> GatewayParts:
+        return self.app.parts
 
     def url(self, server: str) -> str:
         return f"{self.base}/api/v1/mcp/{server}/mcp"
@@ -155,12 +146,11 @@ class Gateway:
     async def _stored(
         self, query: Callable[[], Awaitable[list[AuditRecord]]], count: int
     ) -> list[AuditRecord]:
-        deadline = time.monotonic() + DEADLINE_S
-        while len(records := await query()) < count:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{count} audit records not stored within {DEADLINE_S} s")
-            await asyncio.sleep(0.02)
-        return records
+        async def enough() -> list[AuditRecord] | None:
+            records = await query()
+            return records if len(records) >= count else None
+
+        return await until(enough, what=f"{count} audit records to be stored", interval=0.02)
 
     def token(
         self,
@@ -172,10 +162,10 @@ class Gateway:
         jkt: str | None = None,
     ) -> str:
         """An access token from this gateway's own issuer, meant for ``server``."""
-        value, _ = self.app.state.auth.tokens.mint(
+        value, _ = self.parts.auth.tokens.mint(
             subject=subject,
             client_id=client_id,
-            audience=[audience or self.app.state.auth.resources.url_for(server)],
+            audience=[audience or self.parts.auth.resources.url_for(server)],
             scopes=scopes,
             jkt=jkt,
         )
@@ -184,7 +174,7 @@ class Gateway:
     async def add_server(self, name: str, **config: Any) -> None:
         """Save one more server and route to it now, not at the next poll."""
         await self.store.servers.save([server_record(name, config)])
-        await self.app.state.directory.refresh()
+        await self.parts.directory.refresh()
 
     async def stop(self) -> None:
         await self.served.stop()

@@ -20,7 +20,7 @@ from atrium.auth.resource_guard import ANONYMOUS, Caller
 from atrium.auth.roles import Roles
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.policy import Policy
-from atrium.registry.schema import ServerConfig
+from atrium.registry.schema import parse_server_config
 from atrium.scaffold.project import PEOPLE
 from tests.auth.flow import bearer, call_tool, challenge
 from tests.gateway.conftest import Backend
@@ -68,7 +68,7 @@ READ_ONLY = ["peek"]  # the backend's one tool annotated readOnlyHint
 async def rules(gateway: Gateway, backend: Backend) -> Gateway:
     records = [server_record(name, {"port": backend.port, **c}) for name, c in RULES.items()]
     await gateway.store.servers.save(records)
-    await gateway.app.state.directory.refresh()
+    await gateway.parts.directory.refresh()
     return gateway
 
 
@@ -414,7 +414,7 @@ async def test_the_openapi_spec_asks_for_scopes_that_call_tools_where_the_server
     assert spec.json()["security"] == [{"oauth2": ["user", "tools:read", "tools:write"]}]
 
 
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"name": "peek", "annotations": {"readOnlyHint": True}},
     {"name": "echo"},
     {"name": "admin_reset", "annotations": {"readOnlyHint": False}},
@@ -424,7 +424,7 @@ TOOLS = [
 
 @pytest.mark.parametrize("server", list(RULES))
 def test_the_fast_path_never_lets_through_a_tool_a_verdict_refuses(server: str) -> None:
-    config = ServerConfig.model_validate({"binary": "b", "port": 5000, **RULES[server]})
+    config = parse_server_config({"binary": "b", "port": 5000, **RULES[server]})
     opened = 0
     for scopes in CALLERS.values():
         caller = ANONYMOUS if scopes is None else Caller("s", "c", frozenset(scopes))

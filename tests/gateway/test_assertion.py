@@ -16,7 +16,7 @@ KEY = HEADER.lower()
 
 def vouched(settings: Settings, backend: Backend, server: str) -> CallerIdentity:
     """The identity in the newest assertion the backend received, checked as a backend does."""
-    verifier = AssertionVerifier(settings.state_dir / PUBLIC_FILE, server)
+    verifier = AssertionVerifier.load(settings.state_dir / PUBLIC_FILE, server)
     return verifier.verify(backend.witness.requests[-1].headers.get(KEY))
 
 
@@ -80,7 +80,7 @@ async def test_each_request_gets_its_own_assertion_for_its_own_server(
 
     assert first != second
     assert vouched(settings, backend, "guarded").server == "guarded"
-    only_tools = AssertionVerifier(settings.state_dir / PUBLIC_FILE, "tools")
+    only_tools = AssertionVerifier.load(settings.state_dir / PUBLIC_FILE, "tools")
     assert only_tools.verify(first).server == "tools"
 
 

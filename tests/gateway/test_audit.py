@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from asyncio.subprocess import Process
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -23,14 +22,13 @@ from tests.gateway import backend as backend_module
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import (
     ACCEPT,
-    DEADLINE_S,
     Gateway,
     call_modern,
     modern_headers,
     running_gateway,
     save_servers,
-    wait_until,
 )
+from tests.polling import until
 from tests.processes import free_port
 
 
@@ -153,14 +151,14 @@ async def killable_backend(tmp_path: Path) -> AsyncIterator[tuple[Process, int]]
 
 
 async def wait_until_healthy(http: httpx2.AsyncClient, process: Process, url: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
+    async def healthy() -> bool:
         assert process.returncode is None, "the killable backend exited while starting"
         with suppress(httpx2.TransportError):
-            if (await http.get(url)).status_code == 200:
-                return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the killable backend was not healthy within {DEADLINE_S} s")
+            return (await http.get(url)).status_code == 200
+        return False
+
+    # A cold interpreter under coverage on a busy machine: a deadline, not a wait.
+    await until(healthy, what="the killable backend to be healthy", timeout_s=30, interval=0.02)
 
 
 async def test_a_backend_killed_mid_call_is_recorded_as_an_http_error(
@@ -171,7 +169,7 @@ async def test_a_backend_killed_mid_call_is_recorded_as_an_http_error(
         call = asyncio.ensure_future(
             call_modern(http, gateway.url("fragile"), "slow", {"seconds": 30})
         )
-        await wait_until(lambda: (tmp_path / "slow-started").exists(), "the call to start")
+        await until(lambda: (tmp_path / "slow-started").exists(), what="the call to start")
         process.kill()
         response = await call
 
@@ -225,14 +223,15 @@ async def test_every_record_is_written_before_a_graceful_shutdown_ends(
     settings: Settings, backend: Backend, http: httpx2.AsyncClient
 ) -> None:
     async with gateway_with_held_writer(settings, backend) as (gateway, held):
-        sink = gateway.app.state.audit
+        sink = gateway.parts.audit
         close = sink.close
 
         async def close_and_let_the_store_write() -> None:
             held.open.set()  # every record is still queued when the shutdown begins
             await close()
 
-        sink.close = close_and_let_the_store_write
+        # Wraps the real close (no double): the test must see it begin before the store writes.
+        sink.close = close_and_let_the_store_write  # type: ignore[method-assign]
         url = gateway.url("tools")
         calls = [call_modern(http, url, "echo", {"text": f"{n}"}) for n in range(40)]
         responses = await asyncio.gather(*calls)

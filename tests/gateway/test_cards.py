@@ -7,7 +7,7 @@ import re
 import httpx2
 
 from atrium.gateway.cards import namespace, server_card
-from atrium.registry.schema import ServerConfig
+from atrium.registry.schema import HttpServer
 from atrium.settings import Settings
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import SERVERS, Gateway
@@ -207,8 +207,8 @@ def test_the_namespace_is_the_public_host_reversed_and_an_address_kept() -> None
 def test_a_description_is_cut_to_the_drafts_hundred_characters_and_never_empty(
     settings: Settings,
 ) -> None:
-    long = ServerConfig(binary="x", port=5000, description="word " * 60)
-    empty = ServerConfig(binary="x", port=5000)
+    long = HttpServer(binary="x", port=5000, description="word " * 60)
+    empty = HttpServer(binary="x", port=5000)
 
     cut = server_card(settings, "long", long)["description"]
     filled = server_card(settings, "empty", empty)["description"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,8 +14,8 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from atrium.auth.dpop import generate_key, make_proof
 from atrium.auth.server import AuthorizationServer
+from atrium.client.dpop import generate_key, make_proof
 from atrium.gateway.ratelimit import RATE_LIMITED
 from atrium.gateway.redis_client import connect
 from atrium.settings import Settings, load_settings
@@ -24,6 +23,7 @@ from atrium.store import Store
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import call_body, modern_headers, server_record
 from tests.gateway.test_ratelimit import call, limited_gateway
+from tests.polling import until
 from tests.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,14 +48,14 @@ async def prepare_project(settings: Settings, backend: Backend, **rates: str) ->
             for name, rate in rates.items()
         ]
         await store.servers.save(records)
-    auth = AuthorizationServer(settings, hosted=lambda name: None)
-    try:
-        audience = [auth.resources.url_for("limited")]
-        token, _ = auth.tokens.mint(
-            subject="alice", client_id="test-client", audience=audience, scopes=(), jkt=None
-        )
-    finally:
-        await auth.close()
+        auth = await AuthorizationServer.open(settings, store, hosted=lambda name: None)
+        try:
+            audience = [auth.resources.url_for("limited")]
+            token, _ = auth.tokens.mint(
+                subject="alice", client_id="test-client", audience=audience, scopes=(), jkt=None
+            )
+        finally:
+            await auth.close()
     return str(token)
 
 
@@ -88,19 +88,17 @@ async def gateway_processes(
 
 
 async def healthy(process: asyncio.subprocess.Process, http: httpx2.AsyncClient, base: str) -> None:
-    deadline = time.monotonic() + START_DEADLINE_S
-    while True:
+    async def answers() -> bool:
         if process.returncode is not None:
             assert process.stderr is not None
             output = (await process.stderr.read()).decode(errors="replace")
             raise AssertionError(f"the gateway at {base} exited:\n{output}")
         try:
-            if (await http.get(f"{base}/health")).status_code == 200:
-                return
+            return (await http.get(f"{base}/health")).status_code == 200
         except httpx2.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"the gateway at {base} did not start"
-        await asyncio.sleep(0.05)
+            return False
+
+    await until(answers, what=f"the gateway at {base} to start", timeout_s=START_DEADLINE_S)
 
 
 async def stopped(process: asyncio.subprocess.Process) -> None:

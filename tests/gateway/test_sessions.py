@@ -101,7 +101,9 @@ async def test_a_session_id_not_sealed_for_its_caller_is_unknown(
     headers["Mcp-Session-Id"] = presented.encode("latin-1")  # raw bytes, as an attacker sends
 
     response = await http.post(
-        routed, content=legacy_call_body("echo", {"text": "x"}), headers=headers
+        routed,
+        content=legacy_call_body("echo", {"text": "x"}),
+        headers=headers,  # type: ignore[arg-type]  # str and raw bytes mixed, as an attacker may
     )
 
     assert response.status_code == 404

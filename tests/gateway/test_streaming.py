@@ -20,8 +20,8 @@ from tests.gateway.helpers import (
     legacy_session,
     messages,
     modern_headers,
-    wait_until,
 )
+from tests.polling import until
 
 
 async def call_with_progress(client: Client, backend: Backend) -> tuple[str, list[float]]:
@@ -106,12 +106,12 @@ async def test_a_client_that_disconnects_cancels_the_call_on_the_backend(
     _, writer = await asyncio.open_connection(parts.hostname, parts.port)
     writer.write(raw_request(url, body, modern_headers("tools/call", "slow")))
     await writer.drain()
-    await wait_until(lambda: "abandoned" in backend.witness.started, "the call to start")
+    await until(lambda: "abandoned" in backend.witness.started, what="the call to start")
 
     writer.close()
     await writer.wait_closed()
 
-    await wait_until(lambda: "abandoned" in backend.witness.cancelled, "the call's cancellation")
+    await until(lambda: "abandoned" in backend.witness.cancelled, what="the call's cancellation")
     assert "abandoned" not in backend.witness.finished
     (record,) = await gateway.audit_of("tools")
     assert (record.tool, record.outcome, record.status) == ("slow", "http_error", 499)
@@ -142,7 +142,7 @@ async def test_stopping_the_gateway_ends_open_get_streams_instead_of_waiting_for
 
     async with http.stream("GET", url, headers=headers) as stream:
         assert stream.status_code == 200
-        gateway.app.state.proxy.close_streams()
+        gateway.parts.proxy.close_streams()
         # Ends now, not when the backend or the client gives up.
         await asyncio.wait_for(stream.aread(), DEADLINE_S)
     # Within the 5 s grace period the test gateway has: nothing is left to wait for.

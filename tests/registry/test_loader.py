@@ -40,7 +40,7 @@ def assert_reported(result: CliResult, *parts: str) -> None:
     assert any(all(part in line for part in parts) for line in lines), (parts, result.stderr)
 
 
-def test_a_value_of_the_wrong_type_names_file_line_server_and_key_path(tmp_path):
+def test_a_value_of_the_wrong_type_names_file_line_server_and_key_path(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/bad.yaml", ALPHA.replace("5001", "high"))
 
     result = mcp_list(tmp_path)
@@ -49,7 +49,7 @@ def test_a_value_of_the_wrong_type_names_file_line_server_and_key_path(tmp_path)
     assert_reported(result, "services/mcp/bad.yaml:4:5", "server 'alpha'", "mcp_servers.alpha.port")
 
 
-def test_unknown_keys_of_a_server_and_of_its_oauth_are_refused(tmp_path):
+def test_unknown_keys_of_a_server_and_of_its_oauth_are_refused(tmp_path: Path) -> None:
     write(
         tmp_path,
         "services/mcp/bad.yaml",
@@ -63,7 +63,7 @@ def test_unknown_keys_of_a_server_and_of_its_oauth_are_refused(tmp_path):
     assert_reported(result, "services/mcp/bad.yaml:8:7", "mcp_servers.alpha.oauth.scope")
 
 
-def test_a_port_outside_the_default_range_names_file_and_key_path(tmp_path):
+def test_a_port_outside_the_default_range_names_file_and_key_path(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/bad.yaml", ALPHA.replace("5001", "6001"))
 
     result = mcp_list(tmp_path)
@@ -72,7 +72,7 @@ def test_a_port_outside_the_default_range_names_file_and_key_path(tmp_path):
     assert_reported(result, "services/mcp/bad.yaml:4:5", "server 'alpha'", "mcp_servers.alpha.port")
 
 
-def test_the_port_range_of_atrium_yaml_replaces_the_default(tmp_path):
+def test_the_port_range_of_atrium_yaml_replaces_the_default(tmp_path: Path) -> None:
     write(tmp_path, "atrium.yaml", "mcp: {port_range: 6000-6100}\n")
     write(tmp_path, "services/mcp/alpha.yaml", ALPHA)
 
@@ -85,7 +85,9 @@ def test_the_port_range_of_atrium_yaml_replaces_the_default(tmp_path):
     assert accepted.exit_code == 0, accepted.stderr
 
 
-def test_the_port_range_of_atrium_port_range_replaces_the_file_and_the_default(tmp_path):
+def test_the_port_range_of_atrium_port_range_replaces_the_file_and_the_default(
+    tmp_path: Path,
+) -> None:
     write(tmp_path, "atrium.yaml", "mcp: {port_range: 5000-5999}\n")
     write(tmp_path, "services/mcp/alpha.yaml", ALPHA)
 
@@ -95,7 +97,7 @@ def test_the_port_range_of_atrium_port_range_replaces_the_file_and_the_default(t
     assert_reported(result, "services/mcp/alpha.yaml:4:5", "mcp_servers.alpha.port")
 
 
-def test_the_same_server_name_in_two_files_names_both_files(tmp_path):
+def test_the_same_server_name_in_two_files_names_both_files(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/a.yaml", ALPHA)
     write(tmp_path, "services/mcp/b.yaml", ALPHA.replace("5001", "5002"))
 
@@ -105,7 +107,7 @@ def test_the_same_server_name_in_two_files_names_both_files(tmp_path):
     assert_reported(result, "services/mcp/b.yaml:2:3", "mcp_servers.alpha", "services/mcp/a.yaml")
 
 
-def test_the_same_port_in_two_files_names_both_files_and_the_key_path(tmp_path):
+def test_the_same_port_in_two_files_names_both_files_and_the_key_path(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/a.yaml", ALPHA)
     write(tmp_path, "services/mcp/b.yaml", ALPHA.replace("alpha", "beta"))
 
@@ -129,7 +131,9 @@ def test_the_same_port_in_two_files_names_both_files_and_the_key_path(tmp_path):
         ("transport: remote", "url"),
     ],
 )
-def test_a_server_without_what_its_transport_needs_names_the_missing_key(tmp_path, fields, missing):
+def test_a_server_without_what_its_transport_needs_names_the_missing_key(
+    tmp_path: Path, fields: str, missing: str
+) -> None:
     write(tmp_path, "services/mcp/bad.yaml", f"mcp_servers:\n  alpha:\n    {fields}\n")
 
     result = mcp_list(tmp_path)
@@ -140,7 +144,7 @@ def test_a_server_without_what_its_transport_needs_names_the_missing_key(tmp_pat
     )
 
 
-def test_invalid_globs_in_allowed_and_denied_name_the_list_item(tmp_path):
+def test_invalid_globs_in_allowed_and_denied_name_the_list_item(tmp_path: Path) -> None:
     write(
         tmp_path,
         "services/mcp/bad.yaml",
@@ -155,7 +159,7 @@ def test_invalid_globs_in_allowed_and_denied_name_the_list_item(tmp_path):
     assert_reported(result, "services/mcp/bad.yaml:9:11", "mcp_servers.alpha.tools.denied[0]")
 
 
-def test_malformed_yaml_names_the_file_line_and_column(tmp_path):
+def test_malformed_yaml_names_the_file_line_and_column(tmp_path: Path) -> None:
     # The second ':' of "  alpha: binary: x" (line 2, column 16) cannot start a nested mapping.
     write(tmp_path, "services/mcp/bad.yaml", "mcp_servers:\n  alpha: binary: x\n")
 
@@ -165,7 +169,7 @@ def test_malformed_yaml_names_the_file_line_and_column(tmp_path):
     assert_reported(result, "services/mcp/bad.yaml:2:16: malformed YAML")
 
 
-def test_an_empty_file_names_the_file_and_the_key_it_needs(tmp_path):
+def test_an_empty_file_names_the_file_and_the_key_it_needs(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/empty.yaml", "# nothing yet\n")
 
     result = mcp_list(tmp_path)
@@ -175,7 +179,7 @@ def test_an_empty_file_names_the_file_and_the_key_it_needs(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["Alpha", "alpha_1", "-alpha", "alpha.beta"])
-def test_a_server_name_unfit_for_urls_names_the_server_key(tmp_path, name):
+def test_a_server_name_unfit_for_urls_names_the_server_key(tmp_path: Path, name: str) -> None:
     write(tmp_path, "services/mcp/bad.yaml", ALPHA.replace("alpha:", f"{name}:"))
 
     result = mcp_list(tmp_path)
@@ -184,7 +188,7 @@ def test_a_server_name_unfit_for_urls_names_the_server_key(tmp_path, name):
     assert_reported(result, "services/mcp/bad.yaml:2:3", f"mcp_servers.{name}")
 
 
-def test_every_problem_of_every_file_is_reported_in_one_run(tmp_path):
+def test_every_problem_of_every_file_is_reported_in_one_run(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/a.yaml", ALPHA.replace("5001", "high"))
     write(tmp_path, "services/mcp/b.yaml", "mcp_servers:\n  beta: binary: x\n")
     write(tmp_path, "services/mcp/c.yaml", ALPHA.replace("alpha", "gamma") + "    colour: red\n")
@@ -203,7 +207,7 @@ def test_every_problem_of_every_file_is_reported_in_one_run(tmp_path):
 ALPHA_WITH_ENV = ALPHA + "    env:\n      API_KEY: {$env: ALPHA_KEY}\n"
 
 
-def test_an_env_reference_to_an_unset_variable_is_a_warning_at_load(tmp_path):
+def test_an_env_reference_to_an_unset_variable_is_a_warning_at_load(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/alpha.yaml", ALPHA_WITH_ENV)
 
     result = mcp_list(tmp_path)
@@ -215,7 +219,7 @@ def test_an_env_reference_to_an_unset_variable_is_a_warning_at_load(tmp_path):
     assert "alpha" in result.stdout
 
 
-def test_an_env_reference_to_a_set_variable_gives_no_warning(tmp_path):
+def test_an_env_reference_to_a_set_variable_gives_no_warning(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/alpha.yaml", ALPHA_WITH_ENV)
 
     result = mcp_list(tmp_path, env={"ALPHA_KEY": "secret"})
@@ -229,7 +233,9 @@ async def stored_server_names(settings: Settings) -> list[str]:
         return [record.name for record in await store.servers.list()]
 
 
-def test_a_broken_file_makes_sync_to_db_apply_nothing(tmp_path, database_settings):
+def test_a_broken_file_makes_sync_to_db_apply_nothing(
+    tmp_path: Path, database_settings: Settings
+) -> None:
     env = {"ATRIUM_DATABASE_URL": database_settings.database_url}
     if database_settings.database_schema:
         env["ATRIUM_DATABASE_SCHEMA"] = database_settings.database_schema
@@ -249,7 +255,7 @@ def test_a_broken_file_makes_sync_to_db_apply_nothing(tmp_path, database_setting
     assert asyncio.run(stored_server_names(database_settings)) == ["alpha"]
 
 
-def test_a_valid_extension_manifest_is_listed_as_a_package(tmp_path):
+def test_a_valid_extension_manifest_is_listed_as_a_package(tmp_path: Path) -> None:
     write(
         tmp_path,
         "extensions/mcp/weather/manifest.yaml",
@@ -281,8 +287,8 @@ def test_a_valid_extension_manifest_is_listed_as_a_package(tmp_path):
     ],
 )
 def test_an_invalid_extension_manifest_names_the_manifest_and_key_path(
-    tmp_path, change, located, key_path
-):
+    tmp_path: Path, change: tuple[str, str], located: str, key_path: str
+) -> None:
     manifest = "extension:\n  type: mcp\n  name: weather\n  binary: weather-mcp\n  port: 5005\n"
     write(tmp_path, "extensions/mcp/weather/manifest.yaml", manifest.replace(*change))
 
@@ -292,7 +298,7 @@ def test_an_invalid_extension_manifest_names_the_manifest_and_key_path(
     assert_reported(result, f"extensions/mcp/weather/manifest.yaml{located}", key_path)
 
 
-def test_dev_mode_is_a_loud_warning_at_load_naming_the_server_and_key(tmp_path):
+def test_dev_mode_is_a_loud_warning_at_load_naming_the_server_and_key(tmp_path: Path) -> None:
     write(tmp_path, "services/mcp/alpha.yaml", ALPHA + "    oauth: {dev_mode: true}\n")
 
     result = mcp_list(tmp_path)
@@ -303,7 +309,7 @@ def test_dev_mode_is_a_loud_warning_at_load_naming_the_server_and_key(tmp_path):
     )
 
 
-def test_dev_mode_beside_oauth_required_is_refused_naming_the_oauth_key(tmp_path):
+def test_dev_mode_beside_oauth_required_is_refused_naming_the_oauth_key(tmp_path: Path) -> None:
     write(
         tmp_path, "services/mcp/alpha.yaml", ALPHA + "    oauth: {required: true, dev_mode: true}\n"
     )
@@ -312,3 +318,28 @@ def test_dev_mode_beside_oauth_required_is_refused_naming_the_oauth_key(tmp_path
 
     assert result.exit_code == 2
     assert_reported(result, "services/mcp/alpha.yaml", "mcp_servers.alpha.oauth", "dev_mode")
+
+
+def test_a_shell_style_reference_in_env_names_its_line_and_key(tmp_path: Path) -> None:
+    write(tmp_path, "services/mcp/bad.yaml", ALPHA + "    env:\n      TOKEN: ${ASANA_TOKEN}\n")
+
+    result = mcp_list(tmp_path)
+
+    assert result.exit_code == 2
+    assert_reported(
+        result,
+        "services/mcp/bad.yaml:6:7",
+        "server 'alpha'",
+        "mcp_servers.alpha.env.TOKEN",
+        "write {$env: ASANA_TOKEN}",
+    )
+
+
+def test_a_port_or_a_url_of_the_wrong_transport_names_the_key(tmp_path: Path) -> None:
+    remote = "mcp_servers:\n  alpha:\n    transport: remote\n    url: https://x.example/mcp\n"
+    write(tmp_path, "services/mcp/bad.yaml", remote + "    port: 5001\n")
+
+    result = mcp_list(tmp_path)
+
+    assert result.exit_code == 2
+    assert_reported(result, "server 'alpha'", "'port' is not for transport 'remote'")

@@ -10,7 +10,6 @@ import asyncio
 import os
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from atrium.auth.assertion import AssertionVerifier
 from atrium.servers.app import create_app
 from atrium.servers.shutdown import GracefulServer
+from tests.polling import until, wait_until
 
 DEADLINE_S = 15.0
 
@@ -54,14 +54,13 @@ async def serving(
 
 
 async def _started(server: GracefulServer, task: asyncio.Task[None]) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not server.started:
+    def started() -> bool:
         if task.done():
             task.result()  # raises what stopped it
             raise AssertionError("the server stopped before it started")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the server did not start within {DEADLINE_S} s")
-        await asyncio.sleep(0.01)
+        return server.started
+
+    await until(started, what="the server to start", timeout_s=DEADLINE_S, interval=0.01)
 
 
 @contextmanager
@@ -80,25 +79,19 @@ def running(argv: Sequence[str], port: int, log: Path) -> Iterator[subprocess.Po
 
 
 def wait_healthy(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_S
     with httpx2.Client() as http:
-        while True:
+
+        def healthy() -> bool:
             if process.poll() is not None:
                 raise AssertionError(f"exited with {process.returncode}:\n{log.read_text()}")
             try:
-                if http.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    return
+                return http.get(f"http://127.0.0.1:{port}/health").status_code == 200
             except httpx2.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not healthy within {DEADLINE_S} s:\n{log.read_text()}")
-            time.sleep(0.05)
+                return False
+
+        wait_until(healthy, what="/health", timeout_s=DEADLINE_S, detail=log.read_text)
 
 
 def wait_for_file(path: Path) -> None:
     """Wait until another process has created ``path``."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{path} did not appear within {DEADLINE_S} s")
-        time.sleep(0.01)
+    wait_until(path.exists, what=f"{path} to appear", timeout_s=DEADLINE_S, interval=0.01)

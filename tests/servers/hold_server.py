@@ -6,11 +6,13 @@ Run as a script by ``test_shutdown.py``: ``python hold_server.py --port N``. The
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
 from atrium import AtriumServer, run
 
-server = AtriumServer("hold", version="0.1.0")
+server: AtriumServer[Any] = AtriumServer("hold", version="0.1.0")
 
 
 @server.tool()

@@ -18,7 +18,7 @@ ACCEPT = "application/json, text/event-stream"
 
 
 def echo_server() -> AtriumServer[Any]:
-    server = AtriumServer("echo", version="1.2.3")
+    server: AtriumServer[Any] = AtriumServer("echo", version="1.2.3")
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def echo(text: str) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from mcp.client.client import Client
+from mcp.types import TextContent
 from pydantic import BaseModel
 
 import atrium
@@ -22,7 +23,9 @@ class Forecast(BaseModel):
 
 
 def weather_server() -> AtriumServer[Any]:
-    server = AtriumServer("weather", version="1.0.0", instructions="Ask about the weather.")
+    server: AtriumServer[Any] = AtriumServer(
+        "weather", version="1.0.0", instructions="Ask about the weather."
+    )
 
     @server.tool(
         title="Forecast",
@@ -71,7 +74,9 @@ async def test_a_tool_returns_structured_content_or_a_tool_error() -> None:
 
     assert sunny.structured_content == {"city": "Lyon", "celsius": 21.5}
     assert failed.is_error
-    assert "below sea level" in failed.content[0].text
+    message = failed.content[0]
+    assert isinstance(message, TextContent)
+    assert "below sea level" in message.text
 
 
 async def test_a_resource_template_is_read_with_its_mime_type() -> None:

@@ -22,7 +22,7 @@ ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
 def whoami_server(calls: list[CallerIdentity]) -> AtriumServer[Any]:
-    server = AtriumServer("whoami", version="1.0.0")
+    server: AtriumServer[Any] = AtriumServer("whoami", version="1.0.0")
 
     @server.tool()
     def whoami(ctx: Context) -> str:
@@ -41,7 +41,7 @@ def state_dir(tmp_path: Path) -> Path:
 
 
 def verifier(state_dir: Path) -> AssertionVerifier:
-    return AssertionVerifier(state_dir / PUBLIC_FILE, "whoami")
+    return AssertionVerifier.load(state_dir / PUBLIC_FILE, "whoami")
 
 
 @pytest.mark.parametrize("mode", ["2026-07-28", "legacy"])
@@ -118,7 +118,7 @@ async def test_an_assertion_that_does_not_prove_its_caller_is_refused(
 def expired(state_dir: Path) -> str:
     from atrium.auth.assertion import AssertionSigner
 
-    signer = AssertionSigner(state_dir, ISSUER, clock=lambda: 1_000_000.0)
+    signer = AssertionSigner.load(state_dir, ISSUER, clock=lambda: 1_000_000.0)
     return signer.sign(
         server="whoami",
         subject="ada",
@@ -145,7 +145,7 @@ async def test_a_key_rotation_reaches_a_running_server_without_a_restart(
 
 
 async def test_outside_the_gateway_a_tool_learns_there_is_no_caller() -> None:
-    server = AtriumServer("plain", version="1")
+    server: AtriumServer[Any] = AtriumServer("plain", version="1")
     seen: list[str] = []
 
     @server.tool()
@@ -164,7 +164,7 @@ async def test_outside_the_gateway_a_tool_learns_there_is_no_caller() -> None:
 
 
 async def test_an_assertion_is_taken_once_and_never_shown_to_tools(state_dir: Path) -> None:
-    server = AtriumServer("whoami", version="1")
+    server: AtriumServer[Any] = AtriumServer("whoami", version="1")
     seen: list[str | None] = []
 
     @server.tool()

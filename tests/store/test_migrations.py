@@ -17,7 +17,8 @@ from atrium.store.tables import metadata
 
 
 def differences(connection: Connection) -> list[Any]:
-    return compare_metadata(MigrationContext.configure(connection), metadata)
+    found: list[Any] = compare_metadata(MigrationContext.configure(connection), metadata)
+    return found
 
 
 def table_names(connection: Connection) -> list[str]:

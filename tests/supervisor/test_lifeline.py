@@ -11,7 +11,8 @@ from pathlib import Path
 
 from atrium.runstate import read_state
 from atrium.supervisor.reaper import children_of
-from tests.processes import alive, free_port, wait_for
+from tests.polling import wait_until
+from tests.processes import alive, free_port
 
 TIME = Path(sys.executable).parent / "mcp-server-time"
 
@@ -29,7 +30,11 @@ def test_servers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path
         supervisor = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         state_dir = tmp_path / ".atrium"
-        wait_for(lambda: (s := read_state(state_dir)) is not None and s.ready, 60, "the servers")
+        wait_until(
+            lambda: (s := read_state(state_dir)) is not None and s.ready,
+            timeout_s=60,
+            what="the servers",
+        )
         state = read_state(state_dir)
         assert state is not None
         assert {s.state for s in state.servers.values()} == {"running"}
@@ -40,7 +45,9 @@ def test_servers_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path
         supervisor.send_signal(signal.SIGKILL)
         supervisor.wait(10)
 
-        wait_for(lambda: not any(alive(pid) for pid in tree), 20, "the servers to stop")
+        wait_until(
+            lambda: not any(alive(pid) for pid in tree), timeout_s=20, what="the servers to stop"
+        )
     finally:
         if supervisor.poll() is None:
             supervisor.kill()

@@ -6,12 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from atrium.settings import Settings
+from tests.processes import alive, free_port
 from tests.supervisor.conftest import ProjectFactory
 
 
@@ -84,6 +86,75 @@ def test_restart_gives_new_processes(running: Settings) -> None:
     after = pids(running)
     assert set(after) == {"one", "two"}
     assert not set(after.values()) & set(before.values())
+
+
+def rows(settings: Settings) -> dict[str, dict[str, object]]:
+    status = json.loads(atrium(settings, "infra", "services", "status", "--json").stdout)
+    return {row["name"]: row for row in status["servers"]}
+
+
+def test_restart_all_starts_a_server_added_since_and_stops_one_removed(
+    running: Settings, fake_project: ProjectFactory
+) -> None:
+    two = pids(running)["two"]
+    fake_project(three=[])  # a new YAML file beside the others
+    (running.mcp_dir / "two.yaml").unlink()
+
+    result = atrium(running, "infra", "services", "restart", "--all")
+
+    assert result.returncode == 0, result.stderr
+    assert "started three" in result.stdout
+    assert "stopped two" in result.stdout
+    assert set(pids(running)) == {"one", "three"}
+    assert "two" not in rows(running)
+    assert not alive(two)
+
+
+def test_start_of_a_server_added_since_the_supervisor_started(
+    running: Settings, fake_project: ProjectFactory
+) -> None:
+    fake_project(three=[])
+
+    result = atrium(running, "infra", "services", "start", "three")
+
+    assert result.returncode == 0, result.stderr
+    assert rows(running)["three"]["state"] == "running"
+    assert set(pids(running)) == {"one", "two", "three"}
+
+
+def test_restart_of_one_server_restarts_another_whose_yaml_changed(running: Settings) -> None:
+    before = pids(running)
+    path = running.mcp_dir / "one.yaml"
+    document = json.loads(path.read_text())
+    document["mcp_servers"]["one"]["port"] = port = free_port()
+    path.write_text(json.dumps(document))
+
+    result = atrium(running, "infra", "services", "restart", "two")
+
+    assert result.returncode == 0, result.stderr
+    after = pids(running)
+    assert after["one"] != before["one"]
+    assert rows(running)["one"]["port"] == port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+        assert answer.status == 200
+
+
+def test_a_yaml_that_no_longer_validates_is_refused_and_everything_keeps_running(
+    running: Settings,
+) -> None:
+    before = pids(running)
+    (running.mcp_dir / "broken.yaml").write_text("mcp_servers:\n  broken:\n    port: many\n")
+
+    restart = atrium(running, "infra", "services", "restart", "--all")
+    start = atrium(running, "infra", "services", "start", "one")
+
+    assert restart.returncode != 0
+    assert "broken.yaml" in restart.stderr
+    assert "Traceback" not in restart.stderr
+    assert start.returncode != 0
+    assert "broken.yaml" in start.stderr
+    (running.mcp_dir / "broken.yaml").unlink()  # the status command reads the YAML too
+    assert pids(running) == before
 
 
 def test_logs_shows_the_last_lines_of_the_servers_log(running: Settings) -> None:

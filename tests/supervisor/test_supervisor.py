@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import load_registry
+from atrium.registry.schema import port_of
 from atrium.runstate import read_state
 from atrium.settings import load_settings
 from atrium.supervisor.supervisor import RestartPolicy, Supervisor
+from tests.polling import until
 from tests.processes import alive
 from tests.supervisor.conftest import ProjectFactory
 
@@ -23,13 +24,6 @@ FAST = RestartPolicy(max_crashes=3, window_s=30, backoff_base_s=0.05, health_dea
 
 def environ_of(pid: int | None) -> list[bytes]:
     return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-
-
-async def until(condition: object, deadline_s: float = 10.0) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_start_runs_each_enabled_server_until_healthy(fake_project: ProjectFactory) -> None:
@@ -57,8 +51,8 @@ async def test_a_killed_server_is_restarted_with_a_new_pid(fake_project: Project
         assert first is not None
 
         os.kill(first, signal.SIGKILL)
-        await until(lambda: supervisor.state.servers["one"].restarts == 1)
-        await until(lambda: supervisor.state.servers["one"].state == "running")
+        await until(lambda: supervisor.state.servers["one"].restarts == 1, what="the restart")
+        await until(lambda: supervisor.state.servers["one"].state == "running", what="one running")
 
         second = supervisor.state.servers["one"].pid
         assert second is not None
@@ -74,7 +68,11 @@ async def test_a_server_that_keeps_crashing_is_marked_failed(fake_project: Proje
     try:
         await supervisor.start()
 
-        await until(lambda: supervisor.state.servers["flaky"].state == "failed", 20)
+        await until(
+            lambda: supervisor.state.servers["flaky"].state == "failed",
+            what="flaky failed",
+            timeout_s=20,
+        )
 
         status = supervisor.state.servers["flaky"]
         assert status.restarts == FAST.max_crashes - 1
@@ -103,7 +101,8 @@ async def test_a_server_never_healthy_fails_with_its_last_log_lines(
 
 async def test_a_port_in_use_is_an_error_naming_the_port(fake_project: ProjectFactory) -> None:
     settings, registry = fake_project(one=[])
-    port = registry.get("one").config.port
+    port = port_of(registry.get("one").config)
+    assert port is not None
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", port)
     supervisor = Supervisor(settings, registry, FAST)
     try:
@@ -148,8 +147,10 @@ async def test_close_stops_every_server_and_reaps_orphaned_grandchildren(
 
         # The grandchild left the server's process group (setsid), so only reaping catches it.
         os.kill(server, signal.SIGKILL)
-        await until(lambda: not alive(grandchild))
-        await until(lambda: supervisor.state.servers["parent"].state == "running")
+        await until(lambda: not alive(grandchild), what="the grandchild to be gone")
+        await until(
+            lambda: supervisor.state.servers["parent"].state == "running", what="parent running"
+        )
         restarted = supervisor.state.servers["parent"].pid
         assert restarted is not None
     finally:

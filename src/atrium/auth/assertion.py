@@ -169,6 +169,24 @@ def public_keys(state_dir: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class KeyFile:
+    """A JWK Set file as read once, with the (mtime, size) that tells when it has changed."""
+
+    data: dict[str, Any]
+    stamp: tuple[int, int]
+
+    @classmethod
+    def read(cls, path: Path) -> KeyFile:
+        stamp = cls.stamp_of(path)  # first: a change made while reading shows at the next look
+        return cls(json.loads(path.read_text(encoding="utf-8")), stamp)
+
+    @staticmethod
+    def stamp_of(path: Path) -> tuple[int, int]:
+        status = path.stat()
+        return status.st_mtime_ns, status.st_size
+
+
 # -- signing (the gateway) -----------------------------------------------------------------
 
 
@@ -176,30 +194,34 @@ class AssertionSigner:
     """Signs one assertion per forwarded request with the first key of the private set."""
 
     def __init__(
-        self, state_dir: Path, issuer: str, *, clock: Callable[[], float] = time.time
+        self, path: Path, issuer: str, private: KeyFile, *, clock: Callable[[], float] = time.time
     ) -> None:
-        self.path, _ = ensure_caller_keys(state_dir, issuer)
+        self.path = path
         self.issuer = issuer
         self.clock = clock
-        self._stamp: tuple[int, int] | None = None
-        self._load()
+        self._use(private)
 
-    def _load(self) -> None:
-        status = self.path.stat()
-        data = json.loads(self.path.read_text(encoding="utf-8"))
-        jwk = data["keys"][0]
+    @classmethod
+    def load(
+        cls, state_dir: Path, issuer: str, *, clock: Callable[[], float] = time.time
+    ) -> AssertionSigner:
+        """The project's signer: its private key file read, and made on first use."""
+        path, _ = ensure_caller_keys(state_dir, issuer)
+        return cls(path, issuer, KeyFile.read(path), clock=clock)
+
+    def _use(self, private: KeyFile) -> None:
+        jwk = private.data["keys"][0]
         self._key = Ed25519PrivateKey.from_private_bytes(_unb64(jwk["d"]))
         header = {"alg": ALGORITHM, "typ": TYPE, "kid": jwk["kid"]}
         self._prefix = _b64(orjson.dumps(header)) + b"."
         self.kid = str(jwk["kid"])
-        self._stamp = (status.st_mtime_ns, status.st_size)
+        self._stamp = private.stamp
 
     def reload_if_changed(self) -> bool:
         """Pick up ``atrium admin keys rotate --caller`` made while the gateway runs."""
-        status = self.path.stat()
-        if (status.st_mtime_ns, status.st_size) == self._stamp:
+        if KeyFile.stamp_of(self.path) == self._stamp:
             return False
-        self._load()
+        self._use(KeyFile.read(self.path))
         return True
 
     def sign(
@@ -241,6 +263,7 @@ class AssertionVerifier:
         self,
         path: Path,
         server: str | frozenset[str],
+        public: KeyFile,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -249,31 +272,32 @@ class AssertionVerifier:
         self.path = path
         self.servers = frozenset({server}) if isinstance(server, str) else server
         self.clock = clock
-        self._keys: dict[str, Ed25519PublicKey] = {}
-        self.issuer: str | None = None
-        self._stamp: tuple[int, int] | None = None
         self._seen = _SeenOnce()
-        self._load()
+        self._use(public)
 
-    def _load(self) -> None:
-        status = self.path.stat()
-        data = json.loads(self.path.read_text(encoding="utf-8"))
+    @classmethod
+    def load(
+        cls, path: Path, server: str | frozenset[str], *, clock: Callable[[], float] = time.time
+    ) -> AssertionVerifier:
+        """A verifier over the public key file at ``path``, read now."""
+        return cls(path, server, KeyFile.read(path), clock=clock)
+
+    def _use(self, public: KeyFile) -> None:
         keys = {}
-        for jwk in data["keys"]:
+        for jwk in public.data["keys"]:
             if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
                 keys[str(jwk["kid"])] = Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"]))
         if not keys:
             raise ValueError(f"{self.path} holds no Ed25519 key")
-        self._keys, self.issuer = keys, str(data["issuer"])
-        self._stamp = (status.st_mtime_ns, status.st_size)
+        self._keys, self.issuer = keys, str(public.data["issuer"])
+        self._stamp = public.stamp
 
     def _current(self) -> None:
         """Follow the key file: a rotation adds keys and drops old ones at once (one ``stat``
         per request); a file that cannot be read keeps the keys already known."""
         try:
-            status = self.path.stat()
-            if (status.st_mtime_ns, status.st_size) != self._stamp:
-                self._load()
+            if KeyFile.stamp_of(self.path) != self._stamp:
+                self._use(KeyFile.read(self.path))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.warning("cannot reload the caller-assertion keys %s: %s", self.path, exc)
 

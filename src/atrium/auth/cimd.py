@@ -2,84 +2,110 @@
 authorization spec 2025-11-25, "Client ID Metadata Documents"): a client that never registered
 uses as ``client_id`` the HTTPS URL of a JSON document with its RFC 7591 metadata.
 
-Anyone can name such a URL, so ``MetadataFetcher`` guards against SSRF (draft, Security
-Considerations): it resolves the host itself, refuses addresses that are not globally routable,
-connects only to the addresses it checked (no DNS rebinding), follows no redirect, reads at most
-``max_bytes`` and stops after ``timeout_s``. Documents are validated (draft §4.1) and cached for
-their ``Cache-Control: max-age``, bounded. Failures are ``invalid_client`` naming the problem.
+:class:`ClientDocument` is the document, validated as a registration is (draft §4.1);
+:class:`MetadataFetcher` fetches documents through ``safe_fetch`` (anyone can name the URL) and
+caches them for their ``Cache-Control: max-age``, bounded. Failures are ``invalid_client``
+naming the problem.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
-import socket
-import string
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
-from typing import Any
-from urllib.parse import SplitResult, urlsplit
+from collections.abc import Callable
+from typing import Any, Literal
 
-import aiohttp
 import orjson
-from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from atrium.auth.errors import OAuthError, invalid_client, shown
 from atrium.auth.redirects import check_redirect
-
-Resolve = Callable[[str, int], Awaitable[list[str]]]
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-# RFC 3986 §2: anything else would have to be percent-encoded, and refusing it keeps the URL
-# safe to echo in an error_description (RFC 6749 §5.2 forbids '"' and '\').
-_URL_CHARS = frozenset(string.ascii_letters + string.digits + "-._~:/?#[]@!$&'()*+,;=%")
-_MAX_URL_LENGTH = 2048
-# Percent-encoded dots count: WHATWG URL parsers treat them as dot segments.
-_DOT_SEGMENTS = frozenset({".", "..", "%2e", ".%2e", "%2e.", "%2e%2e"})
+from atrium.auth.safe_fetch import FetchRefused, Resolve, SafeFetcher, system_resolve
+from atrium.auth.uris import UriError, is_loopback, split_metadata_url
 
 _SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
-_URI_FIELDS = ("logo_uri", "client_uri", "tos_uri", "policy_uri", "jwks_uri")
-_TEXT_FIELDS = ("client_name", "scope", "software_id", "software_version")
-_STRING_FIELDS = (*_URI_FIELDS, *_TEXT_FIELDS, "application_type", "token_endpoint_auth_method")
-
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_SPECIAL_USE: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
-    ("unspecified", lambda ip: ip.is_unspecified),
-    ("loopback", lambda ip: ip.is_loopback),
-    ("link-local", lambda ip: ip.is_link_local),
-    ("multicast", lambda ip: ip.is_multicast),
-    ("shared address space (CGNAT)", lambda ip: ip in _CGNAT),
-    ("reserved", lambda ip: ip.is_reserved),
-    ("private", lambda ip: ip.is_private),
-    ("not globally routable", lambda ip: not ip.is_global),
+_STRING_FIELDS = (
+    *("logo_uri", "client_uri", "tos_uri", "policy_uri", "jwks_uri"),
+    *("client_name", "scope", "software_id", "software_version"),
 )
-
 _MIN_TTL_S = 60.0
 # Anyone can make us fetch a document, so the cache must not grow without bound.
 _MAX_CACHED = 1024
-_NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-_REQUEST_HEADERS = {"Accept": "application/json", "Accept-Encoding": "identity"}
 
 
-@dataclass(frozen=True)
-class ClientDocument:
-    """A validated client metadata document (RFC 7591 §2 field names)."""
+class ClientDocument(BaseModel):
+    """A client metadata document (RFC 7591 §2 field names); validate it with
+    ``context={"url": ..., "dev_mode": ...}``. Other RFC 7591 members are kept as extras."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     client_id: str
-    client_name: str | None
-    redirect_uris: tuple[str, ...]
-    grant_types: tuple[str, ...]
-    response_types: tuple[str, ...]
-    token_endpoint_auth_method: str
-    scope: str | None
-    application_type: str
-    logo_uri: str | None
-    client_uri: str | None
-    raw: Mapping[str, Any] = field(compare=False)
+    application_type: Literal["native", "web"] = "native"
+    redirect_uris: tuple[str, ...] = Field(min_length=1)
+    # RFC 7591 §2: absent means the authorization code flow.
+    grant_types: tuple[Literal["authorization_code", "refresh_token"], ...] = Field(
+        default=("authorization_code",), min_length=1
+    )
+    response_types: tuple[Literal["code"], ...] = Field(default=("code",), min_length=1)
+    token_endpoint_auth_method: Literal["none"] = "none"
+    client_name: str | None = None
+    scope: str | None = None
+    logo_uri: str | None = None
+    client_uri: str | None = None
+    tos_uri: str | None = None
+    policy_uri: str | None = None
+    jwks_uri: str | None = None
+    software_id: str | None = None
+    software_version: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_shared_secret(cls, data: Any) -> Any:
+        # Draft §4.1: a document is public, so it cannot carry or imply a shared secret.
+        if isinstance(data, dict):
+            for name in ("client_secret", "client_secret_expires_at"):
+                if name in data:
+                    raise ValueError(
+                        f"the document contains {name}; shared secrets are not allowed"
+                    )
+            method = data.get("token_endpoint_auth_method")
+            if isinstance(method, str) and method in _SECRET_METHODS:
+                raise ValueError(f"token_endpoint_auth_method {method} needs a shared secret")
+        return data
+
+    @field_validator(*_STRING_FIELDS, mode="before")
+    @classmethod
+    def _string_when_present(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("must be a string")
+        return value
+
+    @field_validator("client_id")
+    @classmethod
+    def _names_its_url(cls, value: str, info: ValidationInfo) -> str:
+        # Draft §4.1: simple string comparison (RFC 3986 §6.2.1).
+        if value != _context(info)["url"]:
+            raise ValueError(f"'{shown(value)}' differs from the URL")
+        return value
+
+    @model_validator(mode="after")
+    def _redirects_fit(self, info: ValidationInfo) -> ClientDocument:
+        # A document is trusted no more than a registration (``redirects``; ports are checked
+        # at the authorization endpoint, as every client's are).
+        for uri in self.redirect_uris:
+            try:
+                check_redirect(uri, self.application_type, dev_mode=_context(info)["dev_mode"])
+            except OAuthError as error:
+                raise ValueError(f"redirect URI {error.description}") from None
+        return self
 
 
 class _Refused(Exception):
@@ -89,195 +115,48 @@ class _Refused(Exception):
 def is_metadata_client_id(client_id: str, *, dev_mode: bool = False) -> bool:
     """Whether ``client_id`` names a metadata document rather than a registered client."""
     try:
-        parts = _parse_url(client_id, allow_http=dev_mode)
-    except _Refused:
+        parts = split_metadata_url(client_id, allow_http=dev_mode)
+    except UriError:
         return False
-    return parts.scheme == "https" or _is_loopback(parts.hostname or "")
+    return parts.scheme == "https" or is_loopback(parts.hostname or "")
 
 
-def _split(url: str) -> SplitResult | None:
-    if len(url) > _MAX_URL_LENGTH or not set(url) <= _URL_CHARS:
-        return None
+def parse_document(url: str, body: bytes, *, dev_mode: bool = False) -> ClientDocument:
+    """The document at ``url`` from its ``body``, or ``invalid_client`` naming the fault."""
     try:
-        parts = urlsplit(url)
-        return parts if parts.port != 0 else None  # .port raises on a malformed port
-    except ValueError:
-        return None
+        return _parse(url, body, dev_mode=dev_mode)
+    except _Refused as exc:
+        raise _refusal(url, str(exc)) from None
 
 
-def _parse_url(url: str, *, allow_http: bool) -> SplitResult:
-    # Draft §3: path required; no fragment, user info, or dot segments.
-    parts = _split(url)
-    if parts is None:
-        raise _Refused("the URL is malformed")
-    if parts.scheme != "https" and not (allow_http and parts.scheme == "http"):
-        raise _Refused("the URL must use https")
-    if not parts.hostname:
-        raise _Refused("the URL has no host")
-    if "@" in parts.netloc:
-        raise _Refused("the URL has user info")
-    if "#" in url:
-        raise _Refused("the URL has a fragment")
-    if parts.path in ("", "/"):
-        raise _Refused("the URL has no path")
-    if any(segment.lower() in _DOT_SEGMENTS for segment in parts.path.split("/")):
-        raise _Refused("the URL has dot segments")
-    return parts
-
-
-def _ip(text: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _is_loopback(host: str) -> bool:
-    ip = _ip(host)
-    return host == "localhost" or (ip is not None and ip.is_loopback)
-
-
-def _address_problem(address: str, *, allow_loopback: bool) -> str | None:
-    ip = _ip(address)
-    if ip is None:
-        return f"address {shown(address)} is not an IP address"
-    # An IPv6 address that embeds an IPv4 one reaches that IPv4 host.
-    if isinstance(ip, ipaddress.IPv6Address):
-        nat64 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64 else None
-        ip = ip.ipv4_mapped or ip.sixtofour or nat64 or ip
-    if allow_loopback and ip.is_loopback:
-        return None
-    kind = next((name for name, applies in _SPECIAL_USE if applies(ip)), None)
-    return None if kind is None else f"address {address} is {kind}"
-
-
-async def _system_resolve(host: str, port: int) -> list[str]:
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-class _PinnedResolver(AbstractResolver):
-    """Answers only for the host that was checked, and only with the addresses checked."""
-
-    def __init__(self, host: str, addresses: list[str]) -> None:
-        self._host = host
-        self._addresses = [(a, socket.AF_INET6 if ":" in a else socket.AF_INET) for a in addresses]
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        if host.lower() != self._host:
-            raise OSError(f"{host} is not the host that was checked")
-        return [
-            ResolveResult(hostname=host, host=a, port=port, family=f, proto=0, flags=_NUMERIC)
-            for a, f in self._addresses
-        ]
-
-    async def close(self) -> None:
-        pass
-
-
-def _check_response(response: aiohttp.ClientResponse) -> None:
-    status = response.status
-    if 300 <= status < 400:
-        raise _Refused(f"answered with a redirect (status {status}), which is not followed")
-    if status != 200:
-        raise _Refused(f"answered status {status}, expected 200")
-    content_type = response.headers.get("Content-Type", "")
-    if content_type.split(";", 1)[0].strip().lower() != "application/json":
-        raise _Refused(f"content type is '{shown(content_type)}', expected application/json")
-
-
-async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
-    body = bytearray()
-    while chunk := await response.content.read(max_bytes + 1 - len(body)):
-        body += chunk
-        if len(body) > max_bytes:
-            raise _Refused(f"larger than {max_bytes} bytes")
-    return bytes(body)
-
-
-def _parse_document(url: str, body: bytes, *, dev_mode: bool = False) -> ClientDocument:
+def _parse(url: str, body: bytes, *, dev_mode: bool) -> ClientDocument:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise _Refused("the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise _Refused("the body is not a JSON object")
-    if wrong := [name for name in _STRING_FIELDS if not isinstance(data.get(name, ""), str)]:
-        raise _Refused(f"{wrong[0]} is not a string")
-    _check_identity(url, data)
-    application_type = _one_of(data, "application_type", {"native", "web"}, "native")
-    return ClientDocument(
-        client_id=url,
-        client_name=data.get("client_name"),
-        redirect_uris=_redirect_uris(data, application_type, dev_mode=dev_mode),
-        grant_types=_subset(data, "grant_types", {"authorization_code", "refresh_token"}),
-        response_types=_subset(data, "response_types", {"code"}),
-        token_endpoint_auth_method=_one_of(data, "token_endpoint_auth_method", {"none"}, "none"),
-        scope=data.get("scope"),
-        application_type=application_type,
-        logo_uri=data.get("logo_uri"),
-        client_uri=data.get("client_uri"),
-        raw=MappingProxyType(data),
-    )
+    try:
+        return ClientDocument.model_validate(data, context={"url": url, "dev_mode": dev_mode})
+    except ValidationError as exc:
+        raise _Refused(_first_problem(exc)) from None
 
 
-def _check_identity(url: str, data: dict[str, Any]) -> None:
-    # Draft §4.1: simple string comparison (RFC 3986 §6.2.1).
-    if "client_id" not in data:
-        raise _Refused("the document has no client_id")
-    if data["client_id"] != url:
-        named = shown(data["client_id"])
-        raise _Refused(f"client_id in the document ('{named}') differs from the URL")
-    # Draft §4.1: a document is public, so it cannot carry or imply a shared secret.
-    for name in ("client_secret", "client_secret_expires_at"):
-        if name in data:
-            raise _Refused(f"the document contains {name}; shared secrets are not allowed")
-    method = data.get("token_endpoint_auth_method")
-    if method in _SECRET_METHODS:
-        raise _Refused(f"token_endpoint_auth_method {method} needs a shared secret, not allowed")
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    if not isinstance(info.context, dict):
+        raise TypeError("validate a ClientDocument with context={'url': ..., 'dev_mode': ...}")
+    return info.context
 
 
-def _string_list(data: dict[str, Any], name: str) -> tuple[str, ...]:
-    if name not in data:
-        raise _Refused(f"the document has no {name}")
-    value = data[name]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _Refused(f"{name} is not a non-empty list of strings")
-    return tuple(value)
-
-
-def _redirect_uris(
-    data: dict[str, Any], application_type: str, *, dev_mode: bool
-) -> tuple[str, ...]:
-    uris = _string_list(data, "redirect_uris")
-    for uri in uris:
-        # A document is trusted no more than a registration (``redirects``; ports are checked
-        # at the authorization endpoint, as every client's are).
-        try:
-            check_redirect(uri, application_type, dev_mode=dev_mode)
-        except OAuthError as error:
-            raise _Refused(f"redirect URI {error.description}") from None
-    return uris
-
-
-def _subset(data: dict[str, Any], name: str, allowed: set[str]) -> tuple[str, ...]:
-    # RFC 7591 §2: absent means the authorization code flow.
-    if name not in data:
-        return ("authorization_code",) if name == "grant_types" else ("code",)
-    values = _string_list(data, name)
-    unsupported = sorted(set(values) - allowed)
-    if unsupported:
-        raise _Refused(f"{name} contains unsupported {', '.join(map(shown, unsupported))}")
-    return values
-
-
-def _one_of(data: dict[str, Any], name: str, allowed: set[str], default: str) -> str:
-    value: str = data.get(name, default)
-    if value not in allowed:
-        raise _Refused(f"{name} {shown(value)} is not supported")
-    return value
+def _first_problem(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "value_error":
+        reason = str(error["ctx"]["error"])  # a sentence of our own validators
+        return f"{where}: {reason}" if where else reason
+    value = error["input"]
+    given = f" '{shown(value)}'" if isinstance(value, str | int | float) else ""
+    return f"{where or 'the document'}{given}: {error['msg']}"
 
 
 class MetadataFetcher:
@@ -295,11 +174,14 @@ class MetadataFetcher:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._dev_mode = dev_mode
-        self._max_bytes = max_bytes
-        self._timeout_s = timeout_s
+        self._http = SafeFetcher(
+            allow_loopback=dev_mode,
+            max_bytes=max_bytes,
+            timeout_s=timeout_s,
+            resolve=resolve or system_resolve,
+        )
         self._default_ttl_s = default_ttl_s
         self._max_ttl_s = max_ttl_s
-        self._resolve = resolve or _system_resolve
         self._clock = clock
         self._cache: dict[str, tuple[ClientDocument, float]] = {}
         self._inflight: dict[str, asyncio.Task[ClientDocument]] = {}
@@ -331,56 +213,17 @@ class MetadataFetcher:
 
     async def _fetch_and_cache(self, url: str) -> ClientDocument:
         try:
-            async with asyncio.timeout(self._timeout_s):
-                document, cache_control = await self._download(url)
-        except _Refused as exc:
+            split_metadata_url(url, allow_http=self._dev_mode)
+            fetched = await self._http.get_json(url)
+        except (UriError, FetchRefused) as exc:
             raise _refusal(url, str(exc)) from None
-        except TimeoutError:
-            raise _refusal(url, f"no complete answer within {self._timeout_s:g} s") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            reason = shown(exc) or type(exc).__name__
-            raise _refusal(url, f"the request failed: {reason}") from exc
-        if (ttl := self._ttl(cache_control)) is not None:
+        document = parse_document(url, fetched.body, dev_mode=self._dev_mode)
+        if (ttl := self._ttl(fetched.cache_control)) is not None:
             self._cache.pop(url, None)
             if len(self._cache) >= _MAX_CACHED:
                 del self._cache[next(iter(self._cache))]  # the oldest
             self._cache[url] = (document, self._clock() + ttl)
         return document
-
-    async def _download(self, url: str) -> tuple[ClientDocument, str | None]:
-        parts = _parse_url(url, allow_http=self._dev_mode)
-        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await self._checked_addresses(parts.scheme, host, port)
-        # trust_env stays off: an environment proxy would bypass the pinned addresses. Nothing
-        # is decompressed, so max_bytes bounds what we hold.
-        connector = aiohttp.TCPConnector(
-            resolver=_PinnedResolver(host, addresses), use_dns_cache=False, force_close=True
-        )
-        target = URL(url, encoded=True)  # requested exactly as named, never re-quoted
-        async with (
-            aiohttp.ClientSession(connector=connector, auto_decompress=False) as session,
-            session.get(target, headers=_REQUEST_HEADERS, allow_redirects=False) as response,
-        ):
-            _check_response(response)
-            body = await _read_capped(response, self._max_bytes)
-            document = _parse_document(url, body, dev_mode=self._dev_mode)
-            return document, response.headers.get("Cache-Control")
-
-    async def _checked_addresses(self, scheme: str, host: str, port: int) -> list[str]:
-        try:
-            addresses = [host] if _ip(host) is not None else await self._resolve(host, port)
-        # UnicodeError: the IDNA codec refuses empty or over-long labels before any lookup.
-        except (OSError, UnicodeError) as exc:
-            raise _Refused(f"cannot resolve host {host} ({shown(exc)})") from None
-        if not addresses:
-            raise _Refused(f"host {host} resolves to no address")
-        for address in addresses:
-            problem = _address_problem(address, allow_loopback=self._dev_mode)
-            if problem is None and scheme == "http" and not _is_loopback(address):
-                problem = f"address {address} is not loopback, and http is only for loopback"
-            if problem is not None:
-                raise _Refused(problem)
-        return addresses
 
     def _ttl(self, cache_control: str | None) -> float | None:
         """Seconds to keep a document (RFC 9111 §5.2.2), or None not to keep it."""

@@ -12,16 +12,17 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from atrium.auth.cimd import MetadataFetcher, is_metadata_client_id
 from atrium.auth.errors import invalid_client, invalid_request
 from atrium.auth.hashing import token_matches
+from atrium.auth.uris import loopback_redirect_key
 from atrium.store import ClientRecord, Store
 
 PUBLIC = "none"
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class Client:
     auth_method: str
     scope: frozenset[str] | None  # None: no client-level limit
     secret_hash: str | None = None
+    # The secret before a rotation, which authenticates until its expiry.
+    previous_secret_hash: str | None = None
+    previous_secret_until: datetime | None = None
 
     @property
     def confidential(self) -> bool:
@@ -54,6 +58,8 @@ class Client:
             auth_method=record.token_endpoint_auth_method,
             scope=frozenset(record.scope.split()) if record.scope is not None else None,
             secret_hash=record.secret_hash,
+            previous_secret_hash=record.previous_secret_hash,
+            previous_secret_until=record.previous_secret_expires_at,
         )
 
 
@@ -95,11 +101,24 @@ class ClientDirectory:
                 raise invalid_client("this client must authenticate with its client_secret")
             if method != client.auth_method and not _basic_or_post(method, client.auth_method):
                 raise invalid_client(f"this client authenticates with {client.auth_method}")
-            if not token_matches(secret, client.secret_hash):
+            if not _secret_matches(client, secret, datetime.now(UTC)):
                 raise invalid_client("client authentication failed")
         elif secret is not None:
             raise invalid_client("a public client has no client_secret")
         return client
+
+
+def _secret_matches(client: Client, secret: str, now: datetime) -> bool:
+    """The current secret, or the one before a rotation while its overlap lasts."""
+    if client.secret_hash is not None and token_matches(secret, client.secret_hash):
+        return True
+    previous, until = client.previous_secret_hash, client.previous_secret_until
+    return (
+        previous is not None
+        and until is not None
+        and now < until
+        and token_matches(secret, previous)
+    )
 
 
 def _basic_or_post(used: str, registered: str) -> bool:
@@ -129,22 +148,5 @@ def _credentials(
 def redirect_allowed(requested: str, registered: tuple[str, ...]) -> bool:
     if requested in registered:
         return True
-    asked = _loopback_parts(requested)
-    return asked is not None and any(_loopback_parts(uri) == asked for uri in registered)
-
-
-def _loopback_parts(uri: str) -> tuple[str, str, str] | None:
-    """(host, path, query) of an ``http`` loopback URI, port left out; else ``None``."""
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        return None
-    if (
-        parts.scheme != "http"
-        or parts.username is not None
-        or parts.fragment
-        or parts.hostname not in _LOOPBACK_HOSTS
-    ):
-        return None
-    return parts.hostname, parts.path, parts.query
+    asked = loopback_redirect_key(requested)
+    return asked is not None and any(loopback_redirect_key(uri) == asked for uri in registered)

@@ -4,7 +4,8 @@ The token endpoint (§5) and the resource server (§7) hand every ``DPoP`` heade
 to :class:`DpopVerifier`, which applies the checks of §4.3 and answers a :class:`Proof`; its
 ``jkt`` (§6.1, the RFC 7638 thumbprint of the proof's key) is what an access token is bound
 to; the server-provided nonces of §8 and §9 come from ``nonces.NonceIssuer``.
-A client builds its proofs (§4.2) with :func:`make_proof` and a key from :func:`generate_key`.
+Clients build their proofs (§4.2) with ``atrium.client.dpop``; the pieces both sides compute
+(``thumbprint``, ``normalize_htu``, ``access_token_hash``, ``content_digest``) live here.
 
 Beyond the RFC, a proof may carry ``content_digest``, the request-body digest of the earlier
 draft of the MCP DPoP profile (SEP-1932), in the ``Content-Digest`` form of RFC 9530.
@@ -16,7 +17,6 @@ import base64
 import hashlib
 import json
 import re
-import secrets
 import string
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from joserfc import jws
 from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwa import JWSAlgModel
-from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
+from joserfc.jwk import JWKRegistry, Key
 from joserfc.jws import JWSRegistry
 
 from atrium.auth.errors import invalid_dpop_proof, use_dpop_nonce
@@ -35,19 +35,17 @@ from atrium.auth.nonces import NonceIssuer
 from atrium.auth.replay import ReplayCache
 
 # The asymmetric JWS algorithms a proof may use (§4.3 step 5), with the key type each needs.
-_KEY_TYPES = {
+KEY_TYPES = {
     **dict.fromkeys(("ES256", "ES384", "ES512"), "EC"),
     **dict.fromkeys(("PS256", "PS384", "PS512", "RS256"), "RSA"),
     "EdDSA": "OKP",
 }
-ALGORITHMS: tuple[str, ...] = tuple(_KEY_TYPES)
+ALGORITHMS: tuple[str, ...] = tuple(KEY_TYPES)
 WINDOW_S = 300
 MAX_PROOF_BYTES = 8192
 PROOF_TYPE = "dpop+jwt"
 
-_CURVE_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_PUBLIC_MEMBERS = {"EC": ("crv", "x", "y"), "RSA": ("e", "n"), "OKP": ("crv", "x")}
 _MAX_JTI_CHARS = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
@@ -64,7 +62,9 @@ class Proof:
     nonce: str | None
 
 
-class _ProofRegistry(JWSRegistry):
+class ProofRegistry(JWSRegistry):
+    """joserfc's registry for proofs, shared by the verifier and the client that signs them."""
+
     # The header carries the whole public key; an RSA key alone outgrows joserfc's 512 bytes.
     max_header_length = MAX_PROOF_BYTES
 
@@ -74,9 +74,6 @@ class _ProofRegistry(JWSRegistry):
         if name not in ALGORITHMS or (self.allowed is not None and name not in self.allowed):
             raise UnsupportedAlgorithmError(f"algorithm {name!r} is not allowed")
         return self.algorithms[name]
-
-
-_SIGNING_REGISTRY = _ProofRegistry(algorithms=ALGORITHMS, strict_check_header=False)
 
 
 class DpopVerifier:
@@ -100,7 +97,7 @@ class DpopVerifier:
         if unknown:
             raise ValueError(f"not asymmetric DPoP algorithms: {sorted(unknown)}")
         self._algorithms = tuple(algorithms)
-        self._registry = _ProofRegistry(algorithms=self._algorithms, strict_check_header=False)
+        self._registry = ProofRegistry(algorithms=self._algorithms, strict_check_header=False)
         self._replay = replay
         self._window_s = window_s
         self._nonces = nonces
@@ -178,7 +175,7 @@ class DpopVerifier:
             raise invalid_dpop_proof("proof header has no jwk")
         if _PRIVATE_MEMBERS & jwk.keys():
             raise invalid_dpop_proof("proof jwk contains private key material")
-        if jwk.get("kty") != _KEY_TYPES[alg]:
+        if jwk.get("kty") != KEY_TYPES[alg]:
             raise invalid_dpop_proof("proof jwk key type does not match alg")
         # RFC 7518 §3.3: RSA keys below 2048 bits must not be used. Checked before the import,
         # which would otherwise emit a SecurityWarning on every such request.
@@ -288,7 +285,7 @@ def _check_content_digest(claims: dict[str, Any], body: bytes | None) -> None:
     if body is None:
         raise invalid_dpop_proof("content_digest is present but the request has no body")
     # SEP-1932 drafts used both the RFC 9530 dictionary form and a bare base64url digest.
-    if digest not in (_content_digest(body), _b64url(hashlib.sha256(body).digest())):
+    if digest not in (content_digest(body), _b64url(hashlib.sha256(body).digest())):
         raise invalid_dpop_proof("content_digest does not match the request body")
 
 
@@ -323,67 +320,8 @@ def _normalize_escape(match: re.Match[str]) -> str:
     return char if char in _UNRESERVED else match.group().upper()
 
 
-def make_proof(
-    key: Any,
-    *,
-    method: str,
-    url: str,
-    access_token: str | None = None,
-    nonce: str | None = None,
-    body: bytes | None = None,
-    iat: int | None = None,
-    jti: str | None = None,
-    alg: str | None = None,
-) -> str:
-    """A DPoP proof for one request (§4.2), signed with the client's private ``key``."""
-    alg = alg or _default_alg(key)
-    header = {"typ": PROOF_TYPE, "alg": alg, "jwk": _public_jwk(key)}
-    claims: dict[str, Any] = {
-        "jti": secrets.token_urlsafe(16) if jti is None else jti,
-        "htm": method,
-        "htu": normalize_htu(url),
-        "iat": int(time.time()) if iat is None else iat,
-    }
-    if access_token is not None:
-        claims["ath"] = access_token_hash(access_token)
-    if nonce is not None:
-        claims["nonce"] = nonce
-    if body is not None:
-        claims["content_digest"] = _content_digest(body)
-    payload = json.dumps(claims, separators=(",", ":"))
-    return jws.serialize_compact(header, payload, key, registry=_SIGNING_REGISTRY)
-
-
-def generate_key(alg: str = "ES256") -> Any:
-    """A new private key for a client to sign its proofs with ``alg``."""
-    kty = _KEY_TYPES.get(alg)
-    if kty == "EC":
-        return ECKey.generate_key({name: crv for crv, name in _CURVE_ALGORITHMS.items()}[alg])
-    if kty == "RSA":
-        return RSAKey.generate_key(2048)
-    if kty == "OKP":
-        return OKPKey.generate_key("Ed25519")
-    raise ValueError(f"not a DPoP algorithm: {alg!r}")
-
-
-def _default_alg(key: Any) -> str:
-    if isinstance(key, ECKey) and key.curve_name in _CURVE_ALGORITHMS:
-        return _CURVE_ALGORITHMS[key.curve_name]
-    if isinstance(key, OKPKey) and key.curve_name in {"Ed25519", "Ed448"}:
-        return "EdDSA"
-    if isinstance(key, RSAKey):
-        return "RS256"
-    raise ValueError("no DPoP algorithm for this key; pass alg")
-
-
-def _public_jwk(key: Any) -> dict[str, Any]:
-    # Only the RFC 7638 members: nothing private, and no kid or use to bloat every request.
-    members = key.as_dict(private=False)
-    kty = members["kty"]
-    return {"kty": kty} | {name: members[name] for name in _PUBLIC_MEMBERS[kty]}
-
-
-def _content_digest(body: bytes) -> str:
+def content_digest(body: bytes) -> str:
+    """The ``content_digest`` claim for ``body``: an RFC 9530 ``Content-Digest`` value."""
     return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
 
 

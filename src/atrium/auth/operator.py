@@ -16,9 +16,8 @@ import getpass
 import json
 from typing import Any
 
-from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.assertion import CallerIdentity
-from atrium.auth.keys import KeySet
+from atrium.auth.issuing import mint_access_token
 from atrium.auth.roles import ADMIN
 from atrium.errors import AtriumError
 from atrium.settings import ACTING_CALLER_VARIABLE, Settings
@@ -33,22 +32,20 @@ def operator_token(settings: Settings, server: str) -> str | None:
     acting = acting_caller(settings)
     if acting is not None and acting.subject is None:
         return None
-    issuer = TokenIssuer(
-        KeySet.load(settings.state_dir), settings.issuer, ttl_s=OPERATOR_TOKEN_TTL_S
-    )
     if acting is None:
         subject, client_id, scopes = f"operator:{getpass.getuser()}", OPERATOR_CLIENT_ID, [ADMIN]
     else:
         assert acting.subject is not None
         subject, scopes = acting.subject, sorted(acting.scopes)
         client_id = acting.client_id or OPERATOR_CLIENT_ID
-    token, _ = issuer.mint(
+    return mint_access_token(
+        settings,
         subject=subject,
         client_id=client_id,
-        audience=[settings.endpoint_for(server)],
+        server=server,
         scopes=scopes,
+        ttl_s=OPERATOR_TOKEN_TTL_S,
     )
-    return token
 
 
 def acting_environment(caller: CallerIdentity) -> dict[str, str]:

@@ -16,14 +16,12 @@ fail sign-ins at random.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Collection
 from urllib.parse import SplitResult, urlsplit
 
 from atrium.auth.errors import invalid_redirect_uri, invalid_request, shown
+from atrium.auth.uris import UriError, is_loopback_host, is_this_machine, split_redirect_uri
 
-MAX_URI_LENGTH = 2000
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # Schemes that browsers execute, read locally or treat as their own: never a redirect.
 _DENIED_SCHEMES = frozenset(
     {"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "view-source"}
@@ -37,7 +35,7 @@ def check_redirect(uri: str, application_type: str, *, dev_mode: bool) -> None:
     ``dev_mode`` lets web clients use http loopback too (local development).
     """
     parts = _parts(uri)
-    loopback = parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS
+    loopback = parts.scheme == "http" and is_loopback_host(parts.hostname or "")
     if parts.scheme == "https" and parts.hostname:
         return
     if loopback and (application_type == "native" or dev_mode):
@@ -68,40 +66,13 @@ def local_port(url: str) -> int | None:
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
     except ValueError:
         return None  # malformed: whoever validates it refuses it with their own reason
-    if parts.scheme not in _DEFAULT_PORTS or not _local(parts.hostname or ""):
+    if parts.scheme not in _DEFAULT_PORTS or not is_this_machine(parts.hostname or ""):
         return None
     return port
 
 
 def _parts(uri: str) -> SplitResult:
-    # RFC 3986 URIs are printable ASCII; whitespace or control characters are how a scheme
-    # like "java\tscript:" slips past a comparison that a browser then tidies away.
-    if not (0 < len(uri) <= MAX_URI_LENGTH and uri.isascii() and uri.isprintable()):
-        raise invalid_redirect_uri(
-            f"'{shown(uri)}' must be 1 to {MAX_URI_LENGTH} printable ASCII characters"
-        )
-    if " " in uri:
-        raise invalid_redirect_uri(f"'{shown(uri)}' contains a space")
     try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        raise invalid_redirect_uri(f"'{shown(uri)}' is not a valid URI") from None
-    if not parts.scheme or parts.fragment or "#" in uri or parts.username is not None:
-        raise invalid_redirect_uri(f"'{shown(uri)}' must be absolute, without fragment or userinfo")
-    return parts
-
-
-def _local(host: str) -> bool:
-    """Whether ``host`` is this machine as a browser sees it."""
-    host = host.lower().rstrip(".")
-    if host == "localhost" or host.endswith(".localhost"):
-        return True  # RFC 6761 §6.3; browsers resolve every *.localhost to loopback
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    # 0.0.0.0 reaches this host's listeners too, on Linux and macOS.
-    return ip.is_loopback or ip.is_unspecified
+        return split_redirect_uri(uri)
+    except UriError as problem:
+        raise invalid_redirect_uri(f"'{shown(uri)}' {problem}") from None

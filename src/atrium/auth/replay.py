@@ -4,7 +4,13 @@ A server must not accept the same proof twice within the time it would accept it
 it remembers each proof's ``jti`` (scoped by key thumbprint) for that long. ``ReplayCache`` is
 the seam; ``MemoryReplayCache`` serves one process. A deployment with several workers needs a
 shared implementation of the same protocol, or a replay could land on a worker that never saw
-the original.
+the original (``replay_redis``).
+
+Why not a library: ``cachetools``' ``TTLCache``/``TLRUCache`` make room by evicting live
+entries, which here would forget an unexpired proof and accept its replay; ``limits``'
+``MemoryStorage`` has no bound at all (anyone with a key can fill it), sweeps every key from a
+timer thread, and reads the wall clock, not an injected one. What single use needs (refuse
+when full, never forget a live key) is the fifty lines below.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ So run this Redis with ``maxmemory-policy noeviction`` (Redis' default): under a
 a full Redis makes room by evicting keys, these included (every one of them has a TTL, so the
 ``volatile-*`` policies pick them first), and a forgotten proof could be replayed. With
 ``noeviction`` a full Redis refuses the ``SET``, and so the proof.
+
+Why not ``limits``' Redis storage, already a dependency for rate limits: it counts (a Lua
+``INCR`` and ``EXPIRE``) where one ``SET NX PX`` answers "first use?" atomically, in one round
+trip, with nothing to interpret.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from atrium.auth.uris import LOOPBACK_HOSTS
+
 _PATH = re.compile(r"^/api/v1/mcp/([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)/mcp$")
-_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _origin(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
@@ -46,8 +47,8 @@ class Resources:
         return (
             theirs[0] == ours[0]
             and theirs[2] == ours[2]
-            and theirs[1] in _LOOPBACK
-            and ours[1] in _LOOPBACK
+            and theirs[1] in LOOPBACK_HOSTS
+            and ours[1] in LOOPBACK_HOSTS
         )
 
     def server_of(self, resource: str) -> str | None:

@@ -1,8 +1,8 @@
 """``AuthorizationServer``: what every endpoint of the authorization server shares.
 
-Built once per gateway from ``Settings``; the store is attached when the gateway's lifespan
-opens it. ``hosted`` tells which servers exist (for RFC 8707 ``resource`` checks) without
-``auth`` depending on the gateway.
+Opened once per gateway, in its lifespan, from ``Settings`` and the open store (``open``
+reads the key files; the constructor reads nothing). ``hosted`` tells which servers exist (for
+RFC 8707 ``resource`` checks) without ``auth`` depending on the gateway.
 """
 
 from __future__ import annotations
@@ -36,52 +36,62 @@ class AuthorizationServer:
     def __init__(
         self,
         settings: Settings,
+        store: Store,
         *,
+        keys: KeySet,
+        session_key: bytes,
         hosted: Hosted,
         replay: ReplayCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         options = settings.oauth
         self.settings = settings
+        self.store = store
         self.options = options
         self.issuer = settings.issuer
         self.hosted = hosted
         self.clock = clock
-        self.keys = KeySet.load(settings.state_dir)
-        session_key = ensure_session_key(settings.state_dir)
+        self.keys = keys
         # Shared by every replica of the project: also binds MCP sessions to their callers.
         self.session_key = session_key
         self.signer = Signer(session_key, clock=clock)
         self.roles = Roles(options.roles)
         self.resources = Resources(settings.public_url)
-        self.tokens = TokenIssuer(
-            self.keys, self.issuer, ttl_s=options.access_token_ttl_s, clock=clock
-        )
-        self.verifier = TokenVerifier(self.keys, self.issuer, clock=clock)
+        self.tokens = TokenIssuer(keys, self.issuer, ttl_s=options.access_token_ttl_s, clock=clock)
+        self.verifier = TokenVerifier(keys, self.issuer, clock=clock)
         nonces = NonceIssuer(session_key, clock=clock) if options.dpop_nonce else None
         self.dpop = DpopVerifier(replay=replay or MemoryReplayCache(), nonces=nonces, clock=clock)
         self.documents = MetadataFetcher(dev_mode=options.dev_mode)
+        self.clients = ClientDirectory(store, self.documents, dev_mode=options.dev_mode)
         self.revocations = RevocationList()
         self.registrations = RegistrationThrottle(options.registrations_per_address)
-        self._store: Store | None = None
-        self._clients: ClientDirectory | None = None
 
-    def attach(self, store: Store) -> None:
-        self._store = store
-        self._clients = ClientDirectory(store, self.documents, dev_mode=self.options.dev_mode)
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        store: Store,
+        *,
+        hosted: Hosted,
+        replay: ReplayCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> AuthorizationServer:
+        """The project's authorization server: its signing keys and session key (each made on
+        first use), and the revocation list as the store holds it now."""
+        auth = cls(
+            settings,
+            store,
+            keys=KeySet.load(settings.state_dir),
+            session_key=ensure_session_key(settings.state_dir),
+            hosted=hosted,
+            replay=replay,
+            clock=clock,
+        )
+        await auth.revocations.refresh(store)
+        return auth
 
     async def close(self) -> None:
         await self.documents.close()
-
-    @property
-    def store(self) -> Store:
-        assert self._store is not None, "the gateway's lifespan attaches the store"
-        return self._store
-
-    @property
-    def clients(self) -> ClientDirectory:
-        assert self._clients is not None, "the gateway's lifespan attaches the store"
-        return self._clients
 
     def endpoint(self, name: str) -> str:
         return f"{self.settings.oauth_base}/{name}"

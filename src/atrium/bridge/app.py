@@ -23,11 +23,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atrium.auth.assertion import AssertionVerifier
+from atrium.auth.uris import LOOPBACK_AUTHORITIES, LOOPBACK_HOSTS
 from atrium.servers.trust import RequireCaller
 
 MCP_PATH = "/mcp"
 HEALTH_PATH = "/health"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 Phase = Literal["starting", "ok", "stopping"]
 
@@ -58,8 +58,8 @@ def transport_security(host: str) -> TransportSecuritySettings | None:
         return None
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        allowed_hosts=[f"{name}:*" for name in sorted(LOOPBACK_AUTHORITIES)],
+        allowed_origins=[f"http://{name}:*" for name in sorted(LOOPBACK_AUTHORITIES)],
     )
 
 

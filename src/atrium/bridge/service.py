@@ -12,11 +12,9 @@ upstream session closes, the child is stopped (``child.stop``), then the HTTP se
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Generator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from atrium.bridge.child import ChildProcess, describe_exit, spawn_child
 from atrium.bridge.notifications import Fanout
 from atrium.bridge.proxy import build_proxy
 from atrium.bridge.upstream import Upstream
+from atrium.serving import EmbeddedServer, uvicorn_config
 
 logger = logging.getLogger(__name__)
 
@@ -84,18 +83,6 @@ class Lifetime:
             self.stopping.set()
 
 
-class _HttpServer(uvicorn.Server):
-    """uvicorn without its signal handling: the bridge owns SIGTERM and SIGINT.
-
-    uvicorn would catch them, stop serving and re-raise them at the end, so the bridge would die
-    by its own signal (not exit 0) and could not stop its child after the HTTP server.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
 async def run_bridge(options: BridgeOptions) -> int:
     """Serve until a signal or the child's end; the process exit status."""
     try:
@@ -110,16 +97,10 @@ async def run_bridge(options: BridgeOptions) -> int:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.error("cannot read the caller-assertion keys %s: %s", options.caller_keys, exc)
         return EXIT_FAILURE
-    http = _HttpServer(
-        uvicorn.Config(
-            create_app(readiness, callers),
-            lifespan="off",
-            log_config=None,
-            # Off: request lines carry query strings, and one aimed at this port by a redirect
-            # would leave an authorization code in the server's log (issue 19 item 11).
-            access_log=False,
-            ws="none",
-            timeout_graceful_shutdown=HTTP_SHUTDOWN_GRACE_S,
+    # Embedded: the bridge owns SIGTERM and SIGINT, and stops its child after the HTTP server.
+    http = EmbeddedServer(
+        uvicorn_config(
+            create_app(readiness, callers), timeout_s=HTTP_SHUTDOWN_GRACE_S, lifespan="off"
         )
     )
     lifetime = Lifetime()
@@ -143,7 +124,7 @@ def _callers(options: BridgeOptions) -> AssertionVerifier | None:
     if options.caller_keys is None:
         logger.warning("--unauthenticated: serving anyone who reaches port %d", options.port)
         return None
-    return AssertionVerifier(options.caller_keys, options.name)
+    return AssertionVerifier.load(options.caller_keys, options.name)
 
 
 async def _stop_on_signals(lifetime: Lifetime) -> None:

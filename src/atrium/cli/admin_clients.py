@@ -1,4 +1,4 @@
-"""``atrium admin clients create|list|show|revoke``: confidential OAuth clients.
+"""``atrium admin clients create|list|show|revoke|rotate-secret``: confidential OAuth clients.
 
 Dynamic registration (RFC 7591) serves public clients that sign people in; an operator creates
 confidential clients here, for machines (client credentials) or for web apps with a back end.
@@ -6,7 +6,8 @@ confidential clients here, for machines (client credentials) or for web apps wit
 
 from __future__ import annotations
 
-import secrets
+import re
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -37,6 +38,7 @@ def create(
     With --redirect-uri it may sign people in (authorization code); it can always use the
     client credentials grant, with at most the scopes given by --scope.
     """
+    from atrium.auth.errors import OAuthError
     from atrium.auth.redirects import check_redirect
     from atrium.auth.roles import Roles
 
@@ -49,34 +51,15 @@ def create(
     for uri in uris:
         try:
             check_redirect(uri, "web", dev_mode=True)
-        except Exception as exc:  # an OAuthError: its description says what is wrong
-            raise UsageError(f"--redirect-uri {uri}: {getattr(exc, 'description', exc)}") from None
-    record, secret = _record(name, scopes, uris)
+        except OAuthError as exc:  # its description says what is wrong
+            raise UsageError(f"--redirect-uri {uri}: {exc.description}") from None
+    from atrium.auth.issuing import confidential_client
+
+    record, secret = confidential_client(name, scopes, uris)
     cli.with_store(lambda store: store.clients.add(record))
     cli.out.print(f"client_id:     {record.client_id}", highlight=False, markup=False)
     cli.out.print(f"client_secret: {secret}", highlight=False, markup=False)
     cli.out.print("The secret is shown only now; store it safely.", highlight=False)
-
-
-def _record(name: str, scopes: list[str], uris: list[str]) -> tuple[ClientRecord, str]:
-    from atrium.auth.hashing import new_token, token_hash
-    from atrium.store import ClientRecord
-
-    secret = new_token()
-    grants = ["client_credentials"] + (["authorization_code", "refresh_token"] if uris else [])
-    record = ClientRecord(
-        client_id=f"cc_{secrets.token_urlsafe(12)}",
-        kind="confidential",
-        name=name,
-        secret_hash=token_hash(secret),
-        redirect_uris=uris,
-        grant_types=grants,
-        application_type="web",
-        token_endpoint_auth_method="client_secret_basic",
-        scope=" ".join(scopes),
-        metadata={"client_name": name},
-    )
-    return record, secret
 
 
 def _describe(record: ClientRecord) -> dict[str, Any]:
@@ -134,6 +117,47 @@ def revoke(ctx: typer.Context, client_id: Annotated[str, typer.Argument()]) -> N
     _get(cli, client_id)
     cli.with_store(lambda store: store.clients.revoke(client_id))
     cli.out.print(f"client {client_id} revoked", highlight=False)
+
+
+@clients.command("rotate-secret")
+def rotate_secret(
+    ctx: typer.Context,
+    client_id: Annotated[str, typer.Argument()],
+    overlap: Annotated[
+        str,
+        typer.Option(
+            "--overlap",
+            help="How long the old secret keeps working: 90s, 30m, 1h, 2d; 0 ends it now.",
+        ),
+    ] = "24h",
+) -> None:
+    """Give a confidential client a new secret (shown once); the old one works until the
+    overlap ends, so the machines using it can move over without downtime."""
+    from atrium.auth.issuing import rotate_client_secret
+
+    cli = state(ctx)
+    window = parse_duration(overlap, "--overlap")
+    rotated = cli.with_store(lambda store: rotate_client_secret(store, client_id, window))
+    cli.out.print(f"client_id:     {rotated.client_id}", highlight=False, markup=False)
+    cli.out.print(f"client_secret: {rotated.secret}", highlight=False, markup=False)
+    cli.out.print("The secret is shown only now; store it safely.", highlight=False)
+    if rotated.old_secret_until is None:
+        cli.out.print("The old secret no longer works.", highlight=False)
+    else:
+        until = rotated.old_secret_until.strftime("%Y-%m-%d %H:%M:%S UTC")
+        cli.out.print(f"The old secret works until {until}.", highlight=False)
+
+
+_DURATION = re.compile(r"(\d+)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, option: str) -> timedelta:
+    """``90s``, ``30m``, ``1h``, ``2d`` or a number of seconds."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f"{option}: {text!r} is not a duration such as 90s, 30m, 1h or 2d")
+    return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
 
 
 def _get(cli: CliState, client_id: str) -> ClientRecord:

@@ -14,17 +14,13 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from atrium.cli.context import CliState, state
-from atrium.errors import NotFoundError, UsageError
+from atrium.errors import UsageError
 
-if TYPE_CHECKING:
-    from atrium.store import Store, UserRecord
-
-CLI_CLIENT_ID = "atrium-cli"
 token = typer.Typer(no_args_is_help=True, help="Access tokens for operators and tests.")
 
 
@@ -52,7 +48,7 @@ def issue(
     # The verifiers refuse a token living longer than MAX_LIFETIME_S: never mint one.
     if not 60 <= lifetime <= MAX_LIFETIME_S:
         raise UsageError(f"--ttl must be between 60 seconds and {MAX_LIFETIME_S // 86400} days")
-    print(mint(cli, user, server, scopes or [], lifetime))
+    print(user_token(cli, user, server, scopes or [], lifetime))
 
 
 @token.command("revoke")
@@ -103,49 +99,19 @@ def reload_gateway(cli: CliState) -> None:
         )
 
 
-def mint(cli: CliState, user: str, server: str, scopes: list[str], lifetime: int) -> str:
+def user_token(cli: CliState, user: str, server: str, scopes: list[str], lifetime: int) -> str:
     """A token for ``user`` on ``server`` with at most the scopes the user's role grants."""
-    from atrium.auth.access_tokens import TokenIssuer
-    from atrium.auth.keys import KeySet
-    from atrium.auth.roles import Roles
+    from atrium.auth.issuing import mint_user_token
+    from atrium.auth.operator import OPERATOR_CLIENT_ID
 
-    settings = cli.settings
-    record, revoked_until = cli.with_store(lambda store: _lookup(store, user))
-    held = Roles(settings.oauth.roles).scopes_of(record.role)
-    asked = [s for scope in scopes for s in scope.split()] or sorted(held)
-    extra = set(asked) - held
-    if extra:
-        raise UsageError(
-            f"--scopes: role {record.role!r} of {user!r} does not grant {' '.join(sorted(extra))}"
+    return cli.with_store(
+        lambda store: mint_user_token(
+            store,
+            cli.settings,
+            username=user,
+            client_id=OPERATOR_CLIENT_ID,
+            server=server,
+            scopes=scopes,
+            ttl_s=lifetime,
         )
-    _after_revocation(revoked_until)
-    issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=lifetime)
-    value, _ = issuer.mint(
-        subject=record.id,
-        client_id=CLI_CLIENT_ID,
-        audience=[settings.endpoint_for(server)],
-        scopes=asked,
     )
-    return str(value)
-
-
-def _after_revocation(until: datetime | None) -> None:
-    """Wait out the second of a revocation of the user that is still running (under 1 s).
-
-    A revocation covers every token issued (``iat``, whole seconds) within its second, so a
-    token minted right after ``users set-role`` would otherwise be born revoked.
-    """
-    if until is not None and int(time.time()) <= until.timestamp():
-        time.sleep(int(until.timestamp()) + 1 - time.time())
-
-
-async def _lookup(store: Store, username: str) -> tuple[UserRecord, datetime | None]:
-    """The user (enabled) and until when the tokens issued to them are revoked, if they are."""
-    record = await store.users.by_username(username)
-    if record is None:
-        known = [u.username for u in await store.users.list()]
-        raise NotFoundError("user", username, known)
-    if record.disabled:
-        raise UsageError(f"user {username!r} is disabled")
-    revoked = await store.grants.active_subject_revocations()
-    return record, revoked.get(record.id)

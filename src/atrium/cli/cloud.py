@@ -1,7 +1,9 @@
-"""``atrium cloud sync local mcp``: server YAML on disk ⇄ the store."""
+"""``atrium cloud sync local mcp``: server YAML on disk ⇄ the store; ``cloud status``: what a
+sync would change in each direction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -10,9 +12,10 @@ import typer
 from rich.markup import escape
 
 from atrium.cli.context import CliState, state
+from atrium.errors import display_path
 
 if TYPE_CHECKING:  # SQLAlchemy loads only when a sync runs
-    from atrium.registry.sync import DbChange, FileChange
+    from atrium.registry.sync import DbChange, FileChange, SyncStatus
     from atrium.store import Store
 
 app = typer.Typer(help="Synchronise the project with its store.", no_args_is_help=True)
@@ -20,6 +23,71 @@ sync_app = typer.Typer(help="Synchronise configuration.", no_args_is_help=True)
 local_app = typer.Typer(help="Synchronise the local project folder.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 sync_app.add_typer(local_app, name="local")
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """What `cloud sync local mcp` would change, to-db and to-disk; changes nothing."""
+    from atrium.registry.sync import sync_status
+
+    cli = state(ctx)
+    registry = cli.registry()
+    folder = cli.settings.mcp_dir.resolve()
+
+    async def work(store: Store) -> SyncStatus:
+        return await sync_status(store, registry, folder, cli.settings.project_dir)
+
+    found = cli.with_store(work)
+    if as_json:
+        cli.print_json(_status_json(found))
+        return
+    _print_status(cli, found, display_path(folder, cli.settings.project_dir))
+
+
+def _print_status(cli: CliState, found: SyncStatus, folder: str) -> None:
+    if not found.to_db and not found.to_disk:
+        cli.out.print(f"In sync: {folder} and the store hold the same servers.")
+        return
+    cli.out.print(f"[bold]to-db[/] ({escape(folder)} → store): {_count(found.to_db, 'server')}")
+    for change in found.to_db:
+        _print_db_change(cli, change)
+    cli.out.print(f"[bold]to-disk[/] (store → {escape(folder)}): {_count(found.to_disk, 'file')}")
+    for file in found.to_disk:
+        added, removed = file.counts()
+        mark, note = ("+", "new file") if file.before is None else ("~", "changed")
+        cli.out.print(f"{mark} {escape(file.shown)} ({note}: +{added} -{removed} lines)")
+    cli.out.print(
+        "Nothing was changed. See a direction's whole diff with"
+        " `atrium cloud sync local mcp --direction to-db|to-disk`; add -y to apply it."
+    )
+
+
+def _count(changes: Sequence[object], noun: str) -> str:
+    if not changes:
+        return "nothing to change"
+    return f"{len(changes)} {noun if len(changes) == 1 else noun + 's'} would change"
+
+
+def _status_json(found: SyncStatus) -> dict[str, Any]:
+    to_db = [
+        {
+            "name": change.name,
+            "kind": change.kind,
+            "fields": [
+                {"path": path, "before": before, "after": after}
+                for path, before, after in change.fields
+            ],
+        }
+        for change in found.to_db
+    ]
+    to_disk = [
+        {"path": file.shown, "new": file.before is None, "diff": file.diff()}
+        for file in found.to_disk
+    ]
+    return {"in_sync": not to_db and not to_disk, "to_db": to_db, "to_disk": to_disk}
 
 
 class Direction(StrEnum):

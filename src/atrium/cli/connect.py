@@ -1,7 +1,8 @@
 """``atrium connect SERVER --client NAME``: how an MCP client reaches a hosted server.
 
-Prints the exact configuration (Claude Code, Cursor, VS Code), command line (MCP Inspector) or
-steps (ChatGPT) for the server's public endpoint; ``--write`` merges the entry into the client's
+Prints the exact configuration (Claude Code, Cursor, VS Code; Claude Desktop through
+``atrium bridge``), command line (MCP Inspector) or steps (ChatGPT) for the server's public
+endpoint; ``--write`` merges the entry into the client's
 file (``atrium.client.configs``). Clients sign in by OAuth discovery on their own, so entries
 carry no headers unless ``--token`` embeds a bearer token minted as ``admin token issue`` does.
 
@@ -11,6 +12,7 @@ secrets go to stderr.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +21,7 @@ from urllib.parse import urlsplit
 import typer
 
 # The user lookup of `admin token issue`, so both refuse an unknown or disabled user alike.
+from atrium.auth.uris import is_this_machine
 from atrium.cli.context import CliState, state
 from atrium.client.configs import (
     DEFAULT_FILES,
@@ -27,7 +30,9 @@ from atrium.client.configs import (
     ConfigFileError,
     Connection,
     FileClient,
+    atrium_command,
     chatgpt_steps,
+    claude_desktop_file,
     document,
     inspector_command,
     merge,
@@ -40,7 +45,10 @@ from atrium.registry.schema import ServerConfig
 MAX_TTL_S = 30 * 86400
 
 ClientOption = Annotated[
-    Client, typer.Option("--client", help="claude-code, cursor, vscode, chatgpt or inspector.")
+    Client,
+    typer.Option(
+        "--client", help="claude-code, claude-desktop, cursor, vscode, chatgpt or inspector."
+    ),
 ]
 WriteOption = Annotated[
     bool, typer.Option("--write", help="Merge the entry into the client's file.")
@@ -86,7 +94,8 @@ def connect(
     headers = {}
     if token and user is not None:
         headers["Authorization"] = f"Bearer {_mint(cli, user, server, scopes or [], ttl)}"
-    connection = Connection(server, cli.settings.endpoint_for(server), headers)
+    launcher = atrium_command(sys.executable, sys.platform)
+    connection = Connection(server, cli.settings.endpoint_for(server), headers, launcher)
     if client == "chatgpt":
         _chatgpt(cli, server, config)
     elif client == "inspector":
@@ -114,6 +123,8 @@ def _check(
         raise UsageError("--file: names the file --write merges into; add --write")
     if token and client == "chatgpt":
         raise UsageError("--token: ChatGPT signs in with OAuth and takes no bearer token")
+    if token and client == "claude-desktop":
+        raise UsageError("--token: Claude Desktop's atrium bridge signs in with OAuth itself")
     if token and user is None:
         raise UsageError("--token: needs --user NAME, the user the token is for")
     options = (("--user", user), ("--scopes", scopes), ("--ttl", ttl))
@@ -126,10 +137,10 @@ def _check(
 
 def _mint(cli: CliState, user: str, server: str, scopes: list[str], ttl: int | None) -> str:
     """An access token for ``user`` on ``server``, as ``atrium admin token issue`` mints it."""
-    from atrium.cli.admin_token import mint
+    from atrium.cli.admin_token import user_token
 
     lifetime = ttl if ttl is not None else cli.settings.oauth.access_token_ttl_s
-    value = mint(cli, user, server, scopes, lifetime)
+    value = user_token(cli, user, server, scopes, lifetime)
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(time.time() + lifetime))
     _note(cli, f"the bearer token is user {user!r}'s until {expires}; treat it as a password")
     return str(value)
@@ -145,10 +156,13 @@ def _file_client(
     force: bool,
 ) -> None:
     if write:
-        _write(cli, client, connection, file or DEFAULT_FILES[client], force)
+        _write(cli, client, connection, file or _default_file(cli, client), force)
     else:
         print(render(document(client, connection)), end="")
-        _note(cli, f"{_where(client)}; --write merges it into ./{DEFAULT_FILES[client]}")
+        if client == "claude-desktop":
+            _note(cli, f"{_where(client)}; --write merges it into its file")
+        else:
+            _note(cli, f"{_where(client)}; --write merges it into ./{DEFAULT_FILES[client]}")
     _sign_in_note(cli, client, config, connection)
 
 
@@ -167,9 +181,16 @@ def _write(
     _note(cli, f"{merged.outcome} '{connection.name}' in {shown}; {_where(client)}")
 
 
+def _default_file(cli: CliState, client: FileClient) -> Path:
+    if client == "claude-desktop":
+        return claude_desktop_file(sys.platform, cli.settings.environ)
+    return DEFAULT_FILES[client]
+
+
 def _where(client: FileClient) -> str:
     return {
         "claude-code": "Claude Code reads .mcp.json at the project root (project scope)",
+        "claude-desktop": "Claude Desktop reads claude_desktop_config.json when it starts",
         "cursor": "Cursor reads .cursor/mcp.json in a project, ~/.cursor/mcp.json everywhere",
         "vscode": "VS Code reads .vscode/mcp.json in a workspace (or MCP: Open User Configuration)",
     }[client]
@@ -211,8 +232,7 @@ def _chatgpt(cli: CliState, server: str, config: ServerConfig) -> None:
 
 
 def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+    return is_this_machine(urlsplit(url).hostname or "")
 
 
 def _note(cli: CliState, text: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -82,8 +82,18 @@ def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
     for name in names:
         if name not in results:
             cli.out.print(f"{name}: already running")
+    _report_stopped(cli, answer)
     if not _report(cli, results):
         raise typer.Exit(1)
+
+
+def _report_stopped(cli: CliState, answer: dict[str, Any]) -> None:
+    """The running servers the supervisor stopped because the YAML no longer runs them."""
+    for name in answer.get("stopped", []):
+        cli.out.print(
+            f"[yellow]stopped[/] {escape(name)} (removed from services/mcp/ or disabled)",
+            highlight=False,
+        )
 
 
 def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
@@ -176,14 +186,17 @@ def _wait_for_exit(cli: CliState, pid: int, deadline_s: float = 60.0) -> None:
 
 @services.command("restart")
 def restart(ctx: typer.Context, targets: Targets = None, everything: AllOption = False) -> None:
-    """Restart servers, reading their YAML again."""
+    """Restart servers with their YAML as it is now: new servers start, removed ones stop,
+    changed ones restart; a YAML that does not validate is refused and nothing changes."""
     cli = state(ctx)
+    load_registry(cli.settings)  # an invalid YAML is refused here, with its problems
     names = _names(cli, targets, everything)
     if running_supervisor(cli.settings.state_dir) is None:
         raise AtriumError(
             "Atrium is not running; start it with `atrium infra services start --all`"
         )
     answer = asyncio.run(control.request(cli.settings.state_dir, {"op": "restart", "names": names}))
+    _report_stopped(cli, answer)
     if not _report(cli, answer["results"]):
         raise typer.Exit(1)
 

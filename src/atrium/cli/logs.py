@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from atrium.cli.context import state
+from atrium.cli.context import CliState, state
 from atrium.errors import AtriumError
-from atrium.supervisor.logs import LEVELS, LogQuery, parse_since, view_logs
+from atrium.supervisor.logs import LEVELS, LogLine, LogQuery, merge, parse_since, view_logs
 
 app = typer.Typer(
     help="Logs: the gateway's and servers' log files, and the audit trail of MCP requests.",
@@ -65,9 +68,11 @@ def view(
     ] = 200,
     as_json: JsonOption = False,
 ) -> None:
-    """Show logs/gateway.log and logs/mcp-<name>.log merged in time order, each line with its file.
+    """Show logs/gateway.log, logs/mcp-<name>.log and the tool calls of the audit trail merged
+    in time order, each line after its file (``audit`` for a tool call).
 
-    A line without a level of its own (a traceback) belongs to the record above it.
+    A line without a level of its own (a traceback) belongs to the record above it. A tool
+    call is INFO, or WARNING when it failed.
     """
     from atrium.cli.logview import lines_json, print_lines
 
@@ -81,13 +86,39 @@ def view(
     if not cli.settings.logs_dir.is_dir():
         cli.err.print(f"No logs yet in {cli.settings.logs_dir}: start Atrium with `atrium start`.")
         return
-    selected = view_logs(cli.settings.logs_dir, query)
+    streams = [view_logs(cli.settings.logs_dir, query), _tool_calls(cli, query)]
+    selected = list(deque(merge(streams), maxlen=query.limit))
     if as_json:
         cli.print_json(lines_json(selected))
     elif selected:
         print_lines(cli, selected)
     else:
         cli.err.print("No log line matches.")
+
+
+def _tool_calls(cli: CliState, query: LogQuery) -> list[LogLine]:
+    """The audit's tool calls ``query`` selects, as log lines; none (and a warning) when the
+    store cannot be read, so the files are still shown."""
+    from atrium.auth.operator import audit_subject
+    from atrium.cli.logview import tool_call_lines
+
+    if query.min_level > logging.WARNING:
+        return []
+    subject = audit_subject(cli.settings)
+    try:
+        records = cli.with_store(
+            lambda store: store.audit.tool_calls(
+                query.limit,
+                server=query.server,
+                since=query.since,
+                subject=subject,
+                failed_only=query.min_level > logging.INFO,
+            )
+        )
+    except AtriumError as error:
+        cli.err.print(f"[yellow]warning:[/] tool calls not shown: {escape(str(error))}")
+        return []
+    return tool_call_lines(records)
 
 
 @request_app.command("list")

@@ -7,6 +7,7 @@ Both hold outside data (a tool name a caller made up, what a backend logged), pr
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +16,34 @@ from rich.text import Text
 from atrium.cli.context import CliState
 from atrium.cli.safe_text import safe_text
 from atrium.cli.tables import Cell, table
+from atrium.supervisor.logs import LogLine
 
 if TYPE_CHECKING:
     from atrium.store.audit import AuditRecord
-    from atrium.supervisor.logs import LogLine
 
 _LEVEL_STYLES = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "bold red"}
+AUDIT_SOURCE = "audit"  # in place of a file name: the lines come from the audit store
+
+
+def tool_call_lines(records: Sequence[AuditRecord]) -> list[LogLine]:
+    """A log line per tool call, in time order: INFO when it went well, WARNING when not.
+
+    ``... INFO atrium.audit: mcp tool call <server>/<tool> caller=... outcome=ok status=200
+    duration_ms=4.2 request_id=...``: the words the seeds' ``| grep "mcp"`` finds.
+    """
+    lines = []
+    for record in sorted(records, key=lambda r: r.at):
+        level = logging.INFO if record.outcome == "ok" else logging.WARNING
+        moment = record.at.astimezone()
+        client = f" client={record.client_id}" if record.client_id else ""
+        text = (
+            f"{moment.isoformat(timespec='milliseconds')} {logging.getLevelName(level)}"
+            f" atrium.audit: mcp tool call {record.server}/{record.tool}"
+            f" caller={record.caller}{client} outcome={record.outcome} status={record.status}"
+            f" duration_ms={record.duration_ms:.1f} request_id={record.request_id}"
+        )
+        lines.append(LogLine(AUDIT_SOURCE, text, moment, level, text))
+    return lines
 
 
 def print_lines(cli: CliState, lines: Sequence[LogLine]) -> None:

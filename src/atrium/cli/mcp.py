@@ -13,10 +13,12 @@ from rich.markup import escape
 
 from atrium.cli import export, mcp_client
 from atrium.cli.context import CliState, state
+from atrium.cli.safe_text import safe_text
 from atrium.cli.status import render, status_rows
 from atrium.cli.tables import table
+from atrium.redaction import redacted
 from atrium.registry.loader import ServerEntry
-from atrium.registry.schema import ServerConfig, redacted
+from atrium.registry.schema import ServerConfig, port_of
 from atrium.supervisor.logs import log_tail
 
 app = typer.Typer(help="MCP servers: configuration, status and tools.", no_args_is_help=True)
@@ -28,7 +30,7 @@ def _summary(cli: CliState, entry: ServerEntry) -> dict[str, Any]:
     config = entry.config
     return {
         "name": entry.name,
-        "port": config.port,
+        "port": port_of(config),
         "enabled": config.enabled,
         "transport": config.transport,
         "oauth_required": config.oauth.required,
@@ -78,7 +80,7 @@ def show(
     """Show every field of one server, its public endpoint and its tool policy."""
     cli = state(ctx)
     entry = cli.registry().get(name)
-    config = redacted(entry.config.to_json())
+    config = redacted(entry.config.to_json(), config=True)
     endpoint = entry.config.endpoint or cli.settings.endpoint_for(entry.name)
     if as_json:
         cli.print_json(
@@ -191,14 +193,24 @@ def status(ctx: typer.Context, as_json: JsonOption = False) -> None:
 @app.command("logs")
 def logs(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Server name.")],
-    lines: Annotated[int, typer.Option("--lines", "-n", min=0, help="Lines to show.")] = 50,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Server name; without it, every enabled server.", show_default=False),
+    ] = None,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, help="Lines to show (of each server).")
+    ] = 50,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines (of one server).")
     ] = False,
 ) -> None:
-    """Show the server's log, logs/mcp-<name>.log."""
+    """Show the server's log, logs/mcp-<name>.log; without a name, every enabled server's."""
     cli = state(ctx)
+    if name is None:
+        if follow:
+            raise typer.BadParameter("name the server to follow", param_hint="--follow")
+        _every_log(cli, lines)
+        return
     entry = cli.registry().get(name)
     path = cli.settings.logs_dir / f"mcp-{entry.name}.log"
     if not path.exists() and not follow:
@@ -208,6 +220,28 @@ def logs(
         print(line)
     if follow:
         _follow(path)
+
+
+def _every_log(cli: CliState, lines: int) -> None:
+    """``<server>  <line>`` for the last ``lines`` lines of each enabled server's log."""
+    registry = cli.registry()
+    names = [entry.name for entry in registry if entry.config.enabled]
+    if not names:
+        cli.err.print(f"No enabled MCP server in {cli.settings.mcp_dir}.")
+        return
+    width = max(map(len, names))
+    for name in names:
+        path = cli.settings.logs_dir / f"mcp-{name}.log"
+        if not path.exists():
+            print(f"{name.ljust(width)}  (no log here: {_why_no_log(registry.get(name))})")
+        for line in log_tail(path, lines):
+            print(f"{name.ljust(width)}  {safe_text(line)}")
+
+
+def _why_no_log(entry: ServerEntry) -> str:
+    if entry.config.transport == "remote":
+        return "a remote server logs where it runs"
+    return "not started from this project yet"
 
 
 def _follow(path: Path) -> None:

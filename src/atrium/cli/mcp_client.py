@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from atrium.cli.context import CliState, state
 from atrium.errors import AtriumError
+from atrium.registry.loader import ServerEntry
 
 if TYPE_CHECKING:  # the MCP SDK loads only when a command connects
     from mcp.types import CallToolResult
@@ -26,6 +27,10 @@ if TYPE_CHECKING:  # the MCP SDK loads only when a command connects
 T = TypeVar("T")
 
 ServerArgument = Annotated[str, typer.Argument(help="Server name.")]
+OptionalServerArgument = Annotated[
+    str | None,
+    typer.Argument(help="Server name; without it, every enabled server.", show_default=False),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 UrlOption = Annotated[
     str | None,
@@ -68,28 +73,25 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        return asyncio.run(self.session(work))
+
+    async def session(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        """Connect, do ``work``, disconnect: one server's share of a run over several."""
         from atrium.client.connect import START_HINT, connect
 
-        async def session() -> T:
-            hint = START_HINT if self.gateway else None
-            async with connect(
-                self.url,
-                headers=self.headers,
-                timeout_s=self.timeout_s,
-                mode=self.mode,
-                hint=hint,
-            ) as connection:
-                return await work(connection)
-
-        return asyncio.run(session())
+        hint = START_HINT if self.gateway else None
+        async with connect(
+            self.url, headers=self.headers, timeout_s=self.timeout_s, mode=self.mode, hint=hint
+        ) as connection:
+            return await work(connection)
 
 
 def target(
     cli: CliState, server: str, url: str | None, timeout: float | None, protocol: str
 ) -> Target:
     """The server, checked against the project's registry unless ``--url`` names the endpoint."""
-    from atrium.auth.operator import acting_caller, operator_token
-    from atrium.client.connect import DEFAULT_TIMEOUT_S, gateway_url
+    from atrium.auth.operator import acting_caller
+    from atrium.client.connect import DEFAULT_TIMEOUT_S
 
     if url is not None:
         if acting_caller(cli.settings) is not None:
@@ -97,7 +99,16 @@ def target(
             # only, where their policy and the audit apply (never a backend port directly).
             raise AtriumError("--url is not available to a command run by the atrium server")
         return Target(server, url, timeout or DEFAULT_TIMEOUT_S, protocol, gateway=False)
-    entry = cli.registry().get(server)
+    return gateway_target(cli, cli.registry().get(server), timeout, protocol)
+
+
+def gateway_target(
+    cli: CliState, entry: ServerEntry, timeout: float | None, protocol: str
+) -> Target:
+    """``entry`` through the gateway, as the operator (or the caller the command runs for)."""
+    from atrium.auth.operator import operator_token
+    from atrium.client.connect import gateway_url
+
     default = entry.config.timeout_s + TIMEOUT_MARGIN_S
     # The operator calls through the gateway as admin, an acting caller as itself
     # (atrium.auth.operator says why).
@@ -115,17 +126,23 @@ def target(
 
 def tools(
     ctx: typer.Context,
-    server: ServerArgument,
+    server: OptionalServerArgument = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     timeout: TimeoutOption = None,
     protocol: ProtocolOption = "auto",
 ) -> None:
-    """List the tools a server offers through the gateway: hints, parameters, description."""
+    """List the tools a server (default: every enabled one) offers through the gateway."""
     from atrium.cli.toolview import tools_table
     from atrium.client.checks import list_all_tools
 
     cli = state(ctx)
+    if server is None and url is None:
+        from atrium.cli.every_server import every_tools
+
+        every_tools(cli, as_json=as_json, timeout=timeout, protocol=protocol)
+        return
+    server = server or str(url)
     found = target(cli, server, url, timeout, protocol).run(list_all_tools)
     if as_json:
         cli.print_json([t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in found])
@@ -138,15 +155,18 @@ def tools(
 
 def call(
     ctx: typer.Context,
-    server: ServerArgument,
-    tool: Annotated[str, typer.Argument(help="Tool name.")],
-    pairs: Annotated[
-        list[str] | None,
+    words: Annotated[
+        list[str],
         typer.Argument(
-            help="Arguments as key=value; a value is JSON when it parses.",
-            metavar="KEY=VALUE",
+            help="[SERVER] TOOL [KEY=VALUE]...: the server may be left out (or given with"
+            " --server) when one enabled server offers the tool. A value is JSON when it parses.",
+            metavar="[SERVER] TOOL [KEY=VALUE]",
             show_default=False,
         ),
+    ],
+    server_option: Annotated[
+        str | None,
+        typer.Option("--server", "-s", help="The server that offers the tool."),
     ] = None,
     args: Annotated[
         str | None,
@@ -162,18 +182,46 @@ def call(
     protocol: ProtocolOption = "auto",
 ) -> None:
     """Call a tool through the gateway; exit 1 when it answers with an error."""
-    from atrium.cli.toolview import error_text, print_result
-
     cli = state(ctx)
     if args is not None and (args == "-" or args.startswith("@")) and _acting(cli):
         # The atrium server's files (its keys among them) are not a caller's to send.
         raise AtriumError("--args @FILE and - are not available to a command run for a caller")
+    server, tool, pairs = split_call_words(words, server_option)
     json_text = _json_text(args)
-    _arguments(json_text, pairs or [], None)  # a typo fails before anything connects
-    where = target(cli, server, url, timeout, protocol)
+    _arguments(json_text, pairs, None)  # a typo fails before anything connects
+    if server is None and url is None:
+        from atrium.cli.every_server import server_offering
+
+        server = server_offering(cli, tool, timeout=timeout, protocol=protocol)
+    where = target(cli, server or str(url), url, timeout, protocol)
+    _call_and_print(cli, where, tool, json_text, pairs, as_json=as_json)
+
+
+def split_call_words(words: list[str], server: str | None) -> tuple[str | None, str, list[str]]:
+    """``[SERVER] TOOL [KEY=VALUE]...`` as (server, tool, pairs).
+
+    An MCP tool name never holds ``=`` (its characters are letters, digits, ``_-.``), so a
+    second word without one is the tool after a server: ``call atrium list_playbooks``;
+    otherwise the first word is the tool: ``call list_playbooks``, ``call now tz=UTC``.
+    """
+    if server is None and len(words) >= 2 and "=" not in words[1]:
+        return words[0], words[1], words[2:]
+    return server, words[0], words[1:]
+
+
+def _call_and_print(
+    cli: CliState,
+    where: Target,
+    tool: str,
+    json_text: str | None,
+    pairs: list[str],
+    *,
+    as_json: bool,
+) -> None:
+    from atrium.cli.toolview import error_text, print_result
 
     async def work(connection: Connection) -> tuple[CallToolResult, str | None]:
-        return await _call(connection, tool, json_text, pairs or [])
+        return await _call(connection, tool, json_text, pairs)
 
     result, request_id = where.run(work)
     if as_json:
@@ -230,18 +278,26 @@ def _arguments(json_text: str | None, pairs: list[str], schema: Any) -> dict[str
 
 def validate(
     ctx: typer.Context,
-    server: ServerArgument,
+    server: OptionalServerArgument = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     timeout: TimeoutOption = None,
     protocol: ProtocolOption = "auto",
 ) -> None:
-    """Connect and check a server: protocol version, server info, capabilities, tools."""
+    """Connect and check a server (default: every enabled one): protocol, info, tools.
+
+    Exits 1 when a server is invalid or cannot be reached.
+    """
     from atrium.cli.toolview import render_report
     from atrium.client.checks import validate as check
 
     cli = state(ctx)
-    where = target(cli, server, url, timeout, protocol)
+    if server is None and url is None:
+        from atrium.cli.every_server import every_validation
+
+        every_validation(cli, as_json=as_json, timeout=timeout, protocol=protocol)
+        return
+    where = target(cli, server or str(url), url, timeout, protocol)
     report = where.run(check)
     if as_json:
         cli.print_json({"server": where.server, **report.to_json()})

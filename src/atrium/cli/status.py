@@ -11,6 +11,7 @@ from rich.markup import escape
 from atrium.cli.context import CliState
 from atrium.cli.tables import table
 from atrium.registry.loader import Registry
+from atrium.registry.schema import RemoteServer, port_of
 from atrium.runstate import read_state
 
 
@@ -27,7 +28,7 @@ def status_rows(cli: CliState, registry: Registry) -> list[dict[str, Any]]:
             "name": entry.name,
             "enabled": entry.config.enabled,
             "transport": entry.config.transport,
-            "port": entry.config.port,
+            "port": port_of(entry.config),
             "state": known.state if known else "stopped",
             "pid": known.pid if known else None,
             "uptime_s": round(now - known.started_at, 1) if known and known.started_at else None,
@@ -40,7 +41,7 @@ def status_rows(cli: CliState, registry: Registry) -> list[dict[str, Any]]:
             probe = probes[entry.name]
             row["state"] = "reachable" if probe.reachable else "unreachable"
             row["last_error"] = None if probe.reachable else probe.detail
-            row["binary"] = entry.config.url
+            row["binary"] = entry.config.url if isinstance(entry.config, RemoteServer) else None
             row["probe"] = {"detail": probe.detail, "elapsed_ms": round(probe.elapsed_ms, 1)}
         elif not entry.config.enabled and row["state"] == "stopped":
             row["state"] = "disabled"

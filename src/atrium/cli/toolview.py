@@ -24,22 +24,61 @@ from atrium.cli.safe_text import safe_text
 from atrium.cli.tables import table
 
 if TYPE_CHECKING:
+    from atrium.cli.every_server import Answer
     from atrium.client.checks import ServerReport, Timing
 
 DESCRIPTION_CHARS = 120
 
 
 def tools_table(tools: list[Tool]) -> Any:
-    cells = [
-        [
-            tool.name,
-            hints(tool.annotations),
-            parameters(tool.input_schema),
-            short(tool.title, tool.description),
-        ]
-        for tool in tools
-    ]
+    cells = [_tool_cells(tool) for tool in tools]
     return table(("name", "hints", "parameters", "description"), cells, prose_last=True)
+
+
+def every_tools_table(answers: list[Answer[list[Tool]]]) -> Any:
+    """A row per tool with its server; a server that did not answer is a row saying why."""
+    cells: list[list[str]] = []
+    for answer in answers:
+        if answer.value is None:
+            cells.append([answer.server, "(not listed)", "-", "-", str(answer.error)])
+        elif not answer.value:
+            cells.append([answer.server, "-", "-", "-", "(no tools)"])
+        for tool in answer.value or []:
+            cells.append([answer.server, *_tool_cells(tool)])
+    headers = ("server", "name", "hints", "parameters", "description")
+    return table(headers, cells, prose_last=True)
+
+
+def _tool_cells(tool: Tool) -> list[str]:
+    return [
+        tool.name,
+        hints(tool.annotations),
+        parameters(tool.input_schema),
+        short(tool.title, tool.description),
+    ]
+
+
+def validation_table(answers: list[Answer[ServerReport]]) -> Any:
+    """A row per server: its verdict, what it negotiated, and its problems or why it failed."""
+    cells = []
+    for answer in answers:
+        report = answer.value
+        if report is None:
+            cells.append([answer.server, "unreachable", "-", "-", "-", str(answer.error)])
+            continue
+        tools = "-" if report.tool_count is None else str(report.tool_count)
+        cells.append(
+            [
+                answer.server,
+                "valid" if report.ok else "invalid",
+                report.protocol_version,
+                tools,
+                f"{report.connect_ms:.1f}",
+                "; ".join(report.problems) or "-",
+            ]
+        )
+    headers = ("server", "verdict", "protocol", "tools", "connect ms", "problems")
+    return table(headers, cells, prose_last=True)
 
 
 def hints(annotations: ToolAnnotations | None) -> str:

@@ -8,11 +8,16 @@ The formats, from each client's documentation:
   ``{"servers": {name: {"type": "http", "url": ..., "headers": {...}}}, "inputs": [...]}``.
 * Cursor (cursor.com/docs/mcp): ``.cursor/mcp.json`` in a project, ``~/.cursor/mcp.json`` for
   every project, ``{"mcpServers": {name: {"url": ..., "headers": {...}}}}``.
+* Claude Desktop (modelcontextprotocol.io/docs/develop/connect-local-servers): starts local
+  stdio servers only, from ``claude_desktop_config.json`` in its folder of the OS,
+  ``{"mcpServers": {name: {"command": ..., "args": [...]}}}``: a hosted server is reached
+  through ``atrium bridge <url>``, which signs in by itself (OAuth and DPoP).
 * MCP Inspector: no file; its CLI takes the URL, ``--transport http`` and ``--header
   "Name: Value"`` (``npx @modelcontextprotocol/inspector --cli --help``).
 
-All four sign in by themselves when a server answers 401 with protected resource metadata (MCP
-spec, "Authorization"), so an entry carries headers only when a token is embedded on purpose.
+The others sign in by themselves when a server answers 401 with protected resource metadata
+(MCP spec, "Authorization"), so an entry carries headers only when a token is embedded on
+purpose.
 
 Merging keeps every other key and entry of the file, refuses to replace a different entry of
 the same name unless forced, and never rewrites a file it cannot parse: VS Code accepts comments
@@ -33,19 +38,21 @@ from typing import Any, Literal, get_args
 
 from atrium.errors import EXIT_CONFIG, AtriumError
 
-Client = Literal["claude-code", "cursor", "vscode", "chatgpt", "inspector"]
-FileClient = Literal["claude-code", "cursor", "vscode"]
+Client = Literal["claude-code", "claude-desktop", "cursor", "vscode", "chatgpt", "inspector"]
+FileClient = Literal["claude-code", "claude-desktop", "cursor", "vscode"]
+ProjectClient = Literal["claude-code", "cursor", "vscode"]
 CLIENTS: tuple[Client, ...] = get_args(Client)
 FILE_CLIENTS: tuple[FileClient, ...] = get_args(FileClient)
 
 # Where --write puts the entry by default, relative to the folder the command runs in.
-DEFAULT_FILES: Mapping[FileClient, Path] = {
+DEFAULT_FILES: Mapping[ProjectClient, Path] = {
     "claude-code": Path(".mcp.json"),
     "cursor": Path(".cursor/mcp.json"),
     "vscode": Path(".vscode/mcp.json"),
 }
 SECTIONS: Mapping[FileClient, str] = {
     "claude-code": "mcpServers",
+    "claude-desktop": "mcpServers",
     "cursor": "mcpServers",
     "vscode": "servers",
 }
@@ -62,11 +69,13 @@ class ConfigFileError(AtriumError):
 
 @dataclass(frozen=True)
 class Connection:
-    """One hosted server as a client reaches it: entry name, public URL, extra headers."""
+    """One hosted server as a client reaches it: entry name, public URL, extra headers, and
+    the command that runs ``atrium`` (for a client that reaches it through ``atrium bridge``)."""
 
     name: str
     url: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    atrium: tuple[str, ...] = ("atrium",)
 
 
 @dataclass(frozen=True)
@@ -81,11 +90,49 @@ def is_file_client(client: Client) -> bool:
 
 def entry(client: FileClient, connection: Connection) -> dict[str, Any]:
     """The server's entry in the client's file (Cursor infers the transport from ``url``)."""
+    if client == "claude-desktop":
+        return bridge_entry(connection)
     found: dict[str, Any] = {} if client == "cursor" else {"type": "http"}
     found["url"] = connection.url
     if connection.headers:
         found["headers"] = dict(connection.headers)
     return found
+
+
+def bridge_entry(connection: Connection) -> dict[str, Any]:
+    """Claude Desktop starts local servers only (stdio, ``claude_desktop_config.json``): it
+    reaches a hosted one through ``atrium bridge <url>``, which signs in with OAuth itself."""
+    command, *leading = connection.atrium
+    return {"command": command, "args": [*leading, "bridge", connection.url]}
+
+
+def claude_desktop_file(platform: str, environ: Mapping[str, str]) -> Path:
+    """Where Claude Desktop keeps its configuration on this operating system
+    (modelcontextprotocol.io/docs/develop/connect-local-servers)."""
+    if platform.startswith("win"):
+        return _folder(environ, "APPDATA") / "Claude" / "claude_desktop_config.json"
+    home = _folder(environ, "HOME")
+    if platform == "darwin":
+        return home / "Library/Application Support/Claude/claude_desktop_config.json"
+    return home / ".config/Claude/claude_desktop_config.json"
+
+
+def _folder(environ: Mapping[str, str], variable: str) -> Path:
+    value = environ.get(variable)
+    if not value:
+        raise ConfigFileError(
+            f"environment variable {variable} is not set, so Claude Desktop's file cannot be"
+            " found: name it with --file"
+        )
+    return Path(value)
+
+
+def atrium_command(executable: str, platform: str) -> tuple[str, ...]:
+    """This installation's ``atrium``, by absolute path: a desktop app starts it without a
+    shell or this PATH. The console script beside the interpreter, else ``python -m atrium``."""
+    interpreter = Path(executable).absolute()
+    script = interpreter.with_name("atrium.exe" if platform.startswith("win") else "atrium")
+    return (str(script),) if script.is_file() else (str(interpreter), "-m", "atrium")
 
 
 def document(client: FileClient, connection: Connection) -> dict[str, Any]:

@@ -25,8 +25,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx2
 from joserfc.jwk import ECKey
 
-from atrium.auth.dpop import make_proof
 from atrium.client.credentials import CredentialStore
+from atrium.client.dpop import make_proof
 from atrium.errors import AtriumError
 
 CALLBACK_PATH = "/callback"

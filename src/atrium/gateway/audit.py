@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from atrium.registry.schema import SECRET_KEY
+from atrium.redaction import redacted
 from atrium.store.audit import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def capped_arguments(arguments: Any) -> Any:
     """Arguments with secret-looking values redacted, cut to ``MAX_ARGUMENT_BYTES`` of JSON."""
     if arguments is None:
         return None
-    safe = _redacted(arguments)
+    safe = redacted(arguments)
     encoded = orjson.dumps(safe)
     if len(encoded) <= MAX_ARGUMENT_BYTES:
         return safe
@@ -52,17 +52,6 @@ def recorded_name(name: str | None) -> str | None:
     return shown if len(shown) <= MAX_NAME_CHARS else shown[: MAX_NAME_CHARS - 1] + "…"
 
 
-def _redacted(value: Any) -> Any:
-    # Everything under a secret-looking key goes, whatever its type: a numeric PIN or a nested
-    # {"user": ..., "pass": ...} is as secret as a string (registry.schema.redacted keeps
-    # non-strings, which in YAML are $env/$file references, not secrets).
-    if isinstance(value, dict):
-        return {k: "***" if SECRET_KEY.search(k) else _redacted(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redacted(item) for item in value]
-    return value
-
-
 class AuditWriter(Protocol):
     async def add_many(self, events: Sequence[AuditEvent]) -> None: ...
 
@@ -73,7 +62,7 @@ AuditListener = Callable[[AuditEvent], None]
 class AuditSink:
     def __init__(
         self,
-        writer: AuditWriter | None,
+        writer: AuditWriter,
         spill_file: Path,
         *,
         listeners: Sequence[AuditListener] = (),
@@ -90,10 +79,6 @@ class AuditSink:
         # ``None`` is the stop sentinel: the writer finishes its batch, drains, and ends.
         self._queue: asyncio.Queue[AuditEvent | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-
-    def attach(self, writer: AuditWriter) -> None:
-        """Write to ``writer`` from now on (the store, once the app's lifespan opened it)."""
-        self._writer = writer
 
     def record(self, event: AuditEvent) -> None:
         if self._queue.qsize() >= self._max_pending:
@@ -124,7 +109,7 @@ class AuditSink:
         return events, len(events) != len(taken)
 
     async def _write(self, events: list[AuditEvent]) -> None:
-        if self._writer is None or not events:
+        if not events:
             return
         for attempt in range(3):
             try:

@@ -18,7 +18,7 @@ from atrium.errors import ConfigError
 from atrium.gateway.errors import GatewayError, disabled, not_found
 from atrium.gateway.policy import Policy
 from atrium.registry.loader import ServerEntry
-from atrium.registry.schema import ServerConfig
+from atrium.registry.schema import RemoteServer, ServerConfig, parse_server_config
 from atrium.registry.secrets import resolve_headers
 from atrium.settings import Settings
 from atrium.store import ServerRecord, Store
@@ -57,7 +57,7 @@ def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[st
     routes = {}
     for record in records:
         try:
-            config = ServerConfig.model_validate(record.config)
+            config = parse_server_config(record.config)
         except ValidationError:
             logger.exception("stored server %s is invalid; not routed", record.name)
             continue
@@ -82,7 +82,7 @@ def _credentials(
     record: ServerRecord, config: ServerConfig, settings: Settings
 ) -> dict[str, str] | None:
     """A remote server's ``headers:`` resolved once, when the registry is loaded."""
-    if not config.headers:
+    if not isinstance(config, RemoteServer) or not config.headers:
         return {}
     try:
         return resolve_headers(
@@ -101,7 +101,7 @@ def _upstream(config: ServerConfig, settings: Settings) -> str:
 
 
 class ServerDirectory:
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
         self._routes: Mapping[str, ServerRoute] = MappingProxyType({})
@@ -122,14 +122,8 @@ class ServerDirectory:
             raise disabled(name, route.disabled_reason)
         return route
 
-    def store_or_fail(self) -> Store:
-        assert self.store is not None, "the gateway's lifespan attaches the store"
-        return self.store
-
     async def refresh(self) -> bool:
         """Reload from the store if it changed; whether it did."""
-        if self.store is None:
-            return False
         fingerprint = await self.store.servers.fingerprint()
         if fingerprint == self._fingerprint:
             return False

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from atrium.auth.uris import LOOPBACK_AUTHORITIES, LOOPBACK_HOSTS
 from atrium.gateway.errors import INVALID_REQUEST, GatewayError
 from atrium.settings import Settings
 
-_LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
+# A Host header names IPv6 bracketed ("[::1]:8080"); a client may also send it bare.
+_LOOPBACK_HOST_HEADERS = LOOPBACK_AUTHORITIES | LOOPBACK_HOSTS
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,12 @@ class Guard:
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
         public = urlsplit(settings.public_url)
-        hosts = {*_LOOPBACK, public.hostname or "", settings.gateway_host, *settings.allowed_hosts}
+        hosts = {
+            *_LOOPBACK_HOST_HEADERS,
+            public.hostname or "",
+            settings.gateway_host,
+            *settings.allowed_hosts,
+        }
         origins = {f"{public.scheme}://{public.netloc}", *settings.allowed_origins}
         return cls(
             frozenset(h.lower() for h in hosts if h),
@@ -48,7 +55,7 @@ class Guard:
             return True
         # Any port on a loopback name is the user's own machine (RFC 8252 §7.3 reasoning).
         parts = urlsplit(origin)
-        return parts.scheme in ("http", "https") and (parts.hostname or "") in _LOOPBACK
+        return parts.scheme in ("http", "https") and (parts.hostname or "") in LOOPBACK_HOSTS
 
     def check_length(self, content_length: str | None) -> None:
         if (

@@ -13,16 +13,12 @@ registration limit and the anonymous rate limits count against.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
-
 from atrium.errors import AtriumError
-from atrium.gateway.app import create_app, reload_auth
-from atrium.serving import ensure_port_free
+from atrium.gateway.app import create_app
+from atrium.serving import EmbeddedServer, ensure_port_free, uvicorn_config
 from atrium.settings import Settings
 from atrium.store import Store
 
@@ -35,27 +31,18 @@ def forwarding(settings: Settings) -> dict[str, Any]:
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}
 
 
-class _EmbeddedServer(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class GatewayServer:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self._app = create_app(settings, store=store)
-        config = uvicorn.Config(
+        config = uvicorn_config(
             self._app,
             host=settings.gateway_host,
             port=settings.gateway_port,
-            log_config=None,  # the CLI configured logging once
-            access_log=False,  # every request is in the audit trail
-            lifespan="on",
-            timeout_graceful_shutdown=10,
+            timeout_s=10,
             **forwarding(settings),
         )
-        self._server = _EmbeddedServer(config)
+        self._server = EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, deadline_s: float = 30.0) -> None:
@@ -78,7 +65,7 @@ class GatewayServer:
         """Stop accepting, let requests in flight finish (10 s at most), run the lifespan's end."""
         if self._task is None:
             return
-        self._app.state.proxy.close_streams()
+        self._app.parts.proxy.close_streams()
         self._server.should_exit = True
         await self._task
 
@@ -87,5 +74,4 @@ class GatewayServer:
         admin`` asks for it through the supervisor's control channel after its change."""
         if not self._server.started:
             return  # the lifespan loads both as it starts
-        state = self._app.state
-        await reload_auth(state.auth, state.proxy.assertions, state.directory.store_or_fail())
+        await self._app.parts.reload_auth()

@@ -18,7 +18,13 @@ from pydantic import BaseModel, ValidationError
 
 from atrium import yamlio
 from atrium.errors import ConfigError, NotFoundError, Problem, display_path
-from atrium.registry.schema import ManifestFile, ServerConfig, ServersFile
+from atrium.registry.schema import (
+    TRANSPORTS,
+    ManifestFile,
+    ServerConfig,
+    ServersFile,
+    port_of,
+)
 from atrium.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
@@ -150,11 +156,15 @@ def _document_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     # pydantic adds "[key]" for a bad mapping key and the tag of a tagged union before the
     # field ("$env", "$env"); the user's document has neither, so drop them.
     out: list[int | str] = []
+    if loc and loc[-1] == "literal":
+        loc = loc[:-1]  # the tag of a literal value, added last
     for index, part in enumerate(loc):
         if part == "[key]":
             continue
         if part in _TAGS and index + 1 < len(loc) and loc[index + 1] == part:
             continue
+        if index == 2 and loc[0] == "mcp_servers" and part in TRANSPORTS:
+            continue  # the model of a transport, picked by ``transport``
         out.append(part)
     return tuple(out)
 
@@ -180,7 +190,7 @@ def _range_problems(
     low, high = port_range
     problems = []
     for entry, document in entries:
-        port = entry.config.port
+        port = port_of(entry.config)
         if port is not None and not low <= port <= high:
             loc = ("mcp_servers", entry.name, "port")
             problems.append(
@@ -210,7 +220,7 @@ def _duplicate_problems(entries: list[tuple[ServerEntry, Any]]) -> list[Problem]
                 )
             )
             continue
-        port = entry.config.port
+        port = port_of(entry.config)
         if port is None:
             continue
         owner = by_port.setdefault(port, entry)

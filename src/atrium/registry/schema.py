@@ -2,9 +2,11 @@
 
 The seed fields come first (``binary``, ``package``, ``port``, ``endpoint``, ``enabled``,
 ``display_in_web``, ``description``, ``oauth``, ``tools``), then ours (``transport``,
-``command``, ``env``, ``url``, ``headers``, ``rate_limit``, ``timeout_s``). Models are frozen and
-reject unknown keys; checks that need the project's settings (the port range) or other files
-(duplicates) live in ``atrium.registry.loader``.
+``command``, ``env``, ``url``, ``headers``, ``rate_limit``, ``timeout_s``). An entry is one of
+three models picked by ``transport`` (``HttpServer``, ``StdioServer``, ``RemoteServer``): only
+hosted servers have a ``port``, only remote ones a ``url``. Models are frozen and reject unknown
+keys; checks that need the project's settings (the port range) or other files (duplicates) live
+in ``atrium.registry.loader``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
     StringConstraints,
     Tag,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
+from pydantic_core import to_jsonable_python
 
 from atrium.registry.globs import validate_glob
 from atrium.settings.sections import RATE_LIMIT
@@ -68,9 +73,32 @@ def _value_kind(value: Any) -> str | None:
     return None
 
 
+_SHELL_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+
+
+def _no_shell_reference(value: str) -> str:
+    # ``${VAR}`` is the .mcp.json way; here it would reach the server as those characters.
+    found = _SHELL_REFERENCE.search(value)
+    if found:
+        raise ValueError(
+            f"{found[0]} is not expanded in server YAML: write {{$env: {found[1]}}} to pass"
+            " the variable's value"
+        )
+    return value
+
+
+def _no_shell_reference_in_command(value: str) -> None:
+    found = _SHELL_REFERENCE.search(value)
+    if found:
+        raise ValueError(
+            f"{found[0]} is not expanded in 'command': pass the value in 'env' as"
+            f" {{{found[1]}: {{$env: {found[1]}}}}} and let the program read it"
+        )
+
+
 # Literal values are allowed for non-secrets; secrets belong in $env / $file references.
 SecretValue = Annotated[
-    Annotated[str, Tag("literal")]
+    Annotated[str, AfterValidator(_no_shell_reference), Tag("literal")]
     | Annotated[EnvRef, Tag("$env")]
     | Annotated[FileRef, Tag("$file")],
     Discriminator(
@@ -124,42 +152,25 @@ class ToolPolicy(_Model):
     scopes: dict[Glob, tuple[Scope, ...]] = Field(default_factory=dict)
 
 
-class ServerConfig(_Model):
-    """One entry of ``mcp_servers:``."""
+class _Server(_Model):
+    """What every entry of ``mcp_servers:`` has, whatever its transport."""
 
     binary: str | None = Field(default=None, min_length=1)
     package: str | None = Field(default=None, min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)
     endpoint: str | None = None
     enabled: bool = True
     display_in_web: bool = True
     description: str = ""
     oauth: OAuthPolicy = OAuthPolicy()
     tools: ToolPolicy = ToolPolicy()
-    transport: Transport = "http"
-    command: tuple[str, ...] | None = None
     env: dict[str, SecretValue] = Field(default_factory=dict)
-    url: str | None = None
-    headers: dict[str, SecretValue] = Field(default_factory=dict)
     rate_limit: str | None = None
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    # A remote server gets the gateway's signed caller assertion (who calls) only when asked:
-    # identities never leak to a third party by default. Hosted servers always get it.
-    forward_identity: bool = False
 
-    @field_validator("command")
-    @classmethod
-    def _non_empty_command(cls, command: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if command is not None and (not command or not command[0]):
-            raise ValueError("must name a program to run, e.g. [npx, -y, some-package]")
-        return command
-
-    @field_validator("endpoint", "url")
+    @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        return _checked_url(value)
 
     @field_validator("env")
     @classmethod
@@ -169,14 +180,6 @@ class ServerConfig(_Model):
                 raise ValueError(f"{name!r} is not a valid environment variable name")
         return env
 
-    @field_validator("headers")
-    @classmethod
-    def _header_names(cls, headers: dict[str, Any]) -> dict[str, Any]:
-        for name in headers:
-            if not HEADER_NAME.match(name):
-                raise ValueError(f"{name!r} is not a valid HTTP header name")
-        return headers
-
     @field_validator("rate_limit")
     @classmethod
     def _rate(cls, value: str | None) -> str | None:
@@ -184,33 +187,11 @@ class ServerConfig(_Model):
             raise ValueError(f"{value!r} is not a rate like 60/minute or 1000/day")
         return value
 
-    @model_validator(mode="after")
-    def _transport_needs(self) -> ServerConfig:
-        # Each transport needs the one thing that tells Atrium how to reach the server.
-        if self.transport == "http" and not (self.binary or self.command):
-            raise ValueError("transport 'http' needs 'binary' (or 'command') to start the server")
-        if self.transport == "stdio" and not self.command:
-            raise ValueError("transport 'stdio' needs 'command', e.g. [uvx, mcp-server-time]")
-        if self.transport == "remote" and not self.url:
-            raise ValueError("transport 'remote' needs 'url'")
-        if self.transport != "remote" and self.port is None:
-            raise ValueError(f"transport '{self.transport}' needs 'port'")
-        if self.transport != "remote" and self.url is not None:
-            raise ValueError("'url' is only for transport 'remote'")
-        if self.headers and self.transport != "remote":
-            raise ValueError("'headers' is only for transport 'remote'")
-        if self.forward_identity and self.transport != "remote":
-            raise ValueError(
-                "'forward_identity' is only for transport 'remote' (hosted servers always get"
-                " the caller assertion)"
-            )
-        return self
-
     def env_references(self) -> list[tuple[str, str]]:
         """``(key path, variable)`` for every ``$env`` reference in ``env`` and ``headers``."""
         found = []
         for section in ("env", "headers"):
-            values: dict[str, SecretValue] = getattr(self, section)
+            values: dict[str, SecretValue] = getattr(self, section, {})
             for key, value in values.items():
                 if isinstance(value, EnvRef):
                     found.append((f"{section}.{key}", value.env))
@@ -219,6 +200,162 @@ class ServerConfig(_Model):
     def to_json(self) -> dict[str, Any]:
         """The plain-JSON form stored in the database and written back to YAML."""
         return self.model_dump(mode="json", by_alias=True)
+
+
+class _Hosted(_Server):
+    """A server Atrium runs itself, on a port of its own."""
+
+    port: int = Field(ge=1, le=65535)
+    command: tuple[str, ...] | None = None
+
+    @field_validator("command")
+    @classmethod
+    def _non_empty_command(cls, command: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if command is not None and (not command or not command[0]):
+            raise ValueError("must name a program to run, e.g. [npx, -y, some-package]")
+        for part in command or ():
+            _no_shell_reference_in_command(part)
+        return command
+
+
+class HttpServer(_Hosted):
+    """``transport: http`` (the default): a program that serves Streamable HTTP on ``port``."""
+
+    transport: Literal["http"] = "http"
+
+
+class StdioServer(_Hosted):
+    """``transport: stdio``: a program speaking MCP on stdin/stdout, bridged to HTTP on ``port``."""
+
+    transport: Literal["stdio"]
+    command: tuple[str, ...]
+
+
+class RemoteServer(_Server):
+    """``transport: remote``: a server elsewhere, reached at ``url``; nothing to start."""
+
+    transport: Literal["remote"]
+    url: str
+    headers: dict[str, SecretValue] = Field(default_factory=dict)
+    # A remote server gets the gateway's signed caller assertion (who calls) only when asked:
+    # identities never leak to a third party by default. Hosted servers always get it.
+    forward_identity: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _checked_url(value)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, headers: dict[str, Any]) -> dict[str, Any]:
+        for name in headers:
+            if not HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+        return headers
+
+
+def _checked_url(value: str | None) -> str | None:
+    if value is not None and not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+TRANSPORTS: dict[str, type[HttpServer | StdioServer | RemoteServer]] = {
+    "http": HttpServer,
+    "stdio": StdioServer,
+    "remote": RemoteServer,
+}
+_REMOTE_ONLY = ("url", "headers", "forward_identity")
+
+
+def _transport_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        transport = value.get("transport", "http")
+        return transport if transport in TRANSPORTS else None
+    # Not a mapping: the default model says what was expected.
+    return getattr(value, "transport", "http")
+
+
+def _transport_needs(value: Any) -> Any:
+    """The rules that tie keys to a transport, said in the YAML's terms before the union picks
+    a model (its own errors would name a missing field of a model the user never wrote). Keys
+    of another transport left at their empty value (the stored form of earlier versions wrote
+    them all) are dropped."""
+    if not isinstance(value, dict) or _transport_of(value) is None:
+        return value
+    transport = value.get("transport", "http")
+    if transport == "http" and not (value.get("binary") or value.get("command")):
+        raise ValueError("transport 'http' needs 'binary' (or 'command') to start the server")
+    if transport == "stdio" and not value.get("command"):
+        raise ValueError("transport 'stdio' needs 'command', e.g. [uvx, mcp-server-time]")
+    if transport == "remote":
+        if not value.get("url"):
+            raise ValueError("transport 'remote' needs 'url'")
+        foreign: tuple[str, ...] = ("port", "command")
+    else:
+        if value.get("port") is None:
+            raise ValueError(f"transport '{transport}' needs 'port'")
+        foreign = _REMOTE_ONLY
+    value = {k: v for k, v in value.items() if not (k in foreign and _empty(v))}
+    for key in foreign:
+        if key in value:
+            raise ValueError(_foreign(key, transport))
+    return value
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value is False or value == {}
+
+
+def _foreign(key: str, transport: str) -> str:
+    if transport == "remote":
+        return f"'{key}' is not for transport 'remote' (Atrium starts nothing for it)"
+    if key == "forward_identity":
+        return (
+            "'forward_identity' is only for transport 'remote' (hosted servers always get"
+            " the caller assertion)"
+        )
+    return f"'{key}' is only for transport 'remote'"
+
+
+# One entry of ``mcp_servers:``: a model per transport, picked by ``transport`` (default http),
+# so a remote server has no port and a hosted one no url.
+ServerConfig = Annotated[
+    Annotated[HttpServer, Tag("http")]
+    | Annotated[StdioServer, Tag("stdio")]
+    | Annotated[RemoteServer, Tag("remote")],
+    Discriminator(
+        _transport_of,
+        custom_error_type="transport",
+        custom_error_message="transport must be 'http', 'stdio' or 'remote'",
+    ),
+    BeforeValidator(_transport_needs),
+]
+_SERVER_CONFIG: TypeAdapter[ServerConfig] = TypeAdapter(ServerConfig)
+
+
+def parse_server_config(data: Any) -> ServerConfig:
+    """One entry of ``mcp_servers:`` (YAML or its stored JSON form) as its transport's model."""
+    return _SERVER_CONFIG.validate_python(data)
+
+
+def default_form(transport: str) -> dict[str, Any]:
+    """The stored (JSON) form of every key with a default, for a server of ``transport``."""
+    model = TRANSPORTS.get(transport, HttpServer)
+    fields = model.model_fields.items()
+    values = {
+        field.alias or name: field.get_default(call_default_factory=True)
+        for name, field in fields
+        if not field.is_required()
+    }
+    form: dict[str, Any] = to_jsonable_python(values, by_alias=True)
+    return form
+
+
+def port_of(config: ServerConfig) -> int | None:
+    """The port Atrium runs ``config`` on; ``None`` for a remote server."""
+    return None if isinstance(config, RemoteServer) else config.port
 
 
 # Path segments the gateway serves itself under /api/v1/mcp/.
@@ -259,18 +396,3 @@ class ExtensionSpec(_Model):
 
 class ManifestFile(_Model):
     extension: ExtensionSpec
-
-
-# Keys whose literal values are secrets; shown as "***" (issue: audit redaction uses the same).
-SECRET_KEY = re.compile(r"(?i)(secret|token|password|passwd|api[_-]?key|auth|credential|private)")
-
-
-def redacted(value: Any, key: str = "") -> Any:
-    """``value`` with literal strings under secret-looking keys replaced by ``***``."""
-    if isinstance(value, dict):
-        return {k: redacted(v, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redacted(item, key) for item in value]
-    if isinstance(value, str) and key and SECRET_KEY.search(key):
-        return "***"
-    return value

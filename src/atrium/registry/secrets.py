@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from atrium.errors import ConfigError, Problem
 from atrium.registry.loader import ServerEntry
-from atrium.registry.schema import EnvRef, FileRef, SecretValue
+from atrium.registry.schema import EnvRef, FileRef, RemoteServer, SecretValue
 from atrium.settings import Settings
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
@@ -24,7 +24,8 @@ def resolve_env(entry: ServerEntry, settings: Settings) -> dict[str, str]:
 
 def resolve_headers(entry: ServerEntry, settings: Settings) -> dict[str, str]:
     """The remote server's ``headers:`` (upstream credentials) with references resolved."""
-    return _resolve(entry, "headers", entry.config.headers, settings)
+    headers = entry.config.headers if isinstance(entry.config, RemoteServer) else {}
+    return _resolve(entry, "headers", headers, settings)
 
 
 def _resolve(

@@ -23,7 +23,7 @@ from ruamel.yaml.comments import CommentedMap
 from atrium import yamlio
 from atrium.errors import display_path
 from atrium.registry.loader import Registry
-from atrium.registry.schema import ServerConfig
+from atrium.registry.schema import ServerConfig, default_form, port_of
 from atrium.store import Store
 from atrium.store.servers import ServerRecord
 
@@ -50,10 +50,35 @@ class FileChange:
     after: str
 
     def diff(self) -> str:
+        return "".join(self._diff_lines())
+
+    def counts(self) -> tuple[int, int]:
+        """Lines (added, removed) by the write."""
+        changed = [line for line in self._diff_lines() if not line.startswith(("+++", "---"))]
+        added = sum(line.startswith("+") for line in changed)
+        return added, sum(line.startswith("-") for line in changed)
+
+    def _diff_lines(self) -> list[str]:
         old = (self.before or "").splitlines(keepends=True)
         new = self.after.splitlines(keepends=True)
         label = self.shown if self.before is not None else "/dev/null"
-        return "".join(difflib.unified_diff(old, new, label, self.shown))
+        return list(difflib.unified_diff(old, new, label, self.shown))
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """What each direction of a sync would change now: ``cloud status``."""
+
+    to_db: list[DbChange]
+    to_disk: list[FileChange]
+
+
+async def sync_status(
+    store: Store, registry: Registry, directory: Path, project_dir: Path
+) -> SyncStatus:
+    """Both plans against one reading of the store; nothing is written."""
+    stored = await store.servers.list()
+    return SyncStatus(plan_to_db(registry, stored), plan_to_disk(stored, directory, project_dir))
 
 
 def record_for(name: str, config: ServerConfig, source: str | None) -> ServerRecord:
@@ -62,7 +87,7 @@ def record_for(name: str, config: ServerConfig, source: str | None) -> ServerRec
         config=config.to_json(),
         enabled=config.enabled,
         transport=config.transport,
-        port=config.port,
+        port=port_of(config),
         source=source,
     )
 
@@ -151,7 +176,7 @@ def yaml_form(config: Mapping[str, Any], existing: Any = None) -> dict[str, Any]
     A new entry also gets the seed's headline keys (``_ALWAYS_WRITTEN``); an existing entry gets
     only what it needs, so a file that already says the same thing is left byte for byte.
     """
-    defaults = ServerConfig.model_construct().model_dump(mode="json", by_alias=True)
+    defaults = default_form(str(config.get("transport", "http")))
     headline = _ALWAYS_WRITTEN if existing is None else ()
     return _tidy(config, defaults, existing, headline)
 

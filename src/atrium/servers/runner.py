@@ -144,7 +144,7 @@ def _callers(options: ServeOptions, name: str) -> AssertionVerifier | None:
         )
         return None
     try:
-        return AssertionVerifier(options.caller_keys, options.name or name)
+        return AssertionVerifier.load(options.caller_keys, options.name or name)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         sys.exit(f"cannot read the caller-assertion keys {options.caller_keys}: {exc}")
 

@@ -10,8 +10,9 @@ uvicorn alone gets this wrong for MCP in two ways:
   ends the GET streams once the calls (every other request) have answered, completing each
   HTTP response so that uvicorn has no half-sent response to complain about.
 * uvicorn re-raises the SIGTERM it handled once it has stopped, so the process dies by the
-  signal (exit -15) however cleanly it stopped. ``_signals_stop`` hands the re-raised signal
-  to a handler that only asks the (already stopped) server to stop, so the process exits 0.
+  signal (exit -15) however cleanly it stopped. ``GracefulServer`` is therefore embedded
+  (``atrium.serving``: uvicorn installs no handlers), and ``_signals_stop`` installs the ones
+  that ask it to stop, so the process exits 0.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import anyio
 import uvicorn
 from sse_starlette.sse import AppStatus
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from atrium.serving import EmbeddedServer, uvicorn_config
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -100,12 +103,12 @@ def _is_event_stream(message: Message) -> bool:
     return False
 
 
-class GracefulServer(uvicorn.Server):
-    """``uvicorn.Server`` serving ``Drain(app)``: on shutdown, calls first, then streams.
+class GracefulServer(EmbeddedServer):
+    """``Drain(app)`` served as every ``atrium`` process serves (``atrium.serving``): on
+    shutdown, calls first, then streams.
 
     uvicorn's own shutdown stops accepting connections and waits (up to ``timeout_s``) for the
-    open ones; meanwhile the streams are ended as soon as the calls are done. Logging is left
-    to the caller (``log_config=None``).
+    open ones; meanwhile the streams are ended as soon as the calls are done.
     """
 
     def __init__(
@@ -114,19 +117,8 @@ class GracefulServer(uvicorn.Server):
         # Streams are ended by Drain, after the calls; sse-starlette must not end them first.
         AppStatus.disable_automatic_graceful_drain()  # type: ignore[no-untyped-call]  # unannotated
         self.drain = Drain(app)
-        config = uvicorn.Config(
-            self.drain,
-            host=host,
-            port=port,
-            log_config=None,
-            log_level=log_level,
-            # No access log: a request line carries its query string, and a redirect aimed at
-            # this port would leave an authorization code there (issue 19 item 11). The gateway
-            # audits every request that reaches a server.
-            access_log=False,
-            timeout_graceful_shutdown=timeout_s,
-            lifespan="on",
-            ws="none",  # MCP is plain HTTP; no WebSocket upgrades to accept
+        config = uvicorn_config(
+            self.drain, timeout_s=timeout_s, host=host, port=port, log_level=log_level
         )
         super().__init__(config)
 
@@ -148,7 +140,7 @@ def serve_until_stopped(
 
 @contextmanager
 def _signals_stop(server: uvicorn.Server) -> Iterator[None]:
-    """While serving, uvicorn installs its own handlers and restores these ones afterwards."""
+    """Stop ``server`` on SIGTERM and SIGINT while it serves; the previous handlers afterwards."""
     previous = {sig: signal.signal(sig, server.handle_exit) for sig in STOP_SIGNALS}
     try:
         yield

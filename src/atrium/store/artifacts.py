@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Row, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.store.errors import translated
 from atrium.store.servers import Clock, utc_now
 from atrium.store.tables import artifacts
+from atrium.store.transaction import reading, writing
 
 
 @dataclass(frozen=True)
@@ -53,19 +53,17 @@ class ArtifactQueries:
             content=content,
             created_at=self._clock(),
         )
-        # A plain transaction, not write_transaction: an insert under a fresh random key reads
+        # A plain transaction, without a lock: an insert under a fresh random key reads
         # nothing first, so there is no read-then-write race for a lock to prevent.
-        with translated(self._engine.url, f"save an artifact of {server}/{tool}"):
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(artifacts).values(**_values(record)))
+        async with writing(self._engine, f"save an artifact of {server}/{tool}") as conn:
+            await conn.execute(insert(artifacts).values(**_values(record)))
         return record
 
     async def get(self, artifact_id: str) -> ArtifactRecord | None:
         """The artifact with ``artifact_id``, or None."""
         query = select(artifacts).where(artifacts.c.id == artifact_id)
-        with translated(self._engine.url, f"read artifact '{artifact_id}'"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
+        async with reading(self._engine, f"read artifact '{artifact_id}'") as conn:
+            row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
     async def list_recent(self, limit: int = 20) -> builtins.list[ArtifactRecord]:
@@ -77,9 +75,8 @@ class ArtifactQueries:
             .order_by(artifacts.c.created_at.desc(), artifacts.c.id.desc())
             .limit(limit)
         )
-        with translated(self._engine.url, "list artifacts"):
-            async with self._engine.connect() as conn:
-                return [_record(row) for row in await conn.execute(query)]
+        async with reading(self._engine, "list artifacts") as conn:
+            return [_record(row) for row in await conn.execute(query)]
 
 
 def _values(record: ArtifactRecord) -> dict[str, Any]:

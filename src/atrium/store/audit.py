@@ -16,8 +16,8 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, Row, Select, case, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.store.errors import translated
 from atrium.store.tables import audit_events
+from atrium.store.transaction import reading, writing
 
 Outcome = Literal["ok", "tool_error", "jsonrpc_error", "http_error"]
 Origin = Literal["external", "in-app"]
@@ -95,9 +95,8 @@ class AuditQueries:
         if not events:
             return
         rows = [{name: getattr(event, name) for name in _FIELDS} for event in events]
-        with translated(self._engine.url, f"write {len(rows)} audit records"):
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(audit_events), rows)
+        async with writing(self._engine, f"write {len(rows)} audit records") as conn:
+            await conn.execute(insert(audit_events), rows)
 
     async def list_recent(
         self,
@@ -116,9 +115,37 @@ class AuditQueries:
             query = query.where(audit_events.c.subject == subject)
         if since is not None:
             query = query.where(audit_events.c.at >= since)
-        with translated(self._engine.url, "list audit records"):
-            async with self._engine.connect() as conn:
-                return [_record(row) for row in await conn.execute(query)]
+        async with reading(self._engine, "list audit records") as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def tool_calls(
+        self,
+        limit: int | None = None,
+        *,
+        server: str | None = None,
+        since: datetime | None = None,
+        subject: str | None = None,
+        failed_only: bool = False,
+    ) -> builtins.list[AuditRecord]:
+        """The ``limit`` newest ``tools/call`` records (all when ``None``), oldest first;
+        optionally of one server, since a time, of one caller, or only those not ``ok``."""
+        query = (
+            select(audit_events)
+            .where(audit_events.c.tool.is_not(None))
+            .order_by(audit_events.c.id.desc())
+        )
+        if limit is not None:
+            query = query.limit(max(limit, 1))
+        if server is not None:
+            query = query.where(audit_events.c.server == server)
+        if subject is not None:
+            query = query.where(audit_events.c.subject == subject)
+        if since is not None:
+            query = query.where(audit_events.c.at >= since)
+        if failed_only:
+            query = query.where(audit_events.c.outcome != "ok")
+        async with reading(self._engine, "list tool calls") as conn:
+            return [_record(row) for row in await conn.execute(query)][::-1]
 
     async def for_request(
         self, request_id: str, *, subject: str | None = None
@@ -132,9 +159,8 @@ class AuditQueries:
         )
         if subject is not None:
             query = query.where(audit_events.c.subject == subject)
-        with translated(self._engine.url, f"read audit records of request {request_id}"):
-            async with self._engine.connect() as conn:
-                return [_record(row) for row in await conn.execute(query)]
+        async with reading(self._engine, f"read audit records of request {request_id}") as conn:
+            return [_record(row) for row in await conn.execute(query)]
 
     async def usage(
         self, since: datetime, by: UsageBy = "server", *, subject: str | None = None
@@ -142,9 +168,8 @@ class AuditQueries:
         """Requests since ``since`` summed per group, busiest first; ``by="tool"`` counts only
         ``tools/call`` requests; with ``subject``, only that caller's."""
         query = _usage_query(since, _USAGE_KEYS[by], tools_only=by == "tool", subject=subject)
-        with translated(self._engine.url, "sum the audit records"):
-            async with self._engine.connect() as conn:
-                return [_usage_row(row, by) for row in await conn.execute(query)]
+        async with reading(self._engine, "sum the audit records") as conn:
+            return [_usage_row(row, by) for row in await conn.execute(query)]
 
 
 def _usage_query(

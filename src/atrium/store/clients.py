@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Row, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.store.errors import AlreadyExists, translated
+from atrium.store.errors import AlreadyExists
 from atrium.store.servers import Clock, utc_now
 from atrium.store.tables import oauth_clients
-from atrium.store.transaction import write_transaction
+from atrium.store.transaction import reading, writing
 
 ClientKind = Literal["dynamic", "confidential", "metadata"]
 
@@ -48,6 +48,9 @@ class ClientRecord:
     created_at: datetime | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    # The secret before the last rotation, and until when it still authenticates.
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: datetime | None = None
 
 
 class ClientQueries:
@@ -63,18 +66,16 @@ class ClientQueries:
         exists = select(oauth_clients.c.client_id).where(
             oauth_clients.c.client_id == record.client_id
         )
-        with translated(self._engine.url, f"add client '{record.client_id}'"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                if (await conn.execute(exists)).first() is not None:
-                    raise AlreadyExists(self._engine.url, "client", record.client_id)
-                await conn.execute(insert(oauth_clients).values(**row))
+        async with writing(self._engine, f"add client '{record.client_id}'", lock=_LOCK) as conn:
+            if (await conn.execute(exists)).first() is not None:
+                raise AlreadyExists(self._engine.url, "client", record.client_id)
+            await conn.execute(insert(oauth_clients).values(**row))
 
     async def get(self, client_id: str) -> ClientRecord | None:
         """The client ``client_id``, revoked or not, or None."""
         query = select(oauth_clients).where(oauth_clients.c.client_id == client_id)
-        with translated(self._engine.url, f"read client '{client_id}'"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
+        async with reading(self._engine, f"read client '{client_id}'") as conn:
+            row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
     async def list(self, kind: ClientKind | None = None) -> builtins.list[ClientRecord]:
@@ -84,9 +85,8 @@ class ClientQueries:
         )
         if kind is not None:
             query = query.where(oauth_clients.c.kind == kind)
-        with translated(self._engine.url, "list clients"):
-            async with self._engine.connect() as conn:
-                return [_record(row) for row in await conn.execute(query)]
+        async with reading(self._engine, "list clients") as conn:
+            return [_record(row) for row in await conn.execute(query)]
 
     async def revoke(self, client_id: str) -> bool:
         """Mark the client revoked (a second revoke keeps the first time); False if unknown."""
@@ -96,11 +96,38 @@ class ClientQueries:
             .values(revoked_at=self._clock())
         )
         exists = select(oauth_clients.c.client_id).where(oauth_clients.c.client_id == client_id)
-        with translated(self._engine.url, f"revoke client '{client_id}'"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                if (await conn.execute(statement)).rowcount == 1:
-                    return True
-                return (await conn.execute(exists)).first() is not None
+        async with writing(self._engine, f"revoke client '{client_id}'", lock=_LOCK) as conn:
+            if (await conn.execute(statement)).rowcount == 1:
+                return True
+            return (await conn.execute(exists)).first() is not None
+
+    async def rotate_secret(
+        self, client_id: str, secret_hash: str, overlap: timedelta
+    ) -> ClientRecord | None:
+        """Give a live client that has a secret a new one (its hash); the current one becomes
+        the previous secret until ``overlap`` from now (a zero overlap ends it at once, and a
+        second rotation ends the one before). The client as it is now, or None if no live
+        client with a secret is ``client_id``."""
+        keeps = overlap > timedelta(0)
+        statement = (
+            update(oauth_clients)
+            .where(
+                oauth_clients.c.client_id == client_id,
+                oauth_clients.c.secret_hash.is_not(None),
+                oauth_clients.c.revoked_at.is_(None),
+            )
+            .values(
+                secret_hash=secret_hash,
+                previous_secret_hash=oauth_clients.c.secret_hash if keeps else None,
+                previous_secret_expires_at=self._clock() + overlap if keeps else None,
+            )
+        )
+        query = select(oauth_clients).where(oauth_clients.c.client_id == client_id)
+        async with writing(self._engine, f"rotate the secret of client '{client_id}'") as conn:
+            if (await conn.execute(statement)).rowcount != 1:
+                return None
+            row = (await conn.execute(query)).one()
+        return _record(row)
 
     async def touch(self, client_id: str) -> None:
         """Record that the client was issued a token now (an unknown id changes nothing)."""
@@ -109,18 +136,16 @@ class ClientQueries:
             .where(oauth_clients.c.client_id == client_id)
             .values(last_used_at=self._clock())
         )
-        with translated(self._engine.url, f"touch client '{client_id}'"):
-            async with self._engine.begin() as conn:
-                await conn.execute(statement)
+        async with writing(self._engine, f"touch client '{client_id}'") as conn:
+            await conn.execute(statement)
 
     async def count(self, kind: ClientKind) -> int:
         """How many clients of ``kind`` are not revoked: the cap on dynamic registration."""
         query = select(func.count()).where(
             oauth_clients.c.kind == kind, oauth_clients.c.revoked_at.is_(None)
         )
-        with translated(self._engine.url, f"count {kind} clients"):
-            async with self._engine.connect() as conn:
-                return int(await conn.scalar(query) or 0)
+        async with reading(self._engine, f"count {kind} clients") as conn:
+            return int(await conn.scalar(query) or 0)
 
     async def delete_unused(self, kind: ClientKind, older_than: datetime) -> int:
         """Delete the clients of ``kind`` created before ``older_than`` and never used.
@@ -133,9 +158,8 @@ class ClientQueries:
             oauth_clients.c.last_used_at.is_(None),
             oauth_clients.c.created_at < older_than,
         )
-        with translated(self._engine.url, f"delete unused {kind} clients"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                result = await conn.execute(statement)
+        async with writing(self._engine, f"delete unused {kind} clients", lock=_LOCK) as conn:
+            result = await conn.execute(statement)
         return result.rowcount
 
     async def delete_oldest_unused(self, kind: ClientKind, count: int) -> int:
@@ -154,13 +178,14 @@ class ClientQueries:
             .order_by(oauth_clients.c.created_at, oauth_clients.c.client_id)
             .limit(count)
         )
-        with translated(self._engine.url, f"delete the oldest unused {kind} clients"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                victims = list(await conn.scalars(oldest))
-                if not victims:
-                    return 0
-                statement = delete(oauth_clients).where(oauth_clients.c.client_id.in_(victims))
-                result = await conn.execute(statement)
+        async with writing(
+            self._engine, f"delete the oldest unused {kind} clients", lock=_LOCK
+        ) as conn:
+            victims = list(await conn.scalars(oldest))
+            if not victims:
+                return 0
+            statement = delete(oauth_clients).where(oauth_clients.c.client_id.in_(victims))
+            result = await conn.execute(statement)
         return result.rowcount
 
 

@@ -31,7 +31,6 @@ from typing import Any, Literal
 from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from atrium.store.errors import translated
 from atrium.store.servers import Clock, utc_now
 from atrium.store.tables import (
     authorization_codes,
@@ -39,7 +38,7 @@ from atrium.store.tables import (
     revocations,
     subject_revocations,
 )
-from atrium.store.transaction import write_transaction
+from atrium.store.transaction import reading, writing
 
 RotationOutcome = Literal["rotated", "reused", "revoked", "unknown"]
 RevocationKind = Literal["jti", "family"]
@@ -116,16 +115,14 @@ class GrantQueries:
             "used_at": None,
         }
         # A plain transaction: an insert under a fresh random key reads nothing first.
-        with translated(self._engine.url, "store an authorization code"):
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(authorization_codes).values(**row))
+        async with writing(self._engine, "store an authorization code") as conn:
+            await conn.execute(insert(authorization_codes).values(**row))
 
     async def get_code(self, code_hash: str) -> CodeRecord | None:
         """The code with ``code_hash``, used or expired alike, or None; marks nothing."""
         query = select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
-        with translated(self._engine.url, "read an authorization code"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
+        async with reading(self._engine, "read an authorization code") as conn:
+            row = (await conn.execute(query)).first()
         return None if row is None else _code(row)
 
     async def consume_code(self, code_hash: str) -> tuple[CodeRecord | None, bool]:
@@ -144,26 +141,23 @@ class GrantQueries:
             .values(used_at=self._clock())
         )
         query = select(authorization_codes).where(authorization_codes.c.code_hash == code_hash)
-        with translated(self._engine.url, "consume an authorization code"):
-            async with write_transaction(self._engine, _CODES_LOCK) as conn:
-                first_use = (await conn.execute(mark)).rowcount == 1
-                row = (await conn.execute(query)).first()
+        async with writing(self._engine, "consume an authorization code", lock=_CODES_LOCK) as conn:
+            first_use = (await conn.execute(mark)).rowcount == 1
+            row = (await conn.execute(query)).first()
         if row is None:
             return None, False
         return _code(row), not first_use
 
     async def add_refresh(self, record: RefreshRecord) -> None:
         """Store a new refresh token (revoked at once if its family is revoked)."""
-        with translated(self._engine.url, "store a refresh token"):
-            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
-                await _insert_refresh(conn, record, self._clock())
+        async with writing(self._engine, "store a refresh token", lock=_TOKENS_LOCK) as conn:
+            await _insert_refresh(conn, record, self._clock())
 
     async def get_refresh(self, token_hash: str) -> RefreshRecord | None:
         """The refresh token with ``token_hash``, rotated, revoked or expired alike, or None."""
         query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-        with translated(self._engine.url, "read a refresh token"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
+        async with reading(self._engine, "read a refresh token") as conn:
+            row = (await conn.execute(query)).first()
         return None if row is None else _refresh(row)
 
     async def rotate_refresh(self, old_hash: str, new: RefreshRecord) -> RotationOutcome:
@@ -183,12 +177,11 @@ class GrantQueries:
             )
             .values(rotated_at=now)
         )
-        with translated(self._engine.url, "rotate a refresh token"):
-            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
-                if (await conn.execute(retire)).rowcount == 1:
-                    await _insert_refresh(conn, new, now)
-                    return "rotated"
-                return await _why_not_rotated(conn, old_hash)
+        async with writing(self._engine, "rotate a refresh token", lock=_TOKENS_LOCK) as conn:
+            if (await conn.execute(retire)).rowcount == 1:
+                await _insert_refresh(conn, new, now)
+                return "rotated"
+            return await _why_not_rotated(conn, old_hash)
 
     async def revoke_family(self, family_id: str, expires_at: datetime) -> int:
         """Revoke every refresh token of the family and record the family as revoked.
@@ -202,17 +195,15 @@ class GrantQueries:
             .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=now)
         )
-        with translated(self._engine.url, "revoke a token family"):
-            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
-                revoked = (await conn.execute(statement)).rowcount
-                await _record_revocation(conn, family_id, "family", expires_at, now)
+        async with writing(self._engine, "revoke a token family", lock=_TOKENS_LOCK) as conn:
+            revoked = (await conn.execute(statement)).rowcount
+            await _record_revocation(conn, family_id, "family", expires_at, now)
         return revoked
 
     async def revoke_jti(self, jti: str, expires_at: datetime) -> None:
         """Record the access token ``jti`` as revoked until ``expires_at``; idempotent."""
-        with translated(self._engine.url, "revoke an access token"):
-            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
-                await _record_revocation(conn, jti, "jti", expires_at, self._clock())
+        async with writing(self._engine, "revoke an access token", lock=_TOKENS_LOCK) as conn:
+            await _record_revocation(conn, jti, "jti", expires_at, self._clock())
 
     async def revoke_subject(
         self, subject: str, keep_for: timedelta, *, revoke_refresh: bool
@@ -229,19 +220,20 @@ class GrantQueries:
         unused_codes = delete(authorization_codes).where(
             codes.user_id == subject, codes.used_at.is_(None)
         )
-        with translated(self._engine.url, f"revoke the tokens of {subject}"):
-            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
-                await _record_subject(conn, subject, now, now + keep_for)
-                await conn.execute(unused_codes)
-                if revoke_refresh:
-                    await conn.execute(
-                        update(refresh_tokens)
-                        .where(
-                            refresh_tokens.c.subject == subject,
-                            refresh_tokens.c.revoked_at.is_(None),
-                        )
-                        .values(revoked_at=now)
+        async with writing(
+            self._engine, f"revoke the tokens of {subject}", lock=_TOKENS_LOCK
+        ) as conn:
+            await _record_subject(conn, subject, now, now + keep_for)
+            await conn.execute(unused_codes)
+            if revoke_refresh:
+                await conn.execute(
+                    update(refresh_tokens)
+                    .where(
+                        refresh_tokens.c.subject == subject,
+                        refresh_tokens.c.revoked_at.is_(None),
                     )
+                    .values(revoked_at=now)
+                )
         return now
 
     async def active_revocations(self) -> dict[str, RevocationKind]:
@@ -249,9 +241,8 @@ class GrantQueries:
         query = select(revocations.c.key, revocations.c.kind).where(
             revocations.c.expires_at > self._clock() - REVOCATION_MARGIN
         )
-        with translated(self._engine.url, "read the revocations"):
-            async with self._engine.connect() as conn:
-                return {key: kind for key, kind in await conn.execute(query)}
+        async with reading(self._engine, "read the revocations") as conn:
+            return {key: kind for key, kind in await conn.execute(query)}
 
     async def active_subject_revocations(self) -> dict[str, datetime]:
         """Every subject revocation not yet expired: subject -> until when its tokens are."""
@@ -259,19 +250,17 @@ class GrantQueries:
         query = select(table.subject, table.revoked_before).where(
             table.expires_at > self._clock() - REVOCATION_MARGIN
         )
-        with translated(self._engine.url, "read the subject revocations"):
-            async with self._engine.connect() as conn:
-                return {subject: before for subject, before in await conn.execute(query)}
+        async with reading(self._engine, "read the subject revocations") as conn:
+            return {subject: before for subject, before in await conn.execute(query)}
 
     async def revocations_fingerprint(self) -> Fingerprint:
         """Row counts and newest times of both revocation tables: moves whenever a revocation
         is added, renewed or purged."""
         tokens = select(func.count(), func.max(revocations.c.created_at))
         subjects = select(func.count(), func.max(subject_revocations.c.revoked_before))
-        with translated(self._engine.url, "read the revocations' fingerprint"):
-            async with self._engine.connect() as conn:
-                count, newest = (await conn.execute(tokens)).one()
-                subject_count, subject_newest = (await conn.execute(subjects)).one()
+        async with reading(self._engine, "read the revocations' fingerprint") as conn:
+            count, newest = (await conn.execute(tokens)).one()
+            subject_count, subject_newest = (await conn.execute(subjects)).one()
         return int(count), newest, int(subject_count), subject_newest
 
     async def purge_expired(self) -> int:
@@ -295,9 +284,8 @@ class GrantQueries:
                 subject_revocations.c.expires_at < now - REVOCATION_MARGIN
             ),
         ]
-        with translated(self._engine.url, "purge expired grants"):
-            async with write_transaction(self._engine, _TOKENS_LOCK) as conn:
-                return sum([(await conn.execute(s)).rowcount for s in statements])
+        async with writing(self._engine, "purge expired grants", lock=_TOKENS_LOCK) as conn:
+            return sum([(await conn.execute(s)).rowcount for s in statements])
 
 
 async def _insert_refresh(conn: AsyncConnection, record: RefreshRecord, now: datetime) -> None:

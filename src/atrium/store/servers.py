@@ -12,9 +12,8 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from atrium.store.errors import translated
 from atrium.store.tables import mcp_servers
-from atrium.store.transaction import write_transaction
+from atrium.store.transaction import reading, writing
 
 Clock = Callable[[], datetime]
 
@@ -55,25 +54,22 @@ class ServerQueries:
 
     async def list(self) -> builtins.list[ServerRecord]:
         """Every stored server, ordered by name."""
-        with translated(self._engine.url, "list servers"):
-            async with self._engine.connect() as conn:
-                result = await conn.execute(select(mcp_servers).order_by(mcp_servers.c.name))
-                return [_record(row) for row in result]
+        async with reading(self._engine, "list servers") as conn:
+            result = await conn.execute(select(mcp_servers).order_by(mcp_servers.c.name))
+            return [_record(row) for row in result]
 
     async def fingerprint(self) -> tuple[int, datetime | None]:
         """Row count and newest ``updated_at``: changes whenever any server is saved or deleted."""
         query = select(func.count(), func.max(mcp_servers.c.updated_at))
-        with translated(self._engine.url, "read the servers' fingerprint"):
-            async with self._engine.connect() as conn:
-                count, newest = (await conn.execute(query)).one()
+        async with reading(self._engine, "read the servers' fingerprint") as conn:
+            count, newest = (await conn.execute(query)).one()
         return int(count), newest
 
     async def get(self, name: str) -> ServerRecord | None:
         """The server called ``name``, or None."""
         query = select(mcp_servers).where(mcp_servers.c.name == name)
-        with translated(self._engine.url, f"read server '{name}'"):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(query)).first()
+        async with reading(self._engine, f"read server '{name}'") as conn:
+            row = (await conn.execute(query)).first()
         return None if row is None else _record(row)
 
     async def save(self, records: Sequence[ServerRecord]) -> None:
@@ -89,18 +85,16 @@ class ServerQueries:
         if not records:
             return
         now = self._clock()
-        with translated(self._engine.url, "save servers"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                await _upsert(conn, records, now)
+        async with writing(self._engine, "save servers", lock=_LOCK) as conn:
+            await _upsert(conn, records, now)
 
     async def delete(self, names: Sequence[str]) -> int:
         """Delete the servers called ``names``; return how many existed."""
         if not names:
             return 0
         statement = delete(mcp_servers).where(mcp_servers.c.name.in_(names))
-        with translated(self._engine.url, "delete servers"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                result = await conn.execute(statement)
+        async with writing(self._engine, "delete servers", lock=_LOCK) as conn:
+            result = await conn.execute(statement)
         return result.rowcount
 
 

@@ -148,6 +148,9 @@ oauth_clients = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+    # After ``atrium admin clients rotate-secret``: the secret before, valid until its expiry.
+    Column("previous_secret_hash", String(128), nullable=True),
+    Column("previous_secret_expires_at", UTCDateTime, nullable=True),
     CheckConstraint("kind IN ('dynamic', 'confidential', 'metadata')", name="kind"),
 )
 

@@ -20,10 +20,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, Row, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from atrium.store.errors import AlreadyExists, translated
+from atrium.store.errors import AlreadyExists
 from atrium.store.servers import Clock, utc_now
 from atrium.store.tables import users
-from atrium.store.transaction import write_transaction
+from atrium.store.transaction import reading, writing
 
 _LOCK = "users"
 
@@ -56,11 +56,10 @@ class UserQueries:
         taken = select(users.c.username).where(
             or_(users.c.username == record.username, users.c.id == record.id)
         )
-        with translated(self._engine.url, f"add user '{record.username}'"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                if (await conn.execute(taken)).first() is not None:
-                    raise AlreadyExists(self._engine.url, "user", record.username)
-                await conn.execute(insert(users).values(**row))
+        async with writing(self._engine, f"add user '{record.username}'", lock=_LOCK) as conn:
+            if (await conn.execute(taken)).first() is not None:
+                raise AlreadyExists(self._engine.url, "user", record.username)
+            await conn.execute(insert(users).values(**row))
 
     async def get(self, user_id: str) -> UserRecord | None:
         """The user whose id (token ``sub``) is ``user_id``, or None."""
@@ -73,9 +72,8 @@ class UserQueries:
     async def list(self) -> builtins.list[UserRecord]:
         """Every user, disabled ones too, ordered by username."""
         query = select(users).order_by(users.c.username)
-        with translated(self._engine.url, "list users"):
-            async with self._engine.connect() as conn:
-                return [_record(row) for row in await conn.execute(query)]
+        async with reading(self._engine, "list users") as conn:
+            return [_record(row) for row in await conn.execute(query)]
 
     async def set_role(self, username: str, role: str) -> bool:
         """Give the user ``role``; False if there is no such user."""
@@ -96,32 +94,26 @@ class UserQueries:
             .where(users.c.id == user_id)
             .values(session_epoch=users.c.session_epoch + 1)
         )
-        with translated(self._engine.url, f"end the sessions of user {user_id}"):
-            async with self._engine.begin() as conn:
-                result = await conn.execute(statement)
+        async with writing(self._engine, f"end the sessions of user {user_id}") as conn:
+            result = await conn.execute(statement)
         return result.rowcount == 1
 
     async def delete(self, username: str) -> UserRecord | None:
         """Delete the user called ``username``; the deleted record, or None if there was none."""
-        with translated(self._engine.url, f"delete user '{username}'"):
-            async with write_transaction(self._engine, _LOCK) as conn:
-                row = (
-                    await conn.execute(select(users).where(users.c.username == username))
-                ).first()
-                if row is not None:
-                    await conn.execute(delete(users).where(users.c.username == username))
+        async with writing(self._engine, f"delete user '{username}'", lock=_LOCK) as conn:
+            row = (await conn.execute(select(users).where(users.c.username == username))).first()
+            if row is not None:
+                await conn.execute(delete(users).where(users.c.username == username))
         return None if row is None else _record(row)
 
     async def count(self) -> int:
         """How many users are stored, disabled ones included."""
-        with translated(self._engine.url, "count users"):
-            async with self._engine.connect() as conn:
-                return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
+        async with reading(self._engine, "count users") as conn:
+            return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
 
     async def _one(self, condition: ColumnElement[bool], action: str) -> UserRecord | None:
-        with translated(self._engine.url, action):
-            async with self._engine.connect() as conn:
-                row = (await conn.execute(select(users).where(condition))).first()
+        async with reading(self._engine, action) as conn:
+            row = (await conn.execute(select(users).where(condition))).first()
         return None if row is None else _record(row)
 
     async def _change(self, username: str, action: str, **values: Any) -> bool:
@@ -131,9 +123,8 @@ class UserQueries:
             .where(users.c.username == username)
             .values(**values, session_epoch=users.c.session_epoch + 1, updated_at=self._clock())
         )
-        with translated(self._engine.url, f"{action} user '{username}'"):
-            async with self._engine.begin() as conn:
-                result = await conn.execute(statement)
+        async with writing(self._engine, f"{action} user '{username}'") as conn:
+            result = await conn.execute(statement)
         return result.rowcount == 1
 
 

@@ -14,6 +14,7 @@ import aiohttp
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import ServerEntry
+from atrium.registry.schema import RemoteServer
 from atrium.registry.secrets import resolve_headers
 from atrium.settings import Settings
 
@@ -26,7 +27,9 @@ class Probe:
 
 
 async def probe_remote(entry: ServerEntry, settings: Settings, timeout_s: float = 5.0) -> Probe:
-    assert entry.config.url is not None  # the schema requires url for remote servers
+    if not isinstance(entry.config, RemoteServer):
+        raise TypeError(f"server '{entry.name}' is not remote: there is nothing to probe")
+    url = entry.config.url
     started = time.monotonic()
     try:
         headers = resolve_headers(entry, settings)
@@ -37,7 +40,7 @@ async def probe_remote(entry: ServerEntry, settings: Settings, timeout_s: float 
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.get(entry.config.url, headers=headers, allow_redirects=False) as response,
+            http.get(url, headers=headers, allow_redirects=False) as response,
         ):
             status = response.status
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:

@@ -3,6 +3,11 @@
 As a child subreaper, the supervisor inherits the grandchildren of a server that died. They are
 not ours to keep: each is sent SIGKILL with its process group and reaped, so that stopping or
 crashing a server never leaves a stdio server or a node process running.
+
+Why not ``psutil``: being a child subreaper (``PR_SET_CHILD_SUBREAPER``) is Linux-only, so this
+never runs where ``/proc`` is missing, and the two reads it needs (a parent pid, an environment)
+are the ones ``psutil`` would make from the same files. A compiled dependency for two file
+reads, off the request path, is not worth its weight.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from pathlib import Path
 from atrium.auth.assertion import PUBLIC_FILE, ensure_caller_keys
 from atrium.errors import AtriumError
 from atrium.registry.loader import ServerEntry
+from atrium.registry.schema import HttpServer, RemoteServer, StdioServer
 from atrium.registry.secrets import resolve_env
 from atrium.scaffold import BUILTIN_SERVERS
 from atrium.settings import CALLER_KEYS_VARIABLE, ENV_OVERRIDES, Settings
@@ -56,7 +57,7 @@ class LaunchSpec:
 def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
     """The spec for a hosted (http or stdio) server; raises if it cannot be started."""
     config = entry.config
-    if config.transport == "remote" or config.port is None:
+    if isinstance(config, RemoteServer):
         raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
     env = {k: v for k, v in settings.environ.items() if _ALLOWED.match(k)}
     env.update(resolve_env(entry, settings))
@@ -69,7 +70,7 @@ def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
         PYTHONUNBUFFERED="1",  # log lines reach the log file as they are written
     )
     env[CALLER_KEYS_VARIABLE] = str(settings.state_dir / PUBLIC_FILE)
-    program, argv = _command(entry, settings)
+    program, argv = _command(entry, config, settings)
     if program in _BUILTIN_BINARIES or Path(program).name in _BUILTIN_BINARIES:
         env.update({k: v for k, v in settings.environ.items() if k in ENV_OVERRIDES})
     return LaunchSpec(
@@ -85,18 +86,17 @@ def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
     )
 
 
-def _command(entry: ServerEntry, settings: Settings) -> tuple[str, tuple[str, ...]]:
-    config = entry.config
+def _command(
+    entry: ServerEntry, config: HttpServer | StdioServer, settings: Settings
+) -> tuple[str, tuple[str, ...]]:
     port = str(config.port)
-    if config.transport == "stdio":
-        assert config.command is not None  # the schema requires it for stdio
+    if isinstance(config, StdioServer):
         program = find_program(entry, config.command[0], settings)
         bridge = (sys.executable, "-m", "atrium.bridge", "--name", entry.name)
         return program, (*bridge, "--port", port, "--", program, *config.command[1:])
-    if config.binary:
-        program = find_program(entry, config.binary, settings)
+    if config.binary or not config.command:  # the schema asks for one of the two
+        program = find_program(entry, config.binary or "", settings)
         return program, (program, "--port", port, "--project", str(settings.project_dir))
-    assert config.command is not None  # the schema requires binary or command for http
     program = find_program(entry, config.command[0], settings)
     values = {"port": port, "project": str(settings.project_dir)}
     return program, (program, *(_fill(arg, values) for arg in config.command[1:]))

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
+from atrium.registry.schema import ServerConfig, port_of
 from atrium.runstate import RuntimeState, ServerStatus, run_dir, write_state
 from atrium.settings import SUPERVISOR_VARIABLE, Settings
 from atrium.supervisor.process import ManagedProcess
@@ -195,11 +196,14 @@ class Supervisor:
     async def _stop_one(self, name: str) -> None:
         status = self.state.servers.get(name)
         process = self._processes.pop(name, None)
-        if status is None or process is None:
+        watcher = self._watchers.get(name)
+        # A server between two tries (backoff) has no process, only its watcher to cancel.
+        if status is None or (process is None and (watcher is None or watcher.done())):
             return
         self._set(status, state="stopping")
         watcher = self._watchers.pop(name, None)
-        await process.stop()
+        if process is not None:
+            await process.stop()
         if watcher is not None:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -209,12 +213,39 @@ class Supervisor:
             await restarted.stop()
         self._set(status, state="stopped", pid=None, started_at=None)
 
-    async def restart(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
-        """Stop, re-read the registry (the YAML may have changed), start again."""
-        targets = [e.name for e in self.hosted(names)]
+    async def reload(self) -> Reloaded:
+        """Read the registry as it is now and stop what left it.
+
+        An invalid registry raises before anything changes. A server removed from it, disabled
+        or turned remote stops; a removed (or remote) one leaves the state, so ``status`` no
+        longer shows it. Running servers whose configuration changed are only named: the
+        caller restarts them (``restart(..., also=changed)``).
+        """
+        if self._load_registry is None:
+            return Reloaded()
+        new = await self._load_registry()
+        old, running = self.registry, self._running()
+        gone = [name for name in self.state.servers if not _runs(new.servers.get(name))]
+        await asyncio.gather(*(self._stop_one(name) for name in gone))
+        self.registry = new
+        for name in gone:
+            if name not in new.servers or new.servers[name].config.transport == "remote":
+                del self.state.servers[name]
+                self._crashes.pop(name, None)
+        changed = [n for n in running if n not in gone and _config(new, n) != _config(old, n)]
+        for name in changed:
+            fresh = _status(new.servers[name])
+            self._set(self.state.servers[name], port=fresh.port, transport=fresh.transport)
+        write_state(self.settings.state_dir, self.state)
+        return Reloaded(tuple(n for n in gone if n in running), tuple(changed))
+
+    async def restart(
+        self, names: Iterable[str] | None = None, *, also: Iterable[str] = ()
+    ) -> dict[str, str | None]:
+        """Stop and start again ``names`` (or every enabled server) and the servers ``also``
+        names; their crash counts start over."""
+        targets = list(dict.fromkeys([*(e.name for e in self.hosted(names)), *also]))
         await self.stop(targets)
-        if self._load_registry is not None:
-            self.registry = await self._load_registry()
         for name in targets:
             self._crashes.pop(name, None)
         return await self.start(targets)
@@ -237,8 +268,28 @@ class Supervisor:
         write_state(self.settings.state_dir, self.state)
 
 
+@dataclass(frozen=True)
+class Reloaded:
+    """What reading the registry again changed: running servers it stopped (removed or
+    disabled), and running servers whose configuration changed (to restart)."""
+
+    stopped: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
+def _config(registry: Registry, name: str) -> ServerConfig | None:
+    entry = registry.servers.get(name)
+    return None if entry is None else entry.config
+
+
+def _runs(entry: ServerEntry | None) -> bool:
+    """Whether the supervisor may run ``entry``: it exists, is enabled and is not remote."""
+    return entry is not None and entry.config.enabled and entry.config.transport != "remote"
+
+
 def _status(entry: ServerEntry) -> ServerStatus:
-    return ServerStatus(name=entry.name, transport=entry.config.transport, port=entry.config.port)
+    config = entry.config
+    return ServerStatus(name=entry.name, transport=config.transport, port=port_of(config))
 
 
 def _become_subreaper() -> None:

@@ -75,6 +75,15 @@ def add_input_required_tools(server: MCPServer[Any]) -> None:
         uris = ", ".join(str(root.uri) for root in answer.roots) or "none"
         return f"Client roots ({len(answer.roots)}): {uris}"
 
+    add_request_state_tools(server)
+    add_multiple_inputs_tools(server)
+    add_multi_round_tool(server)
+    add_input_required_prompt(server)
+
+
+def add_request_state_tools(server: MCPServer[Any]) -> None:
+    """State the server writes into ``requestState`` and reads back, or refuses altered."""
+
     @server.tool(description="Asks for a confirmation and keeps state.", annotations=_ASKS)
     def test_input_required_result_request_state(
         ctx: Context[Any, Any],
@@ -95,10 +104,6 @@ def add_input_required_tools(server: MCPServer[Any]) -> None:
         return InputRequiredResult(
             input_requests={"confirm": ask_confirmation()}, request_state="round-1"
         )
-
-    add_multiple_inputs_tools(server)
-    add_multi_round_tool(server)
-    add_input_required_prompt(server)
 
 
 def add_multiple_inputs_tools(server: MCPServer[Any]) -> None:
