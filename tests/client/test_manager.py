@@ -305,3 +305,45 @@ async def test_a_server_that_is_down_is_tried_again_only_after_a_backoff(tmp_pat
     assert "next try in" in _text(waiting)
     assert link.error is not None
     assert "refused" in link.error
+
+
+def _serve_everything_http(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``server-everything streamableHttp``: an ``initialize``-era server with sessions."""
+    ready = f"listening on port {port}"
+    seen = log.read_text().count(ready) if log.exists() else 0
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            ["node", str(EVERYTHING), "streamableHttp"],
+            env={**os.environ, "PORT": str(port)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    wait_until(
+        lambda: log.read_text().count(ready) > seen,
+        timeout_s=30,
+        what="the streamable HTTP everything server",
+    )
+    return process
+
+
+async def test_a_session_the_server_forgot_is_opened_again_and_the_call_sent(
+    tmp_path: Path,
+) -> None:
+    _need(EVERYTHING, "@modelcontextprotocol/server-everything")
+    port, log = free_port(), tmp_path / "everything.log"
+    document = {"mcpServers": {"old": {"type": "http", "url": f"http://127.0.0.1:{port}/mcp"}}}
+    process = _serve_everything_http(port, log)
+    try:
+        async with McpManager(parse_mcp_json(document, {}), log_dir=tmp_path) as manager:
+            before = await manager.call("mcp__old__echo", {"message": "one"})
+            process.terminate()
+            process.wait(10)
+            process = _serve_everything_http(port, log)  # a new process knows no session
+            after = await manager.call("mcp__old__echo", {"message": "two"})
+    finally:
+        process.terminate()
+        process.wait(10)
+
+    assert (before.is_error, _text(before)) == (False, "Echo: one")
+    assert (after.is_error, _text(after)) == (False, "Echo: two")
+    assert log.read_text().count("Session initialized") == 2

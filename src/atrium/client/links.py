@@ -34,7 +34,7 @@ from mcp.shared.exceptions import MCPError
 
 from atrium.__about__ import __version__
 from atrium.client.mcpjson import ServerSpec
-from atrium.client.transports import CONNECT_TIMEOUT_S, ConnectFailures, Watched, open_transport
+from atrium.client.transports import CONNECT_TIMEOUT_S, NotTaken, Watched, open_transport
 from atrium.errors import AtriumError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Link:
         self._stop = asyncio.Event()
         self._lock = asyncio.Lock()
         self._failures, self._retry_at = 0, 0.0
-        self._connect_failures = ConnectFailures()
+        self._not_taken = NotTaken()
         self._tools: list[types.Tool] | None = None
 
     @property
@@ -136,16 +136,17 @@ class Link:
         """``tools/call``, sent once more on a new connection only when that is safe."""
         for attempt in (1, 2):
             client = await self.connect()
-            refused_before = self._connect_failures.count
+            not_taken_before = self._not_taken.count
             try:
                 return await client.call_tool(
                     name, arguments, read_timeout_seconds=self._call_timeout_s
                 )
             except MCPError as exc:
-                drop = _dropped(exc)
+                never_sent = self._not_taken.count > not_taken_before
+                drop = "never taken" if never_sent else _dropped(exc)
                 if drop is None:
                     raise
-                never_sent = drop == "never sent" or self._connect_failures.count > refused_before
+                never_sent = never_sent or drop == "never sent"
                 self._lost(drop)
                 if attempt == 2 or not (never_sent or retry_safe):
                     raise LinkDown(
@@ -194,7 +195,7 @@ class Link:
                     stack,
                     log_dir=self._log_dir,
                     auth=self._auth,
-                    failures=self._connect_failures,
+                    not_taken=self._not_taken,
                 )
                 client = Client(
                     transport,
@@ -280,11 +281,15 @@ async def _until(subscription: Any, stopped: asyncio.Future[Any]) -> AsyncIterat
 
 
 def _dropped(exc: MCPError) -> str | None:
-    """Why a request failed when the connection under it went away; ``None`` otherwise."""
-    if exc.code == types.CONNECTION_CLOSED:
+    """Why a request failed when the connection under it went away; ``None`` otherwise.
+
+    The SDK says "Connection closed" (-32000) for a transport that ended, and "Session
+    terminated" for a 404 on the session: the server did not take the request.
+    """
+    if exc.code == types.CONNECTION_CLOSED and exc.message == "Connection closed":
         return "connection closed"
     if exc.code == types.INVALID_REQUEST and exc.message == "Session terminated":
-        return "never sent"  # 404 on the session: the server did not take the request
+        return "never sent"
     return None
 
 

@@ -90,28 +90,42 @@ class _WatchedRead:
         return getattr(self._inner, name)
 
 
-class ConnectFailures:
-    """How many requests never reached the server (connection refused, name not resolved): the
-    SDK folds those into "connection closed", and only a request that was never sent is always
-    safe to send again."""
+class NotTaken:
+    """How many requests the server never took: the connection was refused (name not resolved,
+    nothing listening), or the request named a session the server no longer knows (404, the
+    specification's answer; or 400 naming the session, as servers built on the TypeScript
+    SDK's examples answer). The SDK folds these into generic errors, and only a request that was
+    never taken is always safe to send again."""
 
     def __init__(self) -> None:
         self.count = 0
 
 
-class _Counting(httpx2.AsyncBaseTransport):
-    """The HTTP transport, counting its connect failures into ``failures``."""
+_SESSION_HEADER = "mcp-session-id"
 
-    def __init__(self, failures: ConnectFailures) -> None:
+
+class _Observed(httpx2.AsyncBaseTransport):
+    """The HTTP transport, counting the requests the server never took into ``not_taken``."""
+
+    def __init__(self, not_taken: NotTaken) -> None:
         self._inner = httpx2.AsyncHTTPTransport(verify=_tls())
-        self._failures = failures
+        self._not_taken = not_taken
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         try:
-            return await self._inner.handle_async_request(request)
+            response = await self._inner.handle_async_request(request)
         except httpx2.ConnectError:
-            self._failures.count += 1
+            self._not_taken.count += 1
             raise
+        refused = response.status_code in (400, 404) and request.method == "POST"
+        if refused and _SESSION_HEADER in request.headers:
+            body = await response.aread()
+            if response.status_code == 404 or b"session" in body.lower():
+                self._not_taken.count += 1
+            return httpx2.Response(
+                response.status_code, headers=response.headers, content=body, request=request
+            )
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -129,7 +143,7 @@ async def open_transport(
     *,
     log_dir: Path,
     auth: httpx2.Auth | None,
-    failures: ConnectFailures,
+    not_taken: NotTaken,
 ) -> tuple[Watched, str]:
     """The server's transport, watched, and the ``mode`` the SDK client negotiates with."""
     target = spec.target
@@ -138,7 +152,7 @@ async def open_transport(
         return Watched(stdio_client(_parameters(target), errlog=errlog)), "auto"
     if target.transport == "sse":
         return Watched(_sse(target, auth)), "legacy"
-    http = await stack.enter_async_context(_http_client(target, auth, failures))
+    http = await stack.enter_async_context(_http_client(target, auth, not_taken))
     return Watched(streamable_http_client(target.url, http_client=http)), "auto"
 
 
@@ -175,11 +189,11 @@ def _sse(
 
 
 def _http_client(
-    target: HttpTarget, auth: httpx2.Auth | None, failures: ConnectFailures
+    target: HttpTarget, auth: httpx2.Auth | None, not_taken: NotTaken
 ) -> httpx2.AsyncClient:
     return httpx2.AsyncClient(
         headers=dict(target.headers),
         auth=auth,
-        transport=_Counting(failures),
+        transport=_Observed(not_taken),
         timeout=httpx2.Timeout(CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
     )
