@@ -7,8 +7,12 @@ them at once, each naming the file, the line, the server and the key path.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 EXIT_NOT_FOUND = 1
 EXIT_CONFIG = 2
@@ -55,6 +59,21 @@ class ConfigError(AtriumError):
         count = len(problems)
         head = "invalid configuration" if count == 1 else f"invalid configuration ({count} errors)"
         super().__init__("\n".join([head + ":", *(f"  {p}" for p in problems)]))
+
+
+def each_checked(work: Iterable[Callable[[], T]]) -> list[T]:
+    """Every result of ``work``; the problems of every ``ConfigError`` raised on the way are
+    raised together at the end, so one run reports all of them."""
+    results: list[T] = []
+    problems: list[Problem] = []
+    for step in work:
+        try:
+            results.append(step())
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return results
 
 
 class UsageError(AtriumError):

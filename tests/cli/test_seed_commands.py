@@ -9,32 +9,15 @@ Every command runs as a real subprocess.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.atrium_cli import Atrium
 from tests.polling import wait_until
 from tests.processes import free_port
-
-
-class Atrium:
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project = project
-        self.env = env
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "atrium", "--project", str(self.project), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
 
 
 def _server(project: Path, name: str, config: dict[str, object]) -> None:
@@ -45,14 +28,7 @@ def _server(project: Path, name: str, config: dict[str, object]) -> None:
 @pytest.fixture(scope="module")
 def atrium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Atrium]:
     project = tmp_path_factory.mktemp("seed-commands") / "project"
-    env = {
-        **os.environ,
-        "ATRIUM_PORT_RANGE": "1024-65535",
-        "ATRIUM_GATEWAY_PORT": str(free_port()),
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-    }
-    run = Atrium(project, env)
+    run = Atrium.on_free_ports(project)
     assert run("init").returncode == 0
     for name, binary in [
         ("atrium", "atrium-mcp-atrium"),
@@ -62,12 +38,8 @@ def atrium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Atrium]:
         _server(project, name, {"binary": binary, "port": free_port()})
     gone = f"http://127.0.0.1:{free_port()}/mcp"
     _server(project, "gone", {"transport": "remote", "url": gone})
-    started = run("infra", "services", "start", "--all", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    with run.running():
         yield run
-    finally:
-        run("infra", "services", "stop")
 
 
 def mcp(atrium: Atrium, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,56 +8,27 @@ stops Atrium and checks that the commands then say how to start it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.atrium_cli import Atrium
 from tests.polling import wait_until
 from tests.processes import free_port
-
-
-class Atrium:
-    def __init__(self, project: Path, env: dict[str, str]) -> None:
-        self.project = project
-        self.env = env
-
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "atrium", "--project", str(self.project), *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
 
 
 @pytest.fixture(scope="module")
 def atrium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Atrium]:
     project = tmp_path_factory.mktemp("cli-gateway") / "project"
-    env = {
-        **os.environ,
-        "ATRIUM_PORT_RANGE": "1024-65535",
-        "ATRIUM_GATEWAY_PORT": str(free_port()),
-        "COLUMNS": "200",
-        "NO_COLOR": "1",
-    }
-    run = Atrium(project, env)
+    run = Atrium.on_free_ports(project)
     assert run("init").returncode == 0
     server = {"binary": "atrium-mcp-atrium", "port": free_port(), "oauth": {"required": False}}
     (project / "services/mcp/atrium.yaml").write_text(
         json.dumps({"mcp_servers": {"atrium": server}})
     )
-    started = run("infra", "services", "start", "--all", "--detach")
-    assert started.returncode == 0, started.stdout + started.stderr
-    try:
+    with run.running():
         yield run
-    finally:
-        run("infra", "services", "stop")
 
 
 def mcp(atrium: Atrium, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ reported at once, each with the file and key path, as the YAML registry does.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -24,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from atrium.errors import ConfigError, Problem
+from atrium.errors import ConfigError, Problem, each_checked
 
 PLUGIN_ROOT_VARIABLES = ("ATRIUM_PLUGIN_ROOT", "CLAUDE_PLUGIN_ROOT")
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -136,16 +137,10 @@ def parse_mcp_json(
         parsed = _File.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(_problems(exc, source, None, "")) from None
-    specs: list[ServerSpec] = []
-    problems: list[Problem] = []
-    for name, raw in parsed.mcpServers.items():
-        try:
-            specs.append(_server(name, raw, environ, source, plugin, folder))
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
-    return specs
+    return each_checked(
+        functools.partial(_server, name, raw, environ, source, plugin, folder)
+        for name, raw in parsed.mcpServers.items()
+    )
 
 
 def _server(

@@ -8,12 +8,13 @@ reached as any client reaches them, through the gateway, with a token Atrium min
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from atrium.client.connect import gateway_url
 from atrium.client.mcpjson import HttpTarget, ServerSpec, load_mcp_json, load_plugin
-from atrium.errors import ConfigError, Problem
+from atrium.errors import each_checked
 from atrium.registry.loader import ServerEntry
 from atrium.settings import Settings
 
@@ -22,16 +23,12 @@ TokenFor = Callable[[str], str | None]
 
 def file_specs(paths: Sequence[Path], environ: Mapping[str, str]) -> list[ServerSpec]:
     """Every server of the given ``.mcp.json`` files and plugin folders; all problems at once."""
-    specs: list[ServerSpec] = []
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            specs += load_plugin(path, environ) if path.is_dir() else load_mcp_json(path, environ)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
-    return specs
+    loaded = each_checked(functools.partial(_load, path, environ) for path in paths)
+    return [spec for specs in loaded for spec in specs]
+
+
+def _load(path: Path, environ: Mapping[str, str]) -> list[ServerSpec]:
+    return load_plugin(path, environ) if path.is_dir() else load_mcp_json(path, environ)
 
 
 def registry_specs(
