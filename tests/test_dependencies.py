@@ -14,11 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _declared() -> set[str]:
+    """The required dependencies and those of the optional extras users install (`atrium[ai]`);
+    `dev` is for working on Atrium, so a package only it names is not declared for `src/`."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {
-        _canonical(re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0])
-        for spec in project["dependencies"]
-    }
+    extras = project.get("optional-dependencies", {})
+    specs = [*project["dependencies"]]
+    specs += [spec for extra, listed in extras.items() if extra != "dev" for spec in listed]
+    return {_canonical(re.split(r"[\[<>=!~; ]", spec, maxsplit=1)[0]) for spec in specs}
 
 
 def _canonical(name: str) -> str:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
+from atrium.ai.agents import load_agents
+from atrium.ai.config import load_ai_config
+from atrium.settings import load_settings
 from tests.cli.helpers import run_atrium
 
 BUILTINS = {"atrium": 5010, "soul": 5020, "content-manager": 5040, "marketplace": 5050}
@@ -24,7 +28,7 @@ def test_init_writes_the_scaffold_with_the_four_builtin_servers(tmp_path: Path) 
         "atrium.yaml",
         ".gitignore",
         "services/ai/config.yaml",
-        "services/agents",
+        "services/agents/assistant.md",
         "services/playbooks",
         "extensions/mcp",
         "logs",
@@ -83,3 +87,24 @@ def test_init_uses_the_project_option_when_no_folder_is_given(tmp_path: Path) ->
 
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "services/mcp/atrium.yaml").exists()
+
+
+def test_the_ai_config_and_example_agent_init_writes_are_valid(tmp_path: Path) -> None:
+    result = run_atrium("init", str(tmp_path))
+
+    assert result.exit_code == 0, result.stderr
+    settings = load_settings(tmp_path, environ={})
+    config = load_ai_config(settings)
+    assert config.providers == {}
+    assert config.auto_discover is True
+    agents = load_agents(settings)
+    assert list(agents) == ["assistant"]
+    assert agents["assistant"].model == "inherit"
+    assert agents["assistant"].prompt
+    # The commented example is a valid provider once uncommented.
+    text = (tmp_path / "services/ai/config.yaml").read_text()
+    uncommented = re.sub(r"(?m)^  # ", "  ", text.replace("  providers: {}\n", ""))
+    (tmp_path / "services/ai/config.yaml").write_text(uncommented)
+    config = load_ai_config(settings)
+    assert config.providers["local"].base_url == "http://localhost:11434/v1"
+    assert (config.provider_name, config.default_model) == ("local", "llama3.1")

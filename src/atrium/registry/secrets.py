@@ -35,7 +35,7 @@ def _resolve(
     problems: list[Problem] = []
     for key, value in values.items():
         try:
-            resolved[key] = _value(value, settings)
+            resolved[key] = resolve_secret(value, settings)
         except ValueError as exc:
             problems.append(
                 Problem(
@@ -50,7 +50,8 @@ def _resolve(
     return resolved
 
 
-def _value(value: SecretValue, settings: Settings) -> str:
+def resolve_secret(value: SecretValue, settings: Settings) -> str:
+    """One value with its reference resolved; ``ValueError`` says what is missing."""
     if isinstance(value, EnvRef):
         if value.env not in settings.environ:
             raise ValueError(f"environment variable {value.env} is not set")

@@ -73,6 +73,7 @@ def init_project(
         SETTINGS_FILE: _template("atrium.yaml"),
         ".gitignore": _template("gitignore"),
         "services/ai/config.yaml": _template("ai-config.yaml"),
+        "services/agents/assistant.md": _template("agent.md"),
     }
     for server in BUILTIN_SERVERS:
         files[f"services/mcp/{server.name}.yaml"] = _server_yaml(server, server.binary in installed)

@@ -1,0 +1,1 @@
+"""The AI service: providers, agents, the tool loop, conversations (issue 13)."""
