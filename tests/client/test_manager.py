@@ -347,3 +347,15 @@ async def test_a_session_the_server_forgot_is_opened_again_and_the_call_sent(
     assert (before.is_error, _text(before)) == (False, "Echo: one")
     assert (after.is_error, _text(after)) == (False, "Echo: two")
     assert log.read_text().count("Session initialized") == 2
+
+
+async def test_two_servers_whose_tools_clash_say_so_in_every_call(tmp_path: Path) -> None:
+    # "a.b" and "a_b" both become mcp__a_b__...: no silent overwrite, the reason is told.
+    document = {"mcpServers": {name: {"command": str(TIME_SERVER)} for name in ("a.b", "a_b")}}
+    async with McpManager(parse_mcp_json(document, {}), log_dir=tmp_path) as manager:
+        result = await manager.call("mcp__a_b__get_current_time", {"timezone": "Etc/UTC"})
+
+    assert result.is_error
+    assert "server 'a.b'" in _text(result)
+    assert "server 'a_b'" in _text(result)
+    assert "both become 'mcp__a_b__get_current_time'" in _text(result)

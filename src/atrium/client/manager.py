@@ -241,22 +241,24 @@ class McpManager:
     def _forget_table(self) -> None:
         self._table = None
 
-    async def _target(self, name: str) -> ManagedTool | str | None:
+    async def _target(self, name: str) -> ManagedTool | str | AtriumError | None:
         if name in resources.META_TOOLS:
             return name if self.allowed.allows(name) else None
         try:
             table = await self._tool_table()
-        except AtriumError as exc:
+        except AtriumError as exc:  # a name clash: the configuration to fix, said to the model
             logger.error("%s", exc)
-            return None
+            return exc
         return table.get(name)
 
     async def _run(
-        self, name: str, target: ManagedTool | str | None, arguments: dict[str, Any]
+        self, name: str, target: ManagedTool | str | AtriumError | None, arguments: dict[str, Any]
     ) -> tuple[types.CallToolResult, str | None]:
         try:
             if target is None:
                 raise AtriumError(f"unknown tool '{name}'")
+            if isinstance(target, AtriumError):
+                raise target
             if isinstance(target, str):
                 return json_result(await resources.call_meta(self, target, arguments)), None
             link = self._links[_origin_key(target.origin)]
@@ -301,7 +303,7 @@ def _arguments(raw: Mapping[str, Any] | str | None) -> tuple[dict[str, Any] | No
 
 
 def _describe(
-    name: str, target: ManagedTool | str | None, arguments: Mapping[str, Any] | None
+    name: str, target: ManagedTool | str | AtriumError | None, arguments: Mapping[str, Any] | None
 ) -> tuple[str | None, str]:
     if isinstance(target, ManagedTool):
         return target.origin.server, target.origin.tool
