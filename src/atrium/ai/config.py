@@ -45,7 +45,7 @@ from pydantic import (
 from atrium import yamlio
 from atrium.errors import ConfigError, Problem, display_path
 from atrium.registry.loader import validation_problems
-from atrium.registry.schema import SERVER_NAME, EnvRef, FileRef
+from atrium.registry.schema import EnvRef, FileRef, checked_name
 from atrium.registry.secrets import resolve_secret
 from atrium.settings import Settings
 
@@ -89,12 +89,7 @@ ApiKey = Annotated[
 def _provider_name(name: str) -> str:
     # Agents name a provider in ``model: <provider>:<model>``; the server-name alphabet keeps
     # that split unambiguous (no ':' in a provider's name).
-    if not SERVER_NAME.match(name):
-        raise ValueError(
-            f"provider name {name!r} must be lowercase letters, digits and '-' (at most 64),"
-            " starting and ending with a letter or digit"
-        )
-    return name
+    return checked_name(name, "provider")
 
 
 ProviderName = Annotated[str, AfterValidator(_provider_name)]

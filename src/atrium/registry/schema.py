@@ -362,15 +362,21 @@ def port_of(config: ServerConfig) -> int | None:
 RESERVED_NAMES = frozenset({"registry"})
 
 
-def _server_name(name: str) -> str:
-    if name in RESERVED_NAMES:
-        raise ValueError(f"server name {name!r} is reserved (/api/v1/mcp/{name} is the gateway's)")
+def checked_name(name: str, what: str) -> str:
+    """``name`` if it is in the alphabet of server names (URLs, namespaced tool names, agents'
+    ``provider:model``); ``ValueError`` naming ``what`` otherwise."""
     if not SERVER_NAME.match(name):
         raise ValueError(
-            f"server name {name!r} must be lowercase letters, digits and '-' (at most 64),"
+            f"{what} name {name!r} must be lowercase letters, digits and '-' (at most 64),"
             " starting and ending with a letter or digit"
         )
     return name
+
+
+def _server_name(name: str) -> str:
+    if name in RESERVED_NAMES:
+        raise ValueError(f"server name {name!r} is reserved (/api/v1/mcp/{name} is the gateway's)")
+    return checked_name(name, "server")
 
 
 ServerName = Annotated[str, AfterValidator(_server_name)]
