@@ -76,24 +76,21 @@ def _value_kind(value: Any) -> str | None:
 _SHELL_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 
 
-def _no_shell_reference(value: str) -> str:
+def _no_shell_reference(value: str, *, in_command: bool = False) -> str:
     # ``${VAR}`` is the .mcp.json way; here it would reach the server as those characters.
     found = _SHELL_REFERENCE.search(value)
-    if found:
+    if found is None:
+        return value
+    reference, name = found[0], found[1]
+    if in_command:
         raise ValueError(
-            f"{found[0]} is not expanded in server YAML: write {{$env: {found[1]}}} to pass"
-            " the variable's value"
+            f"{reference} is not expanded in 'command': pass the value in 'env' as"
+            f" {{{name}: {{$env: {name}}}}} and let the program read it"
         )
-    return value
-
-
-def _no_shell_reference_in_command(value: str) -> None:
-    found = _SHELL_REFERENCE.search(value)
-    if found:
-        raise ValueError(
-            f"{found[0]} is not expanded in 'command': pass the value in 'env' as"
-            f" {{{found[1]}: {{$env: {found[1]}}}}} and let the program read it"
-        )
+    raise ValueError(
+        f"{reference} is not expanded in server YAML: write {{$env: {name}}} to pass the"
+        " variable's value"
+    )
 
 
 # Literal values are allowed for non-secrets; secrets belong in $env / $file references.
@@ -214,7 +211,7 @@ class _Hosted(_Server):
         if command is not None and (not command or not command[0]):
             raise ValueError("must name a program to run, e.g. [npx, -y, some-package]")
         for part in command or ():
-            _no_shell_reference_in_command(part)
+            _no_shell_reference(part, in_command=True)
         return command
 
 
@@ -311,12 +308,8 @@ def _empty(value: Any) -> bool:
 def _foreign(key: str, transport: str) -> str:
     if transport == "remote":
         return f"'{key}' is not for transport 'remote' (Atrium starts nothing for it)"
-    if key == "forward_identity":
-        return (
-            "'forward_identity' is only for transport 'remote' (hosted servers always get"
-            " the caller assertion)"
-        )
-    return f"'{key}' is only for transport 'remote'"
+    why = " (hosted servers always get the caller assertion)" * (key == "forward_identity")
+    return f"'{key}' is only for transport 'remote'{why}"
 
 
 # One entry of ``mcp_servers:``: a model per transport, picked by ``transport`` (default http),
@@ -363,8 +356,7 @@ RESERVED_NAMES = frozenset({"registry"})
 
 
 def checked_name(name: str, what: str) -> str:
-    """``name`` if it is in the alphabet of server names (URLs, namespaced tool names, agents'
-    ``provider:model``); ``ValueError`` naming ``what`` otherwise."""
+    """``name`` in the server names' alphabet (URLs, tool names), or ``ValueError``."""
     if not SERVER_NAME.match(name):
         raise ValueError(
             f"{what} name {name!r} must be lowercase letters, digits and '-' (at most 64),"
