@@ -23,6 +23,8 @@ from atrium.errors import AtriumError
 from atrium.settings import ACTING_CALLER_VARIABLE, Settings
 
 OPERATOR_CLIENT_ID = "atrium-cli"
+# The client of the tokens the AI service mints for an agent's user (``atrium.ai.discovery``).
+AGENT_CLIENT_ID = "atrium-agents"
 OPERATOR_TOKEN_TTL_S = 300
 
 

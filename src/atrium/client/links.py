@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx2
 import mcp_types as types
@@ -131,7 +131,12 @@ class Link:
         return self._tools
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], *, retry_safe: bool
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        retry_safe: bool,
+        meta: dict[str, Any] | None = None,
     ) -> types.CallToolResult:
         """``tools/call``, sent once more on a new connection only when that is safe."""
         for attempt in (1, 2):
@@ -139,7 +144,10 @@ class Link:
             not_taken_before = self._not_taken.count
             try:
                 return await client.call_tool(
-                    name, arguments, read_timeout_seconds=self._call_timeout_s
+                    name,
+                    arguments,
+                    read_timeout_seconds=self._call_timeout_s,
+                    meta=cast("types.RequestParamsMeta", meta) if meta else None,
                 )
             except MCPError as exc:
                 never_sent = self._not_taken.count > not_taken_before

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx2
 import mcp_types as types
+from mcp.client.auth import OAuthClientProvider
 from mcp.shared.exceptions import MCPError
 
 from atrium.client import resources
@@ -103,8 +104,10 @@ class McpManager:
         allowed: AllowedTools | None = None,
         auth_for: AuthFor | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        call_meta: Mapping[str, Any] | None = None,
     ) -> None:
         self.allowed = allowed or AllowedTools()
+        self._call_meta = dict(call_meta) if call_meta else None
         self._links: dict[str, Link] = {}
         for spec in specs:
             key = _link_key(spec)
@@ -117,7 +120,11 @@ class McpManager:
                 auth=auth,
                 # A sign-in waits on a person at a browser; the HTTP client's own timeouts
                 # still end an unreachable server's connection at once.
-                connect_timeout_s=connect_timeout_s if auth is None else SIGN_IN_TIMEOUT_S,
+                connect_timeout_s=(
+                    SIGN_IN_TIMEOUT_S
+                    if isinstance(auth, OAuthClientProvider)
+                    else connect_timeout_s
+                ),
                 on_tools_changed=self._forget_table,
             )
         self._table: dict[str, ManagedTool] | None = None
@@ -263,7 +270,7 @@ class McpManager:
                 return json_result(await resources.call_meta(self, target, arguments)), None
             link = self._links[_origin_key(target.origin)]
             result = await link.call_tool(
-                target.origin.tool, arguments, retry_safe=target.retry_safe
+                target.origin.tool, arguments, retry_safe=target.retry_safe, meta=self._call_meta
             )
         except (AtriumError, MCPError, OSError, TimeoutError) as exc:
             reason = _message(exc)

@@ -5,6 +5,13 @@ Open one ``Store`` per process with ``await Store.open(settings)``; see ``atrium
 
 from atrium.store.artifacts import ArtifactQueries, ArtifactRecord
 from atrium.store.clients import ClientQueries, ClientRecord
+from atrium.store.conversations import (
+    ConversationQueries,
+    ConversationRecord,
+    MessageRecord,
+    NewMessage,
+    UnknownConversation,
+)
 from atrium.store.engine import Store
 from atrium.store.errors import AlreadyExists, StoreError
 from atrium.store.grants import CodeRecord, GrantQueries, RefreshRecord
@@ -18,12 +25,17 @@ __all__ = [
     "ClientQueries",
     "ClientRecord",
     "CodeRecord",
+    "ConversationQueries",
+    "ConversationRecord",
     "GrantQueries",
+    "MessageRecord",
+    "NewMessage",
     "RefreshRecord",
     "ServerQueries",
     "ServerRecord",
     "Store",
     "StoreError",
+    "UnknownConversation",
     "UserQueries",
     "UserRecord",
 ]

@@ -23,6 +23,7 @@ from atrium.store import migrate, postgres, sqlite
 from atrium.store.artifacts import ArtifactQueries
 from atrium.store.audit import AuditQueries
 from atrium.store.clients import ClientQueries
+from atrium.store.conversations import ConversationQueries
 from atrium.store.errors import translated
 from atrium.store.grants import GrantQueries
 from atrium.store.servers import Clock, ServerQueries, utc_now
@@ -41,6 +42,7 @@ class Store:
     clients: ClientQueries
     users: UserQueries
     grants: GrantQueries
+    conversations: ConversationQueries
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
@@ -50,6 +52,7 @@ class Store:
         self.clients = ClientQueries(engine, clock=clock)
         self.users = UserQueries(engine, clock=clock)
         self.grants = GrantQueries(engine, clock=clock)
+        self.conversations = ConversationQueries(engine, clock=clock)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Store:

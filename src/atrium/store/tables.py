@@ -19,6 +19,8 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -235,4 +237,41 @@ subject_revocations = Table(
     Column("subject", String(255), primary_key=True),
     Column("revoked_before", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
+# Conversations of the AI service's agents (``atrium.ai``), owned by ``subject``: a user's OAuth
+# ``sub`` or ``operator:<name>``. Listed per owner, most recently active first, hence the index.
+ai_conversations = Table(
+    "ai_conversations",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("subject", String(255), nullable=False),
+    Column("agent", String(64), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_ai_conversations_subject_updated_at", "subject", "updated_at"),
+)
+
+
+# The messages of a conversation, numbered from 1 by ``seq``. ``content`` is JSON kept as text,
+# parsed row by row on reading, so one damaged row cannot make a whole conversation unreadable.
+ai_messages = Table(
+    "ai_messages",
+    metadata,
+    Column(
+        "conversation_id",
+        String(32),
+        ForeignKey("ai_conversations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    # The usage of the model turn that produced an assistant message; NULL for the others.
+    Column("input_tokens", Integer, nullable=True),
+    Column("output_tokens", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("role IN ('user', 'assistant', 'tool')", name="role"),
 )

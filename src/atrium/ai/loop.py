@@ -1,0 +1,308 @@
+"""The tool loop: model → tool calls → results → model, until the model answers.
+
+One round is one model request. Its text streams out as it comes (``TextChunk``); the tool
+calls it makes all run at once, each one's start and end told (``ToolStarted``,
+``ToolFinished`` with its duration); their results go back to the model in the next round. A
+failed call is a result too, with ``is_error`` and a text the model can act on (seed 004:
+"errors are returned as readable tool results"): a tool that was not offered, arguments that
+are not JSON, a server that is down, a call that took longer than ``tool_call_s``.
+
+After ``max_tool_rounds`` rounds that called tools the model is asked once more, with no tools
+offered and a note saying why, and must answer. If it asks for tools even then, the calls are
+answered as not run (so the stored conversation stays one a provider accepts when continued)
+and the run ends with ``tool_rounds``.
+
+Besides the run's events the loop yields ``Recorded`` for each message the conversation gains
+(the assistant's turns with their usage, the tool results), which the service stores and never
+shows. Closing the generator, or cancelling the task that reads it, closes the model's stream
+and cancels the tool calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mcp import types
+
+from atrium.ai.providers.events import Done, TextDelta, ToolCall, Usage
+from atrium.ai.providers.messages import (
+    AssistantMessage,
+    Message,
+    ModelRequest,
+    ToolResult,
+    UserMessage,
+)
+from atrium.ai.providers.provider import Provider
+from atrium.ai.run_events import (
+    FinishReason,
+    RunEvent,
+    RunFinished,
+    TextChunk,
+    ToolFinished,
+    ToolStarted,
+    TurnUsage,
+)
+
+ToolCaller = Callable[[str, str, str], Awaitable[types.CallToolResult]]
+"""``(name, arguments_json, call_id)`` → the result; never raises (``McpManager.call``)."""
+
+# What a model is told when its tool rounds are spent, and when its call could not be parsed.
+ANSWER_NOW = (
+    "You have used all {rounds} tool rounds this conversation allows. Do not call any more"
+    " tools: answer now with what you have, and say what you could not finish."
+)
+UNPARSED_CALL = (
+    "Your last function call could not be parsed. Call the tool again with arguments that are"
+    " one valid JSON object."
+)
+NOT_RUN = "not run: the tool round limit of this conversation was reached"
+# A tool result longer than this reaches the model cut, with a note: one tool must not fill
+# the model's context window (or the store) on its own.
+MAX_RESULT_CHARS = 100_000
+MAX_ERROR_CHARS = 500  # of a failed call's reason in its ``tool_finished`` event
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tool_rounds: int
+    tool_call_s: float
+    max_tokens: int = 4096
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A message the conversation gained; ``usage`` is that of the turn that wrote it."""
+
+    message: Message
+    usage: Usage | None = None
+
+
+@dataclass
+class _Totals:
+    rounds: int = 0
+    tool_rounds: int = 0
+    tool_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class _Turn:
+    text: list[str] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage | None = None
+    done: Done | None = None
+
+    @property
+    def message(self) -> AssistantMessage:
+        return AssistantMessage("".join(self.text), tuple(self.calls))
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """What the loop runs on: the model, its instructions and tools, and the history so far
+    (ending with the user's new message); the loop appends to ``history``."""
+
+    conversation_id: str
+    provider: Provider
+    model: str
+    system: str
+    history: list[Message]
+    tools: Sequence[dict[str, Any]]  # in the provider's format
+    offered: frozenset[str]  # the names in ``tools``
+
+
+async def tool_loop(
+    run: Conversation, call: ToolCaller, limits: Limits
+) -> AsyncGenerator[RunEvent | Recorded, None]:
+    """Run until the model answers; see the module docstring."""
+    totals = _Totals()
+    answer_now = False
+    while True:
+        totals.rounds += 1
+        turn = _Turn()
+        async for streamed in _model_turn(run, turn, limits, answer_now, totals.tool_rounds):
+            yield streamed
+        totals.input_tokens += turn.usage.input_tokens if turn.usage else 0
+        totals.output_tokens += turn.usage.output_tokens if turn.usage else 0
+        if turn.usage is not None:
+            yield TurnUsage(totals.rounds, turn.usage.input_tokens, turn.usage.output_tokens)
+        message = turn.message
+        if message.text or message.tool_calls:
+            run.history.append(message)
+            yield Recorded(message, turn.usage)
+        reason = _finish_reason(turn, answer_now)
+        if reason == "retry":
+            run.history.append(UserMessage(UNPARSED_CALL))
+            yield Recorded(run.history[-1])
+            answer_now = totals.rounds >= limits.max_tool_rounds
+            continue
+        if reason is not None:
+            async for unanswered in _not_run(run, turn.calls):
+                yield unanswered
+            yield _finished(run, reason, message.text, totals)
+            return
+        totals.tool_rounds += 1
+        async for happened in _run_calls(run, turn.calls, call, limits, totals):
+            yield happened
+        answer_now = totals.tool_rounds >= limits.max_tool_rounds
+
+
+def _finish_reason(turn: _Turn, answer_now: bool) -> FinishReason | Literal["retry"] | None:
+    """Why the run ends after this turn, ``"retry"`` to ask again, ``None`` to run its calls."""
+    done = turn.done or Done("other", "the stream ended without a stop reason")
+    if turn.calls:
+        return "tool_rounds" if answer_now else None
+    if done.provider_reason == "MALFORMED_FUNCTION_CALL" and not answer_now:
+        return "retry"  # Gemini could not parse its own call: it gets one more round
+    if done.stop_reason in ("end", "tool_calls"):
+        return "answered"
+    return "max_tokens" if done.stop_reason == "max_tokens" else "other"
+
+
+async def _model_turn(
+    run: Conversation, turn: _Turn, limits: Limits, answer_now: bool, tool_rounds: int
+) -> AsyncIterator[RunEvent]:
+    history: list[Message] = list(run.history)
+    if answer_now:
+        history.append(UserMessage(ANSWER_NOW.format(rounds=tool_rounds)))
+    request = ModelRequest(
+        model=run.model,
+        messages=history,
+        system=run.system,
+        tools=() if answer_now else run.tools,
+        max_tokens=limits.max_tokens,
+    )
+    async with contextlib.aclosing(run.provider.stream(request)) as stream:
+        async for event in stream:
+            if isinstance(event, TextDelta):
+                turn.text.append(event.text)
+                yield TextChunk(event.text)
+            elif isinstance(event, ToolCall):
+                turn.calls.append(event)
+            elif isinstance(event, Usage):
+                turn.usage = event
+            else:
+                turn.done = event
+
+
+async def _run_calls(
+    run: Conversation,
+    calls: Sequence[ToolCall],
+    call: ToolCaller,
+    limits: Limits,
+    totals: _Totals,
+) -> AsyncIterator[RunEvent | Recorded]:
+    """Every call of one turn at once; events as they happen, then the results in call order."""
+    queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+    results: dict[str, ToolResult] = {}
+    number = totals.tool_rounds
+
+    async def one(tool_call: ToolCall) -> None:
+        arguments = _object_or_none(tool_call.arguments_json)
+        queue.put_nowait(ToolStarted(tool_call.id, tool_call.name, arguments, number))
+        started = time.perf_counter()
+        try:
+            result = await _call_one(run, tool_call, call, limits)
+        except Exception as exc:  # a bug of ours must not hang the run: the model hears of it
+            logger.exception("tool call %s failed inside Atrium", tool_call.name)
+            reason = f"Atrium failed to run the tool: {exc.__class__.__name__}"
+            result = ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
+        duration = round((time.perf_counter() - started) * 1000, 1)
+        error = result.content[:MAX_ERROR_CHARS] if result.is_error else None
+        results[tool_call.id] = result
+        queue.put_nowait(
+            ToolFinished(tool_call.id, tool_call.name, error is None, duration, error, number)
+        )
+
+    totals.tool_calls += len(calls)
+    tasks = [asyncio.create_task(one(tool_call)) for tool_call in calls]
+    try:
+        for _ in range(2 * len(calls)):  # each call tells its start and its end, once each
+            yield await queue.get()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for tool_call in calls:
+        run.history.append(results[tool_call.id])
+        yield Recorded(results[tool_call.id])
+
+
+async def _call_one(
+    run: Conversation, tool_call: ToolCall, call: ToolCaller, limits: Limits
+) -> ToolResult:
+    def failed(reason: str) -> ToolResult:
+        return ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
+
+    if tool_call.name not in run.offered:
+        return failed(
+            f"there is no tool '{tool_call.name}' among the tools you were given; call one of"
+            " them by its exact name"
+        )
+    try:
+        async with asyncio.timeout(limits.tool_call_s):
+            result = await call(tool_call.name, tool_call.arguments_json, tool_call.id)
+    except TimeoutError:
+        return failed(f"the tool did not answer within {limits.tool_call_s:g} s")
+    return ToolResult(tool_call.id, tool_call.name, result_text(result), result.is_error)
+
+
+async def _not_run(run: Conversation, calls: Sequence[ToolCall]) -> AsyncIterator[Recorded]:
+    for tool_call in calls:
+        result = ToolResult(tool_call.id, tool_call.name, NOT_RUN, is_error=True)
+        run.history.append(result)
+        yield Recorded(result)
+
+
+def _finished(run: Conversation, reason: FinishReason, text: str, totals: _Totals) -> RunFinished:
+    return RunFinished(
+        conversation_id=run.conversation_id,
+        reason=reason,
+        text=text,
+        rounds=totals.rounds,
+        tool_calls=totals.tool_calls,
+        input_tokens=totals.input_tokens,
+        output_tokens=totals.output_tokens,
+    )
+
+
+def _object_or_none(arguments_json: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(arguments_json or "{}")
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def result_text(result: types.CallToolResult) -> str:
+    """A tool's result as the text a model reads: its text blocks, else its structured content
+    as JSON; other blocks named by kind. Cut at ``MAX_RESULT_CHARS``."""
+    parts: list[str] = []
+    for block in result.content:
+        if isinstance(block, types.TextContent):
+            parts.append(block.text)
+        elif isinstance(block, types.ImageContent | types.AudioContent):
+            parts.append(f"[{block.type}: {block.mime_type}, not shown]")
+        elif isinstance(block, types.ResourceLink):
+            parts.append(f"[resource link: {block.uri}]")
+        elif isinstance(block, types.EmbeddedResource):
+            resource = block.resource
+            text = getattr(resource, "text", None)
+            parts.append(text if isinstance(text, str) else f"[resource: {resource.uri}]")
+    if not parts and result.structured_content is not None:
+        parts.append(json.dumps(result.structured_content, ensure_ascii=False))
+    text = "\n".join(parts) or ("the tool failed" if result.is_error else "(no output)")
+    if len(text) > MAX_RESULT_CHARS:
+        cut = len(text) - MAX_RESULT_CHARS
+        text = f"{text[:MAX_RESULT_CHARS]}\n[... {cut} more characters not shown]"
+    return text

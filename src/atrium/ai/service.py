@@ -1,0 +1,215 @@
+"""The AI service: an agent's run from its name and a message to a stream of events.
+
+``AgentService.start`` does everything that can fail for a reason the user must fix before
+any event is sent: the agent and ``services/ai/config.yaml`` are loaded, the model resolved,
+the provider created (its SDK and key checked), the conversation found (and owned by the
+caller), and the servers connected and their tools listed. A problem there raises
+(``ConfigError``, ``ProviderSetupError``, ``NotFoundError``, ``UsageError``), so the CLI exits
+2 and the HTTP API answers 4xx. What it yields is the run's event stream (``run_events``):
+the conversation's messages are stored as they happen, so a stopped run keeps what it did.
+A model API that fails mid-run ends the stream with ``failed`` (``provider``).
+
+Faces: ``atrium agents run`` (CLI), ``POST /api/v1/agents/{name}/messages`` (HTTP, SSE) and
+the ``atrium`` server's ``run_agent`` tool, each with its own ``RunAs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from atrium.ai.agents import Agent, load_agent, load_agents, resolve_model
+from atrium.ai.config import AiConfig, load_ai_config, resolve_api_key
+from atrium.ai.discovery import Discovered, RunAs, auth_for, discover
+from atrium.ai.loop import Conversation, Limits, Recorded, tool_loop
+from atrium.ai.providers import create_provider
+from atrium.ai.providers.messages import Message, UserMessage
+from atrium.ai.providers.provider import Provider, ProviderError
+from atrium.ai.run_events import RunEvent, RunFailed, RunStarted
+from atrium.ai.transcript import from_stored, to_stored
+from atrium.client.manager import McpManager
+from atrium.errors import NotFoundError, UsageError
+from atrium.settings import Settings
+from atrium.store import Store
+from atrium.store.conversations import ConversationRecord
+
+logger = logging.getLogger(__name__)
+
+# How deep agents may run inside agents (``run_agent`` from an agent's run): a run at this depth
+# is refused, so an agent that calls itself stops after a few levels, not at the rate limit.
+MAX_AGENT_DEPTH = 3
+# The ``_meta`` key of the tool calls an agent makes: how deep the calling run is, plus one.
+DEPTH_META = "dev.atrium/agent-depth"
+MAX_MESSAGE_CHARS = 100_000
+
+
+class ConversationNotFound(NotFoundError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("conversation", conversation_id, [])
+        self.args = (f"conversation '{conversation_id}' not found among yours",)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``start`` resolved: shown by ``atrium agents show`` without running anything."""
+
+    agent: Agent
+    config: AiConfig
+    provider_name: str
+    model: str
+    discovered: Discovered
+
+
+class AgentService:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+
+    def agents(self) -> list[Agent]:
+        return list(load_agents(self.settings).values())
+
+    async def plan(self, name: str, run_as: RunAs) -> RunPlan:
+        """The agent, its model and its servers as ``run_as`` would run it."""
+        agent = load_agent(self.settings, name)
+        config = load_ai_config(self.settings)
+        provider_name, model = resolve_model(agent, config)
+        records = await self.store.servers.list() if config.auto_discover else []
+        discovered = discover(self.settings, config, agent, run_as, records)
+        return RunPlan(agent, config, provider_name, model, discovered)
+
+    def provider(self, plan: RunPlan) -> Provider:
+        """The plan's provider, created now: ``ProviderSetupError`` names what is missing."""
+        config = plan.config.providers[plan.provider_name]
+        return create_provider(
+            config.type,
+            api_key=resolve_api_key(plan.config, plan.provider_name, self.settings),
+            base_url=config.base_url,
+            timeout_s=plan.config.timeout_for(plan.provider_name),
+            max_retries=config.max_retries,
+            name=plan.provider_name,
+        )
+
+    async def conversation(self, conversation_id: str, run_as: RunAs) -> ConversationRecord:
+        """A conversation of ``run_as``'s; someone else's is not found, as one that is not."""
+        record = await self.store.conversations.get(conversation_id)
+        if record is None or record.subject != run_as.subject:
+            raise ConversationNotFound(conversation_id)
+        return record
+
+    @contextlib.asynccontextmanager
+    async def start(
+        self,
+        name: str,
+        message: str,
+        run_as: RunAs,
+        conversation_id: str | None = None,
+    ) -> AsyncIterator[AsyncGenerator[RunEvent, None]]:
+        """See the module docstring: ``async with service.start(...) as events``."""
+        _check_message(message)
+        if run_as.depth >= MAX_AGENT_DEPTH:
+            raise UsageError(
+                f"agents may run inside agents {MAX_AGENT_DEPTH - 1} levels deep at most;"
+                f" this run would be level {run_as.depth + 1}"
+            )
+        plan = await self.plan(name, run_as)
+        record = None
+        if conversation_id is not None:
+            record = await self.conversation(conversation_id, run_as)
+            if record.agent != plan.agent.name:
+                raise UsageError(
+                    f"conversation '{conversation_id}' is with agent '{record.agent}',"
+                    f" not '{plan.agent.name}'"
+                )
+        provider = self.provider(plan)
+        try:
+            manager = McpManager(
+                plan.discovered.specs,
+                log_dir=self.settings.logs_dir,
+                allowed=plan.agent.tools,
+                auth_for=auth_for(self.settings, run_as),
+                call_meta={DEPTH_META: run_as.depth + 1},
+            )
+            async with manager:
+                tools = await manager.provider_tools(provider.tool_format)
+                run = _Run(self, plan, provider, manager, tools, run_as)
+                yield run.events(message, record)
+        finally:
+            await provider.aclose()
+
+
+@dataclass
+class _Run:
+    service: AgentService
+    plan: RunPlan
+    provider: Provider
+    manager: McpManager
+    tools: list[dict[str, Any]]
+    run_as: RunAs
+
+    async def events(
+        self, message: str, record: ConversationRecord | None
+    ) -> AsyncGenerator[RunEvent, None]:
+        store = self.service.store.conversations
+        if record is None:
+            record = await store.create(
+                subject=self.run_as.subject, agent=self.plan.agent.name, title=message
+            )
+            history: list[Message] = []
+        else:
+            history = from_stored(await store.messages(record.id))
+        history.append(UserMessage(message))
+        await store.append(record.id, [to_stored(history[-1])])
+        names = tuple(_tool_name(tool) for tool in self.tools)
+        servers = {status.name: status.error for status in self.manager.status()}
+        yield RunStarted(
+            record.id, self.plan.agent.name, self.plan.provider_name, self.plan.model,
+            names, servers,
+        )  # fmt: skip
+        conversation = Conversation(
+            conversation_id=record.id,
+            provider=self.provider,
+            model=self.plan.model,
+            system=self.plan.agent.prompt,
+            history=history,
+            tools=self.tools,
+            offered=frozenset(names),
+        )
+        config = self.plan.config
+        limits = Limits(config.max_tool_rounds, config.timeouts.tool_call_s)
+        try:
+            async for event in tool_loop(conversation, self.manager.call, limits):
+                if isinstance(event, Recorded):
+                    usage = event.usage
+                    stored = to_stored(
+                        event.message,
+                        input_tokens=usage.input_tokens if usage else None,
+                        output_tokens=usage.output_tokens if usage else None,
+                    )
+                    await store.append(record.id, [stored])
+                else:
+                    yield event
+        except ProviderError as exc:
+            logger.warning("agent %s: %s", self.plan.agent.name, exc)
+            yield RunFailed(record.id, str(exc), "provider")
+        except Exception:  # a bug of ours: logged whole, the watcher told without a traceback
+            logger.exception("agent %s: the run failed", self.plan.agent.name)
+            yield RunFailed(record.id, "the run failed inside Atrium; its log has the details",
+                            "internal")  # fmt: skip
+
+
+def _check_message(message: str) -> None:
+    if not message.strip():
+        raise UsageError("the message is empty: say what the agent should do")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise UsageError(
+            f"the message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}"
+        )
+
+
+def _tool_name(tool: dict[str, Any]) -> str:
+    """A tool's name in any provider's format (Chat Completions nests it in ``function``)."""
+    function = tool.get("function")
+    return str(function["name"] if isinstance(function, dict) else tool["name"])

@@ -1,0 +1,96 @@
+"""A conversation's messages as the store keeps them (JSON objects) and back.
+
+The stored form is the provider-neutral one of ``atrium.ai.providers.messages``, so a
+conversation started on one provider can be continued on another. Reading back repairs what a
+stopped run left behind: a tool call without its result (the run was cancelled, or the process
+died mid-call) gets one saying it was not run, since every provider refuses a history with an
+unanswered call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from atrium.ai.providers.events import ToolCall
+from atrium.ai.providers.messages import AssistantMessage, Message, ToolResult, UserMessage
+from atrium.store.conversations import UNREADABLE, MessageRecord, NewMessage
+
+STOPPED = "not run: the run was stopped before this call finished"
+
+
+def to_stored(message: Message, *, input_tokens: int | None = None,
+              output_tokens: int | None = None) -> NewMessage:  # fmt: skip
+    if isinstance(message, UserMessage):
+        return NewMessage("user", {"text": message.text})
+    if isinstance(message, AssistantMessage):
+        calls = [
+            {"id": c.id, "name": c.name, "arguments": c.arguments_json, "signature": c.signature}
+            for c in message.tool_calls
+        ]
+        content: dict[str, Any] = {"text": message.text, "tool_calls": calls}
+        return NewMessage("assistant", content, input_tokens, output_tokens)
+    result: dict[str, Any] = {
+        "call_id": message.call_id,
+        "name": message.name,
+        "content": message.content,
+        "is_error": message.is_error,
+    }
+    return NewMessage("tool", result)
+
+
+def from_stored(records: Iterable[MessageRecord]) -> list[Message]:
+    """The messages of a stored conversation, unanswered tool calls answered (module doc)."""
+    messages: list[Message] = []
+    waiting: dict[str, ToolCall] = {}
+    for record in records:
+        message = _message(record.role, record.content)
+        if message is None:
+            continue
+        if not isinstance(message, ToolResult):
+            messages += _unanswered(waiting)
+        if isinstance(message, AssistantMessage):
+            waiting = {call.id: call for call in message.tool_calls}
+        elif isinstance(message, ToolResult) and waiting.pop(message.call_id, None) is None:
+            continue  # a result of no call: no provider would take it
+        messages.append(message)
+    return messages + _unanswered(waiting)
+
+
+def _unanswered(waiting: dict[str, ToolCall]) -> list[Message]:
+    results: list[Message] = [
+        ToolResult(call.id, call.name, STOPPED, is_error=True) for call in waiting.values()
+    ]
+    waiting.clear()
+    return results
+
+
+def _message(role: str, content: dict[str, Any]) -> Message | None:
+    """One stored message; ``None`` for one that cannot be read (kept, but not sent)."""
+    if content.get("error") == UNREADABLE:
+        return None
+    try:
+        if role == "user":
+            return UserMessage(str(content["text"]))
+        if role == "assistant":
+            calls = tuple(
+                ToolCall(str(c["id"]), str(c["name"]), str(c["arguments"]), c.get("signature"))
+                for c in content.get("tool_calls", ())
+            )
+            return AssistantMessage(str(content.get("text", "")), calls)
+        if role == "tool":
+            return ToolResult(
+                str(content["call_id"]),
+                str(content["name"]),
+                str(content["content"]),
+                bool(content.get("is_error", False)),
+            )
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return None
+
+
+def as_json(message: Message) -> dict[str, Any]:
+    """A message as the HTTP API shows a conversation: its role, then its content."""
+    stored = to_stored(message)
+    return {"role": stored.role, **stored.content}

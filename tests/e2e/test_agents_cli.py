@@ -1,0 +1,192 @@
+"""``atrium agents`` end to end: a real Atrium (gateway + the built-in ``atrium`` server), a
+model API on loopback speaking the Chat Completions wire format (an OpenAI-compatible local
+server, as the README's example), and the CLI as a user runs it.
+
+The agent's tool calls reach the hosted server through the gateway with a token for the run's
+user, so the audit names that user and marks the calls in-app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atrium.settings import load_settings
+from atrium.store import Store
+from tests.ai.project import KEY_VARIABLE, write_agent, write_ai_config
+from tests.ai.providers_fake import OpenAIChatFake, text, tool_call
+from tests.e2e.instance import Instance, started_instance
+from tests.polling import wait_until
+
+PLAYBOOKS = "mcp__atrium__list_playbooks"
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    with started_instance(tmp_path_factory.mktemp("agents-cli")) as running:
+        running.env[KEY_VARIABLE] = "sk-test"
+        yield running
+
+
+def agents(instance: Instance, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "atrium", "--project", str(instance.project), "agents", *args]
+    return subprocess.run(argv, env=instance.env, capture_output=True, text=True, timeout=120)
+
+
+def _user_id(instance: Instance, username: str) -> str:
+    async def read() -> str:
+        settings = load_settings(instance.project, environ=instance.env)
+        async with await Store.open(settings) as store:
+            record = await store.users.by_username(username)
+            assert record is not None
+            return record.id
+
+    return asyncio.run(read())
+
+
+def _tool_audit(instance: Instance, tool: str) -> list[dict[str, Any]]:
+    records = json.loads(instance.atrium("infra", "logs", "request", "list", "--json", "-n", "50"))
+    return [r for r in records if r.get("tool") == tool]
+
+
+def test_a_two_round_run_calls_a_hosted_tool_as_its_user(instance: Instance) -> None:
+    with OpenAIChatFake(
+        [tool_call(PLAYBOOKS, {}, text="Let me look."), text("There are no playbooks yet.")]
+    ) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper", allowed_tools=["mcp__atrium__*"])
+        done = agents(instance, "run", "helper", "Which playbooks are there?", "--user", "admin")
+        assert done.returncode == 0, done.stderr
+        second = fake.requests[1].body
+    assert "Let me look." in done.stdout
+    assert "There are no playbooks yet." in done.stdout
+    tool_line = next(line for line in done.stdout.splitlines() if PLAYBOOKS in line)
+    assert "✓" in tool_line
+    assert " ms" in tool_line
+    assert "2 rounds · 1 tool calls" in done.stderr
+    # The tool's result went back to the model as the tool message of its call.
+    tool_messages = [m for m in second["messages"] if m["role"] == "tool"]
+    assert len(tool_messages) == 1
+    assert "playbooks" in tool_messages[0]["content"]
+    assert second["tools"]
+    assert all(t["function"]["name"].startswith("mcp__atrium__") for t in second["tools"])
+    admin_id = _user_id(instance, "admin")
+    calls = wait_until(lambda: _tool_audit(instance, "list_playbooks"), what="audited call")
+    assert calls[0]["subject"] == admin_id
+    assert calls[0]["origin"] == "in-app"
+    assert calls[0]["client_id"] == "atrium-agents"
+    assert calls[0]["outcome"] == "ok"
+
+
+def test_json_events_and_continuing_a_conversation(instance: Instance) -> None:
+    with OpenAIChatFake([text("First answer."), text("Second answer.")]) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper")
+        first = agents(instance, "run", "helper", "Hello", "--json")
+        assert first.returncode == 0, first.stderr
+        events = [json.loads(line) for line in first.stdout.splitlines()]
+        assert next(e["type"] for e in events) == "started"
+        assert events[-1]["type"] == "finished"
+        assert events[-1]["text"] == "First answer."
+        conversation = events[0]["conversation_id"]
+        again = agents(instance, "run", "helper", "And then?", "--conversation", conversation)
+        assert again.returncode == 0, again.stderr
+        history = fake.requests[1].body["messages"]
+    assert [m["role"] for m in history if m["role"] != "system"] == ["user", "assistant", "user"]
+    assert history[-1]["content"] == "And then?"
+    listed = json.loads(agents(instance, "conversations", "list", "--json").stdout)
+    assert conversation in [c["id"] for c in listed]
+    shown = json.loads(agents(instance, "conversations", "show", conversation, "--json").stdout)
+    assert [m["role"] for m in shown] == ["user", "assistant", "user", "assistant"]
+    deleted = agents(instance, "conversations", "delete", conversation)
+    assert deleted.returncode == 0, deleted.stderr
+    gone = agents(instance, "conversations", "show", conversation)
+    assert gone.returncode == 1
+    assert "not found" in gone.stderr
+
+
+def test_list_and_show(instance: Instance) -> None:
+    with OpenAIChatFake([]) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper", allowed_tools=[PLAYBOOKS])
+        listed = json.loads(agents(instance, "list", "--json").stdout)
+        shown = agents(instance, "show", "helper", "--json")
+    assert "helper" in [a["name"] for a in listed]
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["tools"] == [PLAYBOOKS]
+    assert data["servers"]["atrium"] is None
+    assert data["provider"] == "fake"
+    assert data["resolved_model"] == "test-model"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "code", "said"),
+    [
+        ("none", ["run", "nobody", "hi"], 1, "agent 'nobody' not found"),
+        ("bad-key", ["run", "broken", "hi"], 2, "broken.md:4:1: colour: unknown key"),
+        ("unknown-provider", ["run", "helper", "hi"], 2, "'nope' is not a provider"),
+        ("missing-key", ["run", "helper", "hi"], 2, KEY_VARIABLE),
+        ("none", ["run", "helper", "  "], 2, "the message is empty"),
+        ("none", ["run", "helper", "hi", "--user", "ghost"], 1, "user 'ghost' not found"),
+        ("none", ["run", "helper", "hi", "--conversation", "0" * 32], 1, "not found"),
+    ],
+)
+def test_bad_input_is_a_clear_error(
+    instance: Instance, setup: str, args: list[str], code: int, said: str
+) -> None:
+    with OpenAIChatFake([text("unused")]) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper")
+        if setup == "bad-key":
+            path = instance.project / "services/agents/broken.md"
+            path.write_text("---\nname: broken\ndescription: x\ncolour: blue\n---\nHi\n")
+        if setup == "unknown-provider":
+            write_agent(instance.project, "helper", model="nope:some-model")
+        env_backup = dict(instance.env)
+        if setup == "missing-key":
+            instance.env.pop(KEY_VARIABLE)
+        try:
+            done = agents(instance, *args)
+        finally:
+            instance.env.clear()
+            instance.env.update(env_backup)
+            (instance.project / "services/agents/broken.md").unlink(missing_ok=True)
+        assert fake.remaining == 1  # nothing reached the model
+    assert done.returncode == code, (done.stdout, done.stderr)
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_tool_rounds_run_out(instance: Instance) -> None:
+    script = [tool_call(PLAYBOOKS, {}), tool_call(PLAYBOOKS, {}), tool_call(PLAYBOOKS, {})]
+    with OpenAIChatFake(script) as fake:
+        write_ai_config(instance.project, fake, max_tool_rounds=2)
+        write_agent(instance.project, "helper")
+        done = agents(instance, "run", "helper", "Loop forever")
+        last = fake.requests[-1].body
+    assert done.returncode == 0, done.stderr
+    assert "every tool round" in done.stderr
+    assert "tools" not in last  # the answer-now turn offers none
+    assert "used all 2 tool rounds" in json.dumps(last["messages"])
+
+
+def test_a_tool_the_agent_was_not_given(instance: Instance, tmp_path: Path) -> None:
+    with OpenAIChatFake([tool_call("mcp__atrium__atrium", {"command": "x"}), text("ok")]) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper", allowed_tools=[PLAYBOOKS])
+        done = agents(instance, "run", "helper", "Run a command", "--json")
+        result = next(m for m in fake.requests[1].body["messages"] if m["role"] == "tool")
+    assert done.returncode == 0, done.stderr
+    finished = [json.loads(line) for line in done.stdout.splitlines()]
+    tool = next(e for e in finished if e["type"] == "tool_finished")
+    assert tool["ok"] is False
+    assert "no tool 'mcp__atrium__atrium'" in tool["error"]
+    assert "no tool 'mcp__atrium__atrium'" in result["content"]
