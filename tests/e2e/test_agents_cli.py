@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -190,3 +191,51 @@ def test_a_tool_the_agent_was_not_given(instance: Instance, tmp_path: Path) -> N
     assert tool["ok"] is False
     assert "no tool 'mcp__atrium__atrium'" in tool["error"]
     assert "no tool 'mcp__atrium__atrium'" in result["content"]
+
+
+def test_ctrl_c_stops_the_model_and_keeps_the_conversation(instance: Instance) -> None:
+    with OpenAIChatFake([text("Thinking about it", stall=True)]) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper")
+        argv = [sys.executable, "-m", "atrium", "--project", str(instance.project)]
+        process = subprocess.Popen(
+            [*argv, "agents", "run", "helper", "Take your time", "--json"],
+            env=instance.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        started = json.loads(process.stdout.readline())
+        assert json.loads(process.stdout.readline())["type"] == "text"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+        wait_until(lambda: fake.abandoned == 1, what="the model stream closed")
+    assert process.returncode == 130, err
+    assert json.loads(out.splitlines()[-1])["kind"] == "cancelled"
+    assert "Traceback" not in err
+    shown = agents(instance, "conversations", "show", started["conversation_id"], "--json")
+    assert [m["role"] for m in json.loads(shown.stdout)] == ["user"]
+
+
+def _readme_block(language: str, after: str) -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index(after) :]
+    start = section.index(f"```{language}\n") + len(language) + 4
+    return section[start : section.index("```", start)]
+
+
+def test_the_readme_example_runs(instance: Instance) -> None:
+    config = _readme_block("yaml", "### Agents")
+    agent = _readme_block("markdown", "### Agents").split("\n", 1)[1]  # after the comment
+    script = [tool_call(PLAYBOOKS, {}, text="Let me look."), text("There are none yet.")]
+    with OpenAIChatFake(script) as fake:
+        path = instance.project / "services/ai/config.yaml"
+        path.write_text(config.replace("http://localhost:11434/v1", fake.base_url))
+        (instance.project / "services/agents/assistant.md").write_text(agent)
+        done = agents(instance, "run", "assistant", "Which playbooks are there?")
+        model = fake.requests[0].body["model"]
+    assert done.returncode == 0, done.stderr
+    assert model == "llama3.1"
+    assert f"✓ {PLAYBOOKS}" in done.stdout
+    assert "2 rounds · 1 tool calls" in done.stderr

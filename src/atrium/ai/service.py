@@ -34,7 +34,7 @@ from atrium.client.manager import McpManager
 from atrium.errors import NotFoundError, UsageError
 from atrium.settings import Settings
 from atrium.store import Store
-from atrium.store.conversations import ConversationRecord
+from atrium.store.conversations import ConversationRecord, UnknownConversation
 
 logger = logging.getLogger(__name__)
 
@@ -194,6 +194,8 @@ class _Run:
         except ProviderError as exc:
             logger.warning("agent %s: %s", self.plan.agent.name, exc)
             yield RunFailed(record.id, str(exc), "provider")
+        except UnknownConversation:
+            yield RunFailed(record.id, "the conversation was deleted during the run", "cancelled")
         except Exception:  # a bug of ours: logged whole, the watcher told without a traceback
             logger.exception("agent %s: the run failed", self.plan.agent.name)
             yield RunFailed(record.id, "the run failed inside Atrium; its log has the details",
