@@ -31,11 +31,23 @@ async def test_tools_are_listed_with_annotations_and_output_schemas(project: Set
     async with serving(create_server(project)) as url, Client(f"{url}/mcp") as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
 
-    assert sorted(tools) == ["atrium", "list_playbooks", "show_playbook"]
+    assert sorted(tools) == [
+        "atrium",
+        "list_agents",
+        "list_playbooks",
+        "run_agent",
+        "show_playbook",
+    ]
     hints = {
         name: tool.annotations.read_only_hint for name, tool in tools.items() if tool.annotations
     }
-    assert hints == {"atrium": False, "list_playbooks": True, "show_playbook": True}
+    assert hints == {
+        "atrium": False,
+        "list_agents": True,
+        "list_playbooks": True,
+        "run_agent": False,
+        "show_playbook": True,
+    }
     assert all(tool.output_schema for tool in tools.values())
     assert set(tools["atrium"].output_schema or {}) >= {"properties", "required"}
 

@@ -41,7 +41,13 @@ async def test_the_atrium_console_script_serves_then_exits_0_on_sigterm(
             tools = [tool.name for tool in (await client.list_tools()).tools]
         code = stop(process)
 
-    assert sorted(tools) == ["atrium", "list_playbooks", "show_playbook"]
+    assert sorted(tools) == [
+        "atrium",
+        "list_agents",
+        "list_playbooks",
+        "run_agent",
+        "show_playbook",
+    ]
     assert code == 0
     assert TIMESTAMPED.search(log_file.read_text())
     assert "serving MCP server atrium" in log_file.read_text()

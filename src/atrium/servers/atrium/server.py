@@ -10,6 +10,7 @@ Tools:
   is not stored: nothing ran.
 * ``list_playbooks`` and ``show_playbook`` read ``services/playbooks/*.md`` (``playbooks``);
   each playbook is also the resource ``playbook://<name>`` (``text/markdown``).
+* ``list_agents`` and ``run_agent`` run the project's agents for the caller (``agents``).
 
 The store is opened once, in the server's lifespan, and reached by the tools as
 ``ctx.request_context.lifespan_context``.
@@ -31,6 +32,7 @@ from atrium.__about__ import __version__
 from atrium.auth.assertion import CallerIdentity
 from atrium.auth.operator import acting_environment
 from atrium.errors import NotFoundError
+from atrium.servers.atrium.agents import add_agent_tools
 from atrium.servers.atrium.commands import (
     TIMEOUT_S,
     AllowList,
@@ -111,6 +113,7 @@ def create_server(
     _add_cli_tool(server, settings, allowed or AllowList.from_environ(settings.environ), timeout_s)
     _add_playbook_tools(server, settings)
     _add_playbook_resource(server, settings)
+    add_agent_tools(server, settings)
     return server
 
 
