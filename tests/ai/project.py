@@ -3,10 +3,9 @@ agent files. Written as JSON, which is YAML too, so every test goes through the 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
-
-import json
 
 from tests.ai.fake_script import ProviderFake
 from tests.ai.providers_fake import AnthropicFake, GeminiFake, OpenAIChatFake

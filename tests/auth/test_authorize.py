@@ -46,8 +46,9 @@ async def test_the_answer_carries_the_state_and_the_issuer(
         ({"scope": "user launch-missiles"}, "invalid_scope"),
         ({"resource": "http://evil.example/api/v1/mcp/users/mcp"}, "invalid_target"),
         ({"resource": "http://127.0.0.1:1/api/v1/mcp/nobody/mcp"}, "invalid_target"),
+        ({"resource": "http://[::1/api/v1/mcp/users/mcp"}, "invalid_target"),
     ],
-    ids=["implicit", "unknown scope", "foreign resource", "unknown server"],
+    ids=["implicit", "unknown scope", "foreign resource", "unknown server", "no URL"],
 )
 async def test_a_bad_request_from_a_known_client_goes_back_with_its_error(
     gateway: Gateway, browser: Browser, client: Client, params: dict[str, str], error: str

@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx2
 
@@ -27,13 +28,13 @@ from atrium.ai.config import AiConfig
 from atrium.auth.issuing import mint_access_token
 from atrium.auth.operator import AGENT_CLIENT_ID
 from atrium.auth.roles import ADMIN
-from atrium.client.connect import gateway_url
-from atrium.client.manager import AuthFor
-from atrium.client.mcpjson import HttpTarget, ServerSpec
-from atrium.client.sources import file_specs
 from atrium.registry.schema import parse_server_config
 from atrium.settings import Settings
-from atrium.store import ServerRecord
+
+if TYPE_CHECKING:  # the MCP client loads when a run starts, not with the gateway
+    from atrium.client.manager import AuthFor
+    from atrium.client.mcpjson import ServerSpec
+    from atrium.store import ServerRecord
 
 TOKEN_TTL_S = 300
 RENEW_BEFORE_S = 60  # a token with less left than this is not sent again
@@ -93,6 +94,10 @@ def discover(
 ) -> Discovered:
     """The servers ``agent`` reaches when ``run_as`` runs it; ``ConfigError`` for a broken
     ``.mcp.json``."""
+    from atrium.client.connect import gateway_url
+    from atrium.client.mcpjson import HttpTarget, ServerSpec
+    from atrium.client.sources import file_specs
+
     specs: list[ServerSpec] = []
     left_out: dict[str, str] = {}
     if config.auto_discover:

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from atrium.auth.uris import LOOPBACK_HOSTS
 
 _PATH = re.compile(r"^/api/v1/mcp/([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)/mcp$")
+# The AI service's agents API (``atrium.gateway.agents_api``): a resource of its own, so a
+# client can ask for a token meant for it alone.
+AGENTS_PATH = "/api/v1/agents"
 
 
 def _origin(scheme: str, host: str, port: int | None) -> tuple[str, str, int]:
@@ -31,6 +34,24 @@ class Resources:
         """The server's resource URL; on ``origin`` when that names the same place as ours."""
         base = origin if origin is not None and self.same_origin(origin) else self.public_url
         return f"{base}/api/v1/mcp/{server}/mcp"
+
+    def agents_url(self, origin: str | None = None) -> str:
+        """The agents API's resource URL; on ``origin`` when that names the same place."""
+        base = origin if origin is not None and self.same_origin(origin) else self.public_url
+        return f"{base}{AGENTS_PATH}"
+
+    def is_agents_api(self, resource: str) -> bool:
+        """Whether a resource URL names the agents API (on any loopback name of ours)."""
+        try:
+            parts = urlsplit(resource)
+        except ValueError:  # "http://[::1": no URL at all
+            return False
+        return (
+            not parts.query
+            and not parts.fragment
+            and parts.path == AGENTS_PATH
+            and self.same_origin(resource)
+        )
 
     def same_origin(self, url: str) -> bool:
         try:
@@ -53,7 +74,10 @@ class Resources:
 
     def server_of(self, resource: str) -> str | None:
         """The server a resource URL names, or ``None`` if it names none of ours."""
-        parts = urlsplit(resource)
+        try:
+            parts = urlsplit(resource)
+        except ValueError:  # "http://[::1": no URL at all
+            return None
         if parts.query or parts.fragment or not self.same_origin(resource):
             return None
         match = _PATH.match(parts.path)

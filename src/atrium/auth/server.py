@@ -112,10 +112,13 @@ class AuthorizationServer:
         return frozenset(ports)
 
     def audience_for(self, resources: list[str]) -> list[str]:
-        """RFC 8707: each ``resource`` must be a hosted server; none means the default audience."""
+        """RFC 8707: each ``resource`` must be a hosted server or the agents API; none means the
+        default audience."""
         if not resources:
             return [self.options.default_audience]
         for resource in resources:
+            if self.resources.is_agents_api(resource):
+                continue
             name = self.resources.server_of(resource)
             if name is None or self.hosted(name) is None:
                 raise invalid_target(f"{resource!r} is not a server hosted here")

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atrium.auth.routes import oauth_routes
+from atrium.gateway.agents_api import agents_routes
 from atrium.gateway.cards import Cards
 from atrium.gateway.parts import GatewayParts
 from atrium.gateway.registry_api import RegistryApi
@@ -57,6 +58,7 @@ def _routes(parts: GatewayParts) -> list[BaseRoute]:
         *Cards(settings, parts.directory).routes(),
         Route("/api/v1/mcp/{server}/openapi.json", tools_api.spec, methods=["GET"]),
         Route("/api/v1/mcp/{server}/tools/{tool}", tools_api.call, methods=["POST"]),
+        *agents_routes(parts),
     ]
 
 
