@@ -19,3 +19,17 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] != "Z"
+
+
+def free_server_ports(project: Path) -> None:
+    """Give every server ``atrium init`` wrote a free port: the built-in ports (5010, 5020 ...)
+    are fixed, and tests run side by side."""
+    for path in (project / "services/mcp").glob("*.yaml"):
+        text = path.read_text()
+        lines = [
+            f"{line.partition('port:')[0]}port: {free_port()}"
+            if line.strip().startswith("port:") and line.strip()[5:].strip().isdigit()
+            else line
+            for line in text.splitlines()
+        ]
+        path.write_text("\n".join(lines) + "\n")

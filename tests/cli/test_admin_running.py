@@ -28,7 +28,7 @@ from tests.auth.flow import bearer, call_tool, challenge, jwt_claims
 from tests.cli.helpers import CliResult, run_atrium
 from tests.gateway.conftest import Backend, backend  # noqa: F401  (a fixture used here)
 from tests.gateway.helpers import list_body, modern_headers
-from tests.processes import free_port
+from tests.processes import free_port, free_server_ports
 
 SERVER = "probe"
 
@@ -78,6 +78,7 @@ async def running(
     backend: Backend,  # noqa: F811
 ) -> AsyncIterator[Running]:
     assert (await asyncio.to_thread(run_atrium, "init", str(tmp_path))).exit_code == 0
+    free_server_ports(tmp_path)
     probe = {"transport": "remote", "url": backend.url, "oauth": {"required": True}}
     (tmp_path / "services/mcp/probe.yaml").write_text(json.dumps({"mcp_servers": {SERVER: probe}}))
     port = free_port()

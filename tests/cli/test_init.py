@@ -9,6 +9,7 @@ from pathlib import Path
 
 from atrium.ai.agents import load_agents
 from atrium.ai.config import load_ai_config
+from atrium.scaffold.project import init_project
 from atrium.settings import load_settings
 from tests.cli.helpers import run_atrium
 
@@ -47,7 +48,18 @@ def test_only_builtin_servers_with_an_installed_binary_are_enabled(tmp_path: Pat
         run_atrium("--project", str(tmp_path), "plugins", "mcp", "list", "--json").stdout
     )
 
-    # atrium-mcp-atrium is a console script of this package; the others are not written yet.
+    # Every built-in server is a console script of this package.
+    assert {row["name"]: row["enabled"] for row in listed} == dict.fromkeys(BUILTINS, True)
+
+
+def test_a_builtin_server_whose_binary_is_missing_is_written_disabled(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path, environ={})
+    init_project(settings, binaries=lambda: frozenset({"atrium-mcp-atrium"}))
+
+    listed = json.loads(
+        run_atrium("--project", str(tmp_path), "plugins", "mcp", "list", "--json").stdout
+    )
+
     expected = dict.fromkeys(BUILTINS, False) | {"atrium": True}
     assert {row["name"]: row["enabled"] for row in listed} == expected
 

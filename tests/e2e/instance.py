@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 
 from tests.polling import wait_until
-from tests.processes import free_port
+from tests.processes import free_port, free_server_ports
 
 
 @dataclass
@@ -92,7 +92,8 @@ def started_instance(
     found = re.search(r"password \(shown once\): (\S+)", init.stdout)
     assert found, init.stdout
     server_file = project / "services/mcp/atrium.yaml"
-    text = server_file.read_text().replace("port: 5010", f"port: {free_port()}")
+    free_server_ports(project)
+    text = server_file.read_text()
     if dpop is not None:
         text = text.replace("audience: mcp", f"audience: mcp\n      dpop: {dpop}")
     server_file.write_text(text)

@@ -15,7 +15,7 @@ import pytest
 
 from tests.atrium_cli import Atrium
 from tests.polling import wait_until
-from tests.processes import free_port
+from tests.processes import free_port, free_server_ports
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def atrium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Atrium]:
     project = tmp_path_factory.mktemp("cli-gateway") / "project"
     run = Atrium.on_free_ports(project)
     assert run("init").returncode == 0
+    free_server_ports(project)
     server = {"binary": "atrium-mcp-atrium", "port": free_port(), "oauth": {"required": False}}
     (project / "services/mcp/atrium.yaml").write_text(
         json.dumps({"mcp_servers": {"atrium": server}})

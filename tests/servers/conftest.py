@@ -9,6 +9,7 @@ import pytest
 
 from atrium.settings import Settings, load_settings
 from tests.cli.helpers import run_atrium
+from tests.processes import free_server_ports
 
 
 @pytest.fixture
@@ -16,5 +17,6 @@ def project(tmp_path: Path) -> Settings:
     """An initialised project; its environment is this one without the runner's ATRIUM_*."""
     result = run_atrium("init", str(tmp_path))
     assert result.exit_code == 0, result.stderr
+    free_server_ports(tmp_path)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ATRIUM_")}
     return load_settings(tmp_path, environ=environ)

@@ -275,3 +275,12 @@ ai_messages = Table(
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("role IN ('user', 'assistant', 'tool')", name="role"),
 )
+
+
+# --- secrets (issue 14): below this line ---
+
+
+# --- skills (issue 14): below this line ---
+
+
+# --- content (issue 14): below this line ---

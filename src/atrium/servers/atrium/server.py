@@ -19,11 +19,9 @@ The store is opened once, in the server's lifespan, and reached by the tools as
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
@@ -48,7 +46,8 @@ from atrium.servers.atrium.playbooks import (
     load_playbook,
     load_playbooks,
 )
-from atrium.servers.toolkit import AtriumServer, Lifespan
+from atrium.servers.builtin import store_lifespan
+from atrium.servers.toolkit import AtriumServer
 from atrium.servers.trust import current_caller
 from atrium.settings import Settings
 from atrium.store import ArtifactRecord, Store, StoreError
@@ -108,22 +107,13 @@ def create_server(
         version=__version__,
         title="Atrium",
         instructions=INSTRUCTIONS,
-        lifespan=_store_lifespan(settings),
+        lifespan=store_lifespan(settings),
     )
     _add_cli_tool(server, settings, allowed or AllowList.from_environ(settings.environ), timeout_s)
     _add_playbook_tools(server, settings)
     _add_playbook_resource(server, settings)
     add_agent_tools(server, settings)
     return server
-
-
-def _store_lifespan(settings: Settings) -> Lifespan[Store]:
-    @asynccontextmanager
-    async def lifespan(_server: MCPServer[Store]) -> AsyncIterator[Store]:
-        async with await Store.open(settings) as store:
-            yield store
-
-    return lifespan
 
 
 def _add_cli_tool(

@@ -1,0 +1,11 @@
+"""The ``marketplace`` server's secrets tools (issue 14): placeholder until written."""
+
+from __future__ import annotations
+
+from atrium.servers.toolkit import AtriumServer
+from atrium.settings import Settings
+from atrium.store import Store
+
+
+def add_secrets_tools(server: AtriumServer[Store], settings: Settings) -> None:
+    """Register the secrets tools on ``server``."""

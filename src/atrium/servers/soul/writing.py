@@ -1,0 +1,11 @@
+"""The ``soul`` server's writing tools (issue 14): placeholder until written."""
+
+from __future__ import annotations
+
+from atrium.servers.toolkit import AtriumServer
+from atrium.settings import Settings
+from atrium.store import Store
+
+
+def add_writing_tools(server: AtriumServer[Store], settings: Settings) -> None:
+    """Register the writing tools on ``server``."""
