@@ -39,13 +39,8 @@ BUILTIN_SERVERS = (
     BuiltinServer("atrium", 5010, "Execute atrium CLI commands", ("admin",)),
     BuiltinServer("soul", 5020, "AI-powered content tools", PEOPLE),
     BuiltinServer("content-manager", 5040, "Content management tools", PEOPLE),
-    BuiltinServer(
-        "marketplace",
-        5050,
-        "Skills, secrets and sync",
-        ("admin",),
-        ("delete_*", "admin_*"),
-    ),
+    # Skills and secrets belong to their users; revealing a secret's value takes admin.
+    BuiltinServer("marketplace", 5050, "Skills, secrets and sync", PEOPLE, ("delete_*", "admin_*")),
 )
 
 _KEEP_DIRS = ("services/agents", "services/playbooks", "extensions/mcp")
