@@ -29,6 +29,7 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(
         ["settings", "errors", "yamlio", "runstate", "serving", "redaction", "__about__"], 4
     ),
+    "secretbox": 4,
 }
 NEVER = {
     ("supervisor", "gateway"),

@@ -4,16 +4,28 @@ server's configuration as ``atrium plugins mcp show`` prints it.
 A secret is recognised by the key it sits under (``SECRET_KEY``): ``api_key``, ``DB_PASSWORD``,
 ``Authorization``, ``credentials``. Whatever such a key holds goes, whatever its type: a numeric
 PIN or a nested ``{"user": ..., "pass": ...}`` is as secret as a string.
+
+Some arguments are secrets under a plain key: ``SECRET_ARGUMENTS`` names them per tool (the
+``value`` that the marketplace's ``manage_secrets`` stores). And an error a server answers may
+quote the arguments it refused (pydantic's ``input_value=...``), so the audit keeps its text
+``scrubbed`` of whatever the redaction hid.
 """
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 SECRET_KEY = re.compile(r"(?i)(secret|token|password|passwd|api[_-]?key|auth|credential|private)")
 SHOWN = "***"
-REFERENCE_KEYS = frozenset({"$env", "$file"})
+REFERENCE_KEYS = frozenset({"$env", "$file", "$secret"})
+# Matched by tool name on any server: hiding an argument too many costs nothing.
+SECRET_ARGUMENTS: Mapping[str, frozenset[str]] = {"manage_secrets": frozenset({"value"})}
+# Shorter hidden strings are not scrubbed from error texts: they would mask every "1" or "no".
+MIN_SCRUBBED = 4
+_QUOTED_INPUT = re.compile(r"input_value=.*, input_type=(?=\w+\])")
 
 
 def redacted(value: Any, *, config: bool = False) -> Any:
@@ -32,8 +44,68 @@ def redacted(value: Any, *, config: bool = False) -> Any:
 
 
 def _under(key: Any, value: Any, config: bool) -> Any:
+    if config and key in REFERENCE_KEYS:
+        return value  # the name of a variable, a file or a stored secret
     if not (isinstance(key, str) and SECRET_KEY.search(key)):
         return redacted(value, config=config)
     if config and isinstance(value, dict):
         return value if value.keys() <= REFERENCE_KEYS else redacted(value, config=True)
     return SHOWN
+
+
+def redacted_arguments(arguments: Any, tool: str | None) -> Any:
+    """A tool call's arguments as the audit keeps them: ``redacted``, and those that
+    ``SECRET_ARGUMENTS`` names for ``tool`` hidden whatever they hold."""
+    safe = redacted(arguments)
+    names = SECRET_ARGUMENTS.get(tool or "", frozenset())
+    if names and isinstance(safe, dict):
+        safe = {key: SHOWN if key in names else item for key, item in safe.items()}
+    return safe
+
+
+def scrubbed(text: str | None, arguments: Any, tool: str | None) -> str | None:
+    """``text`` (what a server answered to a call with ``arguments``) without any string that
+    ``redacted_arguments`` hides from them, in the forms an error quotes it: as is, escaped
+    for JSON or Python, cut at the end of the text, or inside pydantic's ``input_value=``."""
+    if text is None:
+        return None
+    hidden = _hidden(arguments, redacted_arguments(arguments, tool))
+    forms = {form for value in hidden for form in _quoted(value) if len(form) >= MIN_SCRUBBED}
+    if not forms:
+        return text
+    text = _QUOTED_INPUT.sub(f"input_value={SHOWN}, input_type=", text)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, SHOWN)
+        # A text cut short (the audit keeps its head) may end with a value's beginning.
+        for size in range(min(len(form) - 1, len(text)), MIN_SCRUBBED - 1, -1):
+            if text.endswith(form[:size]):
+                text = text[:-size] + SHOWN
+                break
+    return text
+
+
+def _hidden(original: Any, shown: Any) -> Iterator[str]:
+    """The strings in ``original`` that ``shown`` (its redacted form) replaced by ``SHOWN``."""
+    if shown == SHOWN and original != SHOWN:
+        yield from _strings(original)
+    elif isinstance(original, dict) and isinstance(shown, dict):
+        for key, item in original.items():
+            yield from _hidden(item, shown.get(key))
+    elif isinstance(original, list) and isinstance(shown, list):
+        for item, shown_item in zip(original, shown, strict=False):
+            yield from _hidden(item, shown_item)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
+def _quoted(value: str) -> set[str]:
+    return {value, json.dumps(value)[1:-1], repr(value)[1:-1]}

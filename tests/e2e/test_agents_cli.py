@@ -175,7 +175,7 @@ def test_tool_rounds_run_out(instance: Instance) -> None:
         last = fake.requests[-1].body
     assert done.returncode == 0, done.stderr
     assert "every tool round" in done.stderr
-    assert "tools" not in last  # the answer-now turn offers none
+    assert last["tool_choice"] == "none"  # the answer-now turn: tools defined, none callable
     assert "used all 2 tool rounds" in json.dumps(last["messages"])
 
 

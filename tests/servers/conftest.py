@@ -19,4 +19,5 @@ def project(tmp_path: Path) -> Settings:
     assert result.exit_code == 0, result.stderr
     free_server_ports(tmp_path)
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ATRIUM_")}
+    environ["ATRIUM_PORT_RANGE"] = "1024-65535"  # the free ports above may be anywhere
     return load_settings(tmp_path, environ=environ)

@@ -147,7 +147,7 @@ async def test_each_playbook_is_a_markdown_resource(project: Settings) -> None:
         templates = (await client.list_resource_templates()).resource_templates
         read = await client.read_resource("playbook://add-a-stdio-server")
 
-    assert [t.uri_template for t in templates] == ["playbook://{name}"]
+    assert [t.uri_template for t in templates] == ["playbook://{name}", "artifact://atrium/{id}"]
     [content] = read.contents
     assert content.mime_type == "text/markdown"
     assert getattr(content, "text", "").startswith("# Add a stdio server")

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from atrium.settings import Settings, load_settings
 from atrium.store import NewMessage, Store, StoreError, UnknownConversation
+from atrium.store.content import include_name
 from atrium.store.migrate import alembic_config
 from atrium.store.tables import ai_messages, metadata
 
@@ -279,7 +280,9 @@ async def test_unknown_ids_read_as_nothing(store: Store) -> None:
 
 
 def differences(connection: Connection) -> list[Any]:
-    found: list[Any] = compare_metadata(MigrationContext.configure(connection), metadata)
+    # The full-text index is one dialect's each, outside ``metadata`` (migration 0010).
+    context = MigrationContext.configure(connection, opts={"include_name": include_name})
+    found: list[Any] = compare_metadata(context, metadata)
     return found
 
 
@@ -299,6 +302,7 @@ async def test_the_conversations_revision_goes_down_and_up_cleanly(store: Store)
         after_upgrade = await conn.run_sync(differences)
 
     assert ours <= before
-    assert after_downgrade == before - ours
+    assert not ours & after_downgrade  # later revisions go down too: only ours are checked
+    assert {"mcp_servers", "artifacts", "users"} <= after_downgrade
     assert after_upgrade == []
     assert await store.conversations.list() == []

@@ -12,12 +12,15 @@ from sqlalchemy import Connection, inspect, text
 from atrium.settings import Settings
 from atrium.store import Store, StoreError
 from atrium.store.audit import AuditEvent
+from atrium.store.content import include_name
 from atrium.store.migrate import alembic_config
 from atrium.store.tables import metadata
 
 
 def differences(connection: Connection) -> list[Any]:
-    found: list[Any] = compare_metadata(MigrationContext.configure(connection), metadata)
+    # The full-text index is one dialect's each, outside ``metadata`` (migration 0010).
+    context = MigrationContext.configure(connection, opts={"include_name": include_name})
+    found: list[Any] = compare_metadata(context, metadata)
     return found
 
 

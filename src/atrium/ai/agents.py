@@ -7,7 +7,7 @@ description: Sorts new issues
 model: inherit                        # inherit | <model> | <provider>:<model>
 allowed-tools: [mcp__github__get_issue, "mcp__asana__*"]   # exact names and globs; all if absent
 servers: [github, asana]              # only these servers' tools; all if absent
-skills: []                            # reserved
+skills: [pdf-tools]                   # skills of the marketplace, added to the prompt
 color: blue                           # shown by clients (seed 004's example has it)
 ---
 You sort new issues ...               # the system prompt
@@ -86,6 +86,7 @@ class Agent:
     prompt: str
     source: str
     model_line: int | None = None
+    skills_line: int | None = None
 
     @property
     def tools(self) -> AllowedTools:
@@ -144,6 +145,7 @@ def _load_file(path: Path, settings: Settings) -> Agent:
         prompt=prompt.strip(),
         source=shown,
         model_line=_line_of(document, "model"),
+        skills_line=_line_of(document, "skills"),
     )
 
 

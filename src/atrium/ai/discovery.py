@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx2
+from pydantic import ValidationError
 
 from atrium.ai.agents import Agent
 from atrium.ai.config import AiConfig
@@ -120,7 +121,10 @@ def _why_not(record: ServerRecord, run_as: RunAs) -> str | None:
     """Why ``run_as`` could not call this server, as the gateway would decide it."""
     if not record.enabled:
         return "disabled"
-    policy = parse_server_config(record.config).oauth
+    try:
+        policy = parse_server_config(record.config).oauth
+    except ValidationError:  # as the gateway does (gateway.directory): it routes it not either
+        return "its stored configuration is not valid; see `atrium plugins mcp validate`"
     if policy.client_id is not None and policy.client_id != AGENT_CLIENT_ID:
         return f"it accepts the client '{policy.client_id}' only"
     if policy.dpop == "required":

@@ -7,15 +7,16 @@ failed call is a result too, with ``is_error`` and a text the model can act on (
 "errors are returned as readable tool results"): a tool that was not offered, arguments that
 are not JSON, a server that is down, a call that took longer than ``tool_call_s``.
 
-After ``max_tool_rounds`` rounds that called tools the model is asked once more, with no tools
-offered and a note saying why, and must answer. If it asks for tools even then, the calls are
+After ``max_tool_rounds`` rounds that called tools the model is asked once more, with a note
+saying why and ``tool_choice: none`` (the tools stay defined: a history with tool calls needs
+them), and must answer. If it asks for tools even then, the calls are
 answered as not run (so the stored conversation stays one a provider accepts when continued)
 and the run ends with ``tool_rounds``.
 
 Besides the run's events the loop yields ``Recorded`` for each message the conversation gains
-(the assistant's turns with their usage, the tool results), which the service stores and never
-shows. Closing the generator, or cancelling the task that reads it, closes the model's stream
-and cancels the tool calls in flight.
+(the assistant's turns with their usage, each tool result as soon as it is in), which the
+service stores and never shows. Closing the generator, or cancelling the task that reads it,
+closes the model's stream and cancels the tool calls in flight.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ NOT_RUN = "not run: the tool round limit of this conversation was reached"
 # the model's context window (or the store) on its own.
 MAX_RESULT_CHARS = 100_000
 MAX_ERROR_CHARS = 500  # of a failed call's reason in its ``tool_finished`` event
+# A model may ask for many calls in one turn; a hostile or confused one for hundreds. At most
+# this many run (the rest are answered as not run), this many at a time.
+MAX_CALLS_PER_TURN = 32
+MAX_PARALLEL_CALLS = 8
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +131,7 @@ async def tool_loop(
 ) -> AsyncGenerator[RunEvent | Recorded, None]:
     """Run until the model answers; see the module docstring."""
     totals = _Totals()
-    answer_now = False
+    answer_now = retried = False
     while True:
         totals.rounds += 1
         turn = _Turn()
@@ -140,11 +145,11 @@ async def tool_loop(
         if message.text or message.tool_calls:
             run.history.append(message)
             yield Recorded(message, turn.usage)
-        reason = _finish_reason(turn, answer_now)
-        if reason == "retry":
+        reason = _finish_reason(turn, answer_now, retried)
+        retried = reason == "retry"
+        if reason == "retry":  # once: a model that cannot form a call at all ends the run
             run.history.append(UserMessage(UNPARSED_CALL))
             yield Recorded(run.history[-1])
-            answer_now = totals.rounds >= limits.max_tool_rounds
             continue
         if reason is not None:
             async for unanswered in _not_run(run, turn.calls):
@@ -157,12 +162,14 @@ async def tool_loop(
         answer_now = totals.tool_rounds >= limits.max_tool_rounds
 
 
-def _finish_reason(turn: _Turn, answer_now: bool) -> FinishReason | Literal["retry"] | None:
+def _finish_reason(
+    turn: _Turn, answer_now: bool, retried: bool
+) -> FinishReason | Literal["retry"] | None:
     """Why the run ends after this turn, ``"retry"`` to ask again, ``None`` to run its calls."""
     done = turn.done or Done("other", "the stream ended without a stop reason")
     if turn.calls:
         return "tool_rounds" if answer_now else None
-    if done.provider_reason == "MALFORMED_FUNCTION_CALL" and not answer_now:
+    if done.provider_reason == "MALFORMED_FUNCTION_CALL" and not (answer_now or retried):
         return "retry"  # Gemini could not parse its own call: it gets one more round
     if done.stop_reason in ("end", "tool_calls"):
         return "answered"
@@ -179,8 +186,9 @@ async def _model_turn(
         model=run.model,
         messages=history,
         system=run.system,
-        tools=() if answer_now else run.tools,
+        tools=run.tools,
         max_tokens=limits.max_tokens,
+        tool_choice="none" if answer_now else "auto",
     )
     async with contextlib.aclosing(run.provider.stream(request)) as stream:
         async for event in stream:
@@ -202,48 +210,55 @@ async def _run_calls(
     limits: Limits,
     totals: _Totals,
 ) -> AsyncIterator[RunEvent | Recorded]:
-    """Every call of one turn at once; events as they happen, then the results in call order."""
-    queue: asyncio.Queue[RunEvent] = asyncio.Queue()
-    results: dict[str, ToolResult] = {}
-    number = totals.tool_rounds
+    """The calls of one turn at once (at most ``MAX_PARALLEL_CALLS`` running): events and each
+    result (to be stored) as they happen; the results join the history in call order.
 
-    async def one(tool_call: ToolCall) -> None:
+    Results are kept by position, not by call id: some OpenAI-compatible servers give two calls
+    of one turn the same id."""
+    queue: asyncio.Queue[RunEvent | Recorded] = asyncio.Queue()
+    results: list[ToolResult | None] = [None] * len(calls)
+    number = totals.tool_rounds
+    gate = asyncio.Semaphore(MAX_PARALLEL_CALLS)
+
+    async def one(index: int, tool_call: ToolCall) -> None:
         arguments = _object_or_none(tool_call.arguments_json)
         queue.put_nowait(ToolStarted(tool_call.id, tool_call.name, arguments, number))
         started = time.perf_counter()
         try:
-            result = await _call_one(run, tool_call, call, limits)
+            async with gate:
+                result = await _call_one(run, tool_call, call, limits, index)
         except Exception as exc:  # a bug of ours must not hang the run: the model hears of it
             logger.exception("tool call %s failed inside Atrium", tool_call.name)
             reason = f"Atrium failed to run the tool: {exc.__class__.__name__}"
             result = ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
         duration = round((time.perf_counter() - started) * 1000, 1)
         error = result.content[:MAX_ERROR_CHARS] if result.is_error else None
-        results[tool_call.id] = result
+        results[index] = result
+        queue.put_nowait(Recorded(result))  # stored now: a stop later keeps what was done
         queue.put_nowait(
             ToolFinished(tool_call.id, tool_call.name, error is None, duration, error, number)
         )
 
     totals.tool_calls += len(calls)
-    tasks = [asyncio.create_task(one(tool_call)) for tool_call in calls]
+    tasks = [asyncio.create_task(one(index, c)) for index, c in enumerate(calls)]
     try:
-        for _ in range(2 * len(calls)):  # each call tells its start and its end, once each
+        for _ in range(3 * len(calls)):  # each call: its start, its result, its end
             yield await queue.get()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    for tool_call in calls:
-        run.history.append(results[tool_call.id])
-        yield Recorded(results[tool_call.id])
+    run.history.extend(result for result in results if result is not None)
 
 
 async def _call_one(
-    run: Conversation, tool_call: ToolCall, call: ToolCaller, limits: Limits
+    run: Conversation, tool_call: ToolCall, call: ToolCaller, limits: Limits, index: int
 ) -> ToolResult:
     def failed(reason: str) -> ToolResult:
         return ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
 
+    if index >= MAX_CALLS_PER_TURN:
+        return failed(f"not run: at most {MAX_CALLS_PER_TURN} tool calls are run per turn")
     if tool_call.name not in run.offered:
         return failed(
             f"there is no tool '{tool_call.name}' among the tools you were given; call one of"

@@ -21,7 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from atrium.ai.agents import Agent, load_agent, load_agents, resolve_model
+from atrium.ai.agents import Agent, load_agent, load_agents, resolve_model, split_frontmatter
 from atrium.ai.config import AiConfig, load_ai_config, resolve_api_key
 from atrium.ai.discovery import Discovered, RunAs, auth_for, discover
 from atrium.ai.loop import Conversation, Limits, Recorded, tool_loop
@@ -31,9 +31,9 @@ from atrium.ai.providers.provider import Provider, ProviderError
 from atrium.ai.run_events import RunEvent, RunFailed, RunStarted
 from atrium.ai.transcript import from_stored, to_stored
 from atrium.client.manager import McpManager
-from atrium.errors import NotFoundError, UsageError
+from atrium.errors import ConfigError, NotFoundError, Problem, UsageError
 from atrium.settings import Settings
-from atrium.store import Store
+from atrium.store import SkillRecord, Store
 from atrium.store.conversations import ConversationRecord, UnknownConversation
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,18 @@ class RunPlan:
     provider_name: str
     model: str
     discovered: Discovered
+    skills: tuple[SkillRecord, ...] = ()
+
+    @property
+    def system(self) -> str:
+        """The agent's prompt, then each of its skills under a heading of its own."""
+        if not self.skills:
+            return self.agent.prompt
+        parts = [self.agent.prompt, "# Skills"]
+        for skill in self.skills:
+            _, body = split_frontmatter(skill.content, f"skill {skill.name}")
+            parts.append(f"## Skill: {skill.name}\n\n{skill.description}\n\n{body.strip()}")
+        return "\n\n".join(parts)
 
 
 class AgentService:
@@ -76,9 +88,27 @@ class AgentService:
         agent = load_agent(self.settings, name)
         config = load_ai_config(self.settings)
         provider_name, model = resolve_model(agent, config)
+        skills = await self.skills(agent, run_as)
         records = await self.store.servers.list() if config.auto_discover else []
         discovered = discover(self.settings, config, agent, run_as, records)
-        return RunPlan(agent, config, provider_name, model, discovered)
+        return RunPlan(agent, config, provider_name, model, discovered, skills)
+
+    async def skills(self, agent: Agent, run_as: RunAs) -> tuple[SkillRecord, ...]:
+        """The skills ``agent``'s ``skills:`` names, as ``run_as`` reads them: their own by that
+        name, else a shared one (``atrium.store.skills``). One that is neither is a
+        ``ConfigError`` naming the agent file's ``skills`` key, before anything runs."""
+        found = {
+            name: await self.store.skills.visible(run_as.subject, name) for name in agent.skills
+        }
+        missing = [name for name, record in found.items() if record is None]
+        if missing:
+            message = (
+                f"{', '.join(missing)}: not among the skills of {run_as.subject} or those"
+                " shared with them (create_skill on the marketplace server adds one)"
+            )
+            problem = Problem(agent.source, message, key_path="skills", line=agent.skills_line)
+            raise ConfigError([problem])
+        return tuple(record for record in found.values() if record is not None)
 
     def provider(self, plan: RunPlan) -> Provider:
         """The plan's provider, created now: ``ProviderSetupError`` names what is missing."""
@@ -131,11 +161,15 @@ class AgentService:
                 allowed=plan.agent.tools,
                 auth_for=auth_for(self.settings, run_as),
                 call_meta={DEPTH_META: run_as.depth + 1},
+                # The loop's own limit (``tool_call_s``) decides; the link's must not cut first.
+                call_timeout_s=plan.config.timeouts.tool_call_s + 5,
             )
             async with manager:
                 tools = await manager.provider_tools(provider.tool_format)
                 run = _Run(self, plan, provider, manager, tools, run_as)
-                yield run.events(message, record)
+                # Closed on leaving the block, even unread to its end: its tool calls stop.
+                async with contextlib.aclosing(run.events(message, record)) as events:
+                    yield events
         finally:
             await provider.aclose()
 
@@ -172,7 +206,7 @@ class _Run:
             conversation_id=record.id,
             provider=self.provider,
             model=self.plan.model,
-            system=self.plan.agent.prompt,
+            system=self.plan.system,
             history=history,
             tools=self.tools,
             offered=frozenset(names),
@@ -205,6 +239,9 @@ class _Run:
 def _check_message(message: str) -> None:
     if not message.strip():
         raise UsageError("the message is empty: say what the agent should do")
+    if "\x00" in message or any("\ud800" <= char <= "\udfff" for char in message):
+        # A NUL or a lone surrogate (a byte that was not UTF-8) no database can store.
+        raise UsageError("the message contains a NUL character or text that is not UTF-8")
     if len(message) > MAX_MESSAGE_CHARS:
         raise UsageError(
             f"the message is {len(message)} characters long; at most {MAX_MESSAGE_CHARS}"

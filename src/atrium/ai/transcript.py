@@ -40,29 +40,39 @@ def to_stored(message: Message, *, input_tokens: int | None = None,
 
 
 def from_stored(records: Iterable[MessageRecord]) -> list[Message]:
-    """The messages of a stored conversation, unanswered tool calls answered (module doc)."""
+    """The messages of a stored conversation (module docstring): each turn's tool results in
+    the order of its calls (they are stored as they finish), unanswered calls answered, results
+    of no call dropped."""
     messages: list[Message] = []
-    waiting: dict[str, ToolCall] = {}
+    calls: tuple[ToolCall, ...] = ()
+    results: list[ToolResult] = []
     for record in records:
         message = _message(record.role, record.content)
         if message is None:
             continue
-        if not isinstance(message, ToolResult):
-            messages += _unanswered(waiting)
+        if isinstance(message, ToolResult):
+            results.append(message)
+            continue
+        messages += _answers(calls, results)
+        calls, results = (), []
         if isinstance(message, AssistantMessage):
-            waiting = {call.id: call for call in message.tool_calls}
-        elif isinstance(message, ToolResult) and waiting.pop(message.call_id, None) is None:
-            continue  # a result of no call: no provider would take it
+            calls = message.tool_calls
         messages.append(message)
-    return messages + _unanswered(waiting)
+    return messages + _answers(calls, results)
 
 
-def _unanswered(waiting: dict[str, ToolCall]) -> list[Message]:
-    results: list[Message] = [
-        ToolResult(call.id, call.name, STOPPED, is_error=True) for call in waiting.values()
-    ]
-    waiting.clear()
-    return results
+def _answers(calls: tuple[ToolCall, ...], results: list[ToolResult]) -> list[Message]:
+    """A result for each call, in call order: its own (by id, first come first served, as two
+    calls may share an id), else one saying it was not run."""
+    answered: list[Message] = []
+    for call in calls:
+        own = next((result for result in results if result.call_id == call.id), None)
+        if own is None:
+            answered.append(ToolResult(call.id, call.name, STOPPED, is_error=True))
+        else:
+            results.remove(own)
+            answered.append(own)
+    return answered
 
 
 def _message(role: str, content: dict[str, Any]) -> Message | None:

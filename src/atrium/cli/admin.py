@@ -235,17 +235,30 @@ def keys_rotate(
             "--caller", help="Rotate the key the gateway signs caller assertions to backends with."
         ),
     ] = False,
+    secrets: Annotated[
+        bool,
+        typer.Option(
+            "--secrets", help="Rotate the key stored secrets are encrypted with (re-encrypts all)."
+        ),
+    ] = False,
 ) -> None:
     """Sign new tokens with a new key; the previous keys still verify tokens until dropped.
 
     A key dropped from the set ends the tokens it signed; the gateway running here reloads
     the set at once, others within their poll interval. With --caller, the caller-assertion
     key instead: running backends pick the new public key up by themselves, no restart.
+    With --secrets, the key of stored secrets: every value is re-encrypted under a new key,
+    then the old keys leave the ring; running servers read the new ring by themselves.
     """
     from atrium.auth.assertion import rotate_caller_keys
     from atrium.auth.keys import rotate_signing_keys
 
     cli = state(ctx)
+    if caller and secrets:
+        raise UsageError("--caller and --secrets rotate different keys: give one of them")
+    if secrets:
+        _rotate_secrets_key(cli)
+        return
     if caller:
         kid = rotate_caller_keys(cli.settings.state_dir, cli.settings.issuer, keep=keep)
     else:
@@ -253,6 +266,18 @@ def keys_rotate(
     reload_gateway(cli)
     what = "caller-assertion key" if caller else "signing key"
     cli.out.print(f"new {what} {kid}", highlight=False)
+
+
+def _rotate_secrets_key(cli: CliState) -> None:
+    from atrium.store.secrets import rotate_secret_key
+
+    done = cli.with_store(lambda store: rotate_secret_key(store.secrets, cli.settings))
+    retired = ", ".join(done.retired) or "none"
+    cli.out.print(
+        f"new secrets key {done.key_id}: {done.reencrypted} secret(s) re-encrypted;"
+        f" keys retired: {retired}",
+        highlight=False,
+    )
 
 
 @keys.command("list")

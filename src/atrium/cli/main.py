@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from atrium.__about__ import __version__
-from atrium.cli import admin, agents, bridge, client, cloud, connect, infra, init, plugins
+from atrium.cli import admin, agents, bridge, build, client, cloud, connect, infra, init, plugins
 from atrium.cli.acting import check_command
 from atrium.cli.context import CliState
 from atrium.errors import AtriumError
@@ -30,6 +30,7 @@ app.add_typer(infra.app, name="infra")
 app.add_typer(admin.app, name="admin")
 app.add_typer(client.app, name="client")
 app.add_typer(agents.app, name="agents")
+app.add_typer(build.app, name="build")
 app.command("init")(init.init)
 app.command("bridge")(bridge.bridge)
 app.command("connect")(connect.connect)

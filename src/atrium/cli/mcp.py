@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from atrium.cli import export, mcp_client
+from atrium.cli.build import find_binary
 from atrium.cli.context import CliState, state
 from atrium.cli.safe_text import safe_text
 from atrium.cli.status import render, status_rows
@@ -142,7 +142,6 @@ def list_packages(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List the packages that provide the servers' binaries, and whether each is installed."""
     cli = state(ctx)
     registry = cli.registry()
-    path = cli.settings.environ.get("PATH")
     rows: dict[str, dict[str, Any]] = {}
     for entry in registry:
         if entry.config.package is None and entry.config.binary is None:
@@ -159,8 +158,10 @@ def list_packages(ctx: typer.Context, as_json: JsonOption = False) -> None:
         row["extension"] = extension.source
     for row in rows.values():
         row.setdefault("extension", None)
+        # Where the supervisor looks (PATH, then beside the interpreter): `atrium build mcp`
+        # installs a Python server there.
         row["installed"] = (
-            bool(row["binary"]) and shutil.which(row["binary"], path=path) is not None
+            bool(row["binary"]) and find_binary(row["binary"], cli.settings) is not None
         )
     result = sorted(rows.values(), key=lambda r: r["package"])
     if as_json:

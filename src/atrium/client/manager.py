@@ -30,7 +30,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.shared.exceptions import MCPError
 
 from atrium.client import resources
-from atrium.client.links import Link, LinkDown
+from atrium.client.links import CALL_TIMEOUT_S, Link, LinkDown
 from atrium.client.mcpjson import ServerSpec
 from atrium.client.naming import AllowedTools, ToolOrigin, name_table
 from atrium.client.schemas import Format, ToolSpec, resource_tools, to_provider_all
@@ -105,6 +105,7 @@ class McpManager:
         auth_for: AuthFor | None = None,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         call_meta: Mapping[str, Any] | None = None,
+        call_timeout_s: float = CALL_TIMEOUT_S,
     ) -> None:
         self.allowed = allowed or AllowedTools()
         self._call_meta = dict(call_meta) if call_meta else None
@@ -126,6 +127,7 @@ class McpManager:
                     else connect_timeout_s
                 ),
                 on_tools_changed=self._forget_table,
+                call_timeout_s=call_timeout_s,
             )
         self._table: dict[str, ManagedTool] | None = None
         self._subscribers: list[Callable[[ToolCallEvent], None]] = []

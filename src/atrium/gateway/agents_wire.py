@@ -90,8 +90,12 @@ def problem_of(error: Exception) -> ApiProblem:
     if isinstance(error, UsageError):
         return ApiProblem(422, "invalid_request", str(error))
     if isinstance(error, ConfigError | ProviderSetupError):
+        # The details name files, keys and variables of the server: the log has them, not the
+        # caller (an operator sees them with `atrium agents show`).
         logger.warning("an agent cannot run as configured: %s", error)
-        return ApiProblem(500, "misconfigured", f"the agent cannot run as configured: {error}")
+        return ApiProblem(
+            500, "misconfigured", "the agent cannot run as configured; the gateway's log says why"
+        )
     if isinstance(error, StoreError):
         logger.warning("agents API: %s", error)
         return ApiProblem(503, "unavailable", str(error), headers={"Retry-After": "2"})

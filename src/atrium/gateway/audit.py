@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from atrium.redaction import redacted
+from atrium.redaction import redacted_arguments
 from atrium.store.audit import AuditEvent
 
 logger = logging.getLogger(__name__)
@@ -29,11 +29,12 @@ MAX_ARGUMENT_BYTES = 8 * 1024
 MAX_NAME_CHARS = 256  # jsonrpc.MAX_TOOL_NAME: a longer name is refused, and recorded cut
 
 
-def capped_arguments(arguments: Any) -> Any:
-    """Arguments with secret-looking values redacted, cut to ``MAX_ARGUMENT_BYTES`` of JSON."""
+def capped_arguments(arguments: Any, tool: str | None = None) -> Any:
+    """Arguments with secret-looking values redacted (and the secret arguments of ``tool``:
+    ``atrium.redaction.SECRET_ARGUMENTS``), cut to ``MAX_ARGUMENT_BYTES`` of JSON."""
     if arguments is None:
         return None
-    safe = redacted(arguments)
+    safe = redacted_arguments(arguments, tool)
     encoded = orjson.dumps(safe)
     if len(encoded) <= MAX_ARGUMENT_BYTES:
         return safe

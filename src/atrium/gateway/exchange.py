@@ -26,6 +26,7 @@ from atrium.gateway.audit import capped_arguments, recorded_name
 from atrium.gateway.errors import GatewayError, timed_out
 from atrium.gateway.jsonrpc import Call, Inbound
 from atrium.gateway.sse import EventRelay
+from atrium.redaction import scrubbed
 from atrium.store.audit import AuditEvent, Origin, Outcome
 
 # Atrium's own clients: their calls are "in-app" in the audit trail and the metrics, so usage
@@ -271,10 +272,10 @@ class Exchange:
             server=self.server,
             method=recorded_name(call.method if call is not None else None),
             tool=recorded_name(tool),
-            arguments=capped_arguments(arguments) if tool is not None else None,
+            arguments=capped_arguments(arguments, tool) if tool is not None else None,
             outcome=outcome,
             status=status,
-            error=error,
+            error=scrubbed(error, arguments, tool),
             duration_ms=round(duration, 3),
             caller=_caller_name(self.caller),
             subject=self.caller.subject if self.caller else None,

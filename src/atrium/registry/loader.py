@@ -20,6 +20,7 @@ from atrium import yamlio
 from atrium.errors import ConfigError, NotFoundError, Problem, display_path
 from atrium.registry.schema import (
     TRANSPORTS,
+    ExtensionSpec,
     ManifestFile,
     ServerConfig,
     ServersFile,
@@ -50,6 +51,7 @@ class Extension:
     build_type: str
     enabled: bool
     source: str
+    build_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -271,6 +273,9 @@ def _load_extensions(settings: Settings, problems: list[Problem]) -> dict[str, E
                 )
             )
             continue
+        if (spec.build_type == "external") != bool(spec.build_command):
+            problems.append(_build_command_problem(spec, shown, parsed[1]))
+            continue
         found[spec.name] = Extension(
             spec.name,
             spec.binary,
@@ -279,8 +284,40 @@ def _load_extensions(settings: Settings, problems: list[Problem]) -> dict[str, E
             spec.build_type,
             spec.enabled,
             shown,
+            build_command=spec.build_command or (),
         )
     return found
+
+
+def load_extensions(settings: Settings) -> Mapping[str, Extension]:
+    """Only the manifests under ``extensions/mcp/`` (``atrium build mcp`` needs no server file
+    to be valid), or a ``ConfigError`` listing every problem in them."""
+    problems: list[Problem] = []
+    found = _load_extensions(settings, problems)
+    if problems:
+        raise ConfigError(sorted(problems, key=_reading_order))
+    return MappingProxyType(found)
+
+
+def _build_command_problem(spec: ExtensionSpec, shown: str, document: Any) -> Problem:
+    """``build_command`` is what an ``external`` build runs, and only that build."""
+    if spec.build_type == "external":
+        loc = ("extension", "build_type")
+        message = (
+            "build_type 'external' needs build_command: the program and its arguments,"
+            " e.g. [make, install]"
+        )
+    else:
+        loc = ("extension", "build_command")
+        message = f"build_command is for build_type 'external', not '{spec.build_type}'"
+    where = yamlio.position(document, loc)
+    return Problem(
+        shown,
+        message,
+        key_path="extension.build_command",
+        line=where[0] if where else None,
+        column=where[1] if where else None,
+    )
 
 
 def _unset_env_warnings(entries: Any, settings: Settings) -> Iterator[Problem]:

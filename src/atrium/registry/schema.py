@@ -30,11 +30,13 @@ from pydantic import (
 from pydantic_core import to_jsonable_python
 
 from atrium.registry.globs import validate_glob
+from atrium.registry.references import ENV_NAME, EnvValue, SecretValue, no_shell_reference
+from atrium.registry.references import EnvRef as EnvRef  # re-exported: the registry's users'
+from atrium.registry.references import FileRef as FileRef
 from atrium.settings.sections import RATE_LIMIT
 
 # Names appear in URLs (/api/v1/mcp/{name}/mcp) and in namespaced tool names (mcp__{name}__tool).
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
 Transport = Literal["http", "stdio", "remote"]
 DpopMode = Literal["off", "optional", "required"]
@@ -43,67 +45,6 @@ Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EnvRef(_Model):
-    """``{$env: NAME}``: the value of an environment variable, read when the server starts."""
-
-    env: str = Field(alias="$env", pattern=ENV_NAME.pattern)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class FileRef(_Model):
-    """``{$file: path}``: the contents of a file (relative to the project), read at start."""
-
-    file: str = Field(alias="$file", min_length=1)
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-def _value_kind(value: Any) -> str | None:
-    if isinstance(value, str):
-        return "literal"
-    if isinstance(value, dict | EnvRef | FileRef):
-        keys = set(value) if isinstance(value, dict) else set()
-        if isinstance(value, EnvRef) or keys == {"$env"}:
-            return "$env"
-        if isinstance(value, FileRef) or keys == {"$file"}:
-            return "$file"
-    return None
-
-
-_SHELL_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
-
-
-def _no_shell_reference(value: str, *, in_command: bool = False) -> str:
-    # ``${VAR}`` is the .mcp.json way; here it would reach the server as those characters.
-    found = _SHELL_REFERENCE.search(value)
-    if found is None:
-        return value
-    reference, name = found[0], found[1]
-    if in_command:
-        raise ValueError(
-            f"{reference} is not expanded in 'command': pass the value in 'env' as"
-            f" {{{name}: {{$env: {name}}}}} and let the program read it"
-        )
-    raise ValueError(
-        f"{reference} is not expanded in server YAML: write {{$env: {name}}} to pass the"
-        " variable's value"
-    )
-
-
-# Literal values are allowed for non-secrets; secrets belong in $env / $file references.
-SecretValue = Annotated[
-    Annotated[str, AfterValidator(_no_shell_reference), Tag("literal")]
-    | Annotated[EnvRef, Tag("$env")]
-    | Annotated[FileRef, Tag("$file")],
-    Discriminator(
-        _value_kind,
-        custom_error_type="value_kind",
-        custom_error_message="must be a string, {$env: VARIABLE} or {$file: path}",
-    ),
-]
 
 
 class OAuthPolicy(_Model):
@@ -160,7 +101,7 @@ class _Server(_Model):
     description: str = ""
     oauth: OAuthPolicy = OAuthPolicy()
     tools: ToolPolicy = ToolPolicy()
-    env: dict[str, SecretValue] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     rate_limit: str | None = None
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
 
@@ -211,7 +152,7 @@ class _Hosted(_Server):
         if command is not None and (not command or not command[0]):
             raise ValueError("must name a program to run, e.g. [npx, -y, some-package]")
         for part in command or ():
-            _no_shell_reference(part, in_command=True)
+            no_shell_reference(part, in_command=True)
         return command
 
 
@@ -389,6 +330,8 @@ class ExtensionSpec(_Model):
     description: str = ""
     port: int | None = Field(default=None, ge=1, le=65535)
     build_type: Literal["workspace", "python", "external"] = "workspace"
+    # ``external`` only: the program and its arguments, run in the extension's folder, no shell.
+    build_command: tuple[Annotated[str, StringConstraints(min_length=1)], ...] | None = None
     enabled: bool = True
 
 

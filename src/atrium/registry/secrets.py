@@ -1,25 +1,54 @@
-"""Resolving ``$env`` and ``$file`` references when a server starts.
+"""Resolving ``$env``, ``$file`` and ``$secret`` references when a server starts.
 
 References stay unresolved in the YAML and the store, so no secret is ever written there. At
 load time an unset variable is only a warning (the server may never be started here); at start
 it is an error that names the file, the server and the key, and nothing is started.
+
+``{$secret: NAME}`` (a hosted server's ``env:`` only) is the project's secret ``NAME``: the one
+an admin stored with the marketplace's ``manage_secrets`` at scope ``project`` (owner
+``atrium.store.PROJECT_OWNER``), never a user's own. ``stored_secrets`` reads them from the
+store before the supervisor starts the process; ``resolve_env`` takes what it read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from atrium.errors import ConfigError, Problem
+from atrium.errors import AtriumError, ConfigError, Problem
 from atrium.registry.loader import ServerEntry
-from atrium.registry.schema import EnvRef, FileRef, RemoteServer, SecretValue
+from atrium.registry.references import EnvRef, EnvValue, FileRef, SecretRef, SecretValue
+from atrium.registry.schema import RemoteServer
+from atrium.secretbox import SecretBox
 from atrium.settings import Settings
+from atrium.store import PROJECT_OWNER, Store
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
 
 
-def resolve_env(entry: ServerEntry, settings: Settings) -> dict[str, str]:
-    """The server's ``env:`` with every reference replaced by its value."""
-    return _resolve(entry, "env", entry.config.env, settings)
+def resolve_env(
+    entry: ServerEntry, settings: Settings, secrets: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The server's ``env:`` with every reference replaced by its value; ``secrets`` are the
+    stored secrets it names, by name (``stored_secrets``)."""
+    return _resolve(entry, "env", entry.config.env, settings, secrets or {})
+
+
+async def stored_secrets(entry: ServerEntry, settings: Settings) -> dict[str, str]:
+    """The values of the project secrets the server's ``env:`` names, by name; the store is
+    opened only when there are some. One that is not stored is left out (``resolve_env``
+    names it with its key); one that cannot be read is a ``ConfigError`` naming the server."""
+    names = {v.secret for v in entry.config.env.values() if isinstance(v, SecretRef)}
+    if not names:
+        return {}
+    try:
+        box = SecretBox.load(settings)
+        async with await Store.open(settings) as store:
+            return await store.secrets.reveal(PROJECT_OWNER, names, box=box)
+    except AtriumError as exc:
+        where = f"mcp_servers.{entry.name}.env"
+        message = f"cannot read its stored secrets ({', '.join(sorted(names))}): {exc}"
+        problem = Problem(entry.source, message, key_path=where, server=entry.name)
+        raise ConfigError([problem]) from exc
 
 
 def resolve_headers(entry: ServerEntry, settings: Settings) -> dict[str, str]:
@@ -29,13 +58,20 @@ def resolve_headers(entry: ServerEntry, settings: Settings) -> dict[str, str]:
 
 
 def _resolve(
-    entry: ServerEntry, section: str, values: Mapping[str, SecretValue], settings: Settings
+    entry: ServerEntry,
+    section: str,
+    values: Mapping[str, EnvValue],
+    settings: Settings,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     resolved: dict[str, str] = {}
     problems: list[Problem] = []
     for key, value in values.items():
         try:
-            resolved[key] = resolve_secret(value, settings)
+            if isinstance(value, SecretRef):
+                resolved[key] = _stored(value, secrets or {})
+            else:
+                resolved[key] = resolve_secret(value, settings)
         except ValueError as exc:
             problems.append(
                 Problem(
@@ -68,3 +104,12 @@ def resolve_secret(value: SecretValue, settings: Settings) -> str:
         # A trailing newline is an editor's, not part of the secret.
         return data.decode("utf-8", errors="strict").rstrip("\r\n")
     return value
+
+
+def _stored(reference: SecretRef, secrets: Mapping[str, str]) -> str:
+    if reference.secret not in secrets:
+        raise ValueError(
+            f"secret {reference.secret} is not stored: an admin sets it with the marketplace's"
+            f" manage_secrets (action 'set', scope 'project', name '{reference.secret}')"
+        )
+    return secrets[reference.secret]

@@ -13,6 +13,7 @@ from atrium.auth.assertion import ensure_caller_keys
 from atrium.auth.keys import ensure_signing_keys
 from atrium.auth.signed import SESSION_KEY_FILE, ensure_session_key
 from atrium.errors import display_path
+from atrium.secretbox import ensure_secret_key
 from atrium.settings import SETTINGS_FILE, Settings
 
 
@@ -93,6 +94,8 @@ def init_project(
     existed = session_key.exists()
     ensure_session_key(settings.state_dir)
     (report.kept if existed else report.created).append(display_path(session_key, root))
+    path, created = ensure_secret_key(settings.state_dir)  # the marketplace's secrets at rest
+    (report.created if created else report.kept).append(display_path(path, root))
     return report
 
 

@@ -23,10 +23,13 @@ from atrium.store import migrate, postgres, sqlite
 from atrium.store.artifacts import ArtifactQueries
 from atrium.store.audit import AuditQueries
 from atrium.store.clients import ClientQueries
+from atrium.store.content import ContentQueries
 from atrium.store.conversations import ConversationQueries
 from atrium.store.errors import translated
 from atrium.store.grants import GrantQueries
+from atrium.store.secrets import SecretQueries
 from atrium.store.servers import Clock, ServerQueries, utc_now
+from atrium.store.skills import SkillQueries
 from atrium.store.users import UserQueries
 
 SCHEMA_VARIABLE = "ATRIUM_DATABASE_SCHEMA"
@@ -43,6 +46,9 @@ class Store:
     users: UserQueries
     grants: GrantQueries
     conversations: ConversationQueries
+    secrets: SecretQueries
+    content: ContentQueries
+    skills: SkillQueries
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
@@ -53,6 +59,9 @@ class Store:
         self.users = UserQueries(engine, clock=clock)
         self.grants = GrantQueries(engine, clock=clock)
         self.conversations = ConversationQueries(engine, clock=clock)
+        self.secrets = SecretQueries(engine, clock=clock)
+        self.content = ContentQueries(engine, clock=clock)
+        self.skills = SkillQueries(engine, clock=clock)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Store:

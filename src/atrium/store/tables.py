@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -280,7 +281,110 @@ ai_messages = Table(
 # --- secrets (issue 14): below this line ---
 
 
+# Secrets of the marketplace's ``manage_secrets``, one row per (owner, name): ``owner`` is a
+# user's OAuth ``sub``, or ``@project`` for the project's own, which ``$secret`` in server YAML
+# reads. The value is only ever stored sealed (``atrium.secretbox``: AES-256-GCM, ``nonce``, the
+# ``ciphertext`` with its tag) under the key ``key_id``, indexed for a rotation's re-encryption.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("owner", String(255), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("key_id", String(32), nullable=False, index=True),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(255), nullable=False),
+    CheckConstraint("version >= 1", name="version"),
+)
+
+
 # --- skills (issue 14): below this line ---
+
+# Agent Skills (the marketplace server), owned by ``owner`` (a user's ``sub``), one name per
+# owner. ``version`` is the current one in ``skill_versions``; ``shared`` lets every signed-in
+# user read it. ``description`` is the current version's, kept here for listing.
+skills = Table(
+    "skills",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(1024), nullable=False),
+    Column("shared", Boolean, nullable=False, server_default=false()),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_skills_owner_name", "owner", "name", unique=True),
+    # Listing pages through names in order; an agent finds a shared skill by name.
+    Index("ix_skills_name", "name"),
+)
+
+
+# Every version of a skill, never changed once written: ``content`` is the whole SKILL.md,
+# ``files`` the extra files as {relative path: text}.
+skill_versions = Table(
+    "skill_versions",
+    metadata,
+    Column("skill_id", String(32), ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("content", Text, nullable=False),
+    Column("files", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+
+# The current version's tags (``metadata.tags`` of its SKILL.md), one row each: filterable alike
+# on SQLite and PostgreSQL, where a JSON column is not.
+skill_tags = Table(
+    "skill_tags",
+    metadata,
+    Column("skill_id", String(32), ForeignKey("skills.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Index("ix_skill_tags_tag", "tag"),
+)
 
 
 # --- content (issue 14): below this line ---
+
+# Blog posts (``atrium.store.content``). The slug names the project's ``content/blog/<slug>.md``,
+# so it is unique across owners. A published post is shared; a draft is its owner's alone.
+blog_posts = Table(
+    "blog_posts",
+    metadata,
+    Column("slug", String(80), primary_key=True),
+    Column("owner", String(255), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=True),
+    CheckConstraint("status IN ('draft', 'published')", name="status"),
+    Index("ix_blog_posts_owner_updated_at", "owner", "updated_at"),
+)
+
+
+# What full-text search reads: posts, playbooks, skills. ``owner`` NULL: a project document for
+# every caller. The full-text index itself is of one dialect each (migration 0010), outside
+# ``metadata``: see ``atrium.store.content.include_name``. ``id`` is the FTS5 rowid.
+content_documents = Table(
+    "content_documents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("owner", String(255), nullable=True),
+    Column("shared", Boolean, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("headings", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_content_documents_kind_key", "kind", "key", unique=True),
+    CheckConstraint("kind IN ('post', 'playbook', 'skill')", name="kind"),
+)

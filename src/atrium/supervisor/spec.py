@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from atrium.registry.loader import ServerEntry
 from atrium.registry.schema import HttpServer, RemoteServer, StdioServer
 from atrium.registry.secrets import resolve_env
 from atrium.scaffold import BUILTIN_SERVERS
+from atrium.secretbox import SECRET_KEY_VARIABLE
 from atrium.settings import CALLER_KEYS_VARIABLE, ENV_OVERRIDES, Settings
 
 # Programs need these to run at all; everything else must be named in the server's env:.
@@ -54,13 +56,16 @@ class LaunchSpec:
         return f"http://127.0.0.1:{self.port}/health"
 
 
-def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
-    """The spec for a hosted (http or stdio) server; raises if it cannot be started."""
+def launch_spec(
+    entry: ServerEntry, settings: Settings, secrets: Mapping[str, str] | None = None
+) -> LaunchSpec:
+    """The spec for a hosted (http or stdio) server; raises if it cannot be started.
+    ``secrets``: the stored secrets its ``env:`` names (``registry.secrets.stored_secrets``)."""
     config = entry.config
     if isinstance(config, RemoteServer):
         raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
     env = {k: v for k, v in settings.environ.items() if _ALLOWED.match(k)}
-    env.update(resolve_env(entry, settings))
+    env.update(resolve_env(entry, settings, secrets))
     # The public half only: what a backend needs to check the gateway's caller assertions.
     ensure_caller_keys(settings.state_dir, settings.issuer)
     env.update(
@@ -72,7 +77,9 @@ def launch_spec(entry: ServerEntry, settings: Settings) -> LaunchSpec:
     env[CALLER_KEYS_VARIABLE] = str(settings.state_dir / PUBLIC_FILE)
     program, argv = _command(entry, config, settings)
     if program in _BUILTIN_BINARIES or Path(program).name in _BUILTIN_BINARIES:
-        env.update({k: v for k, v in settings.environ.items() if k in ENV_OVERRIDES})
+        # The secret key too: the marketplace seals and opens secrets with the same ring.
+        shared = {*ENV_OVERRIDES, SECRET_KEY_VARIABLE}
+        env.update({k: v for k, v in settings.environ.items() if k in shared})
     return LaunchSpec(
         name=entry.name,
         transport=config.transport,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
 from atrium.registry.schema import ServerConfig, port_of
+from atrium.registry.secrets import stored_secrets
 from atrium.runstate import RuntimeState, ServerStatus, run_dir, write_state
 from atrium.settings import SUPERVISOR_VARIABLE, Settings
 from atrium.supervisor.process import ManagedProcess
@@ -118,7 +119,8 @@ class Supervisor:
         """Spawn and wait until healthy; the process, or the error (state ``failed``)."""
         status = self.state.servers.setdefault(entry.name, _status(entry))
         try:
-            spec = launch_spec(entry, self.settings)
+            secrets = await stored_secrets(entry, self.settings)
+            spec = launch_spec(entry, self.settings, secrets)
         except AtriumError as exc:
             self._set(status, state="failed", last_error=str(exc), pid=None, started_at=None)
             return str(exc)

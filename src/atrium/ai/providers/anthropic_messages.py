@@ -59,6 +59,8 @@ class AnthropicProvider:
             extra["system"] = request.system
         if request.tools:
             extra["tools"] = cast("list[ToolParam]", list(request.tools))
+            if request.tool_choice == "none":
+                extra["tool_choice"] = {"type": "none"}
         try:
             events = await self._client.messages.create(
                 model=request.model,

@@ -131,6 +131,10 @@ def _config(request: ModelRequest) -> genai_types.GenerateContentConfigDict:
     if request.tools:
         declarations: Any = list(request.tools)
         config["tools"] = [{"function_declarations": declarations}]
+        if request.tool_choice == "none":
+            config["tool_config"] = {
+                "function_calling_config": {"mode": genai_types.FunctionCallingConfigMode.NONE}
+            }
     return config
 
 

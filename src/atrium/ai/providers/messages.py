@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from atrium.ai.providers.events import ToolCall
 
@@ -49,6 +49,9 @@ class ModelRequest:
     system: str = ""
     tools: Sequence[dict[str, Any]] = field(default_factory=tuple)
     max_tokens: int = 4096
+    # ``none``: the tools stay defined (a history with tool calls needs them: Anthropic refuses
+    # one without) but the model may not call any; the answer-now turn of the tool loop.
+    tool_choice: Literal["auto", "none"] = "auto"
 
 
 def arguments_object(call: ToolCall) -> dict[str, Any]:

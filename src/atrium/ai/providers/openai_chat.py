@@ -47,6 +47,8 @@ class OpenAIChatProvider:
         extra: dict[str, Any] = {}
         if request.tools:
             extra["tools"] = cast("list[ChatCompletionToolParam]", list(request.tools))
+            if request.tool_choice == "none":
+                extra["tool_choice"] = "none"
         async with translated_errors(self.kind):
             chunks = await self._client.chat.completions.create(
                 model=request.model,

@@ -41,6 +41,8 @@ class OpenAIResponsesProvider:
             extra["instructions"] = request.system
         if request.tools:
             extra["tools"] = cast("list[ToolParam]", list(request.tools))
+            if request.tool_choice == "none":
+                extra["tool_choice"] = "none"
         async with translated_errors(self.kind):
             events = await self._client.responses.create(
                 model=request.model,

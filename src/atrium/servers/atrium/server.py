@@ -11,6 +11,9 @@ Tools:
 * ``list_playbooks`` and ``show_playbook`` read ``services/playbooks/*.md`` (``playbooks``);
   each playbook is also the resource ``playbook://<name>`` (``text/markdown``).
 * ``list_agents`` and ``run_agent`` run the project's agents for the caller (``agents``).
+* The artifact viewer (``viewer``, MCP Apps): ``atrium``'s result links its artifact
+  ``artifact://atrium/<id>`` (readable by its caller and admins), and the tool's ``_meta``
+  names ``ui://atrium/artifact-viewer``, which renders it.
 
 The store is opened once, in the server's lifespan, and reached by the tools as
 ``ctx.request_context.lifespan_context``.
@@ -45,6 +48,12 @@ from atrium.servers.atrium.playbooks import (
     PlaybookError,
     load_playbook,
     load_playbooks,
+)
+from atrium.servers.atrium.viewer import (
+    TOOL_META,
+    add_artifact_resource,
+    artifact_link,
+    viewer_extension,
 )
 from atrium.servers.builtin import store_lifespan
 from atrium.servers.toolkit import AtriumServer
@@ -108,11 +117,13 @@ def create_server(
         title="Atrium",
         instructions=INSTRUCTIONS,
         lifespan=store_lifespan(settings),
+        extensions=[viewer_extension()],
     )
     _add_cli_tool(server, settings, allowed or AllowList.from_environ(settings.environ), timeout_s)
     _add_playbook_tools(server, settings)
     _add_playbook_resource(server, settings)
     add_agent_tools(server, settings)
+    add_artifact_resource(server)
     return server
 
 
@@ -127,6 +138,7 @@ def _add_cli_tool(
             f"Allowed commands start with: {allowed}. Add --json where a command offers it."
         ),
         annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False),
+        meta=TOOL_META,
     )
     async def run_command(
         command: Annotated[
@@ -205,7 +217,10 @@ def _cli_result(command: str, run: CliRun, artifact_id: str) -> CallToolResult:
     )
     text = run.stdout if run.succeeded else (run.stderr or run.stdout)
     return CallToolResult(
-        content=[TextContent(type="text", text=text or "(no output)")],
+        content=[
+            TextContent(type="text", text=text or "(no output)"),
+            artifact_link(NAME, artifact_id, command),
+        ],
         structured_content=structured.model_dump(mode="json"),
         is_error=not run.succeeded,
     )

@@ -1,11 +1,283 @@
-"""The ``content-manager`` server's images tools (issue 14): placeholder until written."""
+"""The ``content-manager`` server's featured images (issue 14): ``generate_featured_image``
+draws a post's title card (``title_card``) and keeps it; ``artifact://content-manager/{id}``
+serves it again.
+
+* The tool answers with the picture itself (``ImageContent``, base64 PNG) so a client can show
+  it at once, a ``resource_link`` to its stable URI, and ``FeaturedImage`` as structured
+  content. Each call keeps a new artifact (kind ``featured-image``) in the store: the PNG in
+  base64 and how it was made (palette, lines, size), owned by the caller's subject.
+* Ownership: an image is its creator's. Only the owner reads it through the resource; anyone
+  else, an admin too, gets "not found", the same answer as for an id that does not exist, so
+  ids cannot be probed. Sharing is publishing: the owner puts the image in a post. An
+  anonymous caller is refused: an image kept for nobody could never be read again.
+* With an image model configured, the issue asks for the model's picture instead; the AI
+  service has no image provider yet, so every call draws the title card.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
+import re
+from functools import partial
+from typing import Annotated, Any
+
+import anyio.to_thread
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from atrium.auth.assertion import CallerIdentity
+from atrium.servers.content_manager.title_card import (
+    HEIGHT,
+    STYLES,
+    WIDTH,
+    Style,
+    TitleCard,
+    clean_title,
+    contrast_ratio,
+    field_colours,
+    hex_colour,
+    render_title_card,
+)
 from atrium.servers.toolkit import AtriumServer
+from atrium.servers.trust import current_caller
 from atrium.settings import Settings
-from atrium.store import Store
+from atrium.store import ArtifactRecord, Store, StoreError
+
+logger = logging.getLogger(__name__)
+
+SERVER = "content-manager"
+TOOL = "generate_featured_image"
+KIND = "featured-image"
+MIME_TYPE = "image/png"
+URI_PREFIX = f"artifact://{SERVER}/"
+MAX_TITLE = 300
+MAX_SLUG = 80  # as posts.py: a post's slug
+SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+ARTIFACT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+Title = Annotated[
+    str,
+    Field(
+        description=f"The post's title, as the card shows it (1 to {MAX_TITLE} characters). Too"
+        " long for the card at its smallest size, it ends with '…'."
+    ),
+]
+Slug = Annotated[
+    str | None,
+    Field(
+        description="The post's slug (lowercase letters, digits and '-'): the palette comes from"
+        " it, so the post keeps its colours when its title changes; shown under the title."
+        " Omit for a palette from the title.",
+    ),
+]
+StyleName = Annotated[
+    str,
+    Field(
+        description="gradient: a diagonal blend of two hues; solid: one colour; stripes: diagonal"
+        " stripes in two shades.",
+        json_schema_extra={"enum": list(STYLES)},
+    ),
+]
+
+
+class PaletteColours(BaseModel):
+    background: str = Field(description="Hex colour of the field.")
+    second: str = Field(description="Hex colour of the gradient's far end, or of the stripes.")
+    text: str = Field(description="Hex colour of the title.")
+    accent: str = Field(description="Hex colour of the accent bar.")
+    contrast: float = Field(description="Lowest WCAG contrast ratio of text on the field (≥4.5).")
+
+
+class FeaturedImage(BaseModel):
+    """The structured content of ``generate_featured_image``."""
+
+    width: int = Field(description="In pixels.")
+    height: int = Field(description="In pixels.")
+    bytes: int = Field(description="Size of the PNG file.")
+    mime_type: str = Field(description="Always image/png.")
+    artifact_id: str = Field(description="Id of the stored image.")
+    uri: str = Field(description="The image's stable URI: resources/read it (only you can).")
+    style: str
+    lines: list[str] = Field(description="The title as wrapped on the card.")
+    font_size: int = Field(description="The title's font size in pixels.")
+    truncated: bool = Field(description="True when the title was cut and ends with '…'.")
+    palette: PaletteColours
 
 
 def add_images_tools(server: AtriumServer[Store], settings: Settings) -> None:
-    """Register the images tools on ``server``."""
+    """Register ``generate_featured_image`` and the ``artifact://content-manager/{id}`` resource
+    template of the images it keeps (``settings``: for the image model, once there is one)."""
+
+    @server.tool(
+        name=TOOL,
+        title="Generate a featured image",
+        description=(
+            f"Draw a blog post's featured image: a {WIDTH}×{HEIGHT} PNG title card (the title"
+            " wrapped and fitted, colours derived from the post, readable contrast). Returns"
+            " the image, and keeps it as yours at a stable artifact:// URI."
+        ),
+        # Writes an artifact, removes nothing; a second call keeps a second artifact.
+        annotations=ToolAnnotations(
+            read_only_hint=False,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    )
+    async def generate_featured_image(
+        title: Title,
+        ctx: Context[Store, Any],
+        slug: Slug = None,
+        style: StyleName = "gradient",
+    ) -> Annotated[CallToolResult, FeaturedImage]:
+        owner = _owner(ctx)
+        cleaned, chosen = _checked(title, slug, style)
+        draw = partial(render_title_card, cleaned, seed=slug or cleaned, style=chosen, caption=slug)
+        # Drawing and PNG encoding take tens of milliseconds of CPU: not on the event loop.
+        card = await anyio.to_thread.run_sync(draw)
+        record = await _keep(ctx.request_context.lifespan_context, owner, cleaned, slug, card)
+        image = _described(record, card, chosen)
+        logger.info("kept featured image %s for %s (%d bytes)", record.id, owner, image.bytes)
+        return _result(cleaned, record, card, image)
+
+    @server.resource(
+        f"{URI_PREFIX}{{artifact_id}}",
+        name="featured-image",
+        title="Featured image",
+        description="A featured image you generated with generate_featured_image, as PNG.",
+        mime_type=MIME_TYPE,
+    )
+    async def featured_image(artifact_id: str, ctx: Context[Store, Any]) -> bytes:
+        try:
+            reader = _owner(ctx)
+        except ToolError as exc:
+            raise ResourceError(str(exc)) from None
+        record = None
+        if ARTIFACT_ID.fullmatch(artifact_id):
+            record = await _read(ctx.request_context.lifespan_context, artifact_id)
+        if record is None or record.kind != KIND or record.content.get("owner") != reader:
+            raise ResourceNotFoundError(f"no featured image {artifact_id!r} of yours")
+        try:
+            return base64.b64decode(record.content["png_base64"], validate=True)
+        except (KeyError, TypeError, binascii.Error):
+            logger.error("featured image %s is stored without a readable PNG", artifact_id)
+            raise ResourceError(f"featured image {artifact_id!r} is damaged") from None
+
+
+def _owner(ctx: Context[Store, Any]) -> str:
+    """The caller's subject; an anonymous caller (or none: a server run without the gateway)
+    is refused, because the image is kept as someone's."""
+    try:
+        caller: CallerIdentity | None = current_caller(ctx)
+    except LookupError:
+        caller = None
+    if caller is None or caller.subject is None:
+        raise ToolError(
+            "featured images are kept as their creator's: sign in (call through the Atrium"
+            " gateway with a user's token) to generate or read one"
+        )
+    return caller.subject
+
+
+def _checked(title: str, slug: str | None, style: str) -> tuple[str, Style]:
+    """The title as drawn and the style, or a ``ToolError`` naming the argument at fault."""
+    cleaned = clean_title(title)
+    if not cleaned:
+        raise ToolError(f"title is empty: give the post's title (1 to {MAX_TITLE} characters)")
+    if len(cleaned) > MAX_TITLE:
+        raise ToolError(f"title has {len(cleaned)} characters: at most {MAX_TITLE} are allowed")
+    if slug is not None and not (len(slug) <= MAX_SLUG and SLUG.fullmatch(slug)):
+        raise ToolError(
+            f"slug {slug[:MAX_SLUG]!r} is not a slug: use lowercase letters, digits and single"
+            f" '-' between them, at most {MAX_SLUG} characters (e.g. 'my-first-post')"
+        )
+    for known in STYLES:
+        if style == known:
+            return cleaned, known
+    raise ToolError(f"style {style[:40]!r} is unknown: use one of {', '.join(STYLES)}")
+
+
+async def _keep(
+    store: Store, owner: str, title: str, slug: str | None, card: TitleCard
+) -> ArtifactRecord:
+    palette = card.palette
+    content = {
+        "owner": owner,
+        "mime_type": MIME_TYPE,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "slug": slug,
+        "lines": list(card.layout.lines),
+        "font_size": card.layout.size,
+        "truncated": card.layout.truncated,
+        "palette": {
+            "background": hex_colour(palette.background),
+            "second": hex_colour(palette.second),
+            "text": hex_colour(palette.text),
+            "accent": hex_colour(palette.accent),
+        },
+        "png_base64": base64.b64encode(card.png).decode("ascii"),
+    }
+    try:
+        return await store.artifacts.add(
+            server=SERVER, tool=TOOL, kind=KIND, title=title, content=content
+        )
+    except StoreError as exc:
+        logger.error("could not keep a featured image for %s: %s", owner, exc)
+        raise ToolError(f"the image was drawn but could not be kept: {exc}") from None
+
+
+async def _read(store: Store, artifact_id: str) -> ArtifactRecord | None:
+    try:
+        return await store.artifacts.get(artifact_id)
+    except StoreError as exc:
+        logger.error("could not read featured image %s: %s", artifact_id, exc)
+        raise ResourceError(f"featured image {artifact_id!r} could not be read: {exc}") from None
+
+
+def _described(record: ArtifactRecord, card: TitleCard, style: Style) -> FeaturedImage:
+    palette = card.palette
+    stored = record.content["palette"]
+    contrast = min(contrast_ratio(palette.text, c) for c in field_colours(palette, style))
+    return FeaturedImage(
+        width=WIDTH,
+        height=HEIGHT,
+        bytes=len(card.png),
+        mime_type=MIME_TYPE,
+        artifact_id=record.id,
+        uri=f"{URI_PREFIX}{record.id}",
+        style=style,
+        lines=list(card.layout.lines),
+        font_size=card.layout.size,
+        truncated=card.layout.truncated,
+        palette=PaletteColours(**stored, contrast=round(contrast, 2)),
+    )
+
+
+def _result(
+    title: str, record: ArtifactRecord, card: TitleCard, image: FeaturedImage
+) -> CallToolResult:
+    link = ResourceLink(
+        type="resource_link",
+        uri=image.uri,
+        name=f"featured-image-{record.id}",
+        title=title,
+        mime_type=MIME_TYPE,
+        size=image.bytes,
+    )
+    summary = (
+        f"Featured image for {title!r}: {WIDTH}×{HEIGHT} PNG, {image.bytes} bytes,"
+        f" {image.style}, kept as {image.uri}."
+    )
+    return CallToolResult(
+        content=[
+            ImageContent(type="image", data=record.content["png_base64"], mime_type=MIME_TYPE),
+            link,
+            TextContent(type="text", text=summary),
+        ],
+        structured_content=image.model_dump(mode="json"),
+    )

@@ -1,0 +1,145 @@
+"""The marketplace's skills end to end (issue 14): a fresh ``atrium init`` + ``atrium start``,
+the marketplace started by the supervisor as scaffolded, and two users with OAuth tokens (the
+first admin and bob, a ``user``) calling it through the gateway: what one creates the other
+does not see until it is shared, only the owner changes it, a stale update is refused, the
+linter checks tool names against what the hosted servers offer through the gateway, and only
+an admin syncs the project's ``skills/`` folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
+
+from tests.e2e.instance import Instance, started_instance
+from tests.polling import wait_until
+
+SERVER = "marketplace"
+DESCRIPTION = "Extract text and tables from PDF files. Use when a task involves PDF documents."
+
+
+def skill_md(name: str = "pdf-tools", body: str = "Run `pdftotext` on the file.\n") -> str:
+    return f"---\nname: {name}\ndescription: {DESCRIPTION}\n---\n{body}"
+
+
+def running(instance: Instance) -> bool:
+    try:
+        answer = httpx2.get(f"{instance.base}/api/v1/mcp/registry/{SERVER}", timeout=2)
+        return bool(answer.json().get("status") == "running")
+    except (httpx2.HTTPError, ValueError):
+        return False
+
+
+@pytest.fixture(scope="module")
+def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
+    project = tmp_path_factory.mktemp("skills") / "project"
+    with started_instance(project) as started:
+        wait_until(lambda: running(started), timeout_s=30, what=f"{SERVER} running")
+        started.atrium("admin", "users", "create", "bob", "--role", "user")
+        yield started
+
+
+@pytest.fixture(scope="module")
+def tokens(instance: Instance) -> dict[str, str]:
+    return {
+        user: instance.atrium("admin", "token", "issue", "--user", user, "--server", SERVER).strip()
+        for user in ("admin", "bob")
+    }
+
+
+async def call(
+    instance: Instance, tokens: dict[str, str], user: str, tool: str, **arguments: Any
+) -> CallToolResult:
+    headers = {"Authorization": f"Bearer {tokens[user]}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
+        transport = streamable_http_client(instance.url(SERVER), http_client=http)
+        async with Client(transport) as client:
+            return await client.call_tool(tool, arguments)
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, result
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
+
+
+def refusal(result: CallToolResult) -> str:
+    """The tool error's message, without the SDK's "Error executing tool <name>: "."""
+    assert result.is_error, result
+    text = "".join(c.text for c in result.content if isinstance(c, TextContent))
+    return text.split(": ", 1)[1]
+
+
+async def test_two_users_share_a_skill_only_when_its_owner_says_so(
+    instance: Instance, tokens: dict[str, str]
+) -> None:
+    created = ok(await call(instance, tokens, "admin", "create_skill", content=skill_md()))
+    unseen = ok(await call(instance, tokens, "bob", "list_skills"))
+    hidden = await call(instance, tokens, "bob", "get_skill", name="pdf-tools")
+    shared = ok(
+        await call(instance, tokens, "admin", "update_skill", name="pdf-tools", version=1,
+                   content=skill_md(body="Use qpdf.\n"), shared=True)
+    )  # fmt: skip
+    seen = ok(await call(instance, tokens, "bob", "list_skills"))
+    not_bobs = await call(
+        instance, tokens, "bob", "update_skill", name="pdf-tools", version=2, content=skill_md()
+    )
+    stale = await call(
+        instance, tokens, "admin", "update_skill", name="pdf-tools", version=1, content=skill_md()
+    )
+    bad = await call(instance, tokens, "bob", "create_skill", content=skill_md("Bad_Name"))
+
+    assert created["skill"]["version"] == 1
+    assert unseen["skills"] == []
+    assert refusal(hidden).startswith("name:")
+    assert (shared["skill"]["version"], shared["skill"]["shared"]) == (2, True)
+    [listed] = seen["skills"]
+    assert (listed["name"], listed["mine"], listed["version"]) == ("pdf-tools", False, 2)
+    assert "only its owner" in refusal(not_bobs)
+    assert refusal(stale).startswith("version:")
+    assert refusal(bad).startswith("content:")
+
+
+async def test_analyze_checks_tool_names_against_what_the_gateway_offers(
+    instance: Instance, tokens: dict[str, str]
+) -> None:
+    body = (
+        "Call `mcp__marketplace__list_skills` first.\n"
+        "Then `mcp__marketplace__brew_coffee` and `mcp__nowhere__ping`.\n"
+        "Also `get_skill` and `make_coffee`.\n"
+        "Sign in with $secret:NO_SUCH_SECRET.\n"
+    )
+    result = ok(await call(instance, tokens, "bob", "analyze_skill", content=skill_md(body=body)))
+
+    found = sorted((f["line"], f["rule"], f["severity"]) for f in result["findings"])
+    assert found == [
+        (6, "tool-unknown", "warning"),
+        (6, "tool-unknown", "warning"),
+        (7, "tool-unknown", "info"),
+        (8, "secret-unknown", "warning"),
+    ]
+    messages = " ".join(f["message"] for f in result["findings"])
+    assert "brew_coffee" in messages
+    assert "nowhere" in messages
+    assert "make_coffee" in messages
+
+
+async def test_only_an_admin_syncs_the_project_folder(
+    instance: Instance, tokens: dict[str, str]
+) -> None:
+    refused = await call(instance, tokens, "bob", "sync_skills", direction="to_disk")
+    ok(await call(instance, tokens, "admin", "create_skill", content=skill_md("house-style")))
+    synced = ok(
+        await call(instance, tokens, "admin", "sync_skills", direction="to_disk", dry_run=False)
+    )
+
+    assert "admin" in refusal(refused)
+    assert {(c["name"], c["action"]) for c in synced["changes"]} >= {("house-style", "added")}
+    written = instance.project / "skills/house-style/SKILL.md"
+    assert written.read_text() == skill_md("house-style")
