@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -23,13 +25,38 @@ def alive(pid: int) -> bool:
 
 def free_server_ports(project: Path) -> None:
     """Give every server ``atrium init`` wrote a free port: the built-in ports (5010, 5020 ...)
-    are fixed, and tests run side by side."""
+    are fixed, and tests run side by side. The ports stay in the default range (5000-5999),
+    which the projects' settings check."""
     for path in (project / "services/mcp").glob("*.yaml"):
         text = path.read_text()
         lines = [
-            f"{line.partition('port:')[0]}port: {free_port()}"
+            f"{line.partition('port:')[0]}port: {free_port_in(5000, 5999)}"
             if line.strip().startswith("port:") and line.strip()[5:].strip().isdigit()
             else line
             for line in text.splitlines()
         ]
         path.write_text("\n".join(lines) + "\n")
+
+
+def free_port_in(low: int, high: int) -> int:
+    """A loopback port of ``low``-``high`` that is free now (tried in a random order)."""
+    for port in random.sample(range(low, high + 1), high - low + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {low}-{high}")
+
+
+BUILTINS = ("atrium", "soul", "content-manager", "marketplace")
+
+
+def only_builtins(project: Path, keep: Iterable[str]) -> None:
+    """Disable the built-in servers ``atrium init`` enabled but a test does not use: each is a
+    process to start (seconds of CPU on a small machine) for nothing."""
+    for name in set(BUILTINS) - set(keep):
+        path = project / f"services/mcp/{name}.yaml"
+        if path.exists():
+            path.write_text(path.read_text().replace("enabled: true", "enabled: false"))

@@ -4,6 +4,7 @@ skips what cannot be read, so a provider always gets a history it accepts."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,3 +188,24 @@ async def test_a_row_damaged_in_the_database_is_skipped_and_the_rest_is_read(
     }
     assert history == expected[damaged]
     assert AssistantMessage() not in history  # an empty turn that Chat Completions refuses
+
+
+def test_secrets_in_a_calls_arguments_are_not_kept() -> None:
+    value = "s3cr3t-9f2c41d7"
+    calls = (
+        ToolCall(
+            "c1",
+            "mcp__marketplace__manage_secrets",
+            json.dumps({"action": "set", "name": "GITHUB_TOKEN", "value": value}),
+        ),
+        ToolCall("c2", "mcp__shop__order", json.dumps({"item": "tea", "api_key": value})),
+        ToolCall("c3", "mcp__shop__order", '{"item": "te'),  # not JSON: reached no tool
+    )
+
+    stored = to_stored(AssistantMessage("Setting it.", calls))
+
+    assert value not in json.dumps(stored.content)
+    kept = [json.loads(c["arguments"]) for c in stored.content["tool_calls"][:2]]
+    assert kept[0] == {"action": "set", "name": "GITHUB_TOKEN", "value": "***"}
+    assert kept[1] == {"item": "tea", "api_key": "***"}
+    assert stored.content["tool_calls"][2]["arguments"] == '{"item": "te'

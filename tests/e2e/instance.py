@@ -8,7 +8,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx2
 
 from tests.polling import wait_until
-from tests.processes import free_port, free_server_ports
+from tests.processes import free_port, free_server_ports, only_builtins
 
 
 @dataclass
@@ -74,10 +74,15 @@ def _routed(url: str) -> bool:
 
 @contextmanager
 def started_instance(
-    project: Path, *, dpop: str | None = None, servers: dict[str, str] | None = None
+    project: Path,
+    *,
+    dpop: str | None = None,
+    servers: dict[str, str] | None = None,
+    builtins: Iterable[str] = ("atrium",),
 ) -> Iterator[Instance]:
     """The built-in `atrium` server keeps the scaffold's OAuth policy (``dpop`` overrides);
-    ``servers`` are more ``services/mcp/<name>.yaml`` files, written after ``init``."""
+    ``servers`` are more ``services/mcp/<name>.yaml`` files, written after ``init``. Of the
+    other built-in servers only those in ``builtins`` (or in ``servers``) run."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -93,6 +98,7 @@ def started_instance(
     assert found, init.stdout
     server_file = project / "services/mcp/atrium.yaml"
     free_server_ports(project)
+    only_builtins(project, {*builtins, *(servers or {})})
     text = server_file.read_text()
     if dpop is not None:
         text = text.replace("audience: mcp", f"audience: mcp\n      dpop: {dpop}")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.atrium_cli import Atrium
 from tests.polling import wait_until
-from tests.processes import free_port, free_server_ports
+from tests.processes import free_port, free_server_ports, only_builtins
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,7 @@ def atrium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Atrium]:
     run = Atrium.on_free_ports(project)
     assert run("init").returncode == 0
     free_server_ports(project)
+    only_builtins(project, ["atrium"])
     server = {"binary": "atrium-mcp-atrium", "port": free_port(), "oauth": {"required": False}}
     (project / "services/mcp/atrium.yaml").write_text(
         json.dumps({"mcp_servers": {"atrium": server}})
@@ -82,8 +83,9 @@ def test_call_with_json_args_runs_an_atrium_command(atrium: Atrium) -> None:
     result = mcp(atrium, "call", "atrium", "atrium", "--args", args)
 
     assert result.returncode == 0, result.stderr
-    listed, structured = result.stdout.split("\n\n", 1)
+    listed, *links, structured = result.stdout.split("\n\n")
     assert "atrium" in {server["name"] for server in json.loads(listed)}
+    assert [link.startswith("[resource link artifact://atrium/") for link in links] == [True]
     assert json.loads(structured)["exit_code"] == 0
 
 

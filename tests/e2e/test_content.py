@@ -33,7 +33,7 @@ def running(instance: Instance) -> bool:
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     project = tmp_path_factory.mktemp("content") / "project"
-    with started_instance(project) as started:
+    with started_instance(project, builtins=("atrium", "content-manager")) as started:
         wait_until(lambda: running(started), timeout_s=30, what=f"{SERVER} running")
         started.atrium("admin", "users", "create", "bob", "--role", "user")
         yield started

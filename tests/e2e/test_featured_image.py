@@ -34,7 +34,7 @@ SERVER = "content-manager"
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     """The scaffold as ``init`` writes it, with bob, a ``user``, next to the first admin."""
     project = tmp_path_factory.mktemp("featured-image") / "project"
-    with started_instance(project) as started:
+    with started_instance(project, builtins=("atrium", "content-manager")) as started:
         wait_until(lambda: running(started), timeout_s=30, what=f"{SERVER} running")
         started.atrium("admin", "users", "create", "bob", "--role", "user")
         yield started

@@ -22,7 +22,7 @@ from mcp import Client
 from atrium.runstate import RuntimeState, read_state
 from atrium.supervisor.reaper import children_of
 from tests.polling import wait_until
-from tests.processes import alive, free_port, free_server_ports
+from tests.processes import alive, free_port, free_server_ports, only_builtins
 from tests.trust import assertion, vouched_client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,6 +77,7 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosted]:
     atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
     subprocess.run([*atrium, "init"], env=env, check=True, capture_output=True)
     free_server_ports(project)
+    only_builtins(project, ["atrium"])
     ports = {
         "atrium": write_server(project, "atrium", {"binary": "atrium-mcp-atrium"}),
         "time": write_server(project, "time", {"transport": "stdio", "command": [str(TIME)]}),

@@ -165,3 +165,19 @@ async def test_an_agent_that_runs_itself_stops_at_the_depth_limit_and_every_leve
     assert sorted(r.origin for r in calls) == ["external"] + ["in-app"] * MAX_AGENT_DEPTH
     assert sorted(r.outcome for r in calls) == ["ok"] * MAX_AGENT_DEPTH + ["tool_error"]
     assert len({r.subject for r in calls}) == 1
+
+
+async def test_list_agents_names_the_projects_agents_through_the_gateway(
+    instance: Instance,
+) -> None:
+    headers = {"Authorization": f"Bearer {admin_token(instance).strip()}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
+        transport = streamable_http_client(instance.url("atrium"), http_client=http)
+        async with Client(transport) as client:
+            result = await client.call_tool("list_agents", {})
+
+    assert not result.is_error, result
+    listing = result.structured_content
+    assert listing is not None
+    assert "reader" in [agent["name"] for agent in listing["agents"]]
+    assert listing["problems"] == []

@@ -75,7 +75,9 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     }
     yaml = json.dumps({"mcp_servers": {"keyed": keyed}})
     project = tmp_path_factory.mktemp("secrets") / "project"
-    with started_instance(project, servers={"keyed": yaml}) as started:
+    with started_instance(
+        project, servers={"keyed": yaml}, builtins=("atrium", "marketplace")
+    ) as started:
         started.atrium("admin", "users", "create", "bob", "--role", "user")
         yield started
 

@@ -9,11 +9,13 @@ unanswered call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
 from atrium.ai.providers.events import ToolCall
 from atrium.ai.providers.messages import AssistantMessage, Message, ToolResult, UserMessage
+from atrium.redaction import redacted_arguments
 from atrium.store.conversations import UNREADABLE, MessageRecord, NewMessage
 
 STOPPED = "not run: the run was stopped before this call finished"
@@ -25,7 +27,7 @@ def to_stored(message: Message, *, input_tokens: int | None = None,
         return NewMessage("user", {"text": message.text})
     if isinstance(message, AssistantMessage):
         calls = [
-            {"id": c.id, "name": c.name, "arguments": c.arguments_json, "signature": c.signature}
+            {"id": c.id, "name": c.name, "arguments": _kept(c), "signature": c.signature}
             for c in message.tool_calls
         ]
         content: dict[str, Any] = {"text": message.text, "tool_calls": calls}
@@ -37,6 +39,22 @@ def to_stored(message: Message, *, input_tokens: int | None = None,
         "is_error": message.is_error,
     }
     return NewMessage("tool", result)
+
+
+def _kept(call: ToolCall) -> str:
+    """A call's arguments as stored: secrets hidden as the audit hides them (a ``value`` given
+    to ``manage_secrets``, whatever sits under a key like ``api_key``), since a conversation is
+    kept for as long as its user wants. Arguments that are not a JSON object are kept as sent:
+    they reached no tool."""
+    try:
+        arguments = json.loads(call.arguments_json or "{}")
+    except json.JSONDecodeError:
+        return call.arguments_json
+    if not isinstance(arguments, dict):
+        return call.arguments_json
+    tool = call.name.rpartition("__")[2]  # mcp__marketplace__manage_secrets: manage_secrets
+    safe = redacted_arguments(arguments, tool)
+    return call.arguments_json if safe == arguments else json.dumps(safe, ensure_ascii=False)
 
 
 def from_stored(records: Iterable[MessageRecord]) -> list[Message]:
