@@ -27,20 +27,23 @@ def free_server_ports(project: Path) -> None:
     """Give every server ``atrium init`` wrote a free port: the built-in ports (5010, 5020 ...)
     are fixed, and tests run side by side. The ports stay in the default range (5000-5999),
     which the projects' settings check."""
+    taken: set[int] = set()  # free now is not taken yet: two servers must not draw one port
     for path in (project / "services/mcp").glob("*.yaml"):
-        text = path.read_text()
-        lines = [
-            f"{line.partition('port:')[0]}port: {free_port_in(5000, 5999)}"
-            if line.strip().startswith("port:") and line.strip()[5:].strip().isdigit()
-            else line
-            for line in text.splitlines()
-        ]
+        lines = path.read_text().splitlines()
+        for index, line in enumerate(lines):
+            if line.strip().startswith("port:") and line.strip()[5:].strip().isdigit():
+                port = free_port_in(5000, 5999, taken)
+                taken.add(port)
+                lines[index] = f"{line.partition('port:')[0]}port: {port}"
         path.write_text("\n".join(lines) + "\n")
 
 
-def free_port_in(low: int, high: int) -> int:
-    """A loopback port of ``low``-``high`` that is free now (tried in a random order)."""
+def free_port_in(low: int, high: int, taken: Iterable[int] = ()) -> int:
+    """A loopback port of ``low``-``high`` that is free now and not in ``taken`` (tried in a
+    random order)."""
     for port in random.sample(range(low, high + 1), high - low + 1):
+        if port in taken:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))

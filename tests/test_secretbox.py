@@ -35,13 +35,20 @@ def project(tmp_path: Path, **environ: str) -> Settings:
     return load_settings(project_dir=tmp_path, environ=environ)
 
 
+def initialised(tmp_path: Path) -> Settings:
+    """A project whose ring ``atrium init`` wrote."""
+    settings = project(tmp_path)
+    ensure_secret_key(settings.state_dir)
+    return settings
+
+
 def ring_file(settings: Settings) -> dict[str, object]:
     loaded: dict[str, object] = json.loads((settings.state_dir / SECRET_KEY_FILE).read_text())
     return loaded
 
 
 def test_a_sealed_value_opens_for_its_row_and_holds_no_plaintext(tmp_path: Path) -> None:
-    box = SecretBox.load(project(tmp_path))
+    box = SecretBox.load(initialised(tmp_path))
 
     sealed = box.seal(VALUE, owner="ada", name="API_TOKEN")
     again = box.seal(VALUE, owner="ada", name="API_TOKEN")
@@ -58,7 +65,7 @@ def test_a_sealed_value_opens_for_its_row_and_holds_no_plaintext(tmp_path: Path)
 def test_a_value_moved_to_another_owner_or_name_does_not_open(
     tmp_path: Path, owner: str, name: str
 ) -> None:
-    box = SecretBox.load(project(tmp_path))
+    box = SecretBox.load(initialised(tmp_path))
     sealed = box.seal(VALUE, owner="ada", name="API_TOKEN")
 
     with pytest.raises(SecretUnreadable) as caught:
@@ -69,7 +76,7 @@ def test_a_value_moved_to_another_owner_or_name_does_not_open(
 
 
 def test_an_altered_value_does_not_open(tmp_path: Path) -> None:
-    box = SecretBox.load(project(tmp_path))
+    box = SecretBox.load(initialised(tmp_path))
     sealed = box.seal(VALUE, owner="ada", name="API_TOKEN")
     flipped = bytes([sealed.ciphertext[0] ^ 1]) + sealed.ciphertext[1:]
 
@@ -77,16 +84,52 @@ def test_an_altered_value_does_not_open(tmp_path: Path) -> None:
         box.open(replace(sealed, ciphertext=flipped), owner="ada", name="API_TOKEN")
 
 
-def test_the_project_ring_is_written_on_first_use_with_mode_0600(tmp_path: Path) -> None:
+def test_start_writes_the_missing_project_ring_once_with_mode_0600(tmp_path: Path) -> None:
     settings = project(tmp_path)
 
     box = SecretBox.load(settings)
+    written_before = box.written
+    box.start()
+    other = SecretBox.load(settings)
+    other.start()  # a second starter keeps the ring it finds
     path, created = ensure_secret_key(settings.state_dir)
 
-    assert created is False  # load wrote it; a second writer keeps it
+    assert (written_before, box.written, created) == (False, True, False)
     assert path.stat().st_mode & 0o777 == 0o600
-    assert ring_file(settings)["current"] == box.current
-    assert SecretBox.load(settings).current == box.current
+    assert ring_file(settings)["current"] == box.current == other.current
+
+
+def test_a_missing_project_ring_is_not_made_up_by_loading_sealing_or_opening(
+    tmp_path: Path,
+) -> None:
+    settings = initialised(tmp_path)
+    sealed = SecretBox.load(settings).seal(VALUE, owner="ada", name="API_TOKEN")
+    (settings.state_dir / SECRET_KEY_FILE).unlink()  # restored without it, or never written
+    box = SecretBox.load(settings)
+
+    errors = []
+    for attempt in (
+        lambda: box.seal(VALUE, owner="ada", name="API_TOKEN"),
+        lambda: box.open(sealed, owner="ada", name="API_TOKEN"),
+        lambda: box.current,
+    ):
+        with pytest.raises(SecretKeyError) as caught:
+            attempt()
+        errors.append(str(caught.value))
+
+    assert not (settings.state_dir / SECRET_KEY_FILE).exists()
+    assert all(str(settings.state_dir / SECRET_KEY_FILE) in e and "restore" in e for e in errors)
+
+
+def test_a_ring_deleted_under_a_running_box_is_not_replaced(tmp_path: Path) -> None:
+    settings = initialised(tmp_path)
+    box = SecretBox.load(settings)
+    (settings.state_dir / SECRET_KEY_FILE).unlink()
+
+    with pytest.raises(SecretKeyError, match="restore"):
+        box.seal(VALUE, owner="ada", name="API_TOKEN")
+
+    assert not (settings.state_dir / SECRET_KEY_FILE).exists()
 
 
 def test_a_key_in_the_environment_is_a_ring_of_that_key_and_no_file(tmp_path: Path) -> None:
@@ -160,8 +203,7 @@ def test_a_broken_ring_file_is_refused_saying_what_is_wrong(
 
 
 def test_a_ring_whose_id_does_not_match_its_key_is_refused(tmp_path: Path) -> None:
-    settings = project(tmp_path)
-    SecretBox.load(settings)
+    settings = initialised(tmp_path)
     ring = ring_file(settings)
     keys = ring["keys"]
     assert isinstance(keys, dict)
@@ -177,7 +219,7 @@ def test_a_ring_whose_id_does_not_match_its_key_is_refused(tmp_path: Path) -> No
 
 
 def test_a_new_key_becomes_current_and_the_old_ones_stay_until_retired(tmp_path: Path) -> None:
-    settings = project(tmp_path)
+    settings = initialised(tmp_path)
     old = SecretBox.load(settings)
     sealed = old.seal(VALUE, owner="ada", name="API_TOKEN")
 
@@ -193,7 +235,7 @@ def test_a_new_key_becomes_current_and_the_old_ones_stay_until_retired(tmp_path:
 
 
 def test_a_running_process_follows_a_rotation_made_by_another(tmp_path: Path) -> None:
-    settings = project(tmp_path)
+    settings = initialised(tmp_path)
     running = SecretBox.load(settings)  # read before the rotation
     before = running.seal(VALUE, owner="ada", name="API_TOKEN")
 
@@ -208,11 +250,11 @@ def test_a_running_process_follows_a_rotation_made_by_another(tmp_path: Path) ->
 
 
 def test_a_value_under_a_key_no_ring_holds_says_which_key(tmp_path: Path) -> None:
-    elsewhere = SecretBox.load(project(tmp_path / "other"))
+    elsewhere = SecretBox.load(initialised(tmp_path / "other"))
     sealed = elsewhere.seal(VALUE, owner="ada", name="API_TOKEN")
 
     with pytest.raises(SecretUnreadable) as caught:
-        SecretBox.load(project(tmp_path)).open(sealed, owner="ada", name="API_TOKEN")
+        SecretBox.load(initialised(tmp_path)).open(sealed, owner="ada", name="API_TOKEN")
 
     assert sealed.key_id in str(caught.value)
 
@@ -253,8 +295,7 @@ def test_values_that_cannot_be_stored_are_refused_without_being_quoted(
 def test_a_ring_readable_by_others_is_read_and_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    settings = project(tmp_path)
-    SecretBox.load(settings)
+    settings = initialised(tmp_path)
     os.chmod(settings.state_dir / SECRET_KEY_FILE, 0o644)
 
     SecretBox.load(settings)

@@ -15,8 +15,9 @@ Where the key ring comes from, first match wins:
 * ``ATRIUM_SECRET_KEY`` holding ``$file:PATH``: the ring file at ``PATH`` (relative to the
   project folder unless absolute), the ``{$file: path}`` of server YAML as one string. Quote it
   in a shell, where ``$file`` would be expanded: ``ATRIUM_SECRET_KEY='$file:/run/keys/atrium'``.
-* ``.atrium/secret-key``, which ``atrium init`` writes with mode 0600 (first use writes it too,
-  for projects made before it existed).
+* ``.atrium/secret-key``, which ``atrium init`` writes with mode 0600, and otherwise only the
+  first secret stored (``SecretBox.start``): with secrets stored, a missing ring is a lost one
+  to restore, as a new key would silently leave every stored value unreadable.
 
 A ring file is JSON: ``{"current": "<id>", "keys": {"<id>": "<base64url key>", ...}}``. A key's
 id is its fingerprint (16 hex digits of SHA-256 over a label and the key): the same key has the
@@ -131,8 +132,11 @@ def new_key() -> bytes:
 class SecretBox:
     """The key ring: seals values under its current key, opens them under any key it holds."""
 
-    def __init__(self, keys: Mapping[str, bytes], current: str, *, path: Path | None) -> None:
-        if current not in keys:
+    def __init__(
+        self, keys: Mapping[str, bytes], current: str | None, *, path: Path | None
+    ) -> None:
+        """``current`` None: the project's own ring file, not written yet (``start``)."""
+        if current is not None and current not in keys:
             raise ValueError(f"the current key {current} is not in the ring")
         self._keys = dict(keys)
         self._current = current
@@ -141,21 +145,38 @@ class SecretBox:
 
     @classmethod
     def load(cls, settings: Settings) -> SecretBox:
-        """The project's ring (see the module docstring for where it is read from)."""
+        """The project's ring (see the module docstring for where it is read from). The
+        project's own ring file may be missing: the box then seals and opens nothing (each
+        try is a ``SecretKeyError``) until the file is restored or ``start`` writes it."""
         inline = _inline_key(settings)
         if inline is not None:
             return cls({key_id(inline): inline}, key_id(inline), path=None)
-        path = _ring_file(settings)
-        data = _read(path)
-        keys, current = _parse(data, path)
-        loaded = cls(keys, current, path=path)
-        loaded._stamp = data
+        path = ring_path(settings)
+        assert path is not None, "the key is not inline: there is a file"
+        loaded = cls({}, None, path=path)
+        if path != settings.state_dir / SECRET_KEY_FILE or path.exists():
+            loaded.refresh()  # a ``$file:`` the operator named must be there at once
         return loaded
 
     @property
     def current(self) -> str:
-        """The id of the key new values are sealed under."""
+        """The id of the key new values are sealed under; ``SecretKeyError`` with no ring."""
+        if self._current is None:
+            self.refresh()
+        assert self._current is not None, "refresh read a ring or raised"
         return self._current
+
+    @property
+    def written(self) -> bool:
+        """False while the ring this box was loaded from had no file (``start``)."""
+        return self._current is not None
+
+    def start(self) -> None:
+        """Write the project's own ring (one new key) unless it is there now, and read it: only
+        while no secret is stored (``atrium.store.secrets`` checks, under its lock)."""
+        if self._current is None and self._path is not None:
+            ensure_secret_key(self._path.parent)
+        self.refresh()
 
     @property
     def key_ids(self) -> frozenset[str]:
@@ -170,9 +191,10 @@ class SecretBox:
         """``value`` sealed under the current key, read afresh from the ring file."""
         data = check_value(value)
         self.refresh()
+        current = self.current
         nonce = os.urandom(NONCE_BYTES)
-        sealed = AESGCM(self._keys[self._current]).encrypt(nonce, data, _associated(owner, name))
-        return Sealed(self._current, nonce, sealed)
+        sealed = AESGCM(self._keys[current]).encrypt(nonce, data, _associated(owner, name))
+        return Sealed(current, nonce, sealed)
 
     def open(self, sealed: Sealed, *, owner: str, name: str) -> str:
         """The value ``sealed`` holds; ``SecretUnreadable`` if it does not decrypt here."""
@@ -221,7 +243,8 @@ def ring_path(settings: Settings) -> Path | None:
 
 def ensure_secret_key(state_dir: Path) -> tuple[Path, bool]:
     """Write ``.atrium/secret-key`` (a ring of one new key, mode 0600) unless it exists;
-    return its path and whether it was written."""
+    return its path and whether it was written. For ``atrium init`` and ``SecretBox.start``
+    only: anywhere else a missing ring may be a lost one (see the module docstring)."""
     path = state_dir / SECRET_KEY_FILE
     if path.exists():
         return path, False
@@ -274,21 +297,12 @@ def rotation_lock(settings: Settings) -> Iterator[None]:
 
 
 def _rotatable(settings: Settings) -> Path:
-    if ring_path(settings) is None:
+    path = ring_path(settings)
+    if path is None:
         raise SecretKeyError(
             f"{SECRET_KEY_VARIABLE} holds the key itself, which cannot be rotated in place: keep"
             f" the ring in a file and set {SECRET_KEY_VARIABLE}='{FILE_REFERENCE}PATH'"
         )
-    return _ring_file(settings)
-
-
-def _ring_file(settings: Settings) -> Path:
-    """The ring file, written first if it is the project's own and missing (a ``$file:``
-    named by the operator is never made up: a typo must not start an empty ring)."""
-    path = ring_path(settings)
-    assert path is not None, "the key is inline: there is no file"
-    if path == settings.state_dir / SECRET_KEY_FILE:
-        ensure_secret_key(settings.state_dir)
     return path
 
 
@@ -314,7 +328,11 @@ def _read(path: Path) -> bytes:
         data = path.read_bytes()
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise SecretKeyError(f"{path}: the secret key ring does not exist") from None
+        raise SecretKeyError(
+            f"{path}: the secret key ring is missing, and stored secrets open only with the ring"
+            f" that sealed them: restore it from a backup (mode 0600), or set"
+            f" {SECRET_KEY_VARIABLE}='{FILE_REFERENCE}PATH' to where it is kept"
+        ) from None
     except OSError as exc:
         raise SecretKeyError(f"{path}: cannot read the secret key ring: {exc.strerror}") from None
     if mode & 0o077:

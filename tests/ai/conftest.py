@@ -33,7 +33,8 @@ EVERYTHING = REPO / ".cache/npm/node_modules/@modelcontextprotocol/server-everyt
 ECHO = "mcp__everything__echo"
 SLOW = "mcp__everything__trigger-long-running-operation"
 IMAGE = "mcp__everything__get-tiny-image"
-ALICE = RunAs("alice", frozenset({"tools:read"}))
+# An admin: the extra .mcp.json servers the tests use are offered to admins only (discovery).
+ALICE = RunAs("alice", frozenset({"admin"}))
 
 E = TypeVar("E")
 

@@ -20,6 +20,7 @@ from atrium.auth.keys import KeySet
 from atrium.auth.operator import AGENT_CLIENT_ID
 from atrium.client.connect import gateway_url
 from atrium.client.mcpjson import HttpTarget, ServerSpec
+from atrium.errors import AtriumError
 from atrium.registry.schema import parse_server_config
 from atrium.registry.sync import record_for
 from atrium.settings import Settings, load_settings
@@ -73,12 +74,23 @@ async def test_a_run_reaches_the_enabled_servers_its_user_could_call(tmp_path: P
     found = await planned(settings, READER, REGISTRY)
 
     names = [spec.name for spec in found.specs]
-    assert names == ["agents-only", "open", "readers", "unbound", "local"]
+    # The .mcp.json's "local" acts with the operator's credentials: not for a reader's run.
+    assert names == ["agents-only", "open", "readers", "unbound"]
     assert set(found.left_out) == {"off", "writers", "vscode-only", "bound"}
     registry = [spec for spec in found.specs if spec.registry]
-    urls = [gateway_url(settings, name) for name in names[:-1]]
+    urls = [gateway_url(settings, name) for name in names]
     assert [spec.target for spec in registry] == [HttpTarget(url, "http") for url in urls]
-    assert not next(spec for spec in found.specs if spec.name == "local").registry
+
+
+async def test_the_extra_mcp_json_servers_are_for_admins_runs_only(tmp_path: Path) -> None:
+    settings = project(tmp_path)
+    admin = RunAs("root", frozenset({"admin"}))
+
+    as_admin = await planned(settings, admin, [])
+    as_reader = await planned(settings, READER, [])
+
+    assert [(spec.name, spec.registry) for spec in as_admin.specs] == [("local", False)]
+    assert as_reader.specs == []
 
 
 @pytest.mark.parametrize(
@@ -109,7 +121,7 @@ async def test_no_registry_server_is_reached_without_auto_discover(tmp_path: Pat
 
     found = await planned(settings, READER, REGISTRY)
 
-    assert ([spec.name for spec in found.specs], found.left_out) == (["local"], {})
+    assert ([spec.name for spec in found.specs], found.left_out) == ([], {})
 
 
 async def test_a_stored_server_the_schema_refuses_is_left_out_not_fatal(tmp_path: Path) -> None:
@@ -118,7 +130,7 @@ async def test_a_stored_server_the_schema_refuses_is_left_out_not_fatal(tmp_path
 
     found = await planned(project(tmp_path), READER, [remote("open"), broken])
 
-    assert [spec.name for spec in found.specs] == ["open", "local"]
+    assert [spec.name for spec in found.specs] == ["open"]
     assert "broken" in found.left_out
 
 
@@ -128,7 +140,7 @@ def claims_of(settings: Settings, token: str) -> Any:
 
 def test_a_runs_token_is_its_users_for_one_server_from_the_agents_client(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={})
-    auth = RunAuth(settings, READER, "github")
+    auth = RunAuth(settings, READER, "github", allowed)
 
     request = next(auth.auth_flow(httpx2.Request("POST", gateway_url(settings, "github"))))
     scheme, _, token = request.headers["Authorization"].partition(" ")
@@ -145,7 +157,7 @@ def test_a_token_is_reused_then_minted_again_before_it_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = load_settings(tmp_path, environ={})
-    auth = RunAuth(settings, READER, "github")
+    auth = RunAuth(settings, READER, "github", allowed)
     first, start = auth.token(), time.time()
 
     monkeypatch.setattr(time, "time", lambda: start + TOKEN_TTL_S - RENEW_BEFORE_S - 30)
@@ -160,9 +172,35 @@ def test_a_token_is_reused_then_minted_again_before_it_ends(
     assert claims_of(settings, renewed).subject == "alice"
 
 
+async def allowed() -> None:
+    """A user who still may act (the service's own check is tested in test_service)."""
+
+
+async def test_a_token_is_minted_again_only_for_a_user_who_still_may(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(tmp_path, environ={})
+    asked: list[str] = []
+
+    async def revoked() -> None:
+        asked.append("vet")
+        raise AtriumError("revoked")
+
+    auth = RunAuth(settings, READER, "github", revoked)
+    request = httpx2.Request("POST", gateway_url(settings, "github"))
+    first = auth.async_auth_flow(request)
+    await anext(first)  # the first token: the run's start vetted its user
+    assert asked == []
+    later = time.time() + TOKEN_TTL_S
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(AtriumError, match="revoked"):
+        await anext(auth.async_auth_flow(request))
+    assert asked == ["vet"]
+
+
 def test_only_registry_servers_get_the_runs_tokens(tmp_path: Path) -> None:
     settings = load_settings(tmp_path, environ={})
-    hook = auth_for(settings, READER)
+    hook = auth_for(settings, READER, allowed)
     registry = ServerSpec("open", HttpTarget(gateway_url(settings, "open"), "http"), registry=True)
     own = ServerSpec("local", HttpTarget("http://127.0.0.1:9/mcp", "http"))
 

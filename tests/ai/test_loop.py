@@ -6,6 +6,7 @@ everything server as the tools (``tests.ai.conftest``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
@@ -13,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from atrium.ai.loop import ANSWER_NOW, MAX_RESULT_CHARS, NOT_RUN, UNPARSED_CALL
+from atrium.ai.loop import (
+    ANSWER_NOW,
+    MAX_CALLS_PER_TURN,
+    MAX_RESULT_CHARS,
+    NOT_RUN,
+    TOO_MANY,
+    UNPARSED_CALL,
+)
 from atrium.ai.providers.messages import ToolResult
 from atrium.ai.run_events import RunEvent, RunFinished, ToolFinished, ToolStarted
 from atrium.ai.service import AgentService
@@ -33,10 +41,12 @@ from tests.ai.conftest import (
 )
 from tests.ai.providers_fake import (
     AnthropicFake,
+    Call,
     GeminiFake,
     OpenAIChatFake,
     OpenAIResponsesFake,
     ProviderFake,
+    Reply,
     malformed_call,
     text,
     tool_call,
@@ -244,12 +254,26 @@ async def test_two_calls_with_one_id_each_get_their_own_result(
     # Some OpenAI-compatible servers number calls per turn (or repeat one id): each result
     # must still be the one of its own call.
     monkeypatch.setattr("tests.ai.fake_openai_chat.call_id", lambda: "call_0")
-    script = [tool_calls((ECHO, {"message": "one"}), (ECHO, {"message": "two"})), text("ok")]
+    script = [
+        tool_calls((ECHO, {"message": "one"}), (ECHO, {"message": "two"})),
+        text("ok"),
+        text("ok again"),
+    ]
     with OpenAIChatFake(script) as fake:
         async with service_of(ai_project(tmp_path, fake)) as service:
-            await run(service, "Echo one and two")
+            events = await run(service, "Echo one and two")
+            again = await run(service, "Again", conversation_id=conversation_of(events))
 
     assert sorted(chat_results(fake.requests[1].body)) == ["Echo: one", "Echo: two"]
+    # Read back from the store, each result still answers its own call (ids made unique).
+    history = fake.requests[2].body["messages"]
+    calls = {c["id"]: json.loads(c["function"]["arguments"])["message"]
+             for m in history for c in m.get("tool_calls") or ()}  # fmt: skip
+    answers = {m["tool_call_id"]: m["content"] for m in history if m["role"] == "tool"}
+    assert sorted(calls) == ["call_0", "call_0#2"]
+    assert {answers[id_] for id_ in calls} == {"Echo: one", "Echo: two"}
+    assert all(answers[id_] == f"Echo: {calls[id_]}" for id_ in calls)
+    assert again[-1].type == "finished"
 
 
 async def test_a_flood_is_cut_and_an_image_is_named_not_sent(tmp_path: Path) -> None:
@@ -380,3 +404,41 @@ async def test_a_conversation_deleted_during_its_run_ends_it_as_cancelled(tmp_pa
     assert [e.type for e in seen][-2:] == ["tool_started", "failed"]
     assert seen[-1].kind == "cancelled"  # type: ignore[union-attr]
     assert len(fake.requests) == 1
+
+
+async def test_a_turn_of_too_many_calls_runs_a_few_and_answers_the_rest(tmp_path: Path) -> None:
+    many = [(ECHO, {"message": str(n)}) for n in range(MAX_CALLS_PER_TURN + 8)]
+    with OpenAIChatFake([tool_calls(*many), text("Done.")]) as fake:
+        async with service_of(ai_project(tmp_path, fake)) as service:
+            events = await run(service, "Echo them all")
+
+    results = chat_results(fake.requests[1].body)
+    assert len(results) == MAX_CALLS_PER_TURN + 8  # every call answered: a valid history
+    assert results[:MAX_CALLS_PER_TURN] == [f"Echo: {n}" for n in range(MAX_CALLS_PER_TURN)]
+    assert {r.removeprefix("Error: ") for r in results[MAX_CALLS_PER_TURN:]} == {TOO_MANY}
+    assert len(of_type(events, ToolStarted)) == MAX_CALLS_PER_TURN
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.tool_calls == MAX_CALLS_PER_TURN
+
+
+async def test_text_no_store_can_hold_and_arguments_no_parser_can_read_do_not_end_the_run(
+    tmp_path: Path,
+) -> None:
+    nested = "[" * 100_000  # deeper than Python's JSON parser goes
+    script = [
+        Reply(text="Odd \udcff text", calls=(Call(ECHO, json.dumps({"message": "\udcff"})),)),
+        Reply(calls=(Call(ECHO, nested),)),
+        text("Fine."),
+    ]
+    with OpenAIChatFake(script) as fake:
+        async with service_of(ai_project(tmp_path, fake)) as service:
+            events = await run(service, "Go")
+            stored = await service.store.conversations.messages(conversation_of(events))
+
+    finished = events[-1]
+    assert isinstance(finished, RunFinished), finished
+    assert finished.text == "Fine."
+    assert any(m.content.get("text") == "Odd ? text" for m in stored if m.role == "assistant")
+    errors = [e for e in of_type(events, ToolFinished) if not e.ok]
+    assert errors  # the nested arguments came back as a readable error, not a crash

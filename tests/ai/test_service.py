@@ -6,11 +6,13 @@ a conversation continues by its id, its owner's only."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from atrium.ai.discovery import RunAs
@@ -27,6 +29,8 @@ from atrium.ai.run_events import (
 )
 from atrium.ai.service import MAX_MESSAGE_CHARS, ConversationNotFound
 from atrium.ai.transcript import from_stored
+from atrium.auth.revocation_list import revoke_subject
+from atrium.client.mcpjson import HttpTarget, ServerSpec
 from atrium.errors import (
     EXIT_CONFIG,
     EXIT_NOT_FOUND,
@@ -36,6 +40,7 @@ from atrium.errors import (
     UsageError,
 )
 from atrium.settings import Settings, load_settings
+from atrium.store import UserRecord
 from tests.ai.conftest import (
     ALICE,
     ECHO,
@@ -392,3 +397,31 @@ async def test_a_message_no_store_can_hold_is_refused_before_any_event(
                 await refused(service, message)
             assert await service.store.conversations.list() == []
     assert fake.requests == []
+
+
+@pytest.mark.parametrize("change", ["revoked", "disabled", "unchanged"])
+async def test_a_run_mints_no_new_tokens_for_a_user_revoked_or_disabled_since(
+    change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with OpenAIChatFake([]) as fake:
+        async with service_of(ai_project(tmp_path, fake)) as service:
+            user = UserRecord(id="u-1", username="carol", password_hash="x", role="user")
+            await service.store.users.add(user)
+            run_as = RunAs(subject="u-1", scopes=frozenset({"user"}), since=time.time() - 5)
+            spec = ServerSpec("open", HttpTarget("http://127.0.0.1:9/mcp"), registry=True)
+            auth = service.auth_for(run_as)(spec)
+            assert auth is not None
+            request = httpx2.Request("POST", "http://127.0.0.1:9/mcp")
+            await anext(auth.async_auth_flow(request))  # the run's first token
+            if change == "revoked":
+                await revoke_subject(service.store, "u-1", revoke_refresh=False)
+            elif change == "disabled":
+                await service.store.users.set_disabled("carol", True)
+            later = time.time() + 3600
+            monkeypatch.setattr(time, "time", lambda: later)
+            renewed = anext(auth.async_auth_flow(request))
+            if change == "unchanged":
+                assert (await renewed).headers["Authorization"].startswith("Bearer ")
+            else:
+                with pytest.raises(AtriumError, match="may no longer call tools"):
+                    await renewed

@@ -16,11 +16,13 @@ import subprocess
 import sys
 import sysconfig
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.cli.helpers import run_atrium
+from tests.polling import wait_until
 
 # A PEP 517 backend of a few lines: the wheel of the modules under src/ and the project's
 # console scripts. Kept in the extension, so that building needs nothing from an index.
@@ -292,3 +294,106 @@ def test_building_every_extension_reports_each_and_fails_if_one_failed(tmp_path:
     assert "built weather: sh is" in result.stdout
     assert "failed extension 'broken'" in " ".join(result.stderr.split())
     assert "1 of 2 failed to build: broken" in " ".join(result.stderr.split())
+
+
+def test_a_build_sees_only_the_allow_listed_environment_in_a_session_of_its_own(
+    tmp_path: Path,
+) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    dump = (
+        "import os, sys, json; from pathlib import Path;"
+        "b = Path(sys.argv[1]) / 'weather-mcp'; b.write_text('#!/bin/sh\\n'); b.chmod(0o755);"
+        "Path('seen.json').write_text(json.dumps([dict(os.environ), os.getsid(0) == os.getpid()]))"
+    )
+    folder = write_external_extension(
+        tmp_path, "weather", "weather-mcp", [sys.executable, "-c", dump, str(bin_dir)]
+    )
+    gateways = {
+        "ATRIUM_SECRET_KEY": "$file:/run/keys/ring",
+        "ATRIUM_DATABASE_URL": "postgresql://atrium:db-password@db/atrium",
+        "OPENAI_API_KEY": "sk-provider-key",
+        "GITHUB_TOKEN": "ghp_operator",
+    }
+
+    result = run_atrium(
+        "--project", str(tmp_path), "build", "mcp", "weather",
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "LANG": "C.UTF-8",
+             "PIP_INDEX_URL": "https://pypi.example/simple", **gateways},
+    )  # fmt: skip
+
+    assert result.exit_code == 0, result.stderr
+    environ, leads_its_session = json.loads((folder / "seen.json").read_text())
+    assert not set(gateways) & set(environ)
+    assert environ["PATH"].startswith(str(bin_dir))
+    assert (environ["LANG"], environ["PIP_INDEX_URL"]) == ("C.UTF-8", "https://pypi.example/simple")
+    assert leads_its_session is True
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_build_that_times_out_is_killed_with_every_process_it_started(tmp_path: Path) -> None:
+    pid_file = tmp_path / "grandchild.pid"
+    hang = (
+        "import subprocess, sys, time; from pathlib import Path;"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']);"
+        f"Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(120)"
+    )
+    write_external_extension(tmp_path, "weather", "weather-mcp", [sys.executable, "-c", hang])
+
+    result = run_atrium(
+        "--project", str(tmp_path), "build", "mcp", "weather", "--timeout", "1"
+    )  # fmt: skip
+
+    assert result.exit_code == 1
+    assert "did not finish within 1 s" in " ".join(result.stderr.split())
+    grandchild = int(pid_file.read_text())
+    wait_until(lambda: not alive(grandchild), what="the build's own child to be killed")
+
+
+@pytest.mark.parametrize("binary", ["atrium", "atrium-mcp-marketplace", "atrium-stdio-bridge"])
+def test_an_extension_may_not_install_a_program_of_atriums_own(tmp_path: Path, binary: str) -> None:
+    marker = tmp_path / "ran"
+    build = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    write_external_extension(tmp_path, "evil", binary, build)
+
+    result = run_atrium("--project", str(tmp_path), "build", "mcp", "evil")
+
+    assert result.exit_code == 1
+    said = " ".join(result.stderr.split())
+    assert f"binary '{binary}' is one of Atrium's own programs" in said
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (lambda text: text + 'atrium = "greeter:main"\n', "would install atrium"),
+        (
+            lambda text: text.replace('name = "greeter-server"', 'name = "Atrium"'),
+            "names its package 'atrium'",
+        ),
+    ],
+)
+def test_a_python_extension_replacing_atriums_scripts_or_atrium_is_refused_before_pip(
+    tmp_path: Path, change: Callable[[str], str], said: str
+) -> None:
+    python = layered_python(tmp_path / "env")  # were pip to run, it installs there only
+    project = tmp_path / "project"
+    folder = write_python_extension(project, "greeter", "greeter-mcp", "greeter", greeting("x"))
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text(change(pyproject.read_text()))
+
+    result = atrium_with(python, project, "build", "mcp", "greeter")
+
+    assert result.returncode == 1
+    assert said in " ".join(result.stderr.split())
+    assert not (python.parent / "greeter-mcp").exists()
+    assert not (python.parent / "atrium").exists()

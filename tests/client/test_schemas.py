@@ -41,7 +41,7 @@ from atrium.client.schemas import (
     to_provider,
     to_provider_all,
 )
-from atrium.servers.atrium import create_server as create_atrium_server
+from atrium.servers.atrium.server import create_server as create_atrium_server
 from atrium.settings import Settings, load_settings
 from atrium_everything import create_server as create_everything_server
 from tests.cli.helpers import run_atrium

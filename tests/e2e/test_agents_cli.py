@@ -22,7 +22,7 @@ import pytest
 from atrium.settings import load_settings
 from atrium.store import Store
 from tests.ai.project import KEY_VARIABLE, write_agent, write_ai_config
-from tests.ai.providers_fake import OpenAIChatFake, text, tool_call
+from tests.ai.providers_fake import OpenAIChatFake, text, tool_call, tool_calls
 from tests.e2e.instance import Instance, started_instance
 from tests.polling import wait_until
 
@@ -239,3 +239,15 @@ def test_the_readme_example_runs(instance: Instance) -> None:
     assert model == "llama3.1"
     assert f"✓ {PLAYBOOKS}" in done.stdout
     assert "2 rounds · 1 tool calls" in done.stderr
+
+
+def test_a_tool_name_that_looks_like_markup_is_printed_as_it_is(instance: Instance) -> None:
+    script = [tool_calls(("[/]", {}), ("[green]✓[/] mcp__x__y", {})), text("Done.")]
+    with OpenAIChatFake(script) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper")
+        done = agents(instance, "run", "helper", "Call odd tools")
+
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("✗")]
+    assert [line.split(" ")[1] for line in lines] == ["[/]", "[green]✓[/]"]

@@ -200,13 +200,16 @@ async def test_no_secret_value_is_in_any_file_or_any_row_after_a_full_run(
         ("manage_secrets", {"action": "set", "name": "LEAK_CHECK", "value": value}),
         ("manage_secrets", {"action": "rotate", "name": "LEAK_CHECK", "value": rotated}),
         ("get_secrets", {"reveal": True}),
-        # Refused by the SDK's argument check, whose error quotes the arguments it refused.
+        # Refused with no action: pydantic, were it to refuse it, would quote the arguments.
         ("manage_secrets", {"name": "LEAK_CHECK", "value": refused}),
         ("manage_secrets", {"action": "delete", "name": "LEAK_CHECK", "value": refused_too}),
     ]
     before = await tool_calls(instance)
     results = [await call(instance, admin, tool, arguments) for tool, arguments in calls]
     assert [result.is_error for result in results] == [False, False, False, True, True]
+    # Nor is one in a refusal, which a caller (and a conversation that stores it) gets back.
+    refusals = [json.dumps(result.model_dump(mode="json")) for result in results[3:]]
+    assert [(text, sent) for text in refusals for sent in SENT if sent in text] == []
     marketplace_log = instance.project / "logs/mcp-marketplace.log"
     assert "revealed" in marketplace_log.read_text()
 

@@ -7,6 +7,8 @@ gets its token by the OAuth flow and runs a hosted tool.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +24,7 @@ from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.revocation_list import revoke_subject
 from atrium.client.dpop import generate_key, make_proof
 from atrium.gateway.agents_api import agents_routes
+from atrium.gateway.agents_wire import RunSlots
 from atrium.settings import load_settings
 from atrium.store import Store
 from tests.ai.project import KEY_VARIABLE, write_agent, write_ai_config
@@ -382,3 +385,84 @@ async def test_a_waiting_stream_sends_heartbeats(api: Api, http: httpx2.AsyncCli
         await until(lambda: fake.abandoned == 1, what="the model stream to be abandoned")
 
     assert pings == 2
+
+
+async def test_a_model_api_failure_is_told_plainly_to_a_user_and_whole_to_an_admin(
+    api: Api, http: httpx2.AsyncClient
+) -> None:
+    with OpenAIChatFake([server_error()] * 6) as fake:
+        write_ai_config(api.project, fake)
+        as_user = await run(http, api, "Hello")
+        as_admin = await run(http, api, "Hello", token=api.token("admin", subject="root"))
+
+    assert as_user[-1][1]["error"] == "the model API failed; the gateway's log has the details"
+    assert fake.url.removeprefix("http://") not in json.dumps(as_user)
+    assert "500" in as_admin[-1][1]["error"]
+
+
+async def stalled_run(
+    stack: contextlib.AsyncExitStack, http: httpx2.AsyncClient, api: Api, **body: str
+) -> AsyncIterator[str]:
+    """A run whose model stream stalls after its first text: it holds its slot until the
+    stack closes. Keep what it returns: the line reader, once collected, closes the stream."""
+    response = await stack.enter_async_context(
+        http.stream(
+            "POST", api.url("/helper/messages"), json={"message": "Go on", **body},
+            headers=api.headers(),
+        )
+    )  # fmt: skip
+    assert response.status_code == 200, await response.aread()
+    lines = response.aiter_lines()
+    while await anext(lines) != "event: text":
+        pass
+    return lines
+
+
+async def test_one_conversation_is_continued_by_one_run_at_a_time(
+    api: Api, http: httpx2.AsyncClient
+) -> None:
+    with OpenAIChatFake([text("First."), text("Still thinking", stall=True)]) as fake:
+        write_ai_config(api.project, fake)
+        conversation = (await run(http, api, "Start"))[0][1]["conversation_id"]
+        async with contextlib.AsyncExitStack() as stack:
+            reader = await stalled_run(stack, http, api, conversation_id=conversation)
+            again = await post(http, api, json={"message": "And?", "conversation_id": conversation})
+
+        assert again.status_code == 409, again.text
+        assert again.json()["error"] == "conversation_busy"
+        assert reader is not None
+        await until(lambda: fake.abandoned == 1, what="the stalled run to end")
+
+
+async def test_a_user_runs_a_few_agents_at_once_and_others_are_not_held_up(
+    api: Api, http: httpx2.AsyncClient
+) -> None:
+    with OpenAIChatFake([text("Still thinking", stall=True)] * 5) as fake:
+        write_ai_config(api.project, fake)
+        async with contextlib.AsyncExitStack() as stack:
+            readers = [await stalled_run(stack, http, api) for _ in range(RunSlots.PER_USER)]
+            fifth = await post(http, api, json={"message": "One more"})
+            bobs = await stack.enter_async_context(
+                http.stream(
+                    "POST", api.url("/helper/messages"), json={"message": "Mine"},
+                    headers=api.headers(api.token(subject="bob")),
+                )
+            )  # fmt: skip
+
+            assert (fifth.status_code, fifth.json()["error"]) == (429, "too_many_runs")
+            assert fifth.headers["retry-after"] == "5"
+            assert bobs.status_code == 200  # bob's slots are his own
+            assert len(readers) == RunSlots.PER_USER
+        await until(lambda: fake.abandoned >= RunSlots.PER_USER, what="the stalled runs to end")
+    # The slots are given back when the streams end: alice runs again.
+    with OpenAIChatFake([text("Back.")]) as fake:
+        write_ai_config(api.project, fake)
+        assert (await run(http, api, "Back?"))[-1][1]["type"] == "finished"
+
+
+async def test_a_limit_that_is_a_digit_but_no_number_is_a_bad_request(
+    api: Api, http: httpx2.AsyncClient
+) -> None:
+    response = await http.get(api.url("/conversations?limit=%C2%B2"), headers=api.headers())
+
+    assert (response.status_code, response.json()["error"]) == (400, "bad_request")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp.client.client import Client
 
-from atrium.servers.atrium import create_server
+from atrium.servers.atrium.server import create_server
 from atrium.settings import Settings
 from atrium.store import ArtifactRecord, Store
 from tests.servers.helpers import serving

@@ -5,16 +5,29 @@ project's real key ring. Through the gateway with OAuth: ``tests/e2e/test_secret
 from __future__ import annotations
 
 import json
+import secrets
+import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from atrium.auth.assertion import PUBLIC_FILE, AssertionVerifier
+from atrium.auth.assertion import (
+    HEADER,
+    PUBLIC_FILE,
+    AssertionSigner,
+    AssertionVerifier,
+    public_keys,
+)
+from atrium.auth.operator import AGENT_CLIENT_ID
+from atrium.secretbox import SECRET_KEY_FILE
 from atrium.servers.marketplace import create_server
 from atrium.settings import Settings
 from atrium.store import PROJECT_OWNER, Store
@@ -91,7 +104,12 @@ async def test_the_secret_tools_are_listed_with_honest_annotations_and_schemas(
     )
     assert manage.annotations.idempotent_hint is False
     assert (get.annotations.read_only_hint, get.annotations.idempotent_hint) == (True, True)
-    assert sorted(manage.input_schema["required"]) == ["action", "name"]
+    # Nothing is required to pydantic, which would quote the arguments (a value) when one is
+    # missing; the descriptions say what is, and the tool checks it.
+    assert manage.input_schema.get("required", []) == []
+    assert manage.input_schema["properties"]["action"]["enum"] == ["set", "rotate", "delete"]
+    for required in ("action", "name"):
+        assert "Required" in manage.input_schema["properties"][required]["description"]
     assert manage.input_schema["properties"]["value"]["type"] == "string"
     assert set(get.input_schema["properties"]) == {"reveal", "names", "scope"}
     assert manage.title
@@ -240,6 +258,167 @@ async def test_bad_input_is_a_tool_error_naming_the_argument_and_never_quoting_t
         assert said(result).startswith(f"Error executing tool manage_secrets: {argument}")
         assert VALUE not in whole(result)
         assert "4242424242" not in whole(result)
+
+
+def pieces(value: str) -> set[str]:
+    """Every 6-character piece of ``value``: an error that shortens what it quotes shows one."""
+    return {value[i : i + 6] for i in range(len(value) - 5)}
+
+
+MISTAKES: list[tuple[str, dict[str, Any]]] = [
+    ("manage_secrets", {"action": "set", "value": "{V}"}),
+    ("manage_secrets", {"name": "API_TOKEN", "value": "{V}"}),
+    ("manage_secrets", {"value": "{V}"}),
+    ("manage_secrets", {"action": "sett", "name": "API_TOKEN", "value": "{V}"}),
+    ("manage_secrets", {"action": ["set"], "name": "API_TOKEN", "value": "{V}"}),
+    ("manage_secrets", {"action": "set", "name": 7, "value": "{V}"}),
+    ("manage_secrets", {"action": "set", "name": "API_TOKEN", "value": "{V}" * 2000}),
+    ("manage_secrets", {"action": "set", "name": "API_TOKEN", "value": {"token": "{V}"}}),
+    ("manage_secrets", {"action": "set", "name": "API_TOKEN", "value": ["{V}"]}),
+    ("manage_secrets", {"action": "set", "name": "API_TOKEN", "value": "{V}", "scope": "all"}),
+    ("manage_secrets", {"action": "delete", "name": "API_TOKEN", "value": "{V}"}),
+    ("get_secrets", {"reveal": "perhaps", "value": "{V}"}),
+    ("get_secrets", {"names": "API_TOKEN", "value": "{V}"}),
+]
+
+
+def with_value(arguments: Any, value: str) -> Any:
+    if isinstance(arguments, dict):
+        return {key: with_value(item, value) for key, item in arguments.items()}
+    if isinstance(arguments, list):
+        return [with_value(item, value) for item in arguments]
+    return arguments.replace("{V}", value) if isinstance(arguments, str) else arguments
+
+
+async def test_no_refusal_echoes_the_value_or_any_piece_of_it(marketplace: Marketplace) -> None:
+    value = f"Zq{secrets.token_urlsafe(24)}"
+    async with marketplace.client() as client:
+        results = [
+            await client.call_tool(tool, with_value(arguments, value))
+            for tool, arguments in MISTAKES
+        ]
+
+    for result, (tool, arguments) in zip(results, MISTAKES, strict=True):
+        assert result.is_error, (tool, arguments)
+        echoed = sorted(piece for piece in pieces(value) if piece in whole(result))
+        assert echoed == [], (tool, arguments, said(result))
+
+
+async def test_a_value_that_is_json_is_stored_as_the_text_it_is(marketplace: Marketplace) -> None:
+    # A service account's key file: the SDK parses JSON in an argument not typed str.
+    for value in ('{"type": "service_account", "private_key": "k"}', '["a", "b"]', "null"):
+        await marketplace.call(
+            "manage_secrets",
+            {"action": "set", "name": "SERVICE_KEY", "value": value},
+            "root",
+            ADMIN,
+        )
+        revealed = await marketplace.call("get_secrets", {"reveal": True}, "root", ADMIN)
+        await marketplace.call(
+            "manage_secrets", {"action": "delete", "name": "SERVICE_KEY"}, "root"
+        )
+
+        assert [s["value"] for s in structured(revealed)["secrets"]] == [value]
+
+
+@asynccontextmanager
+async def agent_client(marketplace: Marketplace, scopes: frozenset[str]) -> AsyncIterator[Client]:
+    """A client vouched for as the AI service's agents are: client ``AGENT_CLIENT_ID``."""
+    state_dir = marketplace.settings.state_dir
+    signer = AssertionSigner.load(state_dir, public_keys(state_dir)["issuer"])
+
+    async def vouch(request: httpx2.Request) -> None:
+        request.headers[HEADER] = signer.sign(
+            server="marketplace",
+            subject="root",
+            client_id=AGENT_CLIENT_ID,
+            scopes=scopes,
+            origin="in-app",
+            request_id=uuid.uuid4().hex,
+        )
+
+    async with (
+        httpx2.AsyncClient(timeout=30, event_hooks={"request": [vouch]}) as http,
+        Client(streamable_http_client(marketplace.url, http_client=http)) as client,
+    ):
+        yield client
+
+
+async def test_an_agent_may_not_reveal_even_for_an_admin(marketplace: Marketplace) -> None:
+    await marketplace.call(
+        "manage_secrets", {"action": "set", "name": "ROOT_TOKEN", "value": VALUE}, "root", ADMIN
+    )
+
+    async with agent_client(marketplace, ADMIN) as agent:
+        refused = await agent.call_tool("get_secrets", {"reveal": True})
+        listed = await agent.call_tool("get_secrets", {})
+    by_the_person = await marketplace.call("get_secrets", {"reveal": True}, "root", ADMIN)
+
+    assert refused.is_error
+    assert said(refused).startswith("Error executing tool get_secrets: reveal:")
+    assert "agent" in said(refused)
+    assert VALUE not in whole(refused)
+    assert [s["name"] for s in structured(listed)["secrets"]] == ["ROOT_TOKEN"]
+    assert [s["value"] for s in structured(by_the_person)["secrets"]] == [VALUE]
+
+
+async def test_a_lost_key_ring_is_never_replaced_and_the_caller_is_not_told_its_path(
+    marketplace: Marketplace, caplog: pytest.LogCaptureFixture
+) -> None:
+    ring = marketplace.settings.state_dir / SECRET_KEY_FILE
+    await marketplace.call("manage_secrets", {"action": "set", "name": "API_TOKEN", "value": VALUE})
+    ring.unlink()  # a state folder restored without its key ring
+
+    stored = await marketplace.call(
+        "manage_secrets", {"action": "set", "name": "NEW_TOKEN", "value": NEW_VALUE}
+    )
+    revealed = await marketplace.call("get_secrets", {"reveal": True}, "ada", ADMIN)
+
+    assert stored.is_error
+    assert revealed.is_error
+    assert not ring.exists()
+    for result in (stored, revealed):
+        assert str(marketplace.settings.project_dir) not in whole(result)
+        assert "log" in said(result)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2
+    assert all(str(ring) in error and "restore" in error for error in errors)
+    async with await Store.open(marketplace.settings) as store:
+        assert [r.name for r in await store.secrets.list("ada")] == ["API_TOKEN"]
+
+
+async def test_the_first_secret_of_a_project_without_a_ring_starts_one(
+    marketplace: Marketplace,
+) -> None:
+    ring = marketplace.settings.state_dir / SECRET_KEY_FILE
+    ring.unlink()  # a project made before `atrium init` wrote rings: nothing stored yet
+
+    stored = await marketplace.call(
+        "manage_secrets", {"action": "set", "name": "API_TOKEN", "value": VALUE}
+    )
+    revealed = await marketplace.call("get_secrets", {"reveal": True}, "ada", ADMIN)
+
+    assert structured(stored)["version"] == 1
+    assert ring.stat().st_mode & 0o777 == 0o600
+    assert [s["value"] for s in structured(revealed)["secrets"]] == [VALUE]
+
+
+async def test_a_failing_store_is_logged_and_the_caller_gets_no_database_detail(
+    marketplace: Marketplace, caplog: pytest.LogCaptureFixture
+) -> None:
+    await marketplace.call("manage_secrets", {"action": "set", "name": "API_TOKEN", "value": VALUE})
+    database = next(marketplace.settings.state_dir.glob("*.db"))
+    with sqlite3.connect(database) as conn:
+        conn.execute("DROP TABLE secrets")
+
+    listed = await marketplace.call("get_secrets", {})
+
+    assert listed.is_error
+    assert "database" not in said(listed)
+    assert str(marketplace.settings.project_dir) not in whole(listed)
+    (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "database" in error
+    assert "secrets" in error
 
 
 async def test_a_bad_name_in_the_names_filter_is_named(marketplace: Marketplace) -> None:

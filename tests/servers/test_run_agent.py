@@ -19,7 +19,7 @@ from mcp.types import CallToolResult, TextContent
 
 from atrium.ai.service import DEPTH_META, MAX_AGENT_DEPTH
 from atrium.auth.assertion import PUBLIC_FILE, AssertionVerifier
-from atrium.servers.atrium import create_server
+from atrium.servers.atrium.server import create_server
 from atrium.settings import Settings, load_settings
 from atrium.store import Store
 from tests.ai.project import KEY_VARIABLE, write_agent, write_ai_config

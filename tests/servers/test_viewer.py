@@ -21,7 +21,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, ResourceLink, TextResourceContents
 
 from atrium.auth.assertion import PUBLIC_FILE, AssertionVerifier
-from atrium.servers.atrium import create_server
+from atrium.servers.atrium.server import create_server
 from atrium.servers.atrium.viewer import VIEWER_URI, viewer_html
 from atrium.settings import Settings, load_settings
 from atrium.store import Store

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from atrium.secretbox import SECRET_KEY_VARIABLE, SecretBox, SecretUnreadable, new_key
+from atrium.secretbox import (
+    SECRET_KEY_FILE,
+    SECRET_KEY_VARIABLE,
+    SecretBox,
+    SecretKeyError,
+    SecretUnreadable,
+    ensure_secret_key,
+    new_key,
+)
 from atrium.settings import Settings, load_settings
 from atrium.store import PROJECT_OWNER, AlreadyExists, Store
 from atrium.store.secrets import rotate_secret_key
@@ -183,9 +191,60 @@ async def test_a_key_rotation_reencrypts_every_value_and_retires_the_old_key(
     assert (await store.secrets.list("ada"))[0].version == 1  # same value, same version
 
 
+async def test_the_first_secret_starts_the_project_ring_when_there_is_none(
+    store: Store, database_settings: Settings
+) -> None:
+    ring = database_settings.state_dir / SECRET_KEY_FILE
+    box = SecretBox.load(database_settings)
+    ring_before = ring.exists()
+
+    created = await store.secrets.create("ada", "API_TOKEN", VALUE, box=box, by="ada")
+
+    assert ring_before is False
+    assert created.key_id == box.current == SecretBox.load(database_settings).current
+    assert ring.stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_lost_ring_is_not_replaced_while_secrets_are_stored(
+    store: Store, database_settings: Settings
+) -> None:
+    ring = database_settings.state_dir / SECRET_KEY_FILE
+    await store.secrets.create(
+        "ada", "API_TOKEN", VALUE, box=SecretBox.load(database_settings), by="ada"
+    )
+    ring.unlink()  # the state folder restored without it
+    box = SecretBox.load(database_settings)
+
+    errors = []
+    for attempt in (
+        store.secrets.create("bob", "OTHER", VALUE, box=box, by="bob"),
+        store.secrets.replace("ada", "API_TOKEN", "new", box=box, by="ada"),
+        store.secrets.reveal("ada", ["API_TOKEN"], box=box),
+        rotate_secret_key(store.secrets, database_settings),
+    ):
+        with pytest.raises(SecretKeyError) as caught:
+            await attempt
+        errors.append(str(caught.value))
+
+    assert not ring.exists()
+    assert all(str(ring) in error and "restore" in error for error in errors)
+    assert [(r.owner, r.version) for r in await store.secrets.list("ada")] == [("ada", 1)]
+    assert await store.secrets.list("bob") == []
+
+
+async def test_a_rotation_with_neither_a_ring_nor_a_secret_starts_one_and_rotates_it(
+    store: Store, database_settings: Settings
+) -> None:
+    rotation = await rotate_secret_key(store.secrets, database_settings)
+
+    assert SecretBox.load(database_settings).key_ids == {rotation.key_id}
+    assert (rotation.reencrypted, len(rotation.retired)) == (0, 1)
+
+
 async def test_a_rotation_with_nothing_stored_only_changes_the_key(
     store: Store, database_settings: Settings
 ) -> None:
+    ensure_secret_key(database_settings.state_dir)  # as `atrium init` does
     first = SecretBox.load(database_settings).current
 
     rotation = await rotate_secret_key(store.secrets, database_settings)

@@ -58,10 +58,11 @@ async def test_an_update_writes_the_next_version_and_keeps_the_one_before(store:
     )
 
     history = await store.skills.history(first.id)
+    numbers = await store.skills.version_numbers(first.id)
     old = await store.skills.version_of(first.id, 1)
     current = await store.skills.get("ada", "pdf-tools")
 
-    assert [v.version for v in history] == [2, 1]
+    assert [v.version for v in history] == numbers == [2, 1]
     assert old is not None
     assert old.content == first.content
     assert current == second
@@ -107,7 +108,7 @@ async def test_only_the_owner_can_update_a_skill(store: Store) -> None:
         await store.skills.update("bob", "pdf-tools", document(body="mine"), expected_version=1)
 
 
-async def test_a_reader_sees_their_own_skill_first_then_the_oldest_shared_one(
+async def test_a_reader_sees_their_own_skill_first_then_the_oldest_shared_one_but_gets_own_only(
     database_settings: Settings,
 ) -> None:
     times = iter(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=n) for n in range(10))
@@ -119,12 +120,14 @@ async def test_a_reader_sees_their_own_skill_first_then_the_oldest_shared_one(
         as_bob = await store.skills.visible("bob", "pdf-tools")
         cy_for_bob = await store.skills.visible("bob", "pdf-tools", owner="cy")
         private_for_bob = await store.skills.visible("bob", "private")
+        bobs_own_before = await store.skills.get("bob", "pdf-tools")
         await store.skills.create("bob", document(body="bob's"))
         own_for_bob = await store.skills.visible("bob", "pdf-tools")
 
     owners = [found.owner if found else None for found in (as_bob, cy_for_bob, own_for_bob)]
     assert owners == ["ada", "cy", "bob"]
     assert private_for_bob is None
+    assert bobs_own_before is None  # what agents load: shared ones are never bob's own
 
 
 async def test_listing_filters_by_text_and_tag_and_pages_by_name(store: Store) -> None:

@@ -10,15 +10,16 @@ with an expired one.
 
 A server the user could not call anyway (a scope the user lacks, another client only, DPoP
 required: our tokens are bearer tokens) is left out rather than failing on every run. The
-servers of the extra ``.mcp.json`` files (``mcp_configs``) are added as they are. The agent's
+servers of the extra ``.mcp.json`` files (``mcp_configs``) are added for admins' runs only: they
+act with the operator's own credentials, outside the gateway. The agent's
 ``servers:`` narrows both.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -49,17 +50,29 @@ class RunAs:
     subject: str
     scopes: frozenset[str]
     depth: int = 0
+    since: float = field(default_factory=time.time)  # when the run started (``RunAuth``)
+
+
+Vet = Callable[[], Awaitable[None]]
+"""Raises when the run's user may no longer act (revoked, disabled since the run started)."""
 
 
 class RunAuth(httpx2.Auth):
-    """``Authorization: Bearer`` with a token for one server, minted again before it ends."""
+    """``Authorization: Bearer`` with a token for one server, minted again before it ends.
 
-    def __init__(self, settings: Settings, run_as: RunAs, server: str) -> None:
-        self._settings, self._run_as, self._server = settings, run_as, server
+    Before minting again it asks ``vet`` whether the user still may: a run outlives the tokens
+    it started with, and must not outlive the user's revocation (``users disable``, a narrower
+    role) by minting fresh ones."""
+
+    def __init__(self, settings: Settings, run_as: RunAs, server: str, vet: Vet) -> None:
+        self._settings, self._run_as, self._server, self._vet = settings, run_as, server, vet
         self._token, self._expires = "", 0.0
 
+    def _stale(self) -> bool:
+        return time.time() > self._expires - RENEW_BEFORE_S
+
     def token(self) -> str:
-        if time.time() > self._expires - RENEW_BEFORE_S:
+        if self._stale():
             self._token = mint_access_token(
                 self._settings,
                 subject=self._run_as.subject,
@@ -74,6 +87,14 @@ class RunAuth(httpx2.Auth):
     def auth_flow(
         self, request: httpx2.Request
     ) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self.token()}"
+        yield request
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        if self._stale() and self._expires:  # the first token was vetted by the run's start
+            await self._vet()
         request.headers["Authorization"] = f"Bearer {self.token()}"
         yield request
 
@@ -112,8 +133,11 @@ def discover(
             target = HttpTarget(gateway_url(settings, record.name), "http")
             source = record.source or "the registry"
             specs.append(ServerSpec(record.name, target, source=source, registry=True))
-    extra = file_specs(config.mcp_config_paths(settings), settings.environ)
-    specs += [spec for spec in extra if agent.uses_server(spec.name)]
+    if ADMIN in run_as.scopes:
+        # Their credentials are the operator's (headers and environment expanded from the
+        # gateway's own), and no gateway checks or audits their calls: admins' runs only.
+        extra = file_specs(config.mcp_config_paths(settings), settings.environ)
+        specs += [spec for spec in extra if agent.uses_server(spec.name)]
     return Discovered(specs, left_out)
 
 
@@ -135,10 +159,10 @@ def _why_not(record: ServerRecord, run_as: RunAs) -> str | None:
     return None
 
 
-def auth_for(settings: Settings, run_as: RunAs) -> AuthFor:
+def auth_for(settings: Settings, run_as: RunAs, vet: Vet) -> AuthFor:
     """The ``McpManager`` hook: registry servers get the run's tokens, others their own."""
 
     def auth(spec: ServerSpec) -> httpx2.Auth | None:
-        return RunAuth(settings, run_as, spec.name) if spec.registry else None
+        return RunAuth(settings, run_as, spec.name, vet) if spec.registry else None
 
     return auth

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,6 +51,7 @@ from atrium.ai.run_events import (
     ToolStarted,
     TurnUsage,
 )
+from atrium.redaction import redacted_arguments, scrubbed
 
 ToolCaller = Callable[[str, str, str], Awaitable[types.CallToolResult]]
 """``(name, arguments_json, call_id)`` → the result; never raises (``McpManager.call``)."""
@@ -72,6 +74,7 @@ MAX_ERROR_CHARS = 500  # of a failed call's reason in its ``tool_finished`` even
 # this many run (the rest are answered as not run), this many at a time.
 MAX_CALLS_PER_TURN = 32
 MAX_PARALLEL_CALLS = 8
+TOO_MANY = f"not run: at most {MAX_CALLS_PER_TURN} tool calls are run per turn"
 
 logger = logging.getLogger(__name__)
 
@@ -135,8 +138,11 @@ async def tool_loop(
     while True:
         totals.rounds += 1
         turn = _Turn()
-        async for streamed in _model_turn(run, turn, limits, answer_now, totals.tool_rounds):
-            yield streamed
+        model_turn = _model_turn(run, turn, limits, answer_now, totals.tool_rounds)
+        async with contextlib.aclosing(model_turn) as streamed_events:
+            async for streamed in streamed_events:
+                yield streamed
+        turn.calls = _unique_ids(turn.calls)
         totals.input_tokens += turn.usage.input_tokens if turn.usage else 0
         totals.output_tokens += turn.usage.output_tokens if turn.usage else 0
         if turn.usage is not None:
@@ -152,13 +158,14 @@ async def tool_loop(
             yield Recorded(run.history[-1])
             continue
         if reason is not None:
-            async for unanswered in _not_run(run, turn.calls):
+            for unanswered in _not_run(run, turn.calls, NOT_RUN):
                 yield unanswered
             yield _finished(run, reason, message.text, totals)
             return
         totals.tool_rounds += 1
-        async for happened in _run_calls(run, turn.calls, call, limits, totals):
-            yield happened
+        async with contextlib.aclosing(_run_calls(run, turn.calls, call, limits, totals)) as calls:
+            async for happened in calls:
+                yield happened
         answer_now = totals.tool_rounds >= limits.max_tool_rounds
 
 
@@ -178,7 +185,7 @@ def _finish_reason(
 
 async def _model_turn(
     run: Conversation, turn: _Turn, limits: Limits, answer_now: bool, tool_rounds: int
-) -> AsyncIterator[RunEvent]:
+) -> AsyncGenerator[RunEvent, None]:
     history: list[Message] = list(run.history)
     if answer_now:
         history.append(UserMessage(ANSWER_NOW.format(rounds=tool_rounds)))
@@ -193,10 +200,15 @@ async def _model_turn(
     async with contextlib.aclosing(run.provider.stream(request)) as stream:
         async for event in stream:
             if isinstance(event, TextDelta):
-                turn.text.append(event.text)
-                yield TextChunk(event.text)
+                text = clean(event.text)
+                turn.text.append(text)
+                yield TextChunk(text)
             elif isinstance(event, ToolCall):
-                turn.calls.append(event)
+                turn.calls.append(
+                    dataclasses.replace(
+                        event, name=clean(event.name), arguments_json=clean(event.arguments_json)
+                    )
+                )
             elif isinstance(event, Usage):
                 turn.usage = event
             else:
@@ -209,28 +221,32 @@ async def _run_calls(
     call: ToolCaller,
     limits: Limits,
     totals: _Totals,
-) -> AsyncIterator[RunEvent | Recorded]:
+) -> AsyncGenerator[RunEvent | Recorded, None]:
     """The calls of one turn at once (at most ``MAX_PARALLEL_CALLS`` running): events and each
     result (to be stored) as they happen; the results join the history in call order.
 
     Results are kept by position, not by call id: some OpenAI-compatible servers give two calls
     of one turn the same id."""
     queue: asyncio.Queue[RunEvent | Recorded] = asyncio.Queue()
-    results: list[ToolResult | None] = [None] * len(calls)
+    running, beyond = calls[:MAX_CALLS_PER_TURN], calls[MAX_CALLS_PER_TURN:]
+    results: list[ToolResult | None] = [None] * len(running)
     number = totals.tool_rounds
     gate = asyncio.Semaphore(MAX_PARALLEL_CALLS)
 
     async def one(index: int, tool_call: ToolCall) -> None:
-        arguments = _object_or_none(tool_call.arguments_json)
-        queue.put_nowait(ToolStarted(tool_call.id, tool_call.name, arguments, number))
-        started = time.perf_counter()
         try:
-            async with gate:
-                result = await _call_one(run, tool_call, call, limits, index)
+            async with gate:  # started (and timed) when it runs, not while it waits its turn
+                arguments = _object_or_none(tool_call.arguments_json)
+                tool = tool_call.name.rpartition("__")[2]
+                shown = redacted_arguments(arguments, tool) if arguments is not None else None
+                queue.put_nowait(ToolStarted(tool_call.id, tool_call.name, shown, number))
+                started = time.perf_counter()
+                result = await _call_one(run, tool_call, call, limits)
         except Exception as exc:  # a bug of ours must not hang the run: the model hears of it
             logger.exception("tool call %s failed inside Atrium", tool_call.name)
             reason = f"Atrium failed to run the tool: {exc.__class__.__name__}"
             result = ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
+            started = time.perf_counter()
         duration = round((time.perf_counter() - started) * 1000, 1)
         error = result.content[:MAX_ERROR_CHARS] if result.is_error else None
         results[index] = result
@@ -239,26 +255,26 @@ async def _run_calls(
             ToolFinished(tool_call.id, tool_call.name, error is None, duration, error, number)
         )
 
-    totals.tool_calls += len(calls)
-    tasks = [asyncio.create_task(one(index, c)) for index, c in enumerate(calls)]
+    totals.tool_calls += len(running)
+    tasks = [asyncio.create_task(one(index, c)) for index, c in enumerate(running)]
     try:
-        for _ in range(3 * len(calls)):  # each call: its start, its result, its end
+        for _ in range(3 * len(running)):  # each call: its start, its result, its end
             yield await queue.get()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     run.history.extend(result for result in results if result is not None)
+    for unanswered in _not_run(run, beyond, TOO_MANY):
+        yield unanswered
 
 
 async def _call_one(
-    run: Conversation, tool_call: ToolCall, call: ToolCaller, limits: Limits, index: int
+    run: Conversation, tool_call: ToolCall, call: ToolCaller, limits: Limits
 ) -> ToolResult:
     def failed(reason: str) -> ToolResult:
         return ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
 
-    if index >= MAX_CALLS_PER_TURN:
-        return failed(f"not run: at most {MAX_CALLS_PER_TURN} tool calls are run per turn")
     if tool_call.name not in run.offered:
         return failed(
             f"there is no tool '{tool_call.name}' among the tools you were given; call one of"
@@ -269,14 +285,42 @@ async def _call_one(
             result = await call(tool_call.name, tool_call.arguments_json, tool_call.id)
     except TimeoutError:
         return failed(f"the tool did not answer within {limits.tool_call_s:g} s")
-    return ToolResult(tool_call.id, tool_call.name, result_text(result), result.is_error)
+    # A server's error may quote the arguments it refused, a secret among them (a value for
+    # ``manage_secrets``): the model and the stored conversation get it hidden, as the audit.
+    arguments = _object_or_none(tool_call.arguments_json)
+    tool = tool_call.name.rpartition("__")[2]
+    text = scrubbed(result_text(result), arguments, tool) or ""
+    return ToolResult(tool_call.id, tool_call.name, text, result.is_error)
 
 
-async def _not_run(run: Conversation, calls: Sequence[ToolCall]) -> AsyncIterator[Recorded]:
+def _not_run(run: Conversation, calls: Sequence[ToolCall], reason: str) -> Iterator[Recorded]:
+    """Each call answered as not run, so the history stays one every provider accepts."""
     for tool_call in calls:
-        result = ToolResult(tool_call.id, tool_call.name, NOT_RUN, is_error=True)
+        result = ToolResult(tool_call.id, tool_call.name, reason, is_error=True)
         run.history.append(result)
         yield Recorded(result)
+
+
+def _unique_ids(calls: list[ToolCall]) -> list[ToolCall]:
+    """The calls with unique ids: some OpenAI-compatible servers give two calls one id, and a
+    stored result must find its own call when the conversation is read back."""
+    seen: dict[str, int] = {}
+    unique = []
+    for tool_call in calls:
+        count = seen[tool_call.id] = seen.get(tool_call.id, 0) + 1
+        if count > 1:
+            tool_call = dataclasses.replace(tool_call, id=f"{tool_call.id}#{count}")
+        unique.append(tool_call)
+    return unique
+
+
+def clean(text: str) -> str:
+    """``text`` with lone surrogates (which no database or JSON encoder takes) replaced."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _finished(run: Conversation, reason: FinishReason, text: str, totals: _Totals) -> RunFinished:
@@ -294,7 +338,7 @@ def _finished(run: Conversation, reason: FinishReason, text: str, totals: _Total
 def _object_or_none(arguments_json: str) -> dict[str, Any] | None:
     try:
         value = json.loads(arguments_json or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return None
     return value if isinstance(value, dict) else None
 
@@ -316,7 +360,7 @@ def result_text(result: types.CallToolResult) -> str:
             parts.append(text if isinstance(text, str) else f"[resource: {resource.uri}]")
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False))
-    text = "\n".join(parts) or ("the tool failed" if result.is_error else "(no output)")
+    text = clean("\n".join(parts)) or ("the tool failed" if result.is_error else "(no output)")
     if len(text) > MAX_RESULT_CHARS:
         cut = len(text) - MAX_RESULT_CHARS
         text = f"{text[:MAX_RESULT_CHARS]}\n[... {cut} more characters not shown]"

@@ -16,6 +16,7 @@ the ``atrium`` server's ``run_agent`` tool, each with its own ``RunAs``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -24,14 +25,15 @@ from typing import Any
 from atrium.ai.agents import Agent, load_agent, load_agents, resolve_model, split_frontmatter
 from atrium.ai.config import AiConfig, load_ai_config, resolve_api_key
 from atrium.ai.discovery import Discovered, RunAs, auth_for, discover
+from atrium.ai.errors import ConversationBusy
 from atrium.ai.loop import Conversation, Limits, Recorded, tool_loop
 from atrium.ai.providers import create_provider
 from atrium.ai.providers.messages import Message, UserMessage
 from atrium.ai.providers.provider import Provider, ProviderError
 from atrium.ai.run_events import RunEvent, RunFailed, RunStarted
 from atrium.ai.transcript import from_stored, to_stored
-from atrium.client.manager import McpManager
-from atrium.errors import ConfigError, NotFoundError, Problem, UsageError
+from atrium.client.manager import AuthFor, McpManager
+from atrium.errors import AtriumError, ConfigError, NotFoundError, Problem, UsageError
 from atrium.settings import Settings
 from atrium.store import SkillRecord, Store
 from atrium.store.conversations import ConversationRecord, UnknownConversation
@@ -94,17 +96,19 @@ class AgentService:
         return RunPlan(agent, config, provider_name, model, discovered, skills)
 
     async def skills(self, agent: Agent, run_as: RunAs) -> tuple[SkillRecord, ...]:
-        """The skills ``agent``'s ``skills:`` names, as ``run_as`` reads them: their own by that
-        name, else a shared one (``atrium.store.skills``). One that is neither is a
-        ``ConfigError`` naming the agent file's ``skills`` key, before anything runs."""
-        found = {
-            name: await self.store.skills.visible(run_as.subject, name) for name in agent.skills
-        }
+        """The skills ``agent``'s ``skills:`` names: ``run_as``'s own skill of each name, never
+        one another user shared. A skill's body is instructions the model follows with
+        ``run_as``'s scopes, and anyone can share a skill under any name, so loading shared
+        ones would let one user steer another's agents (prompt injection). A name that is not
+        the user's own is a ``ConfigError`` naming the agent file's ``skills`` key, before
+        anything runs."""
+        found = {name: await self.store.skills.get(run_as.subject, name) for name in agent.skills}
         missing = [name for name, record in found.items() if record is None]
         if missing:
             message = (
-                f"{', '.join(missing)}: not among the skills of {run_as.subject} or those"
-                " shared with them (create_skill on the marketplace server adds one)"
+                f"{', '.join(missing)}: not a skill of {run_as.subject}'s own; an agent loads"
+                " only its user's own skills, never one shared by someone else (create_skill"
+                " on the marketplace server adds one; copy a shared one to make it yours)"
             )
             problem = Problem(agent.source, message, key_path="skills", line=agent.skills_line)
             raise ConfigError([problem])
@@ -124,6 +128,8 @@ class AgentService:
 
     async def conversation(self, conversation_id: str, run_as: RunAs) -> ConversationRecord:
         """A conversation of ``run_as``'s; someone else's is not found, as one that is not."""
+        if len(conversation_id) > 64 or "\x00" in conversation_id:  # no id of ours: not found
+            raise ConversationNotFound(conversation_id[:64])
         record = await self.store.conversations.get(conversation_id)
         if record is None or record.subject != run_as.subject:
             raise ConversationNotFound(conversation_id)
@@ -153,13 +159,20 @@ class AgentService:
                     f"conversation '{conversation_id}' is with agent '{record.agent}',"
                     f" not '{plan.agent.name}'"
                 )
-        provider = self.provider(plan)
+        if record is not None:
+            _hold(record.id)  # one run at a time continues a conversation (in this process)
+        try:
+            provider = self.provider(plan)
+        except BaseException:
+            if record is not None:
+                _RUNNING.discard(record.id)
+            raise
         try:
             manager = McpManager(
                 plan.discovered.specs,
                 log_dir=self.settings.logs_dir,
                 allowed=plan.agent.tools,
-                auth_for=auth_for(self.settings, run_as),
+                auth_for=self.auth_for(run_as),
                 call_meta={DEPTH_META: run_as.depth + 1},
                 # The loop's own limit (``tool_call_s``) decides; the link's must not cut first.
                 call_timeout_s=plan.config.timeouts.tool_call_s + 5,
@@ -171,7 +184,23 @@ class AgentService:
                 async with contextlib.aclosing(run.events(message, record)) as events:
                     yield events
         finally:
+            if record is not None:
+                _RUNNING.discard(record.id)
             await provider.aclose()
+
+    def auth_for(self, run_as: RunAs) -> AuthFor:
+        """How ``run_as``'s run signs its calls to the registry's servers (``RunAuth``)."""
+        return auth_for(self.settings, run_as, functools.partial(self._vet, run_as))
+
+    async def _vet(self, run_as: RunAs) -> None:
+        """Refuse new tokens to a run whose user was revoked or disabled since it started
+        (``RunAuth``): its user's tokens end at the next request, its own must too."""
+        revoked = (await self.store.grants.active_subject_revocations()).get(run_as.subject)
+        user = await self.store.users.get(run_as.subject)
+        if (revoked is not None and revoked.timestamp() >= run_as.since) or (
+            user is not None and user.disabled
+        ):
+            raise AtriumError("the run's user may no longer call tools (revoked or disabled)")
 
 
 @dataclass
@@ -195,7 +224,11 @@ class _Run:
         else:
             history = from_stored(await store.messages(record.id))
         history.append(UserMessage(message))
-        await store.append(record.id, [to_stored(history[-1])])
+        try:
+            await store.append(record.id, [to_stored(history[-1])])
+        except UnknownConversation:
+            yield RunFailed(record.id, "the conversation was deleted", "cancelled")
+            return
         names = tuple(_tool_name(tool) for tool in self.tools)
         servers = {status.name: status.error for status in self.manager.status()}
         yield RunStarted(
@@ -214,17 +247,20 @@ class _Run:
         config = self.plan.config
         limits = Limits(config.max_tool_rounds, config.timeouts.tool_call_s)
         try:
-            async for event in tool_loop(conversation, self.manager.call, limits):
-                if isinstance(event, Recorded):
-                    usage = event.usage
-                    stored = to_stored(
-                        event.message,
-                        input_tokens=usage.input_tokens if usage else None,
-                        output_tokens=usage.output_tokens if usage else None,
-                    )
-                    await store.append(record.id, [stored])
-                else:
-                    yield event
+            async with contextlib.aclosing(
+                tool_loop(conversation, self.manager.call, limits)
+            ) as loop:
+                async for event in loop:
+                    if isinstance(event, Recorded):
+                        usage = event.usage
+                        stored = to_stored(
+                            event.message,
+                            input_tokens=usage.input_tokens if usage else None,
+                            output_tokens=usage.output_tokens if usage else None,
+                        )
+                        await store.append(record.id, [stored])
+                    else:
+                        yield event
         except ProviderError as exc:
             logger.warning("agent %s: %s", self.plan.agent.name, exc)
             yield RunFailed(record.id, str(exc), "provider")
@@ -234,6 +270,17 @@ class _Run:
             logger.exception("agent %s: the run failed", self.plan.agent.name)
             yield RunFailed(record.id, "the run failed inside Atrium; its log has the details",
                             "internal")  # fmt: skip
+
+
+# Conversations a run of this process is continuing: a second run of one would interleave its
+# messages with the first's (the HTTP API answers 409, the CLI exits 2).
+_RUNNING: set[str] = set()
+
+
+def _hold(conversation_id: str) -> None:
+    if conversation_id in _RUNNING:
+        raise ConversationBusy(conversation_id)
+    _RUNNING.add(conversation_id)
 
 
 def _check_message(message: str) -> None:

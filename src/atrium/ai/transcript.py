@@ -48,7 +48,7 @@ def _kept(call: ToolCall) -> str:
     they reached no tool."""
     try:
         arguments = json.loads(call.arguments_json or "{}")
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python parses
         return call.arguments_json
     if not isinstance(arguments, dict):
         return call.arguments_json

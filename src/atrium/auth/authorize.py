@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from atrium.auth import pkce
 from atrium.auth.clients import Client, redirect_allowed
 from atrium.auth.errors import OAuthError, invalid_request
-from atrium.auth.hashing import DUMMY_PASSWORD_HASH, new_token, password_matches, token_hash
+from atrium.auth.hashing import dummy_password_hash, new_token, password_matches, token_hash
 from atrium.auth.pages import Pages
 from atrium.auth.redirects import check_not_own_port
 from atrium.auth.roles import default_scopes
@@ -43,6 +43,9 @@ _SINGLE = (
     "code_challenge_method",
     "dpop_jkt",
 )
+
+# Made when the authorization server loads, so the first unknown user takes no longer either.
+DUMMY_PASSWORD_HASH = dummy_password_hash()
 
 
 class Authorize:

@@ -7,14 +7,21 @@ get argon2id (RFC 9106) with a per-hash salt.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+if TYPE_CHECKING:  # argon2 loads with the first password, not with every token's hash
+    from argon2 import PasswordHasher
 
-_passwords = PasswordHasher()
+
+@functools.cache
+def _passwords() -> PasswordHasher:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
 
 
 def new_token() -> str:
@@ -30,16 +37,20 @@ def token_matches(token: str, stored_hash: str) -> bool:
 
 
 def hash_password(password: str) -> str:
-    return _passwords.hash(password)
+    return _passwords().hash(password)
 
 
 def password_matches(password: str, stored_hash: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
     try:
-        return _passwords.verify(stored_hash, password)
+        return _passwords().verify(stored_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
-# Verifying against this when the user is unknown keeps the answer time the same, so login
-# timing does not tell which user names exist.
-DUMMY_PASSWORD_HASH = _passwords.hash(secrets.token_urlsafe(16))
+@functools.cache
+def dummy_password_hash() -> str:
+    """Verifying against this when the user is unknown keeps the answer time the same, so
+    login timing does not tell which user names exist."""
+    return hash_password(secrets.token_urlsafe(16))

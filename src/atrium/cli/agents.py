@@ -15,6 +15,7 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from atrium.ai.run_events import (
     RunEvent,
@@ -94,16 +95,16 @@ def show(
     cli = state(ctx)
 
     async def work(store: Store) -> dict[str, Any]:
-        from atrium.ai.discovery import auth_for
         from atrium.client.manager import McpManager
 
         run_as = await _run_as(cli, store, user)
-        plan = await _service(cli, store).plan(agent, run_as)
+        service = _service(cli, store)
+        plan = await service.plan(agent, run_as)
         manager = McpManager(
             plan.discovered.specs,
             log_dir=cli.settings.logs_dir,
             allowed=plan.agent.tools,
-            auth_for=auth_for(cli.settings, run_as),
+            auth_for=service.auth_for(run_as),
         )
         async with manager:
             tools = [tool.name for tool in await manager.tools()]
@@ -127,16 +128,18 @@ def show(
 
 def _print_show(cli: CliState, shown: dict[str, Any]) -> None:
     out = cli.out
-    out.print(f"[bold]{safe_text(shown['name'])}[/] — {safe_text(shown['description'])}")
-    out.print(f"model: {shown['provider']}:{safe_text(shown['resolved_model'])}", highlight=False)
+    out.print(f"[bold]{_shown(shown['name'])}[/] — {_shown(shown['description'])}")
+    out.print(
+        f"model: {_shown(shown['provider'])}:{_shown(shown['resolved_model'])}", highlight=False
+    )
     for name, error in shown["servers"].items():
-        status = "connected" if error is None else f"[red]not reachable[/]: {safe_text(error)}"
-        out.print(f"server {safe_text(name)}: {status}", highlight=False)
+        status = "connected" if error is None else f"[red]not reachable[/]: {_shown(error)}"
+        out.print(f"server {_shown(name)}: {status}", highlight=False)
     for name, reason in shown["left_out"].items():
-        out.print(f"server {safe_text(name)}: left out, {safe_text(reason)}", highlight=False)
+        out.print(f"server {_shown(name)}: left out, {_shown(reason)}", highlight=False)
     out.print(f"tools ({len(shown['tools'])}):", highlight=False)
     for tool in shown["tools"]:
-        out.print(f"  {safe_text(tool)}", highlight=False)
+        out.print(f"  {_shown(tool)}", highlight=False)
     out.print("prompt:")
     out.print(safe_text(shown["prompt"], multiline=True), markup=False, highlight=False)
 
@@ -174,6 +177,13 @@ def run(
         raise typer.Exit(EXIT_INTERRUPTED) from None
     if isinstance(last, RunFailed):
         raise typer.Exit(1)
+
+
+def _shown(text: str) -> str:
+    """Text from a model, a server or a file, for a line printed with markup on: what would act
+    on the terminal escaped (``safe_text``), and so is what Rich would read as markup (a tool
+    named ``[/]`` would end the run with an error, ``[green]✓[/]`` would fake a line)."""
+    return escape(safe_text(text))
 
 
 def _agent_json(agent: Any) -> dict[str, Any]:
@@ -220,8 +230,8 @@ class _Printer:
             for server, error in event.servers.items():
                 if error is not None:
                     self.cli.err.print(
-                        f"[yellow]warning:[/] server '{safe_text(server)}' is not reachable:"
-                        f" {safe_text(error)}",
+                        f"[yellow]warning:[/] server '{_shown(server)}' is not reachable:"
+                        f" {_shown(error)}",
                         highlight=False,
                     )
         elif isinstance(event, TextChunk):
@@ -232,15 +242,15 @@ class _Printer:
             self._finished(event)
         elif isinstance(event, RunFailed):
             self._line("")
-            self.cli.err.print(f"[red]error:[/] {safe_text(event.error)}", highlight=False)
+            self.cli.err.print(f"[red]error:[/] {_shown(event.error)}", highlight=False)
 
     def _tool(self, event: ToolFinished) -> None:
         took = f"{event.duration_ms:.0f} ms"
         if event.ok:
-            self._line(f"[green]✓[/] {safe_text(event.name)} [dim]{took}[/]")
+            self._line(f"[green]✓[/] {_shown(event.name)} [dim]{took}[/]")
         else:
-            error = safe_text(event.error or "failed")
-            self._line(f"[red]✗[/] {safe_text(event.name)} [dim]{took}[/]: {error}")
+            error = _shown(event.error or "failed")
+            self._line(f"[red]✗[/] {_shown(event.name)} [dim]{took}[/]: {error}")
 
     def _finished(self, event: RunFinished) -> None:
         if self.mid_line:

@@ -16,13 +16,28 @@ is found where the supervisor looks for it: on PATH, then beside Atrium's interp
 A build is done when its binary is found: one that succeeds without producing it is an error
 that says so. A failed build names its exit code and shows the last lines of its output.
 ``atrium plugins mcp list-packages`` tells which binaries are found (``find_binary``).
+
+A build runs third-party code, so it gets what the supervisor gives a server
+(``atrium.supervisor.spec.allowed_environment``: PATH, HOME, locale, proxies...) and the
+packaging tools' own settings (``VIRTUAL_ENV``, ``PIP_*``), never the operator's other
+variables (provider keys, ``ATRIUM_SECRET_KEY``, the database URL). It runs in a session of
+its own, and a build that times out is killed with every process it started. An extension
+may not install a program of Atrium's own (``atrium``, ``atrium-mcp-marketplace``...): its
+``binary``, or for ``python`` the ``[project.scripts]`` of its pyproject.toml, naming one is
+refused before anything runs, since it would replace Atrium's (and a ``python`` package named
+``atrium`` would replace Atrium itself).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +49,20 @@ from rich.markup import escape
 from atrium.cli.context import CliState, state
 from atrium.errors import AtriumError, NotFoundError, display_path
 from atrium.registry.loader import Extension, load_extensions
+from atrium.scaffold import BUILTIN_SERVERS
 from atrium.settings import Settings
+from atrium.supervisor.spec import allowed_environment
 
 app = typer.Typer(help="Build the project's own servers.", no_args_is_help=True)
 
 TIMEOUT_S = 600.0
 LAST_LINES = 20
 _PYTHON_PROJECT_FILES = ("pyproject.toml", "setup.py")
+ATRIUM_PROGRAMS = frozenset(
+    {"atrium", "atrium-stdio-bridge", *(server.binary for server in BUILTIN_SERVERS)}
+)
+# What pip, uv and a virtualenv's tools read, beside the allow-list servers get.
+_BUILD_ONLY = re.compile(r"^(VIRTUAL_ENV|PIP_[A-Z_]+)$")
 
 
 class BuildError(AtriumError):
@@ -69,6 +91,9 @@ def build_extension(extension: Extension, settings: Settings, *, timeout_s: floa
     """Build and install ``extension``; ``BuildError`` says why it could not be."""
     folder = settings.extensions_dir / extension.name
     shown = display_path(folder, settings.project_dir)
+    environ = build_environment(settings.environ)
+    if extension.build_type != "workspace":  # a workspace server is Atrium's own: only found
+        _refuse_atrium_programs(extension, folder, shown)
     if extension.build_type == "python":
         if not any((folder / name).is_file() for name in _PYTHON_PROJECT_FILES):
             raise BuildError(
@@ -80,13 +105,53 @@ def build_extension(extension: Extension, settings: Settings, *, timeout_s: floa
             *("-m", "pip", "install", "--disable-pip-version-check", "--no-input"),
             str(folder.resolve()),
         )
-        _run(extension, argv, folder, settings.environ, timeout_s)
+        _run(extension, argv, folder, environ, timeout_s)
     elif extension.build_type == "external":
-        _run(extension, extension.build_command, folder, settings.environ, timeout_s)
+        _run(extension, extension.build_command, folder, environ, timeout_s)
     path = find_binary(extension.binary, settings)
     if path is None:
         raise BuildError(_missing(extension, shown))
     return Built(extension.name, extension.binary, path)
+
+
+def build_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a build: the servers' allow-list and the packaging tools' settings."""
+    return allowed_environment(environ) | {k: v for k, v in environ.items() if _BUILD_ONLY.match(k)}
+
+
+def _refuse_atrium_programs(extension: Extension, folder: Path, shown: str) -> None:
+    """``BuildError`` if the build would install a program of Atrium's own, or Atrium."""
+    said = f"extension '{extension.name}'"
+    if extension.binary in ATRIUM_PROGRAMS:
+        raise BuildError(
+            f"{said}: binary '{extension.binary}' is one of Atrium's own programs, which a build"
+            f" would replace; give the server a name of its own in {extension.source}"
+        )
+    if extension.build_type != "python" or not (folder / "pyproject.toml").is_file():
+        return
+    try:
+        project = tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BuildError(f"{said}: cannot read {shown}/pyproject.toml: {exc}") from None
+    table = project.get("project")
+    table = table if isinstance(table, dict) else {}
+    scripts = [
+        name
+        for key in ("scripts", "gui-scripts")
+        if isinstance(table.get(key), dict)
+        for name in table[key]
+    ]
+    taken = sorted(set(scripts) & ATRIUM_PROGRAMS)
+    if taken:
+        raise BuildError(
+            f"{said}: {shown}/pyproject.toml [project.scripts] would install {', '.join(taken)},"
+            " replacing Atrium's own; give its scripts names of their own"
+        )
+    if re.sub(r"[-_.]+", "-", str(table.get("name", ""))).lower() == "atrium":
+        raise BuildError(
+            f"{said}: {shown}/pyproject.toml names its package 'atrium', which pip would install"
+            " over Atrium itself; give the package a name of its own"
+        )
 
 
 def _missing(extension: Extension, shown: str) -> str:
@@ -112,33 +177,58 @@ def _run(
     environ: Mapping[str, str],
     timeout_s: float,
 ) -> None:
-    """Run one build step in ``folder``; its output is kept, and shown only when it fails."""
+    """Run one build step in ``folder``, in a session of its own; its output is kept, and
+    shown only when it fails. On timeout its whole process group is killed: a build's
+    children (a compiler, a test server) must not outlive it."""
     step = f"extension '{extension.name}': `{' '.join(argv)}`"
     try:
-        done = subprocess.run(
+        process = subprocess.Popen(
             list(argv),
             cwd=folder,
             env=dict(environ),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            timeout=timeout_s,
-            check=False,
+            start_new_session=True,
         )
     except FileNotFoundError:
         raise BuildError(f"{step}: program '{argv[0]}' not found") from None
     except PermissionError:
         raise BuildError(f"{step}: program '{argv[0]}' is not executable") from None
-    except subprocess.TimeoutExpired as exc:
+    with process:
+        try:
+            output, _ = process.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            raise BuildError(
+                f"{step} did not finish within {timeout_s:g} s; last lines of its output:\n"
+                + _last_lines(_written(process))
+            ) from None
+        except BaseException:
+            _kill_group(process)  # Ctrl-C: in a session of its own, the build did not get it
+            raise
+    if process.returncode != 0:
         raise BuildError(
-            f"{step} did not finish within {timeout_s:g} s; last lines of its output:\n"
-            + _last_lines(exc.output)
-        ) from None
-    if done.returncode != 0:
-        raise BuildError(
-            f"{step} failed with exit code {done.returncode}; last lines of its output:\n"
-            + _last_lines(done.stdout)
+            f"{step} failed with exit code {process.returncode}; last lines of its output:\n"
+            + _last_lines(output)
         )
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    # The build leads its session and process group: its pid is the group's id. None of the
+    # group may be left (ProcessLookupError: all of it ended meanwhile).
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _written(process: subprocess.Popen[bytes]) -> bytes:
+    """The output of a killed build; not waiting long on a process that left the group (a
+    daemon in a session of its own) and still holds the pipe."""
+    try:
+        output, _ = process.communicate(timeout=5)
+    except subprocess.TimeoutExpired as exc:
+        return exc.output or b""
+    return output
 
 
 def _last_lines(output: bytes | str | None) -> str:

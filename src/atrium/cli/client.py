@@ -12,16 +12,17 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from atrium.cli.context import CliState
 from atrium.cli.tables import table
-from atrium.client.manager import McpManager
 from atrium.client.schemas import FORMATS, Format
-from atrium.client.signin import oauth_for
 from atrium.errors import UsageError
+
+if TYPE_CHECKING:  # the MCP client loads when a client command runs, not with every command
+    from atrium.client.manager import McpManager
 
 app = typer.Typer(
     help="Use many MCP servers at once, as one namespaced tool set (mcp__<server>__<tool>).",
@@ -45,6 +46,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
 
 def _manager(cli: CliState, configs: list[Path] | None, registry: bool) -> McpManager:
+    from atrium.client.manager import McpManager
+    from atrium.client.signin import oauth_for
     from atrium.client.sources import file_specs, registry_specs
 
     specs = file_specs(configs or [], cli.settings.environ)

@@ -306,6 +306,8 @@ def _arguments(raw: Mapping[str, Any] | str | None) -> tuple[dict[str, Any] | No
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             return None, f"the arguments are not valid JSON: {exc.msg} at position {exc.pos}"
+        except RecursionError:
+            return None, "the arguments are nested too deeply to read"
     if not isinstance(raw, Mapping):
         return None, f"the arguments must be a JSON object, not {type(raw).__name__}"
     return dict(raw), None

@@ -46,7 +46,14 @@ from atrium.auth.roles import ADMIN, USER
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.wire import check_single_credentials
 from atrium.errors import AtriumError
-from atrium.gateway.agents_wire import HEARTBEAT_S, ApiProblem, RunRequest, RunStream, problem_of
+from atrium.gateway.agents_wire import (
+    HEARTBEAT_S,
+    ApiProblem,
+    RunRequest,
+    RunSlots,
+    RunStream,
+    problem_of,
+)
 from atrium.gateway.errors import GatewayError
 from atrium.gateway.guard import Guard
 from atrium.gateway.parts import GatewayParts
@@ -129,6 +136,7 @@ class AgentsApi:
         self.guard = guard
         self.resource = AgentsGuard(auth)
         self.heartbeat_s = heartbeat_s
+        self.runs = RunSlots()
 
     @functools.cached_property
     def service(self) -> AgentService:
@@ -178,8 +186,9 @@ class AgentsApi:
     async def post_message(self, request: Request) -> Response:
         run_as = await self._admit(request)
         body = await _message_body(request, min(MAX_BODY, self.guard.max_body))
+        self.runs.take(run_as.subject)  # given back when the stream ends (RunStream)
         run = RunRequest(request.path_params["name"], body.message, run_as, body.conversation_id)
-        return RunStream(self.service, run, heartbeat_s=self.heartbeat_s)
+        return RunStream(self.service, run, heartbeat_s=self.heartbeat_s, runs=self.runs)
 
     async def metadata(self, request: Request) -> Response:
         """The agents API's protected resource metadata (RFC 9728 §3)."""
@@ -273,7 +282,7 @@ async def _read(request: Request, limit: int) -> bytes:
 def _limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_LIMIT:
         raise ApiProblem(
             400, "bad_request", f"limit must be a whole number from 1 to {MAX_LIMIT}, not {value!r}"
         )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from atrium.ai.discovery import RunAs
+from atrium.ai.errors import ConversationBusy
 from atrium.ai.providers.provider import ProviderSetupError
 from atrium.ai.run_events import RunEvent, RunFailed, RunStarted, as_json
 from atrium.auth.errors import OAuthError
+from atrium.auth.roles import ADMIN
 from atrium.errors import AtriumError, ConfigError, NotFoundError, UsageError
 from atrium.gateway.errors import GatewayError
 from atrium.store.errors import StoreError
@@ -46,6 +49,7 @@ HEARTBEAT_S = 15.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # nginx: do not buffer
 PING = b": ping\n\n"
 INTERNAL = "the run failed inside Atrium; the gateway's log has the details"
+PROVIDER_FAILED = "the model API failed; the gateway's log has the details"
 # The gateway's own refusals (transport guard, body cap) by status.
 _GATEWAY_NAMES = {403: "forbidden", 413: "too_large", 421: "misdirected"}
 
@@ -87,6 +91,8 @@ def problem_of(error: Exception) -> ApiProblem:
         return ApiProblem(error.status, name, error.message, headers=error.headers)
     if isinstance(error, NotFoundError):
         return ApiProblem(404, "not_found", str(error))
+    if isinstance(error, ConversationBusy):
+        return ApiProblem(409, "conversation_busy", str(error))
     if isinstance(error, UsageError):
         return ApiProblem(422, "invalid_request", str(error))
     if isinstance(error, ConfigError | ProviderSetupError):
@@ -96,9 +102,10 @@ def problem_of(error: Exception) -> ApiProblem:
         return ApiProblem(
             500, "misconfigured", "the agent cannot run as configured; the gateway's log says why"
         )
-    if isinstance(error, StoreError):
+    if isinstance(error, StoreError):  # its text names the database: the log's, not the caller's
         logger.warning("agents API: %s", error)
-        return ApiProblem(503, "unavailable", str(error), headers={"Retry-After": "2"})
+        message = "the store is unavailable; try again shortly"
+        return ApiProblem(503, "unavailable", message, headers={"Retry-After": "2"})
     if isinstance(error, AtriumError):
         logger.warning("agents API: %s", error)
         return ApiProblem(500, "server_error", str(error))
@@ -121,11 +128,48 @@ class RunRequest:
     conversation_id: str | None = None
 
 
+class RunSlots:
+    """The runs going on in this gateway process: a run holds the operator's model budget,
+    MCP sessions and maybe processes for minutes, so a caller gets ``PER_USER`` at once and
+    all callers ``TOTAL``; beyond, 429 with ``Retry-After``."""
+
+    PER_USER = 4
+    TOTAL = 32
+
+    def __init__(self) -> None:
+        self._held: dict[str, int] = {}
+
+    def take(self, subject: str) -> None:
+        if self._held.get(subject, 0) >= self.PER_USER:
+            raise ApiProblem(
+                429, "too_many_runs", f"at most {self.PER_USER} runs of yours at once",
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
+        if sum(self._held.values()) >= self.TOTAL:
+            raise ApiProblem(
+                429, "too_many_runs", "the gateway runs as many agents as it may; try again",
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
+        self._held[subject] = self._held.get(subject, 0) + 1
+
+    def give(self, subject: str) -> None:
+        left = self._held.get(subject, 0) - 1
+        if left > 0:
+            self._held[subject] = left
+        else:
+            self._held.pop(subject, None)
+
+
 class RunStream(Response):
     """The answer to ``POST /api/v1/agents/{name}/messages``: a problem, or the run's events."""
 
     def __init__(
-        self, service: AgentService, run: RunRequest, *, heartbeat_s: float = HEARTBEAT_S
+        self,
+        service: AgentService,
+        run: RunRequest,
+        *,
+        heartbeat_s: float = HEARTBEAT_S,
+        runs: RunSlots | None = None,
     ) -> None:
         super().__init__(status_code=200, media_type="text/event-stream", headers=SSE_HEADERS)
         # A stream has no length: Response counted the empty body it was given.
@@ -133,6 +177,7 @@ class RunStream(Response):
         self.service = service
         self.run = run
         self.heartbeat_s = heartbeat_s
+        self.runs = runs  # the slot ``AgentsApi`` took for this run, given back at its end
         self.started = False
         self.conversation_id: str | None = None
         self._sending = asyncio.Lock()
@@ -145,6 +190,8 @@ class RunStream(Response):
         try:
             await asyncio.wait({run, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if self.runs is not None:
+                self.runs.give(self.run.run_as.subject)
             for task in (run, gone, pings):  # ``run`` only when the client went first
                 task.cancel()
             for task in (run, gone, pings):
@@ -163,7 +210,7 @@ class RunStream(Response):
                 async for event in events:
                     if isinstance(event, RunStarted):
                         self.conversation_id = event.conversation_id
-                    await self._body(send, sse_frame(event))
+                    await self._body(send, sse_frame(self._shown(event)))
         except AtriumError as error:
             await self._failed(scope, receive, send, error, str(error))
         except Exception as error:  # the top of a request: logged whole, told without traceback
@@ -171,6 +218,17 @@ class RunStream(Response):
             await self._failed(scope, receive, send, error, INTERNAL)
         if self.started:
             await self._send(send, {"type": "http.response.body", "body": b""}, last=True)
+
+    def _shown(self, event: RunEvent) -> RunEvent:
+        """A model API's failure names its URL and says what it answered: for the operator
+        (the log has it), not for a caller who is not an admin."""
+        if isinstance(event, RunFailed) and event.kind == "provider" and not self._admin:
+            return dataclasses.replace(event, error=PROVIDER_FAILED)
+        return event
+
+    @property
+    def _admin(self) -> bool:
+        return ADMIN in self.run.run_as.scopes
 
     async def _failed(
         self, scope: Scope, receive: Receive, send: Send, error: Exception, text: str

@@ -12,6 +12,9 @@ opened, and a ``SecretRecord`` carries metadata only.
 - Every write takes the lock ``secrets`` and seals inside it, with the ring re-read there: a
   rotation's re-encryption (``reencrypt``, under the same lock) therefore either comes after a
   write and re-seals its value, or before it and the write already sees the new key.
+- The project's own ring is written for the first secret only when none is stored, checked
+  under that lock (``SecretBox.start``): with secrets stored, a missing ring is a lost one, and
+  storing goes no further than a ``SecretKeyError`` saying how to restore it.
 
 ``rotate_secret_key`` is the whole ``atrium admin keys rotate --secrets``.
 """
@@ -98,6 +101,8 @@ class SecretQueries:
         async with writing(self._engine, f"add secret {name}", lock=LOCK) as conn:
             if await _metadata(conn, owner, name) is not None:
                 raise AlreadyExists(self._engine.url, "secret", name)
+            if not box.written and await _none_stored(conn):
+                box.start()
             sealed = box.seal(value, owner=owner, name=name)
             record = SecretRecord(owner, name, 1, sealed.key_id, now, by, now, by)
             await conn.execute(insert(secrets).values(**_columns(record, sealed)))
@@ -183,6 +188,9 @@ async def rotate_secret_key(queries: SecretQueries, settings: Settings) -> KeyRo
     """A new current key for the project's ring, every value re-sealed under it, then the
     keys no value uses dropped. Until the re-encryption has committed, the old keys stay in
     the ring, so a failure half way leaves every value readable (run it again)."""
+    box = SecretBox.load(settings)
+    if not box.written and not await queries.key_ids():
+        box.start()  # nothing is stored: no ring yet is no ring lost
     with rotation_lock(settings):
         box = add_key(settings)
         count = await queries.reencrypt(box)
@@ -197,6 +205,10 @@ def _check(owner: str, name: str, value: str, by: str) -> None:
         # SQLite stores an overlong string whole where PostgreSQL refuses it: refused on both.
         if not text or len(text) > 255:
             raise ValueError(f"{what} must be 1 to 255 characters, not {len(text)}")
+
+
+async def _none_stored(conn: AsyncConnection) -> bool:
+    return (await conn.execute(select(secrets.c.name).limit(1))).first() is None
 
 
 def _row(owner: str, name: str) -> Any:

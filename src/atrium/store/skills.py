@@ -3,15 +3,16 @@ Skills (issue 14).
 
 Ownership: a skill belongs to its ``owner`` (the subject that created it), who alone may change
 or delete it; names are unique per owner. A ``shared`` skill is readable by every signed-in
-user (``list``, ``visible``). When a name is both the reader's own and shared by others, the
-reader's own wins; among several shared ones, the oldest (first created) wins, so sharing a
-skill later under the same name cannot take over the name in somebody's agents.
+user (``list``, ``visible``: the reader's own first, else the oldest shared one, a stable
+choice for people, who see its owner). That order guards nothing, as anyone can share a skill
+under any name: what must be the user's own (an agent's ``skills:``, which steer a model with
+the user's scopes) is read with ``get``.
 
 Versions: ``create`` writes version 1; each ``update`` writes the next version and keeps every
-earlier one (``history``, ``version_of``). An update names the version it was made from and is
-refused with ``VersionConflict`` when another update came first (optimistic concurrency): the
-check and the write run under one write lock per skill, so two updates from the same version
-cannot both succeed, on SQLite as on PostgreSQL.
+earlier one (``history``, ``version_numbers``, ``version_of``). An update names the version it
+was made from and is refused with ``VersionConflict`` when another update came first
+(optimistic concurrency): the check and the write run under one write lock per skill, so two
+updates from the same version cannot both succeed, on SQLite as on PostgreSQL.
 
 This layer stores what it is given: the marketplace (``atrium.servers.marketplace``) parses and
 validates SKILL.md and bounds the files before anything reaches it.
@@ -259,14 +260,18 @@ class SkillQueries:
             return await _records(conn, (await conn.execute(query)).all())
 
     async def history(self, skill_id: str) -> builtins.list[VersionRecord]:
-        """Every version of the skill ``skill_id``, newest first."""
-        query = (
-            select(skill_versions)
-            .where(skill_versions.c.skill_id == skill_id)
-            .order_by(skill_versions.c.version.desc())
-        )
+        """Every version of the skill ``skill_id`` with its content, newest first."""
+        query = select(skill_versions).where(skill_versions.c.skill_id == skill_id)
         async with reading(self._engine, f"read the versions of skill {skill_id}") as conn:
-            return [_version(row) for row in await conn.execute(query)]
+            rows = await conn.execute(query.order_by(skill_versions.c.version.desc()))
+            return [VersionRecord(**row._mapping) for row in rows]
+
+    async def version_numbers(self, skill_id: str) -> builtins.list[int]:
+        """The skill's version numbers, newest first, without loading any content."""
+        query = select(skill_versions.c.version).where(skill_versions.c.skill_id == skill_id)
+        async with reading(self._engine, f"read the versions of skill {skill_id}") as conn:
+            rows = await conn.execute(query.order_by(skill_versions.c.version.desc()))
+            return [int(number) for number in rows.scalars()]
 
     async def version_of(self, skill_id: str, version: int) -> VersionRecord | None:
         """Version ``version`` of the skill ``skill_id``, or None."""
@@ -275,7 +280,7 @@ class SkillQueries:
         )
         async with reading(self._engine, f"read version {version} of skill {skill_id}") as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else _version(row)
+        return None if row is None else VersionRecord(**row._mapping)
 
     async def delete(self, owner: str, name: str) -> bool:
         """Delete ``owner``'s skill ``name`` with all its versions; False if there was none."""
@@ -366,10 +371,6 @@ async def _records(conn: AsyncConnection, rows: Iterable[Row[Any]]) -> builtins.
 
 def _summary(row: Row[Any], tags: tuple[str, ...]) -> SkillSummary:
     return SkillSummary(**{c.name: row._mapping[c.name] for c in skills.columns}, tags=tags)
-
-
-def _version(row: Row[Any]) -> VersionRecord:
-    return VersionRecord(**row._mapping)
 
 
 def _new_record(

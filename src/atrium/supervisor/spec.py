@@ -3,7 +3,13 @@
 A server process gets an allow-listed environment (what programs need to run: PATH, HOME,
 locale, proxies, CA bundles) plus the server's own resolved ``env:``, never the rest of the
 gateway's environment, which holds its secrets (database URL, signing keys, provider keys).
-Atrium's own built-in servers also get the ``ATRIUM_*`` settings so they open the same store.
+``atrium build mcp`` runs builds with the same allow-list (``allowed_environment``).
+
+Atrium's own built-in servers also get the ``ATRIUM_*`` settings (``ENV_OVERRIDES``: the store
+URL with its password among them) so they open the same store, and the marketplace alone gets
+``ATRIUM_SECRET_KEY``, its key ring. Both only when the program is the console script installed
+beside Atrium's own interpreter (compared after resolving links), never for a program that
+merely has the name: ``command: [./tools/atrium-mcp-marketplace]`` is anyone's program.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ _ALLOWED = re.compile(
     r"|(?i:https?_proxy|no_proxy|all_proxy)|NPM_CONFIG_[A-Z_]+|npm_config_[a-z_]+|UV_[A-Z_]+)$"
 )
 _BUILTIN_BINARIES = frozenset(server.binary for server in BUILTIN_SERVERS)
+_SECRETS_BINARY = next(server.binary for server in BUILTIN_SERVERS if server.name == "marketplace")
 
 
 class LaunchError(AtriumError):
@@ -64,7 +71,7 @@ def launch_spec(
     config = entry.config
     if isinstance(config, RemoteServer):
         raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
-    env = {k: v for k, v in settings.environ.items() if _ALLOWED.match(k)}
+    env = allowed_environment(settings.environ)
     env.update(resolve_env(entry, settings, secrets))
     # The public half only: what a backend needs to check the gateway's caller assertions.
     ensure_caller_keys(settings.state_dir, settings.issuer)
@@ -76,9 +83,11 @@ def launch_spec(
     )
     env[CALLER_KEYS_VARIABLE] = str(settings.state_dir / PUBLIC_FILE)
     program, argv = _command(entry, config, settings)
-    if program in _BUILTIN_BINARIES or Path(program).name in _BUILTIN_BINARIES:
-        # The secret key too: the marketplace seals and opens secrets with the same ring.
-        shared = {*ENV_OVERRIDES, SECRET_KEY_VARIABLE}
+    builtin = builtin_program(program)
+    if builtin is not None:
+        shared = {*ENV_OVERRIDES}
+        if builtin == _SECRETS_BINARY:  # it seals and opens secrets with the same ring
+            shared.add(SECRET_KEY_VARIABLE)
         env.update({k: v for k, v in settings.environ.items() if k in shared})
     return LaunchSpec(
         name=entry.name,
@@ -91,6 +100,21 @@ def launch_spec(
         binary_path=program,
         version=_version_of(program),
     )
+
+
+def allowed_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """What of ``environ`` a program Atrium starts may see: what programs need to run."""
+    return {k: v for k, v in environ.items() if _ALLOWED.match(k)}
+
+
+def builtin_program(program: str) -> str | None:
+    """The built-in server's console script ``program`` is, if it is the one installed beside
+    Atrium's interpreter (as ``find_program`` returns it); None for any other program."""
+    name = Path(program).name
+    if name not in _BUILTIN_BINARIES:
+        return None
+    installed = Path(sys.executable).parent / name
+    return name if Path(program).resolve() == installed.resolve() else None
 
 
 def _command(

@@ -1,5 +1,5 @@
-"""The built-in ``atrium`` server (the seeds' "CLI executor"): ``atrium-mcp-atrium``."""
+"""The built-in ``atrium`` server (the seeds' "CLI executor"): ``atrium-mcp-atrium``.
 
-from atrium.servers.atrium.server import create_server
-
-__all__ = ["create_server"]
+Nothing is imported here: the other built-in servers read ``playbooks`` without loading this
+server (``server.create_server``) and what it needs.
+"""

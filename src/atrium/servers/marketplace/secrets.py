@@ -5,7 +5,8 @@
   value (version + 1; when and by whom it was created stay), ``delete`` removes it. The result
   holds names and metadata, never the value.
 * ``get_secrets(reveal, names, scope)``: names and metadata (version, created, updated, owner).
-  Values only with ``reveal: true`` and only for a caller holding ``admin``; every reveal is
+  Values only with ``reveal: true``, only for a caller holding ``admin`` and never for Atrium's
+  agents (client ``AGENT_CLIENT_ID``): a reveal is a person's explicit act. Every reveal is
   logged here (who, which names, the gateway's request id; never a value), beside the
   gateway's audit record of the call.
 
@@ -16,9 +17,12 @@ the project's own secrets, those ``{$secret: NAME}`` in a hosted server's ``env:
 no sharing between users: a secret others' servers need belongs in the project scope. An
 anonymous caller is refused: a secret is always someone's.
 
-The ``value`` argument is a string in the input schema but is read as anything and checked
-here: a wrong one is refused in words that never quote it, where the SDK's validation error
-would (pydantic prints the input). The gateway's audit hides it (``atrium.redaction``).
+No error quotes a value. The SDK puts pydantic's error in the result, and pydantic quotes
+what it refused: the whole arguments for a missing one. So pydantic refuses nothing of
+``manage_secrets``: ``action`` and ``name`` are optional to it, ``value`` is taken as sent, and
+all three are checked here, quoted by no message. The audit hides the value
+(``atrium.redaction``). A failure of the store or key ring is logged; its detail (a database
+URL, a file's path) is the operator's, and the caller gets the request id to ask with.
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ from typing import Annotated, Any, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field, PlainValidator, WithJsonSchema
 
 from atrium.auth.assertion import CallerIdentity
+from atrium.auth.operator import AGENT_CLIENT_ID
 from atrium.errors import AtriumError
-from atrium.secretbox import MAX_VALUE_BYTES, NAME_RULE, SecretBox, check_name, check_value
+from atrium.secretbox import MAX_VALUE_BYTES, NAME_RULE, SECRET_NAME, SecretBox, check_value
 from atrium.servers.toolkit import AtriumServer
 from atrium.servers.trust import current_caller
 from atrium.settings import Settings
@@ -43,10 +48,21 @@ from atrium.store import PROJECT_OWNER, AlreadyExists, SecretRecord, Store
 logger = logging.getLogger(__name__)
 
 Action = Literal["set", "rotate", "delete"]
+ACTIONS: tuple[Action, ...] = ("set", "rotate", "delete")
 Scope = Literal["user", "project"]
 MAX_NAMES = 100
 
-SecretName = Annotated[str, Field(description=f"The secret's name: {NAME_RULE}.")]
+# Any JSON to pydantic, which therefore refuses none (see the module docstring); the schema
+# says what a caller must send.
+ActionArgument = Annotated[
+    Any,
+    WithJsonSchema(
+        {"type": "string", "enum": list(ACTIONS), "description": "Required: set, rotate or delete."}
+    ),
+]
+NameArgument = Annotated[
+    Any, WithJsonSchema({"type": "string", "description": f"Required: the name, {NAME_RULE}."})
+]
 ScopeArgument = Annotated[
     Scope,
     Field(
@@ -56,17 +72,16 @@ ScopeArgument = Annotated[
         )
     ),
 ]
+# Typed ``str`` so that the SDK does not parse a value holding JSON (a service account's key
+# file) into an object; taken as sent (``PlainValidator``), whatever it is, and checked here.
+_VALUE = (
+    "The secret itself, for set and rotate (omit it for delete): at most"
+    f" {MAX_VALUE_BYTES} bytes of UTF-8, no NUL character."
+)
 ValueArgument = Annotated[
-    Any,
-    WithJsonSchema(
-        {
-            "type": "string",
-            "description": (
-                "The secret itself, for set and rotate (omit it for delete): at most"
-                f" {MAX_VALUE_BYTES} bytes of UTF-8, no NUL character."
-            ),
-        }
-    ),
+    str,
+    PlainValidator(lambda sent: sent),
+    WithJsonSchema({"type": "string", "description": _VALUE}),
 ]
 
 
@@ -99,9 +114,9 @@ class SecretChange(BaseModel):
     name: str
     scope: Scope
     owner: str = Field(description="Your subject for scope user; 'project' for scope project.")
-    version: int | None = Field(description="The version now; null once deleted.")
-    created_at: datetime | None = Field(description="Null once deleted.")
-    updated_at: datetime | None = Field(description="Null once deleted.")
+    version: int | None = Field(None, description="The version now; null once deleted.")
+    created_at: datetime | None = Field(None, description="Null once deleted.")
+    updated_at: datetime | None = Field(None, description="Null once deleted.")
 
 
 def add_secrets_tools(server: AtriumServer[Store], settings: Settings) -> None:
@@ -125,27 +140,29 @@ def add_secrets_tools(server: AtriumServer[Store], settings: Settings) -> None:
         ),
     )
     async def manage_secrets(
-        action: Annotated[Action, Field(description="set, rotate or delete.")],
-        name: SecretName,
         ctx: Context[Store, Any],
-        value: ValueArgument = None,
+        action: ActionArgument = None,
+        name: NameArgument = None,
+        value: ValueArgument = "",
         scope: ScopeArgument = "user",
     ) -> SecretChange:
         caller = _signed_in(ctx)
-        _checked_name(name, "name")
+        doing = _action(action)
+        secret = _checked_name(name, "name")
         owner = _owner(caller, scope, "change")
         store = ctx.request_context.lifespan_context
-        if action == "delete":
-            return await _delete(store, caller, owner, name, scope, value)
-        record = await _write(store, settings, caller, (owner, name, scope), action, value)
-        return _change(action, record, scope)
+        if doing == "delete":
+            return await _delete(store, caller, owner, secret, scope, value)
+        record = await _write(store, settings, caller, (owner, secret, scope), doing, value)
+        return _change(doing, record, scope)
 
     @server.tool(
         title="Get secrets",
         description=(
             "List your secrets (or, for admins, the project's with scope project): names,"
-            " versions, when and by whom set. reveal: true adds the values, for admins only,"
-            " and is logged. names limits the answer to those names."
+            " versions, when and by whom set. reveal: true adds the values, for admins only"
+            " (a person's act: never an agent's), and is logged. names limits the answer to"
+            " those names."
         ),
         annotations=ToolAnnotations(
             read_only_hint=True,
@@ -166,11 +183,8 @@ def add_secrets_tools(server: AtriumServer[Store], settings: Settings) -> None:
         scope: ScopeArgument = "user",
     ) -> SecretListing:
         caller = _signed_in(ctx)
-        if reveal and not caller.admin:
-            raise ToolError(
-                "reveal: showing values takes the admin scope; call without reveal to list"
-                " names and metadata"
-            )
+        if reveal:
+            _may_reveal(caller)
         wanted = None if names is None else [_checked_name(n, "names") for n in names]
         owner = _owner(caller, scope, "read")
         store = ctx.request_context.lifespan_context
@@ -178,7 +192,7 @@ def add_secrets_tools(server: AtriumServer[Store], settings: Settings) -> None:
             records = await store.secrets.list(owner, wanted)
             values = await _revealed(store, settings, caller, owner, records) if reveal else {}
         except AtriumError as exc:
-            raise ToolError(f"the secrets could not be read: {exc}") from None
+            raise _failed("the secrets were not read", exc, caller) from None
         found = {record.name for record in records}
         return SecretListing(
             scope=scope,
@@ -200,11 +214,36 @@ def _signed_in(ctx: Context[Store, Any]) -> CallerIdentity:
     return caller
 
 
-def _checked_name(name: str, argument: str) -> str:
-    try:
-        return check_name(name)
-    except ValueError as exc:
-        raise ToolError(f"{argument}: {exc}") from None
+def _may_reveal(caller: CallerIdentity) -> None:
+    if caller.client_id == AGENT_CLIENT_ID:
+        # An agent holds its user's scopes, admin included; the values are still for the
+        # person to ask for, not for a model's context (and a stored conversation).
+        raise ToolError(
+            "reveal: an agent may not reveal secret values: a reveal is a person's explicit"
+            " act; call without reveal to list names and metadata"
+        )
+    if not caller.admin:
+        raise ToolError(
+            "reveal: showing values takes the admin scope; call without reveal to list"
+            " names and metadata"
+        )
+
+
+def _action(action: Any) -> Action:
+    found = next((known for known in ACTIONS if action == known), None)
+    if found is None:
+        said = "required" if action is None else "not an action"
+        raise ToolError(f"action: {said}; use one of {', '.join(ACTIONS)}")
+    return found
+
+
+def _checked_name(name: Any, argument: str) -> str:
+    """``name`` if it is a secret name; a ``ToolError`` that does not quote it otherwise."""
+    if name is None:
+        raise ToolError(f"{argument}: the secret's name is required ({NAME_RULE})")
+    if not isinstance(name, str) or not SECRET_NAME.match(name):
+        raise ToolError(f"{argument}: not a secret name; use {NAME_RULE}")
+    return name
 
 
 def _owner(caller: CallerIdentity, scope: Scope, doing: str) -> str:
@@ -218,12 +257,14 @@ def _owner(caller: CallerIdentity, scope: Scope, doing: str) -> str:
     return PROJECT_OWNER
 
 
-def _value(value: Any, action: str) -> str:
+def _value(value: object, action: str) -> str:
     """The value to store; a ``ToolError`` that never quotes it otherwise."""
-    if value is None:
+    if value is None or value == "":
         raise ToolError(f"value: '{action}' needs the secret's value")
     if not isinstance(value, str):
-        raise ToolError(f"value: must be a string, not {_json_type(value)}")
+        raise ToolError(
+            f"value: must be a string, not a JSON {_JSON_TYPES.get(type(value), 'value')}"
+        )
     try:
         check_value(value)
     except ValueError as exc:
@@ -231,11 +272,7 @@ def _value(value: Any, action: str) -> str:
     return value
 
 
-_KINDS = ((bool, "a boolean"), (int | float, "a number"), (list, "an array"), (dict, "an object"))
-
-
-def _json_type(value: Any) -> str:
-    return next((said for kind, said in _KINDS if isinstance(value, kind)), "something else")
+_JSON_TYPES = {bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
 
 
 async def _write(
@@ -244,7 +281,7 @@ async def _write(
     caller: CallerIdentity,
     where: tuple[str, str, Scope],
     action: Action,
-    value: Any,
+    value: object,
 ) -> SecretRecord:
     """``set`` or ``rotate``: the secret as stored now."""
     owner, name, scope = where
@@ -268,7 +305,7 @@ async def _write(
             " action 'rotate'"
         ) from None
     except AtriumError as exc:
-        raise ToolError(f"the secret was not stored: {exc}") from None
+        raise _failed("the secret was not stored", exc, caller) from None
     logger.info(
         "secret %s (scope %s) %s by %s: version %d (request %s)",
         name,
@@ -282,32 +319,19 @@ async def _write(
 
 
 async def _delete(
-    store: Store, caller: CallerIdentity, owner: str, name: str, scope: Scope, value: Any
+    store: Store, caller: CallerIdentity, owner: str, name: str, scope: Scope, value: object
 ) -> SecretChange:
-    if value is not None:
+    if value is not None and value != "":
         raise ToolError("value: 'delete' takes no value; omit it")
     try:
         deleted = await store.secrets.delete(owner, name)
     except AtriumError as exc:
-        raise ToolError(f"the secret was not deleted: {exc}") from None
+        raise _failed("the secret was not deleted", exc, caller) from None
     if not deleted:
         raise ToolError(f"name: there is no secret {name} in scope '{scope}'")
-    logger.info(
-        "secret %s (scope %s) deleted by %s (request %s)",
-        name,
-        scope,
-        caller.subject,
-        caller.request_id,
-    )
-    return SecretChange(
-        action="delete",
-        name=name,
-        scope=scope,
-        owner=_shown_owner(owner),
-        version=None,
-        created_at=None,
-        updated_at=None,
-    )
+    where = (name, scope, caller.subject)
+    logger.info("secret %s (scope %s) deleted by %s (request %s)", *where, caller.request_id)
+    return SecretChange(action="delete", name=name, scope=scope, owner=_shown_owner(owner))
 
 
 async def _revealed(
@@ -329,6 +353,16 @@ async def _revealed(
         _shown_owner(owner),
     )
     return values
+
+
+def _failed(what: str, exc: AtriumError, caller: CallerIdentity) -> ToolError:
+    """The caller's error for a failure of the store or the key ring. Its detail (a database
+    URL, a key file's path) is the operator's: logged, found by the request id."""
+    logger.error("%s (request %s, caller %s): %s", what, caller.request_id, caller.subject, exc)
+    return ToolError(
+        f"{what}: the marketplace could not use its store or key ring; an operator finds why"
+        f" in its log (request {caller.request_id})"
+    )
 
 
 def _change(action: Action, record: SecretRecord, scope: Scope) -> SecretChange:

@@ -3,29 +3,37 @@
 * ``create_skill`` stores a SKILL.md (``skills_format``) and its extra files as version 1 of a
   skill of the caller's; ``update_skill`` stores the next version, naming the version it was
   made from, and is refused when another update came first (``store.skills``).
-* ``get_skill`` reads a skill (any stored version), ``list_skills`` lists the skills the caller
-  may read, filtered by text and tag, a page at a time with a cursor.
-* ``analyze_skill`` lints a stored skill or a SKILL.md not stored yet (``skills_lint``).
+* ``get_skill`` reads a skill: any stored version of the caller's own, only the current version
+  of another user's shared one (an earlier version may be what its owner meant to withdraw);
+  ``list_skills`` lists the skills the caller may read, filtered by text and tag, a page at a
+  time with a cursor.
+* ``analyze_skill`` lints a stored skill or a SKILL.md not stored yet (``skills_lint``), in a
+  worker thread, refusing a SKILL.md over ``MAX_CONTENT_BYTES`` before any rule runs.
 * ``sync_skills`` synchronises the project's ``skills/`` folder with the caller's skills
   (``skills_sync``).
 
 Ownership and sharing: a skill belongs to the subject that created it, and only that subject
-can update it. ``shared: true`` makes it readable (get, list, analyze, and agents' ``skills:``)
-by every signed-in user; names are unique per owner, a reader's own skill wins over a shared
-one of the same name, and among shared ones the oldest. ``sync_skills`` reads and writes the
-project's folder on the server's disk, which every user of this Atrium shares, so it takes the
-``admin`` scope and syncs the admin's own skills.
+can update it. ``shared: true`` makes it readable (get, list, analyze) by every signed-in user;
+names are unique per owner, and a reader's own skill is shown before a shared one of the same
+name (``owner`` names another). Sharing is for reading only: an agent's ``skills:`` loads its
+user's own skills, never a shared one (``atrium.ai.service``), since a skill's body steers the
+model with that user's scopes. ``sync_skills`` reads and writes the project's folder on the
+server's disk, which every user of this Atrium shares, so it takes the ``admin`` scope and
+syncs the admin's own skills.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
+from atrium.auth.assertion import CallerIdentity
 from atrium.servers.marketplace import skills_lint as lint
 from atrium.servers.marketplace import skills_sync as sync
 from atrium.servers.marketplace.skills_api import (
@@ -39,10 +47,11 @@ from atrium.servers.marketplace.skills_api import (
     from_store,
     info,
     signed_in,
+    store_failed,
     subject_of,
 )
-from atrium.servers.marketplace.skills_catalog import hosted_tools
 from atrium.servers.marketplace.skills_format import (
+    MAX_CONTENT_BYTES,
     NAME_RULE,
     SKILL_FILE,
     Finding,
@@ -97,7 +106,7 @@ def add_skills_tools(server: AtriumServer[Store], settings: Settings) -> None:
     """Register the skills tools on ``server``."""
     _add_write_tools(server)
     _add_read_tools(server)
-    _add_analyze_tool(server, settings)
+    _add_analyze_tool(server)
     sync.add_sync_tool(server, settings)
 
 
@@ -129,7 +138,7 @@ def _add_write_tools(server: AtriumServer[Store]) -> None:
                 " update_skill (get_skill shows its version)"
             ) from None
         except StoreError as exc:
-            raise ToolError(f"the skill was not stored: {exc.reason}") from None
+            raise store_failed(exc) from None
         return SkillWritten(skill=info(record, subject), findings=findings_out(parsed.findings))
 
     @server.tool(
@@ -179,7 +188,7 @@ def _add_write_tools(server: AtriumServer[Store]) -> None:
         except UnknownSkill:
             raise ToolError(await _not_yours(store, subject, name)) from None
         except StoreError as exc:
-            raise ToolError(f"the skill was not stored: {exc.reason}") from None
+            raise store_failed(exc) from None
         return SkillWritten(skill=info(record, subject), findings=findings_out(parsed.findings))
 
 
@@ -201,20 +210,7 @@ def _add_read_tools(server: AtriumServer[Store]) -> None:
         subject = subject_of(signed_in(ctx))
         store = ctx.request_context.lifespan_context
         record = await _visible(store, subject, name, owner)
-        history = await from_store(store.skills.history(record.id))
-        shown = next((v for v in history if v.version == (version or record.version)), None)
-        if shown is None:
-            raise ToolError(
-                f"version: '{name}' has no version {version}; it has"
-                f" {', '.join(str(v.version) for v in history)}"
-            )
-        return SkillContent(
-            **info(record, subject).model_dump(),
-            shown_version=shown.version,
-            content=shown.content,
-            files=shown.files,
-            versions=[v.version for v in history],
-        )
+        return await _version_shown(store, record, subject, version)
 
     @server.tool(
         title="List skills",
@@ -252,14 +248,14 @@ def _add_read_tools(server: AtriumServer[Store]) -> None:
         )
 
 
-def _add_analyze_tool(server: AtriumServer[Store], settings: Settings) -> None:
+def _add_analyze_tool(server: AtriumServer[Store]) -> None:
     @server.tool(
         title="Analyze a skill",
         description=(
             "Lint a skill: the frontmatter and name rules, description length, body size in"
-            " tokens, tools it names that no hosted server offers you, secrets it names that are"
-            " not stored, and text that looks like prompt injection. Give name (a stored skill)"
-            " or content (a SKILL.md, e.g. before creating it)."
+            " tokens, mcp__<server>__<tool> names of servers that are not hosted, secrets it"
+            " names that are not stored, and text that looks like prompt injection. Give name"
+            " (a stored skill) or content (a SKILL.md, e.g. before creating it)."
         ),
         annotations=_READ,
     )
@@ -273,25 +269,23 @@ def _add_analyze_tool(server: AtriumServer[Store], settings: Settings) -> None:
         store = ctx.request_context.lifespan_context
         if (name is None) == (content is None):
             raise ToolError("name, content: give exactly one (a stored skill, or a SKILL.md)")
-        if name is not None:
+        if content is None:
+            assert name is not None
             content = (await _visible(store, subject_of(caller), name, owner)).content
-        assert content is not None
-        parsed = parse_skill(content)
-        findings = [*parsed.findings, *lint.size_findings(parsed)]
-        findings += lint.injection_findings(content)
-        mentions = lint.tool_mentions(content)
-        if mentions:
-            bare = any(mention.server is None for mention in mentions)
-            wanted = None if bare else {m.server for m in mentions if m.server is not None}
-            catalog = await from_store(
-                hosted_tools(
-                    settings, store, subject=subject_of(caller), scopes=caller.scopes, wanted=wanted
-                )
+        # Refused before any rule runs: every rule's cost grows with the text.
+        if (size := len(content.encode("utf-8"))) > MAX_CONTENT_BYTES:
+            raise ToolError(
+                f"content: the SKILL.md is {size} bytes; at most {MAX_CONTENT_BYTES} are"
+                " analyzed (or stored)"
             )
-            findings += lint.tool_findings(mentions, catalog)
-        findings += lint.secret_findings(
-            lint.secret_mentions(content), await _secret_names(store, subject_of(caller))
+        work = functools.partial(
+            lint.analyze,
+            content,
+            servers=await _hosted_servers(store),
+            secrets=await _secret_names(store, caller),
+            project=caller.admin,
         )
+        parsed, findings = await anyio.to_thread.run_sync(work)
         return _analysis(parsed, findings)
 
 
@@ -329,9 +323,50 @@ async def _not_yours(store: Store, subject: str, name: str) -> str:
     return f"name: you have no skill '{name}'; create it with create_skill"
 
 
-async def _secret_names(store: Store, subject: str) -> frozenset[str]:
-    """The secrets a skill of ``subject``'s can name: their own and the project's."""
-    owners = (subject, PROJECT_OWNER)
+async def _version_shown(
+    store: Store, record: SkillRecord, subject: str, version: int | None
+) -> SkillContent:
+    """``record`` at ``version`` (None: the current one), loading only the version shown.
+    Another user sees only the current version of a shared skill: an earlier one may hold
+    what its owner took out (a secret, a mistake), and sharing shares what is current."""
+    mine = record.owner == subject
+    numbers = await from_store(store.skills.version_numbers(record.id)) if mine else []
+    wanted = version or record.version
+    content, files = record.content, record.files
+    if wanted != record.version:
+        shown = await from_store(store.skills.version_of(record.id, wanted)) if mine else None
+        if shown is None:
+            raise ToolError(_no_version(record, version, numbers))
+        content, files = shown.content, shown.files
+    return SkillContent(
+        **info(record, subject).model_dump(),
+        shown_version=wanted,
+        content=content,
+        files=files,
+        versions=numbers or [record.version],
+    )
+
+
+def _no_version(record: SkillRecord, version: int | None, numbers: list[int]) -> str:
+    if not numbers:
+        return (
+            f"version: {record.owner}'s '{record.name}' is shared at its current version"
+            f" ({record.version}) only; earlier versions are for its owner"
+        )
+    listed = ", ".join(str(number) for number in numbers)
+    return f"version: '{record.name}' has no version {version}; it has {listed}"
+
+
+async def _hosted_servers(store: Store) -> frozenset[str]:
+    """The enabled servers of the registry: what ``mcp__<server>__`` may name."""
+    records = await from_store(store.servers.list())
+    return frozenset(record.name for record in records if record.enabled)
+
+
+async def _secret_names(store: Store, caller: CallerIdentity) -> frozenset[str]:
+    """The secrets ``caller``'s skills are checked against: their own, and for an admin the
+    project's too (whether a project secret exists is not for everyone to learn)."""
+    owners = (subject_of(caller), PROJECT_OWNER) if caller.admin else (subject_of(caller),)
     records = [record for owner in owners for record in await from_store(store.secrets.list(owner))]
     return frozenset(record.name for record in records)
 

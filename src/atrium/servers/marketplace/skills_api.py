@@ -2,7 +2,9 @@
 
 Every skills tool acts for a signed-in caller (``current_caller``): skills belong to a subject,
 so an anonymous caller, or a server run without the gateway, gets a tool error saying so.
-Store failures become tool errors that say what failed, never the SQL or a traceback.
+Store failures become tool errors that say what could not be done, never why: the driver's
+reason can carry the database's host, schema or file path, which are the operator's to know,
+so it goes to the server log (``store_failed``).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Awaitable
 from typing import Any, Literal, TypeVar
 
@@ -23,6 +26,8 @@ from atrium.servers.trust import current_caller
 from atrium.store import SkillSummary, Store, StoreError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class FindingOut(BaseModel):
@@ -58,7 +63,12 @@ class SkillContent(SkillInfo):
     shown_version: int = Field(description="The version whose content this is.")
     content: str = Field(description="SKILL.md of that version.")
     files: dict[str, str] = Field(description="The skill's other files: path → text.")
-    versions: list[int] = Field(description="Every stored version, newest first.")
+    versions: list[int] = Field(
+        description=(
+            "The versions you may read, newest first: every stored one for your own skill,"
+            " only the current one for another user's shared skill."
+        )
+    )
 
 
 class SkillPage(BaseModel):
@@ -153,4 +163,11 @@ async def from_store(work: Awaitable[T]) -> T:
     try:
         return await work
     except StoreError as exc:
-        raise ToolError(f"cannot {exc.action}: {exc.reason}") from None
+        raise store_failed(exc) from None
+
+
+def store_failed(exc: StoreError) -> ToolError:
+    """The tool error for a failing database: what could not be done (our own words), with
+    the driver's reason logged, not told (see the module docstring)."""
+    logger.error("skills: %s", exc)
+    return ToolError(f"cannot {exc.action}: the database failed; the server log says why")

@@ -20,6 +20,10 @@ The extra files of a skill (``scripts/``, ``references/``, ``assets/``...) are s
 together, at relative paths of plain segments (no ``..``, no hidden files), so that writing them
 back to ``skills/<name>/`` can never leave the folder.
 
+YAML anchors and aliases (``&a``, ``*a``) are refused in the frontmatter before it is built:
+none of the specification's fields needs them, and nested aliases expand exponentially (the
+"billion laughs") in anything that walks or prints the values.
+
 ``parse_skill`` never raises: what is wrong is a list of ``Finding``s with the line in SKILL.md
 (counted from 1, the opening ``---`` included), and a skill with an ``error`` finding is refused.
 """
@@ -30,6 +34,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import AliasEvent, NodeEvent
 
 from atrium import yamlio
 from atrium.store import SkillDocument
@@ -99,12 +107,19 @@ def parse_skill(content: str) -> ParsedSkill:
         message = "the frontmatter opened on line 1 is never closed by a '---' line"
         return _broken(content, Finding("error", 1, "frontmatter-unclosed", message))
     body = "".join(lines[end + 1 :])
+    yaml_text = "".join(lines[1:end])
+    if (alias := _first_alias(yaml_text)) is not None:
+        return _broken(content, alias, body, end + 2)
     try:
-        document = yamlio.loads("".join(lines[1:end]), SKILL_FILE)
+        document = yamlio.loads(yaml_text, SKILL_FILE)
     except yamlio.YamlSyntaxError as exc:
         line = exc.problem.line + 1 if exc.problem.line is not None else 1
         finding = Finding("error", line, "frontmatter-yaml", exc.problem.message)
         return _broken(content, finding, body, end + 2)
+    except ValueError as exc:  # a value Python refuses to build: 13th month, 5,000 digits
+        reason = str(exc).split(":")[0]
+        message = f"a value cannot be read ({reason}); quote it to keep it as text"
+        return _broken(content, Finding("error", 2, "frontmatter-yaml", message), body, end + 2)
     if not isinstance(document, Mapping):
         message = "the frontmatter must be keys and values (name, description, ...)"
         finding = Finding("error", 2, "frontmatter-format", message)
@@ -163,6 +178,26 @@ def path_problem(path: str) -> str | None:
             f"'{path}' is not a relative path of plain names (letters, digits, '.', '_', '-';"
             " no leading '.' or '/', no '..', no empty part)"
         )
+    return None
+
+
+def _first_alias(yaml_text: str) -> Finding | None:
+    """The first anchor or alias of the frontmatter as a finding, or None. Read from the
+    parser's events, which never expand an alias, so this is linear in the text; a syntax
+    error is left to ``yamlio.loads``, which names it."""
+    try:
+        for event in YAML(typ="rt").parse(yaml_text):
+            if isinstance(event, NodeEvent) and event.anchor is not None:
+                sign = "*" if isinstance(event, AliasEvent) else "&"
+                # The YAML starts on SKILL.md's second line; marks count from 0.
+                line = event.start_mark.line + 2
+                message = (
+                    f"YAML anchors and aliases ({sign}{event.anchor}) are not allowed in the"
+                    " frontmatter: write each value out"
+                )
+                return Finding("error", line, "frontmatter-alias", message)
+    except YAMLError:
+        return None
     return None
 
 
@@ -270,6 +305,17 @@ class _Frontmatter:
         return tuple(sorted(set(tags)))
 
 
+_KINDS = ((bool, "a boolean"), (int, "a number"), (float, "a number"), (Mapping, "a mapping"))
+
+
 def _shown(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else f"{value!r} ({type(value).__name__})"
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A value for a message, bounded whatever it is: a string's first characters, else only
+    its kind. Never ``repr`` of a container: its size is not bounded by SKILL.md's."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 60 else repr(value[:57]) + "..."
+    if value is None:
+        return "(empty)"
+    kind = next((kind for cls, kind in _KINDS if isinstance(value, cls)), None)
+    if kind is None:
+        kind = "a list" if isinstance(value, list) else f"a {type(value).__name__}"
+    return f"({kind})"

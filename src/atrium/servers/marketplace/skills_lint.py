@@ -12,13 +12,17 @@ the tools and secrets a skill mentions. Each rule gives ``Finding``s with a line
   that give instructions; invisible characters (Unicode format characters: zero-width spaces
   and joiners, bidirectional overrides, tag characters) that hide or reorder text; and long
   base64 blobs, which a reviewer cannot read and which may decode to instructions.
-* Tools: ``mcp__<server>__<tool>`` anywhere, and bare names in backticks (`` `list_skills` ``,
-  outside fenced code) that look like tool names (snake_case), checked against the tools the
-  hosted servers offer (``skills_catalog``). A bare name may be a client's own tool or a code
-  identifier, so it is only ``info``.
+* Tools: ``mcp__<server>__<tool>`` anywhere, checked against the registry: a ``<server>`` that
+  is not an enabled hosted server is a warning. Whether ``<tool>`` exists on a server that is
+  hosted is not checked: only the gateway knows which tools a caller may see, and listing them
+  would take a token for the caller, which a backend must never mint (ARCHITECTURE.md, "Trust
+  between the gateway and the backends"). One ``info`` finding says so.
 * Secrets: ``$secret:NAME`` and ``{$secret: NAME}`` references, checked against the secrets
-  stored for the caller and for the project (``store.secrets``): the ones a skill's reader can
-  have filled in.
+  stored for the caller, and for an admin also the project's (``store.secrets``): whether a
+  project secret exists is for admins to know.
+
+Everything here is linear in SKILL.md, which the callers bound (``MAX_CONTENT_BYTES``) before
+linting: the tools run the linter in a worker thread, and the event loop must not wait on it.
 """
 
 from __future__ import annotations
@@ -31,8 +35,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from atrium.servers.marketplace.skills_catalog import Catalog
-from atrium.servers.marketplace.skills_format import Finding, ParsedSkill
+from atrium.servers.marketplace.skills_format import Finding, ParsedSkill, parse_skill
 
 TOKEN_BUDGET = 5000
 LINE_BUDGET = 500
@@ -60,11 +63,9 @@ _IMPERATIVE = re.compile(
     r"reply|respond|pretend|act as)\b",
     re.IGNORECASE,
 )
-_COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{60,}={0,2}(?![A-Za-z0-9+/=_-])")
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
 _MCP_TOOL = re.compile(r"\bmcp__([a-z0-9](?:[a-z0-9-]*[a-z0-9])?)__([A-Za-z0-9_.-]*[A-Za-z0-9_])")
-_BARE_TOOL = re.compile(r"`([a-z][a-z0-9]*(?:_[a-z0-9]+)+)(?:\(\))?`")
 _SECRET = re.compile(
     r"\$secret\s*:\s*([A-Za-z_][A-Za-z0-9_.-]*)|\"\$secret\"\s*:\s*\"([A-Za-z_][A-Za-z0-9_.-]*)\""
 )
@@ -72,9 +73,9 @@ _SECRET = re.compile(
 
 @dataclass(frozen=True)
 class ToolMention:
-    """A tool named in SKILL.md: ``server`` None for a bare name."""
+    """A tool named in SKILL.md as ``mcp__<server>__<tool>``."""
 
-    server: str | None
+    server: str
     tool: str
     line: int
 
@@ -197,62 +198,67 @@ def _as_text(data: bytes) -> str | None:
 
 
 def _comments(content: str) -> Iterator[Finding]:
-    for match in _COMMENT.finditer(content):
-        line = content.count("\n", 0, match.start()) + 1
-        inside = match.group(1)
-        if (phrase := _phrase(inside)) is not None:
-            message = f"a hidden HTML comment holds prompt injection: '{phrase}'"
-            yield Finding("error", line, "injection-hidden-comment", message)
-        elif _IMPERATIVE.search(_normal(inside)):
-            message = (
-                "a hidden HTML comment gives instructions: rendered Markdown hides it from"
-                " readers, but a model reads it; put instructions in the visible text"
-            )
-            yield Finding("warning", line, "hidden-comment", message)
+    """The HTML comments' findings, in one pass: each ``<!--`` is matched with the next
+    ``-->`` and the search goes on after it (a regex's lazy ``.*?`` tries every unclosed
+    ``<!--`` to the end: quadratic), and lines are counted as the scan moves on."""
+    line, counted, start = 1, 0, content.find("<!--")
+    while start != -1:
+        close = content.find("-->", start + 4)
+        if close == -1:
+            return  # never closed: not a comment, and no later '<!--' can close either
+        line += content.count("\n", counted, start)
+        counted = start
+        finding = _comment_finding(content[start + 4 : close], line)
+        if finding is not None:
+            yield finding
+        start = content.find("<!--", close + 3)
+
+
+def _comment_finding(inside: str, line: int) -> Finding | None:
+    if (phrase := _phrase(inside)) is not None:
+        message = f"a hidden HTML comment holds prompt injection: '{phrase}'"
+        return Finding("error", line, "injection-hidden-comment", message)
+    if _IMPERATIVE.search(_normal(inside)):
+        message = (
+            "a hidden HTML comment gives instructions: rendered Markdown hides it from"
+            " readers, but a model reads it; put instructions in the visible text"
+        )
+        return Finding("warning", line, "hidden-comment", message)
+    return None
 
 
 def tool_mentions(content: str) -> list[ToolMention]:
-    """The tools SKILL.md names, in order, each once (its first line)."""
-    found: dict[tuple[str | None, str], ToolMention] = {}
-    fenced = False
+    """The ``mcp__<server>__<tool>`` names SKILL.md mentions, in order, each once (its first
+    line)."""
+    found: dict[tuple[str, str], ToolMention] = {}
     for number, line in enumerate(content.splitlines(), start=1):
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
         for match in _MCP_TOOL.finditer(line):
             key = (match.group(1), match.group(2))
             found.setdefault(key, ToolMention(key[0], key[1], number))
-        if fenced:
-            continue
-        for match in _BARE_TOOL.finditer(line):
-            found.setdefault((None, match.group(1)), ToolMention(None, match.group(1), number))
     return list(found.values())
 
 
-def tool_findings(mentions: Iterable[ToolMention], catalog: Catalog) -> list[Finding]:
+def tool_findings(mentions: Iterable[ToolMention], servers: frozenset[str]) -> list[Finding]:
+    """A warning for each tool of a server that is not among ``servers`` (the enabled hosted
+    ones), and one ``info`` that the tools of those that are were not checked."""
     findings: list[Finding] = []
+    unchecked: list[ToolMention] = []
     for mention in mentions:
-        if mention.server is None:
-            if not catalog.offered_anywhere(mention.tool):
-                message = (
-                    f"`{mention.tool}` looks like a tool name, but no hosted server offers a"
-                    " tool of that name to you (a client's own tool or code is fine)"
-                )
-                if catalog.unlisted:
-                    message += f"; not listed: {', '.join(catalog.unlisted)}"
-                findings.append(Finding("info", mention.line, "tool-unknown", message))
+        if mention.server in servers:
+            unchecked.append(mention)
             continue
-        name = f"mcp__{mention.server}__{mention.tool}"
-        tools = catalog.tools.get(mention.server)
-        if mention.server not in catalog.servers:
-            known = ", ".join(sorted(catalog.servers)) or "none"
-            message = f"{name}: no enabled hosted server is called '{mention.server}' ({known})"
-            findings.append(Finding("warning", mention.line, "tool-unknown", message))
-        elif isinstance(tools, str):
-            message = f"{name}: not checked, the tools of '{mention.server}' could not be listed"
-            findings.append(Finding("info", mention.line, "tool-unchecked", f"{message}: {tools}"))
-        elif tools is not None and mention.tool not in tools:
-            message = f"{name}: '{mention.server}' offers no tool '{mention.tool}' to you"
-            findings.append(Finding("warning", mention.line, "tool-unknown", message))
+        known = ", ".join(sorted(servers)) or "none"
+        message = (
+            f"mcp__{mention.server}__{mention.tool}: no hosted server '{mention.server}'"
+            f" (enabled: {known})"
+        )
+        findings.append(Finding("warning", mention.line, "tool-unknown", message))
+    if unchecked:
+        message = (
+            "tool names on hosted servers are not checked here (the gateway decides which"
+            f" tools each caller sees): {', '.join(sorted({m.tool for m in unchecked}))}"
+        )
+        findings.append(Finding("info", unchecked[0].line, "tool-unchecked", message))
     return findings
 
 
@@ -265,16 +271,36 @@ def secret_mentions(content: str) -> list[SecretMention]:
     return list(found.values())
 
 
-def secret_findings(mentions: list[SecretMention], known: frozenset[str]) -> list[Finding]:
-    """A finding for each secret named that is not among ``known``."""
+def secret_findings(
+    mentions: list[SecretMention], known: frozenset[str], *, project: bool
+) -> list[Finding]:
+    """A finding for each secret named that is not among ``known``: the caller's own, and
+    with ``project`` the project's too."""
+    where = (
+        "among yours or the project's"
+        if project
+        else "among yours (the project's are checked for admins only)"
+    )
     return [
         Finding(
             "warning",
             mention.line,
             "secret-unknown",
-            f"secret '{mention.name}' is not stored among yours or the project's"
-            " (get_secrets lists them)",
+            f"secret '{mention.name}' is not stored {where}; get_secrets lists them",
         )
         for mention in mentions
         if mention.name not in known
     ]
+
+
+def analyze(
+    content: str, *, servers: frozenset[str], secrets: frozenset[str], project: bool
+) -> tuple[ParsedSkill, list[Finding]]:
+    """Every rule on ``content`` (at most ``MAX_CONTENT_BYTES``): the format's, size, prompt
+    injection, tools against the hosted ``servers``, secrets against ``secrets`` (with
+    ``project``, the project's are among them). Blocking: run it in a worker thread."""
+    parsed = parse_skill(content)
+    findings = [*parsed.findings, *size_findings(parsed), *injection_findings(content)]
+    findings += tool_findings(tool_mentions(content), servers)
+    findings += secret_findings(secret_mentions(content), secrets, project=project)
+    return parsed, findings

@@ -21,6 +21,7 @@ files over the bounds, a file that is not UTF-8 text, a symbolic link) is skippe
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -52,7 +53,17 @@ from atrium.servers.marketplace.skills_format import (
 )
 from atrium.servers.toolkit import AtriumServer
 from atrium.settings import Settings
-from atrium.store import SkillDocument, SkillRecord, Store, StoreError
+from atrium.store import (
+    AlreadyExists,
+    SkillDocument,
+    SkillRecord,
+    Store,
+    StoreError,
+    UnknownSkill,
+    VersionConflict,
+)
+
+logger = logging.getLogger(__name__)
 
 SKILLS_DIR = "skills"
 
@@ -238,8 +249,14 @@ async def apply(changes: list[Change], store: Store, owner: str, root: Path) -> 
     for change in changes:
         try:
             await _apply_one(change, store, owner, root)
-        except StoreError as exc:
+        except (AlreadyExists, UnknownSkill, VersionConflict) as exc:  # changed meanwhile
             problems.append(f"{change.name}: not written to the store: {exc.reason}")
+        except StoreError as exc:  # the driver's reason may name the database: logged only
+            logger.error("sync_skills %s: %s", change.name, exc)
+            problems.append(
+                f"{change.name}: not written to the store: the database failed; the server"
+                " log says why"
+            )
         except OSError as exc:
             problems.append(f"{change.name}: not written to {SKILLS_DIR}/: {exc.strerror}")
     return problems
