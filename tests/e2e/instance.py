@@ -12,8 +12,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, TextContent
 
 from tests.polling import wait_until
 from tests.processes import free_port, free_server_ports, only_builtins
@@ -111,3 +115,29 @@ def started_instance(
         yield instance
     finally:
         instance.stop()
+
+
+async def call_tool(
+    instance: Instance, token: str, server: str, tool: str, **arguments: Any
+) -> CallToolResult:
+    """One ``tools/call`` through the gateway with ``token``, as an external MCP client."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
+        transport = streamable_http_client(instance.url(server), http_client=http)
+        async with Client(transport) as client:
+            return await client.call_tool(tool, arguments)
+
+
+def ok(result: CallToolResult) -> dict[str, Any]:
+    """The structured content of a call that succeeded."""
+    assert not result.is_error, result
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
+
+
+def refusal(result: CallToolResult) -> str:
+    """The tool error's message, without the SDK's "Error executing tool <name>: "."""
+    assert result.is_error, result
+    text = "".join(c.text for c in result.content if isinstance(c, TextContent))
+    return text.split(": ", 1)[1]

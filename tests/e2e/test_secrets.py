@@ -15,17 +15,14 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 from sqlalchemy import func, select
 
 from atrium.settings import load_settings
 from atrium.store import Store
 from atrium.store.tables import audit_events, metadata
-from tests.e2e.instance import Instance, started_instance
+from tests.e2e.instance import Instance, call_tool, ok, started_instance
 from tests.polling import until
 from tests.processes import free_port
 
@@ -94,19 +91,10 @@ async def call(
     arguments: dict[str, Any],
     server: str = "marketplace",
 ) -> CallToolResult:
-    headers = {"Authorization": f"Bearer {bearer}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
-        transport = streamable_http_client(instance.url(server), http_client=http)
-        async with Client(transport) as client:
-            return await client.call_tool(tool, arguments)
+    return await call_tool(instance, bearer, server, tool, **arguments)
 
 
-def content(result: CallToolResult) -> dict[str, Any]:
-    text = " ".join(block.text for block in result.content if isinstance(block, TextContent))
-    assert not result.is_error, text
-    assert result.structured_content is not None
-    found: dict[str, Any] = result.structured_content
-    return found
+content = ok
 
 
 def digest_of(result: CallToolResult) -> str:

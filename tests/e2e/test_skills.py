@@ -12,11 +12,9 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult
 
-from tests.e2e.instance import Instance, started_instance
+from tests.e2e.instance import Instance, call_tool, ok, refusal, started_instance
 from tests.polling import wait_until
 
 SERVER = "marketplace"
@@ -55,25 +53,7 @@ def tokens(instance: Instance) -> dict[str, str]:
 async def call(
     instance: Instance, tokens: dict[str, str], user: str, tool: str, **arguments: Any
 ) -> CallToolResult:
-    headers = {"Authorization": f"Bearer {tokens[user]}"}
-    async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
-        transport = streamable_http_client(instance.url(SERVER), http_client=http)
-        async with Client(transport) as client:
-            return await client.call_tool(tool, arguments)
-
-
-def ok(result: CallToolResult) -> dict[str, Any]:
-    assert not result.is_error, result
-    content: dict[str, Any] | None = result.structured_content
-    assert content is not None
-    return content
-
-
-def refusal(result: CallToolResult) -> str:
-    """The tool error's message, without the SDK's "Error executing tool <name>: "."""
-    assert result.is_error, result
-    text = "".join(c.text for c in result.content if isinstance(c, TextContent))
-    return text.split(": ", 1)[1]
+    return await call_tool(instance, tokens[user], SERVER, tool, **arguments)
 
 
 async def test_two_users_share_a_skill_only_when_its_owner_says_so(

@@ -20,6 +20,7 @@ import logging
 from typing import Any
 
 import orjson
+from mcp.server.mcpserver.exceptions import ToolError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atrium.auth.assertion import (
@@ -92,3 +93,16 @@ def current_caller(ctx: Any) -> CallerIdentity:
     if not isinstance(identity, CallerIdentity):
         raise LookupError("no caller: this request did not come through the Atrium gateway")
     return identity
+
+
+def signed_in_caller(ctx: Any, why: str) -> CallerIdentity:
+    """The caller, who must be signed in: ``ToolError(why)`` for an anonymous caller, and for
+    a server run without the gateway (``--unauthenticated``), where nobody vouched for anyone.
+    ``why`` says what needs a user ("skills belong to signed-in users: ...")."""
+    try:
+        caller: CallerIdentity | None = current_caller(ctx)
+    except LookupError:
+        caller = None
+    if caller is None or caller.subject is None:
+        raise ToolError(why)
+    return caller

@@ -41,7 +41,7 @@ from atrium.ai.run_events import FinishReason, RunEvent, RunFailed, RunFinished,
 from atrium.ai.service import DEPTH_META, AgentService
 from atrium.errors import AtriumError, ConfigError, NotFoundError
 from atrium.servers.toolkit import AtriumServer
-from atrium.servers.trust import current_caller
+from atrium.servers.trust import signed_in_caller
 from atrium.settings import Settings
 from atrium.store import Store
 
@@ -159,15 +159,12 @@ def add_agent_tools(server: AtriumServer[Store], settings: Settings) -> None:
 
 def _run_as(ctx: Context[Store, Any]) -> RunAs:
     """Who the run acts as: the caller the gateway vouched for, at the request's depth."""
-    try:
-        caller = current_caller(ctx)
-    except LookupError:  # a server run --unauthenticated: nobody vouched for anyone
-        caller = None
-    if caller is None or caller.subject is None:
-        raise ToolError(
-            "an agent run needs a signed-in caller: the agent acts as you and keeps the"
-            " conversation as yours; call run_agent with an access token"
-        )
+    caller = signed_in_caller(
+        ctx,
+        "an agent run needs a signed-in caller: the agent acts as you and keeps the"
+        " conversation as yours; call run_agent with an access token",
+    )
+    assert caller.subject is not None
     return RunAs(subject=caller.subject, scopes=caller.scopes, depth=_depth(ctx))
 
 

@@ -29,7 +29,6 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from atrium.auth.assertion import CallerIdentity
 from atrium.servers.content_manager.title_card import (
     HEIGHT,
     STYLES,
@@ -43,7 +42,7 @@ from atrium.servers.content_manager.title_card import (
     render_title_card,
 )
 from atrium.servers.toolkit import AtriumServer
-from atrium.servers.trust import current_caller
+from atrium.servers.trust import signed_in_caller
 from atrium.settings import Settings
 from atrium.store import ArtifactRecord, Store, StoreError
 
@@ -171,15 +170,12 @@ def add_images_tools(server: AtriumServer[Store], settings: Settings) -> None:
 def _owner(ctx: Context[Store, Any]) -> str:
     """The caller's subject; an anonymous caller (or none: a server run without the gateway)
     is refused, because the image is kept as someone's."""
-    try:
-        caller: CallerIdentity | None = current_caller(ctx)
-    except LookupError:
-        caller = None
-    if caller is None or caller.subject is None:
-        raise ToolError(
-            "featured images are kept as their creator's: sign in (call through the Atrium"
-            " gateway with a user's token) to generate or read one"
-        )
+    caller = signed_in_caller(
+        ctx,
+        "featured images are kept as their creator's: sign in (call through the Atrium"
+        " gateway with a user's token) to generate or read one",
+    )
+    assert caller.subject is not None
     return caller.subject
 
 

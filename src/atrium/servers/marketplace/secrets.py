@@ -41,7 +41,7 @@ from atrium.auth.operator import AGENT_CLIENT_ID
 from atrium.errors import AtriumError
 from atrium.secretbox import MAX_VALUE_BYTES, NAME_RULE, SECRET_NAME, SecretBox, check_value
 from atrium.servers.toolkit import AtriumServer
-from atrium.servers.trust import current_caller
+from atrium.servers.trust import signed_in_caller
 from atrium.settings import Settings
 from atrium.store import PROJECT_OWNER, AlreadyExists, SecretRecord, Store
 
@@ -203,15 +203,9 @@ def add_secrets_tools(server: AtriumServer[Store], settings: Settings) -> None:
 
 
 def _signed_in(ctx: Context[Store, Any]) -> CallerIdentity:
-    try:
-        caller: CallerIdentity | None = current_caller(ctx)
-    except LookupError:  # a server run --unauthenticated: nobody vouched for anyone
-        caller = None
-    if caller is None or caller.subject is None:
-        raise ToolError(
-            "secrets belong to a signed-in user: call the marketplace with an access token"
-        )
-    return caller
+    return signed_in_caller(
+        ctx, "secrets belong to a signed-in user: call the marketplace with an access token"
+    )
 
 
 def _may_reveal(caller: CallerIdentity) -> None:

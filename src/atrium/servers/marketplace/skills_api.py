@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from atrium.auth.assertion import CallerIdentity
 from atrium.servers.marketplace.skills_format import Finding
-from atrium.servers.trust import current_caller
+from atrium.servers.trust import signed_in_caller
 from atrium.store import SkillSummary, Store, StoreError
 
 T = TypeVar("T")
@@ -102,16 +102,11 @@ class SyncReport(BaseModel):
 
 def signed_in(ctx: Context[Store, Any]) -> CallerIdentity:
     """The caller, who must be signed in: skills are someone's."""
-    try:
-        caller = current_caller(ctx)
-    except LookupError:  # a server run --unauthenticated: nobody vouched for anyone
-        caller = None
-    if caller is None or caller.subject is None:
-        raise ToolError(
-            "skills belong to signed-in users: call the marketplace through the Atrium"
-            " gateway with an access token"
-        )
-    return caller
+    return signed_in_caller(
+        ctx,
+        "skills belong to signed-in users: call the marketplace through the Atrium"
+        " gateway with an access token",
+    )
 
 
 def subject_of(caller: CallerIdentity) -> str:

@@ -28,7 +28,7 @@ from atrium.servers.soul.asking import ModelUsed, Reply, ask, reply_of, used
 from atrium.servers.soul.prompts import answer_prompt, cited, says_not_found
 from atrium.servers.soul.sources import search, source_texts
 from atrium.servers.toolkit import AtriumServer
-from atrium.servers.trust import current_caller
+from atrium.servers.trust import signed_in_caller
 from atrium.settings import Settings
 from atrium.store import Store, StoreError
 from atrium.store.content import SearchHit
@@ -120,16 +120,13 @@ def add_answer_tool(server: AtriumServer[Store], settings: Settings) -> None:
 
 
 def _subject(ctx: Context[Store, Any]) -> str:
-    try:
-        subject = current_caller(ctx).subject
-    except LookupError:  # a server run --unauthenticated: nobody vouched for anyone
-        subject = None
-    if subject is None:
-        raise ToolError(
-            "answer_from_content reads your content, so it needs a signed-in caller:"
-            " call it with an access token"
-        )
-    return subject
+    caller = signed_in_caller(
+        ctx,
+        "answer_from_content reads your content, so it needs a signed-in caller:"
+        " call it with an access token",
+    )
+    assert caller.subject is not None
+    return caller.subject
 
 
 def _answered(reply: Reply, hits: list[SearchHit]) -> ContentAnswer:
