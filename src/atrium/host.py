@@ -82,10 +82,21 @@ async def run_foreground(
         server = await control.serve(settings.state_dir, _handler(supervisor, stop, reload_auth))
         stack.callback(server.close)
         install_signal_handlers(stop)
-        if front is not None:
-            await front.start()
-            stack.push_async_callback(front.stop)  # stops first: no request meets a dead backend
-        results = await supervisor.start(names)
+        # The servers start (each a process importing for a second or more) while the gateway
+        # does: a start costs the longer of the two, not their sum.
+        starting = asyncio.create_task(supervisor.start(names), name="servers-start")
+        try:
+            if front is not None:
+                await front.start()
+                stack.push_async_callback(
+                    front.stop
+                )  # stops first: no request meets a dead backend
+        except BaseException:
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            raise
+        results = await starting
         supervisor.mark_ready()
         if on_started is not None:
             on_started(results)

@@ -7,13 +7,14 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
 from atrium.settings import Settings
 from atrium.store import Store, StoreError
 from atrium.store.audit import AuditEvent
 from atrium.store.content import include_name
-from atrium.store.migrate import alembic_config
+from atrium.store.migrate import HEAD_REVISION, MIGRATIONS_DIR, alembic_config
 from atrium.store.tables import metadata
 
 
@@ -72,3 +73,19 @@ async def test_the_auth_revision_goes_down_and_up_keeping_the_audit_records(stor
     assert [(r.request_id, r.at, r.subject) for r in await store.audit.for_request("r1")] == [
         ("r1", at, None)
     ]
+
+
+def test_the_head_revision_known_without_alembic_is_alembics_head() -> None:
+    # An open of a database at HEAD_REVISION skips Alembic: it must be the newest migration.
+    scripts = ScriptDirectory(str(MIGRATIONS_DIR))
+    assert scripts.get_current_head() == HEAD_REVISION
+
+
+async def test_a_database_behind_the_head_is_migrated_when_opened_again(
+    database_settings: Settings,
+) -> None:
+    async with await Store.open(database_settings) as store, store.engine.begin() as conn:
+        await conn.run_sync(lambda c: command.downgrade(alembic_config(c), "0009"))
+
+    async with await Store.open(database_settings) as store, store.engine.begin() as conn:
+        assert await conn.run_sync(differences) == []

@@ -51,7 +51,6 @@ from atrium.errors import AtriumError, NotFoundError, display_path
 from atrium.registry.loader import Extension, load_extensions
 from atrium.scaffold import BUILTIN_SERVERS
 from atrium.settings import Settings
-from atrium.supervisor.spec import allowed_environment
 
 app = typer.Typer(help="Build the project's own servers.", no_args_is_help=True)
 
@@ -116,6 +115,8 @@ def build_extension(extension: Extension, settings: Settings, *, timeout_s: floa
 
 def build_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment of a build: the servers' allow-list and the packaging tools' settings."""
+    from atrium.supervisor.spec import allowed_environment  # the store: loaded to build only
+
     return allowed_environment(environ) | {k: v for k, v in environ.items() if _BUILD_ONLY.match(k)}
 
 

@@ -10,21 +10,29 @@ starting together migrate one after the other (see ``atrium.store.transaction``)
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.store import postgres
 from atrium.store.transaction import write_transaction
 
+if TYPE_CHECKING:  # Alembic loads only when there is something to migrate
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 MIGRATION_LOCK = "migrations"
+# The newest revision: a database already there is opened without loading Alembic (every
+# server process and CLI command opens the store). tests/store/test_migrations.py checks it.
+HEAD_REVISION = "0010"
 
 
 def alembic_config(connection: Connection) -> Config:
     """An Alembic ``Config`` for the packaged migrations, bound to ``connection``."""
+    from alembic.config import Config
+
     config = Config()
     # Config options go through ConfigParser interpolation, where "%" is special.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -35,11 +43,26 @@ def alembic_config(connection: Connection) -> Config:
 
 async def upgrade(engine: AsyncEngine, schema: str | None) -> None:
     """Create ``schema`` if it is missing (PostgreSQL), then upgrade to the head revision."""
+    if await _at_head(engine, schema):
+        return
     async with write_transaction(engine, MIGRATION_LOCK) as conn:
         if schema is not None:
             await postgres.ensure_schema(conn, schema)
         await conn.run_sync(_upgrade_to_head)
 
 
+async def _at_head(engine: AsyncEngine, schema: str | None) -> bool:
+    """Whether the database is at ``HEAD_REVISION`` already (any doubt: no, migrate)."""
+    table = f'"{schema}".alembic_version' if schema is not None else "alembic_version"
+    try:
+        async with engine.connect() as conn:
+            versions = (await conn.execute(text(f"SELECT version_num FROM {table}"))).all()
+    except SQLAlchemyError:
+        return False
+    return [row[0] for row in versions] == [HEAD_REVISION]
+
+
 def _upgrade_to_head(connection: Connection) -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(connection), "head")
