@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ def started_instance(
 ) -> Iterator[Instance]:
     """The built-in `atrium` server keeps the scaffold's OAuth policy (``dpop`` overrides);
     ``servers`` are more ``services/mcp/<name>.yaml`` files, written after ``init``. Of the
-    other built-in servers only those in ``builtins`` (or in ``servers``) run."""
+    other built-in servers only those in ``builtins`` (or in ``servers``) run; those in
+    ``builtins`` are routed before the block starts."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {
@@ -112,6 +114,9 @@ def started_instance(
     instance = Instance(project, base, found[1], env)
     try:
         instance.start()
+        for name in set(builtins) - {"atrium"}:  # atrium: start() waited for it
+            url = f"{base}/api/v1/mcp/registry/{name}"
+            wait_until(partial(_routed, url), timeout_s=30, what=f"{name} routed")
         yield instance
     finally:
         instance.stop()

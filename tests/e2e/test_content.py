@@ -17,24 +17,14 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult
 
 from tests.e2e.instance import Instance, call_tool, ok, refusal, started_instance
-from tests.polling import wait_until
 
 SERVER = "content-manager"
-
-
-def running(instance: Instance) -> bool:
-    try:
-        answer = httpx2.get(f"{instance.base}/api/v1/mcp/registry/{SERVER}", timeout=2)
-        return bool(answer.json().get("status") == "running")
-    except (httpx2.HTTPError, ValueError):
-        return False
 
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     project = tmp_path_factory.mktemp("content") / "project"
     with started_instance(project, builtins=("atrium", "content-manager")) as started:
-        wait_until(lambda: running(started), timeout_s=30, what=f"{SERVER} running")
         started.atrium("admin", "users", "create", "bob", "--role", "user")
         yield started
 

@@ -25,7 +25,6 @@ from mcp.types import (
 from PIL import Image
 
 from tests.e2e.instance import Instance, started_instance
-from tests.polling import wait_until
 
 SERVER = "content-manager"
 
@@ -35,19 +34,8 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     """The scaffold as ``init`` writes it, with bob, a ``user``, next to the first admin."""
     project = tmp_path_factory.mktemp("featured-image") / "project"
     with started_instance(project, builtins=("atrium", "content-manager")) as started:
-        wait_until(lambda: running(started), timeout_s=30, what=f"{SERVER} running")
         started.atrium("admin", "users", "create", "bob", "--role", "user")
         yield started
-
-
-def running(instance: Instance) -> bool:
-    """``init`` enabled the content-manager; the supervisor starts it after the atrium server
-    ``started_instance`` waits for."""
-    try:
-        answer = httpx2.get(f"{instance.base}/api/v1/mcp/registry/{SERVER}", timeout=2)
-        return bool(answer.json().get("status") == "running")
-    except (httpx2.HTTPError, ValueError):
-        return False
 
 
 @asynccontextmanager

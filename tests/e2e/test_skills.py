@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import pytest
 from mcp.types import CallToolResult
 
 from tests.e2e.instance import Instance, call_tool, ok, refusal, started_instance
-from tests.polling import wait_until
 
 SERVER = "marketplace"
 DESCRIPTION = "Extract text and tables from PDF files. Use when a task involves PDF documents."
@@ -25,19 +23,10 @@ def skill_md(name: str = "pdf-tools", body: str = "Run `pdftotext` on the file.\
     return f"---\nname: {name}\ndescription: {DESCRIPTION}\n---\n{body}"
 
 
-def running(instance: Instance) -> bool:
-    try:
-        answer = httpx2.get(f"{instance.base}/api/v1/mcp/registry/{SERVER}", timeout=2)
-        return bool(answer.json().get("status") == "running")
-    except (httpx2.HTTPError, ValueError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
     project = tmp_path_factory.mktemp("skills") / "project"
     with started_instance(project, builtins=("atrium", "marketplace")) as started:
-        wait_until(lambda: running(started), timeout_s=30, what=f"{SERVER} running")
         started.atrium("admin", "users", "create", "bob", "--role", "user")
         yield started
 
