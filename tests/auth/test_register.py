@@ -61,7 +61,6 @@ async def test_a_web_client_gets_a_secret_shown_once_and_stored_as_a_hash(
 @pytest.mark.parametrize(
     "body",
     [
-        {"redirect_uris": [REDIRECT]},
         {**NATIVE, "application_type": "desktop"},
         {**NATIVE, "redirect_uris": []},
         {**NATIVE, "grant_types": ["client_credentials"]},
@@ -71,7 +70,6 @@ async def test_a_web_client_gets_a_secret_shown_once_and_stored_as_a_hash(
         [NATIVE],
     ],
     ids=[
-        "no application_type",
         "unknown application_type",
         "no redirect_uris",
         "client_credentials",

@@ -117,3 +117,41 @@ async def test_a_read_only_token_researches_and_cannot_write_a_post(
     assert refused.value.data == {"error": "insufficient_scope"}  # the gateway's refusal
     assert not (instance.project / "content/blog/nope.md").exists()
     assert anonymous.status_code == 401
+
+
+async def test_each_users_drafted_outline_comes_from_only_their_own_posts(
+    instance: Instance, tokens: dict[str, str]
+) -> None:
+    # Imported here: this test was added after the module's others, whose imports it leaves be.
+    import json
+
+    from tests.ai.project import write_ai_config
+    from tests.ai.providers_fake import OpenAIChatFake, text
+
+    for user, title in (("admin", "Zephyr tuning notes"), ("bob", "Zephyr cabling notes")):
+        body = f"## {title.split()[1].title()}\nHow the zephyr relay is set up.\n"
+        ok(await call(instance, tokens, user, "create_blog_post", title=title, body=body))
+    config = instance.project / "services/ai/config.yaml"
+    scaffold = config.read_text()
+    drafts = ["# Zephyr\n- Tuning [post:zephyr-tuning-notes]", "# Zephyr\n- Cabling"]
+    try:
+        # A local OpenAI-compatible server needs no key, so the supervised server needs no env.
+        with OpenAIChatFake([text(draft) for draft in drafts]) as fake:
+            write_ai_config(instance.project, fake, key=False)
+            admin = ok(await call(instance, tokens, "admin", "research_blog", topic="zephyr",
+                                  draft=True))  # fmt: skip
+            bob = ok(await call(instance, tokens, "bob", "research_blog", topic="zephyr"))
+    finally:
+        config.write_text(scaffold)
+
+    assert [s["key"] for s in admin["sources"]] == ["zephyr-tuning-notes"]
+    assert [s["key"] for s in bob["sources"]] == ["zephyr-cabling-notes"]
+    assert (admin["draft"], bob["draft"]) == tuple(drafts)
+    assert admin["draft_model"]["provider"] == "fake"
+    asked_for_admin, asked_for_bob = (json.dumps(r.body) for r in fake.requests)
+    assert "[post:zephyr-tuning-notes]" in asked_for_admin
+    assert "zephyr-cabling" not in asked_for_admin
+    assert "Cabling" not in asked_for_admin
+    assert "[post:zephyr-cabling-notes]" in asked_for_bob
+    assert "zephyr-tuning" not in asked_for_bob
+    assert "Tuning" not in asked_for_bob

@@ -24,6 +24,7 @@ from mcp.types import (
 )
 from PIL import Image
 
+from tests.ai.fake_openai_images import OpenAIImagesFake, Picture, solid_png, write_images_config
 from tests.e2e.instance import Instance, started_instance
 
 SERVER = "content-manager"
@@ -87,6 +88,48 @@ async def test_two_users_each_get_a_png_and_read_back_only_their_own(instance: I
     [blob] = own.contents
     assert isinstance(blob, BlobResourceContents)
     assert base64.b64decode(blob.blob) == png_of(admins)
+    refused = await read(instance, "bob", admin_uri)
+    assert isinstance(refused, MCPError)
+    assert refused.error.code == INVALID_PARAMS
+
+
+async def test_with_an_image_model_each_user_gets_the_models_picture_through_the_gateway(
+    instance: Instance,
+) -> None:
+    """``ai.images`` on a local OpenAI-compatible server (no key, so none has to reach the
+    content-manager's environment): the supervised server asks it, crops the picture to
+    1200×630, and keeps it for its owner only; ``use_model: false`` still draws the card."""
+    config = instance.project / "services/ai/config.yaml"
+    scaffolded = config.read_text()
+    teal = (0, 128, 128)
+    try:
+        with OpenAIImagesFake([Picture(solid_png(teal)), Picture(solid_png(teal))]) as fake:
+            write_images_config(instance.project, fake, kind="openai-chat", key=False)
+            results = [
+                await generate(instance, "admin", "Tides and gateways"),
+                await generate(instance, "bob", "Bob's tides"),
+            ]
+            async with connected(instance, "bob") as client:
+                card = await client.call_tool(
+                    "generate_featured_image", {"title": "Bob's card", "use_model": False}
+                )
+    finally:
+        config.write_text(scaffolded)
+
+    for result in results:
+        assert not result.is_error, result
+        image = Image.open(io.BytesIO(png_of(result)))
+        assert (image.format, image.size) == ("PNG", (1200, 630))
+        assert image.convert("RGB").getcolors() == [(1200 * 630, teal)]
+        assert (result.structured_content or {})["source"] == "model"
+    assert len(fake.generations) == 2
+    prompts = [request.body["prompt"] for request in fake.generations]
+    assert '"Tides and gateways"' in prompts[0]
+    assert '"Bob\'s tides"' in prompts[1]
+    assert (card.structured_content or {})["source"] == "title-card"
+    admin_uri = (results[0].structured_content or {})["uri"]
+    own = await read(instance, "admin", admin_uri)
+    assert isinstance(own, ReadResourceResult), own
     refused = await read(instance, "bob", admin_uri)
     assert isinstance(refused, MCPError)
     assert refused.error.code == INVALID_PARAMS

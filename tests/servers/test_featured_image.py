@@ -214,7 +214,7 @@ async def test_the_tool_is_listed_with_schemas_and_honest_annotations(project: S
     tool = tools["generate_featured_image"]
     assert tool.title
     assert tool.description
-    assert set(tool.input_schema["properties"]) == {"title", "slug", "style"}
+    assert set(tool.input_schema["properties"]) == {"title", "slug", "style", "use_model"}
     assert tool.input_schema["required"] == ["title"]
     assert tool.input_schema["properties"]["style"]["enum"] == list(STYLES)
     assert tool.output_schema is not None
@@ -228,7 +228,7 @@ async def test_the_tool_is_listed_with_schemas_and_honest_annotations(project: S
         False,
         False,
     )
-    assert hints.open_world_hint is False
+    assert hints.open_world_hint is True  # with ai.images, the title goes to a model API
     [template] = [t for t in templates if t.uri_template.startswith("artifact://content-manager/")]
     assert template.mime_type == "image/png"
 

@@ -9,17 +9,26 @@ ai:
       api_key: {$env: OPENAI_API_KEY}   # only $env / $file references, never the key itself
       timeout_s: 120                    # default: timeouts.model_request_s
       max_retries: 2
+    openai: {type: openai, api_key: {$env: OPENAI_API_KEY}}
   default_provider: local               # default: the provider, when there is exactly one
   default_model: llama3.1
   auto_discover: true                   # offer agents the tools of every enabled server
   mcp_configs: [tools/.mcp.json]        # extra .mcp.json files, relative to the project
   max_tool_rounds: 10
   timeouts: {model_request_s: 600, tool_call_s: 120}
+  images:                               # optional: featured images from an image model
+    provider: openai                    # a provider above of type openai or openai-chat
+    model: gpt-image-2
+    size: 1536x1024                     # optional: what the model is asked for
 ```
 
 A missing (or empty) file is the defaults: no provider, which is an error only when a run needs
 one (``atrium.ai.agents.resolve_model``). API keys stay references here and are resolved when a
 run starts (``resolve_api_key``), as the registry does with a server's ``env``.
+
+``images`` names the provider and model the content-manager's ``generate_featured_image``
+draws with (``atrium.ai.images``); only the OpenAI Images API is spoken, so its provider must be
+of type ``openai`` or ``openai-chat`` (an OpenAI-compatible server given by ``base_url``).
 """
 
 from __future__ import annotations
@@ -52,6 +61,7 @@ from atrium.settings import Settings
 AI_CONFIG_FILE = "services/ai/config.yaml"
 _HTTP_URL = re.compile(r"^https?://[^\s/]+")
 ProviderType = Literal["anthropic", "openai", "openai-chat", "gemini"]
+IMAGE_PROVIDER_TYPES: tuple[ProviderType, ...] = ("openai", "openai-chat")
 
 
 class _Model(BaseModel):
@@ -118,6 +128,16 @@ class Timeouts(_Model):
     tool_call_s: float = Field(default=120.0, gt=0, le=3600)
 
 
+class ImagesConfig(_Model):
+    """``images:``: the image model of featured images; ``provider`` is checked against
+    ``providers`` by ``load_ai_config``, which can point at its line."""
+
+    provider: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    # The Images API takes WIDTHxHEIGHT or "auto"; which sizes a model accepts is its own rule.
+    size: str | None = Field(default=None, pattern=r"^(auto|[1-9][0-9]{1,4}x[1-9][0-9]{1,4})$")
+
+
 def _none_is_empty(value: Any) -> Any:
     # ``providers:`` with every entry commented out is null in YAML: the user meant none.
     return {} if value is None else value
@@ -135,6 +155,7 @@ class AiConfig(_Model):
     mcp_configs: tuple[Annotated[str, Field(min_length=1)], ...] = ()
     max_tool_rounds: int = Field(default=10, ge=1, le=100)
     timeouts: Timeouts = Timeouts()
+    images: ImagesConfig | None = None
 
     @field_validator("default_provider")
     @classmethod
@@ -194,9 +215,10 @@ def load_ai_config(settings: Settings) -> AiConfig:
     except ValidationError as exc:
         problems = validation_problems(exc, shown, document)
         raise ConfigError(sorted(problems, key=lambda p: (p.line or 0, p.column or 0))) from None
-    missing = _missing_mcp_configs(config, settings, shown, document)
-    if missing:
-        raise ConfigError(missing)
+    problems = _missing_mcp_configs(config, settings, shown, document)
+    problems += _image_provider_problems(config, shown, document)
+    if problems:
+        raise ConfigError(problems)
     return config
 
 
@@ -218,6 +240,35 @@ def _missing_mcp_configs(
                 )
             )
     return problems
+
+
+def _image_provider_problems(config: AiConfig, shown: str, document: Any) -> list[Problem]:
+    """``images.provider`` must name a provider that speaks the OpenAI Images API."""
+    if config.images is None:
+        return []
+    name = config.images.provider
+    provider = config.providers.get(name)
+    if provider is None:
+        known = ", ".join(sorted(config.providers)) or "none"
+        message = f"'{name}' is not one of the providers (configured: {known})"
+    elif provider.type not in IMAGE_PROVIDER_TYPES:
+        message = (
+            f"provider '{name}' is of type {provider.type}; images need type"
+            f" {' or '.join(IMAGE_PROVIDER_TYPES)}"
+        )
+    else:
+        return []
+    loc = ("ai", "images", "provider")
+    where = yamlio.position(document, loc)
+    return [
+        Problem(
+            shown,
+            message,
+            key_path=yamlio.key_path(loc),
+            line=where[0] if where else None,
+            column=where[1] if where else None,
+        )
+    ]
 
 
 def resolve_api_key(config: AiConfig, provider: str, settings: Settings) -> str | None:

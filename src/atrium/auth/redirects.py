@@ -17,6 +17,7 @@ fail sign-ins at random.
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Literal
 from urllib.parse import SplitResult, urlsplit
 
 from atrium.auth.errors import invalid_redirect_uri, invalid_request, shown
@@ -48,6 +49,18 @@ def check_redirect(uri: str, application_type: str, *, dev_mode: bool) -> None:
         f"'{shown(uri)}' is not allowed for a {shown(application_type)} client "
         "(web: https; native: http loopback or a private-use scheme)"
     )
+
+
+def implied_application_type(uri: str) -> Literal["native", "web"]:
+    """The ``application_type`` that ``uri`` implies for a client that names none: http
+    loopback (RFC 8252 §7.3) or a private-use scheme (§7.1) is native, anything else web.
+    A malformed ``uri`` raises ``invalid_redirect_uri``."""
+    parts = _parts(uri)
+    if parts.scheme == "https":
+        return "web"
+    if parts.scheme == "http":
+        return "native" if is_loopback_host(parts.hostname or "") else "web"
+    return "native"  # a scheme that cannot be a redirect is refused by check_redirect
 
 
 def check_not_own_port(uri: str, own: Collection[int], *, registering: bool) -> None:

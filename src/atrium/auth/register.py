@@ -1,12 +1,16 @@
 """Dynamic client registration (RFC 7591), open to any client, capped and self-cleaning.
 
-``application_type`` is required (the MCP spec's SEP-837 profile of OIDC registration): a
-``native`` client redirects to loopback or a private-use scheme (RFC 8252 §7), a ``web`` client
-to https (``atrium.auth.redirects``). Clients that registered but never obtained a token
-expire, the number of live dynamic clients is capped, and each client address may register
-``oauth.registrations_per_address`` (RFC 7591 §5 lets a server limit registration), so open
-registration cannot fill the store. At the cap, registrations that never led to a token make
-room, oldest first: a flood evicts its own clients, never one in use.
+``application_type`` (the MCP spec's SEP-837 profile of OIDC registration) decides which
+redirects a client may use: a ``native`` client redirects to loopback or a private-use scheme
+(RFC 8252 §7), a ``web`` client to https (``atrium.auth.redirects``). A client that names none,
+as most MCP clients do, gets the type its redirect URIs imply (loopback or a private-use scheme:
+native; else web), and redirects that imply both are refused rather than guessed.
+
+Clients that registered but never obtained a token expire, the number of live dynamic clients
+is capped, and each client address may register ``oauth.registrations_per_address`` (RFC 7591
+§5 lets a server limit registration), so open registration cannot fill the store. At the cap,
+registrations that never led to a token make room, oldest first: a flood evicts its own
+clients, never one in use.
 
 ``client_name`` is shown on the consent page, so it is plain text of bounded length: no control
 or format characters (a right-to-left override could make one name read as another).
@@ -23,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from atrium.auth.clients import PUBLIC, SECRET_METHODS
-from atrium.auth.errors import OAuthError, invalid_client_metadata
+from atrium.auth.errors import OAuthError, invalid_client_metadata, shown
 from atrium.auth.hashing import new_token, token_hash
-from atrium.auth.redirects import check_not_own_port, check_redirect
+from atrium.auth.redirects import check_not_own_port, check_redirect, implied_application_type
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.wire import oauth_error_response, read_json
 from atrium.store import ClientRecord
@@ -40,13 +44,14 @@ _SERVER_ASSIGNED = {
     "registration_client_uri",
 }
 MAX_CLIENT_NAME = 100
+AppType = Literal["native", "web"]
 
 
 class RegistrationRequest(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     redirect_uris: list[str] = Field(min_length=1, max_length=20)
-    application_type: Literal["native", "web"]
+    application_type: AppType | None = None
     token_endpoint_auth_method: Literal["none", "client_secret_basic", "client_secret_post"] = (
         "client_secret_basic"  # RFC 7591 §2 default
     )
@@ -78,13 +83,15 @@ async def register(auth: AuthorizationServer, request: Request) -> Response:
             asked = RegistrationRequest.model_validate(payload)
         except ValidationError as exc:
             raise invalid_client_metadata(_first_problem(exc)) from None
-        await _check_redirects(auth, asked)
+        kind = _application_type(asked)
+        asked = asked.model_copy(update={"application_type": kind})  # registered and returned
+        await _check_redirects(auth, asked.redirect_uris, kind)
         if asked.scope is not None:
             unknown = set(asked.scope.split()) - set(auth.roles.all_scopes())
             if unknown:
                 raise invalid_client_metadata(f"unknown scope(s): {' '.join(sorted(unknown))}")
         await _make_room(auth)
-        record, secret = _record(asked)
+        record, secret = _record(asked, kind)
         await auth.store.clients.add(record)
         auth.registrations.registered(address)
     except OAuthError as error:
@@ -97,11 +104,26 @@ async def register(auth: AuthorizationServer, request: Request) -> Response:
     return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
 
 
-async def _check_redirects(auth: AuthorizationServer, asked: RegistrationRequest) -> None:
+async def _check_redirects(auth: AuthorizationServer, uris: list[str], kind: AppType) -> None:
     own = await auth.own_ports()
-    for uri in asked.redirect_uris:
-        check_redirect(uri, asked.application_type, dev_mode=auth.options.dev_mode)
+    for uri in uris:
+        check_redirect(uri, kind, dev_mode=auth.options.dev_mode)
         check_not_own_port(uri, own, registering=True)
+
+
+def _application_type(asked: RegistrationRequest) -> AppType:
+    """The ``application_type`` asked for, or else the one the redirect URIs imply."""
+    if asked.application_type is not None:
+        return asked.application_type
+    implied = {uri: implied_application_type(uri) for uri in asked.redirect_uris}
+    native = [uri for uri, kind in implied.items() if kind == "native"]
+    web = [uri for uri, kind in implied.items() if kind == "web"]
+    if native and web:
+        raise invalid_client_metadata(
+            f"redirect_uris: '{shown(native[0])}' is a native redirect and '{shown(web[0])}' "
+            "a web one; name the client's application_type"
+        )
+    return "native" if native else "web"
 
 
 async def _make_room(auth: AuthorizationServer) -> None:
@@ -123,7 +145,7 @@ def _busy(why: str, retry_after_s: int) -> OAuthError:
     )
 
 
-def _record(asked: RegistrationRequest) -> tuple[ClientRecord, str | None]:
+def _record(asked: RegistrationRequest, kind: AppType) -> tuple[ClientRecord, str | None]:
     method = asked.token_endpoint_auth_method
     secret = new_token() if method in SECRET_METHODS else None
     metadata: dict[str, Any] = asked.model_dump(exclude_none=True, exclude=_SERVER_ASSIGNED)
@@ -134,7 +156,7 @@ def _record(asked: RegistrationRequest) -> tuple[ClientRecord, str | None]:
         secret_hash=token_hash(secret) if secret else None,
         redirect_uris=list(asked.redirect_uris),
         grant_types=list(asked.grant_types),
-        application_type=asked.application_type,
+        application_type=kind,
         token_endpoint_auth_method=method if secret else PUBLIC,
         scope=asked.scope,
         metadata=metadata,

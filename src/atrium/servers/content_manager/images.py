@@ -1,17 +1,20 @@
 """The ``content-manager`` server's featured images (issue 14): ``generate_featured_image``
-draws a post's title card (``title_card``) and keeps it; ``artifact://content-manager/{id}``
-serves it again.
+makes a post's picture, the image model's (``model_image``) when ``ai.images`` is configured,
+else a title card (``title_card``), and keeps it; ``artifact://content-manager/{id}`` serves
+it again.
 
 * The tool answers with the picture itself (``ImageContent``, base64 PNG) so a client can show
   it at once, a ``resource_link`` to its stable URI, and ``FeaturedImage`` as structured
   content. Each call keeps a new artifact (kind ``featured-image``) in the store: the PNG in
-  base64 and how it was made (palette, lines, size), owned by the caller's subject.
+  base64 and how it was made (``source``: ``model`` with its provider and model, or
+  ``title-card`` with its palette and lines), owned by the caller's subject.
 * Ownership: an image is its creator's. Only the owner reads it through the resource; anyone
   else, an admin too, gets "not found", the same answer as for an id that does not exist, so
   ids cannot be probed. Sharing is publishing: the owner puts the image in a post. An
   anonymous caller is refused: an image kept for nobody could never be read again.
-* With an image model configured, the issue asks for the model's picture instead; the AI
-  service has no image provider yet, so every call draws the title card.
+* ``use_model`` picks: unset, the model when one is configured; false, always the card; true,
+  the model or an error. A configured model that fails is the tool's error, not a card
+  (``model_image`` says why).
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import base64
 import binascii
 import logging
 import re
+from dataclasses import dataclass
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context
@@ -29,6 +33,7 @@ from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import CallToolResult, ImageContent, ResourceLink, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
+from atrium.servers.content_manager.model_image import ModelPicture, model_picture
 from atrium.servers.content_manager.title_card import (
     HEIGHT,
     STYLES,
@@ -77,10 +82,19 @@ StyleName = Annotated[
     str,
     Field(
         description="gradient: a diagonal blend of two hues; solid: one colour; stripes: diagonal"
-        " stripes in two shades.",
+        " stripes in two shades. An image model is asked for the same look.",
         json_schema_extra={"enum": list(STYLES)},
     ),
 ]
+UseModel = Annotated[
+    bool | None,
+    Field(
+        description="Omit to use the project's image model when one is configured (ai.images"
+        " in services/ai/config.yaml), else draw a title card; false: always the title card;"
+        " true: the model's picture, an error when no model is configured.",
+    ),
+]
+Source = Literal["model", "title-card"]
 
 
 class PaletteColours(BaseModel):
@@ -100,31 +114,41 @@ class FeaturedImage(BaseModel):
     mime_type: str = Field(description="Always image/png.")
     artifact_id: str = Field(description="Id of the stored image.")
     uri: str = Field(description="The image's stable URI: resources/read it (only you can).")
+    source: Source = Field(description="model: the image model's picture; title-card: drawn.")
+    provider: str | None = Field(description="The image model's provider (source model).")
+    model: str | None = Field(description="The image model (source model).")
+    revised_prompt: str | None = Field(
+        description="The prompt as the model rewrote it, when it says (source model)."
+    )
     style: str
-    lines: list[str] = Field(description="The title as wrapped on the card.")
-    font_size: int = Field(description="The title's font size in pixels.")
-    truncated: bool = Field(description="True when the title was cut and ends with '…'.")
-    palette: PaletteColours
+    lines: list[str] | None = Field(description="The title as wrapped (title-card).")
+    font_size: int | None = Field(description="The title's font size in pixels (title-card).")
+    truncated: bool | None = Field(
+        description="True when the title was cut and ends with '…' (title-card)."
+    )
+    palette: PaletteColours | None = Field(description="The card's colours (title-card).")
 
 
 def add_images_tools(server: AtriumServer[Store], settings: Settings) -> None:
     """Register ``generate_featured_image`` and the ``artifact://content-manager/{id}`` resource
-    template of the images it keeps (``settings``: for the image model, once there is one)."""
+    template of the images it keeps (``settings``: where ``ai.images`` is read, per call)."""
 
     @server.tool(
         name=TOOL,
         title="Generate a featured image",
         description=(
-            f"Draw a blog post's featured image: a {WIDTH}×{HEIGHT} PNG title card (the title"
-            " wrapped and fitted, colours derived from the post, readable contrast). Returns"
-            " the image, and keeps it as yours at a stable artifact:// URI."
+            f"Make a blog post's featured image, a {WIDTH}×{HEIGHT} PNG: the project's image"
+            " model's picture when one is configured (no text in it), else a title card (the"
+            " title wrapped and fitted, colours derived from the post, readable contrast)."
+            " Returns the image, and keeps it as yours at a stable artifact:// URI."
         ),
-        # Writes an artifact, removes nothing; a second call keeps a second artifact.
+        # Writes an artifact, removes nothing; a second call keeps a second artifact. Open
+        # world: with an image model configured, the title goes to that model's API.
         annotations=ToolAnnotations(
             read_only_hint=False,
             destructive_hint=False,
             idempotent_hint=False,
-            open_world_hint=False,
+            open_world_hint=True,
         ),
     )
     async def generate_featured_image(
@@ -132,16 +156,15 @@ def add_images_tools(server: AtriumServer[Store], settings: Settings) -> None:
         ctx: Context[Store, Any],
         slug: Slug = None,
         style: StyleName = "gradient",
+        use_model: UseModel = None,
     ) -> Annotated[CallToolResult, FeaturedImage]:
         owner = _owner(ctx)
         cleaned, chosen = _checked(title, slug, style)
-        draw = partial(render_title_card, cleaned, seed=slug or cleaned, style=chosen, caption=slug)
-        # Drawing and PNG encoding take tens of milliseconds of CPU: not on the event loop.
-        card = await anyio.to_thread.run_sync(draw)
-        record = await _keep(ctx.request_context.lifespan_context, owner, cleaned, slug, card)
-        image = _described(record, card, chosen)
+        made = await _make(settings, cleaned, slug, chosen, use_model)
+        record = await _keep(ctx.request_context.lifespan_context, owner, cleaned, slug, made)
+        image = _described(record, made, chosen)
         logger.info("kept featured image %s for %s (%d bytes)", record.id, owner, image.bytes)
-        return _result(cleaned, record, card, image)
+        return _result(cleaned, record, image)
 
     @server.resource(
         f"{URI_PREFIX}{{artifact_id}}",
@@ -197,16 +220,31 @@ def _checked(title: str, slug: str | None, style: str) -> tuple[str, Style]:
     raise ToolError(f"style {style[:40]!r} is unknown: use one of {', '.join(STYLES)}")
 
 
-async def _keep(
-    store: Store, owner: str, title: str, slug: str | None, card: TitleCard
-) -> ArtifactRecord:
+@dataclass(frozen=True)
+class _Made:
+    """A picture, how it was made as its artifact keeps it, and the card when one was drawn."""
+
+    png: bytes
+    details: dict[str, Any]
+    card: TitleCard | None = None
+
+
+async def _make(
+    settings: Settings, title: str, slug: str | None, style: Style, use_model: bool | None
+) -> _Made:
+    if use_model is not False:
+        picture = await model_picture(settings, title, slug, style, required=use_model is True)
+        if picture is not None:
+            return _model_made(picture)
+    draw = partial(render_title_card, title, seed=slug or title, style=style, caption=slug)
+    # Drawing and PNG encoding take tens of milliseconds of CPU: not on the event loop.
+    return _card_made(await anyio.to_thread.run_sync(draw))
+
+
+def _card_made(card: TitleCard) -> _Made:
     palette = card.palette
-    content = {
-        "owner": owner,
-        "mime_type": MIME_TYPE,
-        "width": WIDTH,
-        "height": HEIGHT,
-        "slug": slug,
+    details = {
+        "source": "title-card",
         "lines": list(card.layout.lines),
         "font_size": card.layout.size,
         "truncated": card.layout.truncated,
@@ -216,7 +254,32 @@ async def _keep(
             "text": hex_colour(palette.text),
             "accent": hex_colour(palette.accent),
         },
-        "png_base64": base64.b64encode(card.png).decode("ascii"),
+    }
+    return _Made(card.png, details, card)
+
+
+def _model_made(picture: ModelPicture) -> _Made:
+    details = {
+        "source": "model",
+        "provider": picture.provider,
+        "model": picture.model,
+        "prompt": picture.prompt,
+        "revised_prompt": picture.revised_prompt,
+    }
+    return _Made(picture.png, details)
+
+
+async def _keep(
+    store: Store, owner: str, title: str, slug: str | None, made: _Made
+) -> ArtifactRecord:
+    content = {
+        "owner": owner,
+        "mime_type": MIME_TYPE,
+        "width": WIDTH,
+        "height": HEIGHT,
+        "slug": slug,
+        **made.details,
+        "png_base64": base64.b64encode(made.png).decode("ascii"),
     }
     try:
         return await store.artifacts.add(
@@ -224,7 +287,7 @@ async def _keep(
         )
     except StoreError as exc:
         logger.error("could not keep a featured image for %s: %s", owner, exc)
-        raise ToolError(f"the image was drawn but could not be kept: {exc}") from None
+        raise ToolError(f"the image was made but could not be kept: {exc}") from None
 
 
 async def _read(store: Store, artifact_id: str) -> ArtifactRecord | None:
@@ -235,28 +298,33 @@ async def _read(store: Store, artifact_id: str) -> ArtifactRecord | None:
         raise ResourceError(f"featured image {artifact_id!r} could not be read: {exc}") from None
 
 
-def _described(record: ArtifactRecord, card: TitleCard, style: Style) -> FeaturedImage:
-    palette = card.palette
-    stored = record.content["palette"]
-    contrast = min(contrast_ratio(palette.text, c) for c in field_colours(palette, style))
+def _described(record: ArtifactRecord, made: _Made, style: Style) -> FeaturedImage:
+    kept, card = record.content, made.card
+    palette = None
+    if card is not None:
+        colours = field_colours(card.palette, style)
+        contrast = min(contrast_ratio(card.palette.text, c) for c in colours)
+        palette = PaletteColours(**kept["palette"], contrast=round(contrast, 2))
     return FeaturedImage(
         width=WIDTH,
         height=HEIGHT,
-        bytes=len(card.png),
+        bytes=len(made.png),
         mime_type=MIME_TYPE,
         artifact_id=record.id,
         uri=f"{URI_PREFIX}{record.id}",
+        source=kept["source"],
+        provider=kept.get("provider"),
+        model=kept.get("model"),
+        revised_prompt=kept.get("revised_prompt"),
         style=style,
-        lines=list(card.layout.lines),
-        font_size=card.layout.size,
-        truncated=card.layout.truncated,
-        palette=PaletteColours(**stored, contrast=round(contrast, 2)),
+        lines=kept.get("lines"),
+        font_size=kept.get("font_size"),
+        truncated=kept.get("truncated"),
+        palette=palette,
     )
 
 
-def _result(
-    title: str, record: ArtifactRecord, card: TitleCard, image: FeaturedImage
-) -> CallToolResult:
+def _result(title: str, record: ArtifactRecord, image: FeaturedImage) -> CallToolResult:
     link = ResourceLink(
         type="resource_link",
         uri=image.uri,
@@ -265,9 +333,12 @@ def _result(
         mime_type=MIME_TYPE,
         size=image.bytes,
     )
+    made = (
+        f"by {image.provider}:{image.model}" if image.source == "model" else f"{image.style} card"
+    )
     summary = (
-        f"Featured image for {title!r}: {WIDTH}×{HEIGHT} PNG, {image.bytes} bytes,"
-        f" {image.style}, kept as {image.uri}."
+        f"Featured image for {title!r}: {WIDTH}×{HEIGHT} PNG, {image.bytes} bytes, {made},"
+        f" kept as {image.uri}."
     )
     return CallToolResult(
         content=[

@@ -7,9 +7,11 @@ says about a topic, before a post is written.
   what changed, so a playbook edited a second ago is found as it is now.
 * Outline: the sources' section headings (levels 2 and 3, without step numbers; the title
   when a source has none), best source first, the same heading from several sources merged
-  and credited to each. It is built from the sources, never invented: a model-drafted outline
-  (the issue's "with an AI provider configured") is left to the soul server, which owns the
-  model calls.
+  and credited to each. It is built from the sources by code, never invented.
+* Draft (the issue's "with an AI provider configured, a drafted outline from them"): a
+  Markdown outline the project's model writes from the same sources, citing them as
+  ``[kind:key]`` (``drafting``). By default drafted when a provider is configured; a provider
+  that fails leaves the sources and outline as they are, with ``draft_problem`` saying why.
 * An anonymous caller researches the shared content only (playbooks, published posts, shared
   skills): reading owns nothing.
 """
@@ -26,6 +28,7 @@ from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
 from atrium.servers.atrium.playbooks import load_playbooks
+from atrium.servers.content_manager.drafting import DraftModel, draft_outline
 from atrium.servers.toolkit import AtriumServer
 from atrium.servers.trust import current_caller
 from atrium.settings import Settings
@@ -62,6 +65,19 @@ class ResearchResult(BaseModel):
     topic: str
     sources: list[ResearchSource] = Field(description="Best match first.")
     outline: list[OutlineSection] = Field(description="A post outline from the sources' headings.")
+    draft: str | None = Field(
+        description=(
+            "A Markdown outline drafted by the project's AI model from these sources only,"
+            " citing them as [kind:key]; null when none was drafted (draft_problem says why)."
+        )
+    )
+    draft_model: DraftModel | None = Field(description="The model that drafted it; null if none.")
+    draft_problem: str | None = Field(
+        description=(
+            "Why there is no draft: no AI provider configured, no sources, or the provider"
+            " failed (its error); null when drafted or when called with draft: false."
+        )
+    )
 
 
 def add_research_tool(server: AtriumServer[Store], settings: Settings) -> None:
@@ -69,11 +85,13 @@ def add_research_tool(server: AtriumServer[Store], settings: Settings) -> None:
         title="Research a blog topic",
         description=(
             "Search the project's own content (blog posts, playbooks, skills you may see) for "
-            "a topic: ranked sources with snippets, and an outline built from their headings. "
-            "Use it before create_blog_post."
+            "a topic: ranked sources with snippets, an outline built from their headings, and, "
+            "when the project has an AI provider configured, a Markdown outline its model "
+            "drafts from those sources alone, citing them as [kind:key]. Use it before "
+            "create_blog_post."
         ),
         annotations=ToolAnnotations(
-            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True
         ),
     )
     async def research_blog(
@@ -82,6 +100,16 @@ def add_research_tool(server: AtriumServer[Store], settings: Settings) -> None:
         ],
         ctx: Context[Store, Any],
         limit: Annotated[int, Field(ge=1, le=25, description="At most this many sources.")] = 8,
+        draft: Annotated[
+            bool | None,
+            Field(
+                description=(
+                    "Have the project's AI model draft an outline from the sources. Default:"
+                    " when services/ai/config.yaml configures a provider. true: a draft or an"
+                    " error saying why not. false: no model is asked."
+                )
+            ),
+        ] = None,
     ) -> ResearchResult:
         if not search_terms(topic):
             raise ToolError(f"topic: {topic[:60]!r} has no words to search for")
@@ -92,10 +120,14 @@ def add_research_tool(server: AtriumServer[Store], settings: Settings) -> None:
         except StoreError as exc:
             logger.error("research_blog: %s", exc)
             raise ToolError("the content could not be searched; the server log says why") from None
+        drafted = await draft_outline(settings, topic, found, draft=draft)
         return ResearchResult(
             topic=topic,
             sources=[_source(source) for source in found],
             outline=outline(found),
+            draft=drafted.text,
+            draft_model=drafted.model,
+            draft_problem=drafted.problem,
         )
 
 
