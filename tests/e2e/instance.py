@@ -116,7 +116,7 @@ def started_instance(
         instance.start()
         for name in set(builtins) - {"atrium"}:  # atrium: start() waited for it
             url = f"{base}/api/v1/mcp/registry/{name}"
-            wait_until(partial(_routed, url), timeout_s=30, what=f"{name} routed")
+            wait_until(partial(_routed, url), timeout_s=60, what=f"{name} routed")
         yield instance
     finally:
         instance.stop()

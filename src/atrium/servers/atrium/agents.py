@@ -111,7 +111,9 @@ def add_agent_tools(server: AtriumServer[Store], settings: Settings) -> None:
     @server.tool(
         title="List agents",
         description="List the project's agents (name, description, model) that run_agent runs.",
-        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=False),
+        annotations=ToolAnnotations(
+            read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+        ),
     )
     def list_agents() -> AgentListing:
         return _listing(settings)

@@ -137,7 +137,14 @@ def _add_cli_tool(
             "Run one atrium CLI command on this project and return its output. "
             f"Allowed commands start with: {allowed}. Add --json where a command offers it."
         ),
-        annotations=ToolAnnotations(read_only_hint=False, open_world_hint=False),
+        # Each run keeps a new artifact: not idempotent. Destructive only when the operator
+        # allowed more than the read-only default commands (ATRIUM_ALLOWED_COMMANDS).
+        annotations=ToolAnnotations(
+            read_only_hint=False,
+            destructive_hint=not set(allowed.prefixes) <= set(AllowList.from_environ({}).prefixes),
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
         meta=TOOL_META,
     )
     async def run_command(
@@ -227,7 +234,9 @@ def _cli_result(command: str, run: CliRun, artifact_id: str) -> CallToolResult:
 
 
 def _add_playbook_tools(server: AtriumServer[Store], settings: Settings) -> None:
-    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    read_only = ToolAnnotations(
+        read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False
+    )
 
     @server.tool(
         title="List playbooks",
