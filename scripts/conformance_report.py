@@ -3,10 +3,11 @@
 ``conformance server --requirements REV -o DIR`` writes one folder per scenario,
 ``DIR/server-<scenario>-<ISO time>/checks.json``: a list of checks, each with a ``status`` of
 SUCCESS, FAILURE, WARNING, INFO or SKIPPED. A scenario fails when one of its checks is a
-FAILURE; WARNING (a SHOULD not met), INFO and SKIPPED never fail it. Which scenarios count is
-fixed by the package's ``requirements/REV.yaml``: ``server`` lists the scored scenarios,
-``not_scored`` those run for visibility only (extensions, pending, added after the release).
-A scored scenario without results (it crashed, or was not run) counts as failed.
+FAILURE; WARNING (a SHOULD not met), INFO and SKIPPED never fail it. The package's
+``requirements/REV.yaml`` names the scenarios of a revision: ``server`` the scored ones,
+``not_scored`` those the suite runs for visibility only (extensions, pending, added after the
+release). Atrium holds itself to both: a run passes only when every scenario of either list
+passed, and a scenario without results (it crashed, or was not run) counts as failed.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class RunReport:
 
     @property
     def ok(self) -> bool:
-        """The suite's own verdict and ours agree that every scored scenario passed."""
-        return self.exit_code == 0 and all(s.passed for s in self.scored)
+        """The suite's own verdict (scored scenarios) is a pass, and every scenario passed."""
+        return self.exit_code == 0 and all(s.passed for s in self.scenarios)
 
 
 def read_run(
@@ -74,24 +75,23 @@ def read_run(
 
 
 def describe(report: RunReport) -> list[str]:
-    """Lines for the terminal: the counts, then every scored failure with its checks."""
+    """Lines for the terminal: the counts, then every failure (scored or not) with its checks,
+    then the warnings of scored scenarios."""
     scored, extra = report.scored, report.not_scored
     lines = [
         f"{report.revision}: {'PASS' if report.ok else 'FAIL'}"
         f" - scored {_count(scored)}, not scored {_count(extra)}"
         f" ({report.seconds:.1f} s, suite exit {report.exit_code})"
     ]
-    for scenario in scored:
+    for scenario in report.scenarios:
+        label = scenario.name if scenario.scored else f"{scenario.name} (not scored)"
         if scenario.checks is None:
-            lines.append(f"  FAILED {scenario.name}: no results (crashed or not run)")
+            lines.append(f"  FAILED {label}: no results (crashed or not run)")
         for check in scenario.failures:
-            lines.append(f"  FAILED {scenario.name} [{check.get('id')}] {_error(check)}")
+            lines.append(f"  FAILED {label} [{check.get('id')}] {_error(check)}")
     for scenario in scored:
         for check in scenario.warnings:
             lines.append(f"  warning {scenario.name} [{check.get('id')}] {_error(check)}")
-    failing_extra = [s.name for s in extra if not s.passed]
-    if failing_extra:
-        lines.append(f"  not scored, failing: {', '.join(failing_extra)}")
     return lines
 
 

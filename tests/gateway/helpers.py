@@ -223,7 +223,7 @@ def messages(response: httpx2.Response) -> list[dict[str, Any]]:
     found = []
     for event in response.text.replace("\r\n", "\n").split("\n\n"):
         data = [line[5:].lstrip() for line in event.split("\n") if line.startswith("data:")]
-        if data:
+        if any(data):  # a priming event (SEP-1699) has an id and empty data
             found.append(orjson.loads("\n".join(data)))
     return found
 

@@ -33,29 +33,64 @@ before any listing is looked up first (``lookup``); a tool still unknown is not 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
+
+import orjson
+from mcp.shared.inbound import (
+    X_MCP_HEADER_KEY,
+    find_invalid_x_mcp_header,
+    mcp_param_headers,
+    x_mcp_header_map,
+)
 
 from atrium.auth.resource_guard import Caller
 from atrium.auth.roles import ANONYMOUS, NOT_WRITING, TOOLS_READ, TOOLS_WRITE
+from atrium.gateway.jsonrpc import Call
 from atrium.gateway.policy import Policy
 from atrium.registry.globs import matches_any
 from atrium.registry.schema import ServerConfig
 
 Verdict = Literal["ok", "hidden", "sign-in"] | tuple[str, ...]  # a tuple: the scopes needed
+MAX_HEADER_TOOLS = 1000
+_MARK = X_MCP_HEADER_KEY.encode()
+_NONE: Mapping[str, dict[str, Any]] = MappingProxyType({})
 
 
 @dataclass
 class ToolCatalog:
-    """``readOnlyHint`` of each tool seen, per server."""
+    """What the gateway learnt of each server's tools from their listings: ``readOnlyHint``,
+    and the ``x-mcp-header`` declarations of the tools that have any (SEP-2243), kept as a
+    schema of just the declared arguments (at most ``MAX_HEADER_TOOLS`` tools a server)."""
 
     _read_only: dict[str, dict[str, bool]] = field(default_factory=dict)
+    _headers: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def learn(self, server: str, tools: list[Any]) -> None:
         known = self._read_only.setdefault(server, {})
+        headers = self._headers.setdefault(server, {})
         for tool in tools:
             if isinstance(tool, dict) and isinstance(tool.get("name"), str):
                 known[tool["name"]] = read_only_hint(tool)
+                declared = header_schema(tool.get("inputSchema"))
+                if declared is None:
+                    headers.pop(tool["name"], None)
+                elif tool["name"] in headers or len(headers) < MAX_HEADER_TOOLS:
+                    headers[tool["name"]] = declared
+
+    def header_schemas(self, server: str) -> Mapping[str, dict[str, Any]]:
+        """The declared ``Mcp-Param-*`` arguments of the tools of ``server``, by tool."""
+        return self._headers.get(server, _NONE)
+
+    def param_headers(self, server: str, call: Call) -> dict[str, str]:
+        """The ``Mcp-Param-*`` headers a 2026-07-28 client would send with ``call``."""
+        schema = self._headers.get(server, _NONE).get(call.tool or "")
+        arguments = call.params.get("arguments")
+        if schema is None or not isinstance(arguments, dict):
+            return {}
+        return mcp_param_headers(x_mcp_header_map(schema), arguments)
 
     def read_only(self, server: str, tool: str) -> bool:
         return self._read_only.get(server, {}).get(tool, False)
@@ -66,6 +101,28 @@ class ToolCatalog:
 
     def forget(self) -> None:
         self._read_only.clear()
+        self._headers.clear()
+
+
+def header_schema(input_schema: Any) -> dict[str, Any] | None:
+    """The properties of ``input_schema`` marked ``x-mcp-header``, alone in a schema of the
+    same shape (what the SDK's ``validate_mcp_param_headers`` reads); ``None`` without any,
+    and for a schema whose marks the SDK refuses (clients send no header for such a tool)."""
+    if not isinstance(input_schema, dict) or _MARK not in orjson.dumps(input_schema):
+        return None  # the common case, decided by one pass of C: no tool of a listing has marks
+    if find_invalid_x_mcp_header(input_schema) is not None:
+        return None
+    declared = x_mcp_header_map(input_schema)
+    if not declared:
+        return None
+    kept: dict[str, Any] = {"type": "object", "properties": {}}
+    for path, token in declared.items():
+        source, target = input_schema, kept
+        for key in path:
+            source = source["properties"][key]
+            target = target["properties"].setdefault(key, {"properties": {}})
+        target.update({"type": source.get("type"), X_MCP_HEADER_KEY: token})
+    return kept
 
 
 def read_only_hint(tool: dict[str, Any]) -> bool:

@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 PURGE_INTERVAL_S = 3600.0
 # "registry" is no server's name (registry.schema.RESERVED_NAMES): /api/v1/mcp/registry/mcp is
 # the registry entry of a server called "mcp".
-_MCP_PATH = re.compile(r"/api/v1/mcp/(?!registry/)([^/]+)/mcp")
+# /jsonrpc: the same server's one-shot endpoint (JSON in, JSON out; oneshot.py).
+_MCP_PATH = re.compile(r"/api/v1/mcp/(?!registry/)([^/]+)/(mcp|jsonrpc)")
 
 
 def create_app(
@@ -77,6 +78,7 @@ async def _watch(parts: GatewayParts, interval_s: float) -> None:
             if await parts.directory.refresh():
                 parts.proxy.catalog.forget()
                 parts.proxy.lookup.forget()
+                parts.proxy.oneshot.forget()
                 logger.info("server registry reloaded: %d servers", len(parts.directory.routes))
             await parts.reload_auth()
         except Exception:  # the top of a task: keep serving with what we have
@@ -145,7 +147,7 @@ class GatewayApp(Starlette):
             await super().__call__(scope, receive, send)
         elif scope["type"] == "http" and (match := _MCP_PATH.fullmatch(scope["path"])):
             scope["app"] = self
-            scope["path_params"] = {"server": match[1]}
+            scope["path_params"] = {"server": match[1], "endpoint": match[2]}
             await self._serving.parts.proxy(scope, receive, send)
         else:
             await self._serving.routes(scope, receive, send)

@@ -25,6 +25,12 @@ The draft moves cards out of ``.well-known`` (site-wide metadata); the seeds sti
 ``remotes`` (its servers are not interchangeable endpoints of one server) whose ``_meta``
 lists each server's endpoint and card.
 
+Seed 003's card has two members of its own, which every card here carries too (clients built
+from the seed read them): ``transport`` (``{type: streamable-http, url}``) and ``auth``
+(``{type: oauth2, authorizationUrl, tokenUrl, scopes}``). The instance card's ``transport``
+is its only server's endpoint, or the built-in ``atrium`` server's when it publishes several
+(the seeds' ``systemprompt``); with neither it has none rather than a guess.
+
 ``registry_entry`` gives the same identity and remote in the MCP Registry's ``server.json``
 form (modelcontextprotocol/registry, docs/reference/server-json), for ``atrium plugins mcp
 export-registry``.
@@ -67,6 +73,7 @@ INSTANCE_CARD_PATH = "/.well-known/mcp/server-card.json"
 PROTOCOL_VERSIONS = ("2026-07-28", "2025-11-25")
 DESCRIPTION_MAX = 100  # schema.ts: ServerCard.description @maxLength 100
 INSTANCE_NAME = "atrium.gateway"  # a "." no server name can hold (registry.schema.SERVER_NAME)
+MAIN_SERVER = "atrium"  # the instance card's transport when it publishes several servers
 
 # discovery.md, "CORS Requirements": cards are public and read-only, so any origin may read.
 CORS = {
@@ -151,22 +158,38 @@ def authorization(settings: Settings, server: str, config: ServerConfig) -> dict
     }
 
 
+def seed_transport(settings: Settings, server: str) -> dict[str, Any]:
+    """Seed 003's ``transport`` member: where a client posts."""
+    return {"type": "streamable-http", "url": settings.endpoint_for(server)}
+
+
+def seed_auth(settings: Settings, scopes: Iterable[str]) -> dict[str, Any]:
+    """Seed 003's ``auth`` member: the authorization server's endpoints and the scopes."""
+    return {
+        "type": "oauth2",
+        "authorizationUrl": f"{settings.oauth_base}/authorize",
+        "tokenUrl": f"{settings.oauth_base}/token",
+        "scopes": list(scopes),
+    }
+
+
 def server_card(settings: Settings, server: str, config: ServerConfig) -> dict[str, Any]:
-    """The SEP-2127 card of one hosted server.
+    """The SEP-2127 card of one hosted server, with seed 003's ``transport`` and ``auth``.
 
     ``version`` is the gateway's: a backend's own version is only known by calling it, which
     a card must not need; the draft makes every card field advisory.
     """
+    granted = authorization(settings, server, config)
     return {
         "$schema": CARD_SCHEMA,
         "name": card_name(settings, server),
         "version": __version__,
         "description": description_of(server, config),
         "remotes": [remote(settings, server, config)],
+        "transport": seed_transport(settings, server),
+        "auth": seed_auth(settings, granted["scopes"]),
         "_meta": {
-            f"{namespace(settings.public_url)}/authorization": authorization(
-                settings, server, config
-            )
+            f"{namespace(settings.public_url)}/authorization": granted,
         },
     }
 
@@ -184,13 +207,22 @@ def instance_card(settings: Settings, published: Iterable[Published]) -> dict[st
         for name, config in published
     ]
     noun = "server" if len(servers) == 1 else "servers"
-    return {
+    card: dict[str, Any] = {
         "$schema": CARD_SCHEMA,
         "name": f"{ns}/{INSTANCE_NAME}",
         "version": __version__,
         "description": f"Atrium MCP gateway with {len(servers)} {noun}, each with its own card",
-        "_meta": {f"{ns}/servers": servers, f"{ns}/aiCatalog": settings.public_url + CATALOG_PATH},
     }
+    names = [server["name"] for server in servers]
+    main = names[0] if len(names) == 1 else MAIN_SERVER if MAIN_SERVER in names else None
+    if main is not None:
+        card["transport"] = seed_transport(settings, main)
+    card["auth"] = seed_auth(settings, Roles(settings.oauth.roles).all_scopes())
+    card["_meta"] = {
+        f"{ns}/servers": servers,
+        f"{ns}/aiCatalog": settings.public_url + CATALOG_PATH,
+    }
+    return card
 
 
 def ai_catalog(settings: Settings, published: Iterable[Published]) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from starlette.types import Receive
+
 from atrium.auth.uris import LOOPBACK_AUTHORITIES, LOOPBACK_HOSTS
 from atrium.gateway.errors import INVALID_REQUEST, GatewayError
 from atrium.settings import Settings
@@ -75,3 +77,20 @@ def _hostname(host: str) -> str:
     if host.startswith("["):
         return host[: host.find("]") + 1]
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """A request body of at most ``limit`` bytes (413 past it, read no further)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise GatewayError(400, INVALID_REQUEST, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)

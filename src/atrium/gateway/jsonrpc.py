@@ -1,8 +1,11 @@
 """Reading the JSON-RPC messages of a request body, once, for routing, policy and audit.
 
 For protocol ``2026-07-28`` the client also sends the method and name in ``Mcp-Method`` and
-``Mcp-Name`` headers; the gateway reads the body all the same and refuses headers that
-contradict it, so a policy decision can never rest on a header alone.
+``Mcp-Name`` headers, and the arguments a tool marks ``x-mcp-header`` in ``Mcp-Param-*`` headers
+(SEP-2243, ``basic/transports#standard-headers``); HTTP infrastructure routes on them. The
+gateway reads the body all the same and refuses (400, -32020) headers that contradict it,
+before anything is forwarded: a policy decision never rests on a header alone, and no backend
+reads a request differently from the gateway that let it through (``checked_headers``).
 
 Each message is one of JSON-RPC 2.0's three kinds, or invalid (§4, §5): a request has a string
 ``method`` and an ``id`` (MCP: a string or an integer, never null), a notification has a
@@ -14,13 +17,13 @@ a response can be audited as a request that ran.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+from mcp.shared.inbound import NAME_BEARING_METHODS, decode_header_value, validate_mcp_param_headers
+from starlette.types import Scope
 
 from atrium.gateway.errors import (
     HEADER_MISMATCH,
@@ -31,12 +34,24 @@ from atrium.gateway.errors import (
 )
 
 MODERN = "2026-07-28"
-# A value that would not survive as an HTTP header (non-ASCII, edge whitespace) is sent as
-# "=?base64?<its UTF-8 in base64>?=" (2026-07-28, "HTTP headers"; the SDK's encode_header_value).
-_ENCODED = re.compile(r"=\?base64\?(?P<payload>.*)\?=")
+# The body field Mcp-Name mirrors, per method: SEP-2243, and SEP-2663 for the tasks methods.
+NAME_FIELDS: Mapping[str, str] = {
+    **NAME_BEARING_METHODS,
+    **dict.fromkeys(("tasks/get", "tasks/update", "tasks/cancel"), "taskId"),
+}
+_VERSION, _METHOD, _NAME = b"mcp-protocol-version", b"mcp-method", b"mcp-name"
+_PARAM = b"mcp-param-"
 MAX_TOOL_NAME = 256  # twice the 128 of MCP 2025-11-25 ("Tool names"): see _is_name
 
 Kind = Literal["request", "notification", "response"]
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """The task a ``tasks/*`` request names, once the gateway opened its id (``tasks``)."""
+
+    tool: str  # the tool whose call created it: its policy is the task's
+    presented: str  # the id as the client holds it (the backend's is in ``params``)
 
 
 @dataclass(frozen=True)
@@ -47,6 +62,7 @@ class Call:
     id: Any
     params: dict[str, Any]
     kind: Kind = "request"
+    task: TaskRef | None = None
 
     @property
     def is_request(self) -> bool:
@@ -54,6 +70,9 @@ class Call:
 
     @property
     def tool(self) -> str | None:
+        """The tool this message calls, or whose task it is about."""
+        if self.task is not None:
+            return self.task.tool
         if self.method != "tools/call":
             return None
         name = self.params.get("name")
@@ -146,30 +165,61 @@ def _invalid(why: str) -> GatewayError:
     return GatewayError(400, INVALID_REQUEST, f"Invalid Request: {why}")
 
 
-def check_routing_headers(inbound: Inbound, method: str | None, name: str | None) -> None:
-    """2026-07-28: ``Mcp-Method``/``Mcp-Name`` must say what the body says."""
-    if inbound.batch or not inbound.calls:
+def checked_headers(
+    scope: Scope, inbound: Inbound | None, header_schemas: Mapping[str, dict[str, Any]]
+) -> Scope:
+    """2026-07-28: refuse (400, -32020) routing headers that do not say what the body says.
+
+    ``Mcp-Method`` must be the body's method, ``Mcp-Name`` its name field (``NAME_FIELDS``),
+    both present; ``Mcp-Param-*`` must mirror the arguments the tool marks ``x-mcp-header``,
+    present exactly when the argument is (``header_schemas``: the tools the gateway has seen
+    declare any, ``ToolCatalog.header_schemas``; the SDK's codec decides, ``=?base64?...?=``
+    values included). A routing header sent twice is refused in every era: two readers would
+    take different copies. Header names are case-insensitive, values are not; values lose the
+    optional whitespace around them (RFC 9110 §5.5), as the backend is sent them.
+    """
+    raw: list[tuple[bytes, bytes]] = scope["headers"]
+    routing: dict[bytes, str] = {}
+    trimmed = False
+    for name, value in raw:
+        if name in (_VERSION, _METHOD, _NAME) or name.startswith(_PARAM):
+            if name in routing:
+                raise _mismatch(f"the {name.decode('latin-1')} header appears more than once")
+            routing[name] = value.strip(b" \t").decode("latin-1")
+            trimmed = trimmed or len(routing[name]) != len(value)
+    if trimmed:
+        scope = {**scope, "headers": [(n, _trim(n, v)) for n, v in raw]}
+    if routing.get(_VERSION) == MODERN and inbound is not None and not inbound.batch:
+        _check_call(inbound.calls[0], routing, header_schemas)
+    return scope
+
+
+def _check_call(
+    call: Call, routing: dict[bytes, str], header_schemas: Mapping[str, dict[str, Any]]
+) -> None:
+    if call.method is None:
         return
-    call = inbound.calls[0]
-    if method is not None and method != call.method:
-        raise GatewayError(
-            400, HEADER_MISMATCH, f"Mcp-Method header {method!r} does not match the body"
-        )
-    body_name = call.params.get("name") if call.method in ("tools/call", "prompts/get") else None
-    if call.method == "resources/read":
-        body_name = call.params.get("uri")
-    if name is not None and body_name is not None and _decoded(name) != body_name:
-        raise GatewayError(
-            400, HEADER_MISMATCH, f"Mcp-Name header {name!r} does not match the body"
-        )
+    if routing.get(_METHOD) != call.method:
+        raise _mismatch(f"Mcp-Method header {routing.get(_METHOD)!r} does not match the body")
+    field = NAME_FIELDS.get(call.method)
+    named = call.params.get(field) if field is not None else None
+    if named is not None and decode_header_value(routing.get(_NAME)) != named:
+        raise _mismatch(f"Mcp-Name header {routing.get(_NAME)!r} does not match the body")
+    schema = header_schemas.get(call.tool or "") if call.method == "tools/call" else None
+    if schema is not None:
+        arguments = call.params.get("arguments")
+        params = {k.decode("latin-1"): v for k, v in routing.items() if k.startswith(_PARAM)}
+        args = arguments if isinstance(arguments, dict) else {}
+        rejection = validate_mcp_param_headers(schema, args, params)
+        if rejection is not None:
+            raise _mismatch(rejection.message)
 
 
-def _decoded(value: str) -> str | None:
-    """A header value as the client meant it; ``None`` (matching nothing) when malformed."""
-    match = _ENCODED.fullmatch(value)
-    if match is None:
-        return value
-    try:
-        return base64.b64decode(match["payload"], validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
+def _trim(name: bytes, value: bytes) -> bytes:
+    if name in (_VERSION, _METHOD, _NAME) or name.startswith(_PARAM):
+        return value.strip(b" \t")
+    return value
+
+
+def _mismatch(why: str) -> GatewayError:
+    return GatewayError(400, HEADER_MISMATCH, f"Header mismatch: {why}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from atrium.gateway import backend_rpc
 from atrium.gateway.access import ToolAccess, ToolCatalog
@@ -51,6 +51,9 @@ class ToolLookup:
             for call in inbound.calls
         ):
             return
+        await self._ask(route, identity)
+
+    async def _ask(self, route: ServerRoute, identity: Identity) -> None:
         pending = self._pending.get(route.name)
         if pending is None or pending.done():
             if not self._may_ask(route.name):
@@ -59,6 +62,15 @@ class ToolLookup:
             self._pending[route.name] = pending
         # One caller leaving cancels nothing for the others.
         await asyncio.shield(pending)
+
+    async def learn_named(
+        self, route: ServerRoute, tools: Iterable[str], identity: Identity
+    ) -> None:
+        """Learn the tools of ``route`` if it never listed one of ``tools`` (a one-shot call
+        names a tool before any listing: its ``Mcp-Param-*`` headers come from its schema)."""
+        if all(self.catalog.knows(route.name, tool) for tool in tools):
+            return
+        await self._ask(route, identity)
 
     def forget(self) -> None:
         self._asked_at.clear()

@@ -77,6 +77,7 @@ class GatewayParts:
         """Write the queued audit records, then close every connection the parts hold (the
         store's is its owner's to close)."""
         await self.audit.close()
+        self.proxy.oneshot.close()
         await self.proxy.upstreams.close()
         await self.auth.close()
         if self.proxy.limiter is not None:

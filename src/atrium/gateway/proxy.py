@@ -12,6 +12,8 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,7 @@ from atrium.auth.assertion import AssertionSigner
 from atrium.auth.errors import OAuthError
 from atrium.auth.resource_guard import ANONYMOUS, RequestFacts, ResourceGuard
 from atrium.auth.wire import check_single_credentials
-from atrium.gateway import jsonrpc
+from atrium.gateway import cancellation, jsonrpc, tasks
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import ServerDirectory, ServerRoute
@@ -34,8 +36,9 @@ from atrium.gateway.errors import (
     unavailable,
 )
 from atrium.gateway.exchange import Exchange, origin_of
-from atrium.gateway.guard import Guard, too_large
+from atrium.gateway.guard import Guard, read_body
 from atrium.gateway.lookup import ToolLookup
+from atrium.gateway.oneshot import OneShot, check_one_shot, is_one_shot
 from atrium.gateway.ratelimit import RateLimiter, peer
 from atrium.gateway.sessions import SessionBinding
 from atrium.gateway.upstream import Upstreams, request_headers, response_headers
@@ -67,6 +70,8 @@ class McpProxy:
         self.limiter = limiter
         self.catalog = ToolCatalog()
         self.lookup = ToolLookup(self.catalog, upstreams)
+        self.oneshot = OneShot(upstreams, self.catalog, self.lookup)
+        self.task_ids = tasks.TaskBinding(sessions)
         self._closing = asyncio.Event()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,10 +82,11 @@ class McpProxy:
             http_method=scope["method"],
         )
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        plain = scope["path_params"].get("endpoint") == "jsonrpc"
         try:
             self.guard.check(headers.get("host"), headers.get("origin"))
             route = self.directory.lookup(exchange.server)
-            body = await self._read(scope, receive, headers)
+            body = await self._read(scope, receive, headers, plain=plain)
             malformed: GatewayError | None = None
             if body is not None:
                 # Parsed before authenticating, so a refused attempt is audited with its method
@@ -98,10 +104,23 @@ class McpProxy:
                 await self.lookup.learn_unknown(
                     route, exchange.access, exchange.inbound, lambda: self.identity(route, exchange)
                 )
+            schemas = self.catalog.header_schemas(route.name)
+            scope = jsonrpc.checked_headers(scope, exchange.inbound, schemas)
             self._check_inbound(headers, route, exchange.access, facts, exchange)
-            self._check_session(headers, route, exchange)
+            scope, body = self.task_ids.opened(scope, body, route, exchange, facts, self.check_call)
+            one_shot = plain or is_one_shot(headers, exchange.inbound)
+            if one_shot:
+                assert exchange.inbound is not None
+                check_one_shot(exchange.inbound)
+            else:
+                self._check_session(headers, route, exchange)
             await self.limit(exchange, client=peer(scope))
-            await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
+            if one_shot:
+                identity = partial(self.identity, route, exchange)
+                work = self.oneshot.respond(send, route, exchange, identity)
+                await self._until_disconnect(receive, send, work, exchange, open_ended=False)
+            else:
+                await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
         except GatewayError as error:
             await _send_error(send, error, exchange)
             exchange.failed(error)
@@ -123,20 +142,23 @@ class McpProxy:
         exchange.access = ToolAccess(route.name, route.config, route.policy, caller, self.catalog)
         return facts
 
-    async def _read(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> bytes | None:
-        """The body of a POST; ``None`` for GET and DELETE."""
+    async def _read(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], *, plain: bool
+    ) -> bytes | None:
+        """The body of a POST; ``None`` for GET and DELETE (``plain``, the one-shot endpoint:
+        POST only)."""
         method = scope["method"]
-        if method in ("GET", "DELETE"):
+        if method in ("GET", "DELETE") and not plain:
             return None
         if method != "POST":
             raise GatewayError(
                 405,
                 INVALID_REQUEST,
                 f"Method {method} not allowed",
-                headers={"Allow": "GET, POST, DELETE"},
+                headers={"Allow": "POST" if plain else "GET, POST, DELETE"},
             )
         self.guard.check_length(headers.get("content-length"))
-        return await _read_body(receive, self.guard.max_body)
+        return await read_body(receive, self.guard.max_body)
 
     def _facts(self, scope: Scope, headers: dict[str, str], server: str) -> RequestFacts:
         try:
@@ -167,14 +189,10 @@ class McpProxy:
         facts: RequestFacts,
         exchange: Exchange,
     ) -> None:
-        """Check a POST's JSON-RPC body: routing headers, then each call against the access."""
+        """Check each call of a POST's body against the access (its headers: ``jsonrpc``)."""
         inbound = exchange.inbound
         if inbound is None:
             return
-        if headers.get("mcp-protocol-version") == jsonrpc.MODERN:
-            jsonrpc.check_routing_headers(
-                inbound, headers.get("mcp-method"), headers.get("mcp-name")
-            )
         for call in inbound.calls:
             if call.method == "tools/call":
                 self.check_call(route, access, facts, call.tool)
@@ -240,10 +258,25 @@ class McpProxy:
         body: bytes | None,
         exchange: Exchange,
     ) -> None:
-        forward = asyncio.ensure_future(self._forward(scope, send, route, body, exchange))
+        open_ended = body is None or (exchange.inbound is not None and exchange.inbound.listens)
+        work = self._forward(scope, send, route, body, exchange)
+        await self._until_disconnect(receive, send, work, exchange, open_ended=open_ended)
+        await cancellation.cancel_abandoned(self, route, exchange, scope)
+
+    async def _until_disconnect(
+        self,
+        receive: Receive,
+        send: Send,
+        work: Coroutine[Any, Any, None],
+        exchange: Exchange,
+        *,
+        open_ended: bool,
+    ) -> None:
+        """Run ``work`` (the answer) until it ends, the client goes away or, for an
+        ``open_ended`` stream, the gateway stops."""
+        forward = asyncio.ensure_future(work)
         disconnect = asyncio.ensure_future(_disconnected(receive))
         waiters: set[asyncio.Future[Any]] = {forward, disconnect}
-        open_ended = body is None or (exchange.inbound is not None and exchange.inbound.listens)
         closing = asyncio.ensure_future(self._closing.wait()) if open_ended else None
         if closing is not None:
             waiters.add(closing)
@@ -280,6 +313,7 @@ class McpProxy:
         self, scope: Scope, send: Send, route: ServerRoute, body: bytes | None, exchange: Exchange
     ) -> None:
         session = self.upstreams.session(route.upstream)
+        send = self.task_ids.sealing(send, route, exchange)
         headers = request_headers(scope["headers"], exchange.request_id)
         headers.update(route.credentials)
         headers.update(self.identity(route, exchange))
@@ -324,22 +358,6 @@ class McpProxy:
             else (name, value)
             for name, value in headers
         ]
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise GatewayError(400, INVALID_REQUEST, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _disconnected(receive: Receive) -> None:

@@ -10,8 +10,12 @@ with structured content must); ``@server.resource("scheme://{name}", mime_type=.
 
 What this class adds is what hosting needs: a name the registry accepts (the same rule as
 ``services/mcp/*.yaml``), because the name is the server's identity in logs, ``/health`` and
-``serverInfo``; and a version, required because ``/health`` reports it to the supervisor.
-The HTTP app is built by ``atrium.servers.app``, the process is run by ``atrium.servers.runner``.
+``serverInfo``; a version, required because ``/health`` reports it to the supervisor; and
+resumable streams for ``initialize``-era clients (``event_store``: event ids, a ``retry`` hint,
+replay after ``Last-Event-ID``), so a tool may close its stream while it works
+(``ctx.close_sse_stream()``) and a client that lost its connection misses nothing. Long tools
+can also run as tasks (``atrium.servers.tasks``). The HTTP app is built by
+``atrium.servers.app``, the process is run by ``atrium.servers.runner``.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.streamable_http import EventStore
 from mcp.types import Icon
+from starlette.applications import Starlette
 
 from atrium.registry.schema import SERVER_NAME
+from atrium.servers.event_store import RETRY_MS, MemoryEventStore, SessionScopes
 
 StateT = TypeVar("StateT")
 
@@ -70,3 +77,21 @@ class AtriumServer(MCPServer[StateT]):
             lifespan=lifespan,
             **options,
         )
+
+    def streamable_http_app(
+        self,
+        *,
+        event_store: EventStore | None = None,
+        retry_interval: int | None = RETRY_MS,
+        **options: Any,
+    ) -> Starlette:
+        """The SDK's app, resumable: without an ``event_store``, a ``MemoryEventStore`` of
+        its own; a memory store keeps each session's events apart (``SessionScopes``).
+        ``options`` go to the SDK."""
+        store = MemoryEventStore() if event_store is None else event_store
+        app = super().streamable_http_app(
+            event_store=store, retry_interval=retry_interval, **options
+        )
+        if isinstance(store, MemoryEventStore):
+            app.add_middleware(SessionScopes, store=store)
+        return app

@@ -7,6 +7,10 @@ which is why those answers travel as SSE. The 2026-07-28 revision replaces this 
 ``InputRequiredResult`` (SEP-2322, ``basic/utilities/mrtr``); ``test_streaming_elicitation``
 asks through the SDK's ``Resolve``, which picks the right mechanism for the request's era.
 
+``test_reconnection`` closes its own stream mid-call (SEP-1699, "server-sse-polling"): the
+client reconnects with ``Last-Event-ID`` and gets the result from the server's event store
+(``atrium.servers.event_store``).
+
 A client that did not declare the capability a tool needs gets the JSON-RPC error
 ``MissingRequiredClientCapability`` (-32021, introduced with 2026-07-28 by SEP-2575), its
 ``data.requiredCapabilities`` naming what is missing.
@@ -106,6 +110,16 @@ def add_interaction_tools(server: MCPServer[Any]) -> None:
         if answer.action == "accept":
             return f"confirmed={answer.data.confirmed}"
         return f"action={answer.action}"
+
+    @server.tool(
+        description="Closes its stream mid-call; reconnect to get the answer.",
+        annotations=_ASKS,
+    )
+    async def test_reconnection(ctx: Context[Any, Any]) -> str:
+        # Only the initialize era has streams to resume (the SDK's Context makes this a no-op
+        # elsewhere); the answer waits in the event store for the client's GET.
+        await ctx.close_sse_stream()
+        return "Reconnected: this answer was sent after the stream was closed."
 
 
 def _ask_confirmation() -> Elicit[Confirmation]:

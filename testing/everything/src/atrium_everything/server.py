@@ -8,8 +8,9 @@ behind the gateway, it shows what the gateway preserves of the protocol.
 
 What each feature follows is in the docstring of its module: ``content`` (tool results,
 progress, logging), ``definitions`` (tool definitions that must arrive intact),
-``interaction`` (requests to the client mid-call, the ``initialize``
-era), ``input_required`` (``InputRequiredResult``, 2026-07-28), ``resources``, ``prompts``.
+``interaction`` (requests to the client mid-call, and a stream closed mid-call, the
+``initialize`` era), ``input_required`` (``InputRequiredResult``, 2026-07-28), ``tasks`` (the
+tasks extension, 2026-07-28), ``resources``, ``prompts``.
 This module adds what lives at the protocol level rather than in a tool: cache hints
 (SEP-2549), ``logging/setLevel`` and ``resources/subscribe`` for the ``initialize`` era, and
 the tools that change the lists so that ``subscriptions/listen`` streams have something to
@@ -35,6 +36,7 @@ from mcp.types import (
 )
 
 from atrium.__about__ import __version__
+from atrium.servers.tasks import Tasks
 from atrium.servers.toolkit import AtriumServer
 from atrium_everything.content import add_content_tools
 from atrium_everything.definitions import add_header_tool, schema_tools
@@ -42,6 +44,7 @@ from atrium_everything.input_required import add_input_required_tools
 from atrium_everything.interaction import add_interaction_tools
 from atrium_everything.prompts import add_prompts
 from atrium_everything.resources import Subscriptions, add_resources
+from atrium_everything.tasks import add_task_tools
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ A gateway that filters ``tools/list`` per caller must make that answer ``private
 
 def create_server() -> AtriumServer[dict[str, Any]]:
     """A new everything server; it keeps no state between processes."""
+    tasks = Tasks()
     server: AtriumServer[dict[str, Any]] = AtriumServer(
         NAME,
         version=__version__,
@@ -70,11 +74,13 @@ def create_server() -> AtriumServer[dict[str, Any]]:
         # cacheScope.
         cache_hints=dict.fromkeys(CACHEABLE_METHODS, CACHE_HINT),
         tools=schema_tools(),
+        extensions=[tasks],
     )
     add_content_tools(server)
     add_header_tool(server)
     add_interaction_tools(server)
     add_input_required_tools(server)
+    add_task_tools(server, tasks)
     add_resources(server)
     add_prompts(server)
     add_list_change_tools(server)
