@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PROJECT ?= .project
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench install clean npm-deps
+.PHONY: run test check bench install clean npm-deps system-deps
 
 $(STAMP): pyproject.toml testing/everything/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,12 @@ run: $(STAMP)
 PYTEST_WORKERS ?= 4
 COVERAGE_FLOOR ?= 85
 COVERAGE := --cov=atrium --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
-test: $(STAMP) npm-deps
+test: $(STAMP) npm-deps system-deps
 	$(BIN)/python scripts/pytest_strict.py -n $(PYTEST_WORKERS) --dist loadfile $(COVERAGE) $(PYTEST_ARGS)
+
+## system-deps: system packages the tests need (Chromium for the web console's browser tests)
+system-deps:
+	scripts/system-deps
 
 ## npm-deps: third-party MCP servers the tests host (pinned, in .cache/npm)
 npm-deps:

@@ -64,8 +64,10 @@ class Authorize:
                     raise invalid_request(f"parameter {name!r} is repeated")
             client = await self.auth.clients.find(params.get("client_id"))
             redirect_uri = _redirect_uri(client, params.get("redirect_uri"))
-            # Again here: a loopback redirect may name any port (RFC 8252 §7.3).
-            check_not_own_port(redirect_uri, await self.auth.own_ports(), registering=False)
+            # Again here: a loopback redirect may name any port (RFC 8252 §7.3). The console's
+            # own callback is on the gateway by design: exactly that one URI is let through.
+            if not (client.kind == "builtin" and redirect_uri in client.redirect_uris):
+                check_not_own_port(redirect_uri, await self.auth.own_ports(), registering=False)
         except OAuthError as error:
             return self.pages.error(request, error.error, error.description)
         try:
@@ -290,7 +292,7 @@ def _client_shown(pending: dict[str, Any]) -> dict[str, Any]:
     kind = pending.get("client_kind")
     return {
         "client_name": pending["client_name"],
-        "client_verified": kind == "confidential",
+        "client_verified": kind in ("confidential", "builtin"),
         "client_site": urlsplit(pending["client_id"]).netloc if kind == "metadata" else None,
     }
 

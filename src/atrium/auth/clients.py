@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from atrium.auth.cimd import MetadataFetcher, is_metadata_client_id
 from atrium.auth.errors import invalid_client, invalid_request
 from atrium.auth.hashing import token_matches
+from atrium.auth.operator import CONSOLE_CALLBACK_PATH, CONSOLE_CLIENT_ID
 from atrium.auth.uris import loopback_redirect_key
 from atrium.store import ClientRecord, Store
 
@@ -28,7 +29,7 @@ SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 @dataclass(frozen=True)
 class Client:
     client_id: str
-    kind: str  # dynamic | confidential | metadata
+    kind: str  # dynamic | confidential | metadata | builtin
     name: str | None
     redirect_uris: tuple[str, ...]
     grant_types: tuple[str, ...]
@@ -63,16 +64,40 @@ class Client:
         )
 
 
+def console_client(public_url: str) -> Client:
+    """Atrium's own web console: a public client (PKCE) known in code rather than stored, so
+    it follows ``public_url`` and no one can revoke or re-register it; ``kind`` builtin."""
+    return Client(
+        client_id=CONSOLE_CLIENT_ID,
+        kind="builtin",
+        name="Atrium console",
+        redirect_uris=(f"{public_url}{CONSOLE_CALLBACK_PATH}",),
+        grant_types=("authorization_code",),
+        auth_method=PUBLIC,
+        scope=None,
+    )
+
+
 class ClientDirectory:
-    def __init__(self, store: Store, documents: MetadataFetcher, *, dev_mode: bool) -> None:
+    def __init__(
+        self,
+        store: Store,
+        documents: MetadataFetcher,
+        *,
+        dev_mode: bool,
+        builtin: tuple[Client, ...] = (),
+    ) -> None:
         self.store = store
         self.documents = documents
         self.dev_mode = dev_mode
+        self.builtin = {client.client_id: client for client in builtin}
 
     async def find(self, client_id: str | None) -> Client:
         """The client, or ``invalid_client`` (unknown, revoked, or a document that won't load)."""
         if not client_id:
             raise invalid_request("client_id is required")
+        if (known := self.builtin.get(client_id)) is not None:
+            return known
         if is_metadata_client_id(client_id, dev_mode=self.dev_mode):
             document = await self.documents.fetch(client_id)
             return Client(

@@ -25,6 +25,10 @@ from atrium.settings import ACTING_CALLER_VARIABLE, Settings
 OPERATOR_CLIENT_ID = "atrium-cli"
 # The client of the tokens the AI service mints for an agent's user (``atrium.ai.discovery``).
 AGENT_CLIENT_ID = "atrium-agents"
+# Atrium's web console (``atrium.web``): an OAuth client of this authorization server, known in
+# code (``auth.clients.console_client``), whose one redirect is this callback on the gateway.
+CONSOLE_CLIENT_ID = "atrium-console"
+CONSOLE_CALLBACK_PATH = "/admin/callback"
 OPERATOR_TOKEN_TTL_S = 300
 
 

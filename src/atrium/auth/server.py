@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from atrium.auth.access_tokens import TokenIssuer, TokenVerifier
 from atrium.auth.cimd import MetadataFetcher
-from atrium.auth.clients import ClientDirectory
+from atrium.auth.clients import ClientDirectory, console_client
 from atrium.auth.dpop import DpopVerifier
 from atrium.auth.errors import invalid_target
 from atrium.auth.keys import KeySet
@@ -62,7 +62,12 @@ class AuthorizationServer:
         nonces = NonceIssuer(session_key, clock=clock) if options.dpop_nonce else None
         self.dpop = DpopVerifier(replay=replay or MemoryReplayCache(), nonces=nonces, clock=clock)
         self.documents = MetadataFetcher(dev_mode=options.dev_mode)
-        self.clients = ClientDirectory(store, self.documents, dev_mode=options.dev_mode)
+        self.clients = ClientDirectory(
+            store,
+            self.documents,
+            dev_mode=options.dev_mode,
+            builtin=(console_client(settings.public_url),),
+        )
         self.revocations = RevocationList()
         self.registrations = RegistrationThrottle(options.registrations_per_address)
 

@@ -24,6 +24,7 @@ from atrium.gateway.registry_api import RegistryApi
 from atrium.gateway.tools_api import ToolsApi
 from atrium.settings import Settings
 from atrium.store import Store
+from atrium.web import console_routes
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def _routes(parts: GatewayParts) -> list[BaseRoute]:
         Route("/api/v1/mcp/{server}/openapi.json", tools_api.spec, methods=["GET"]),
         Route("/api/v1/mcp/{server}/tools/{tool}", tools_api.call, methods=["POST"]),
         *agents_routes(parts),
+        *console_routes(parts),
     ]
 
 

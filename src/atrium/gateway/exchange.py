@@ -19,7 +19,7 @@ import aiohttp
 import orjson
 from starlette.types import Send
 
-from atrium.auth.operator import AGENT_CLIENT_ID, OPERATOR_CLIENT_ID
+from atrium.auth.operator import AGENT_CLIENT_ID, CONSOLE_CLIENT_ID, OPERATOR_CLIENT_ID
 from atrium.auth.resource_guard import Caller
 from atrium.gateway.access import ToolAccess
 from atrium.gateway.audit import capped_arguments, recorded_name
@@ -31,7 +31,7 @@ from atrium.store.audit import AuditEvent, Origin, Outcome
 
 # Atrium's own clients: their calls are "in-app" in the audit trail and the metrics, so usage
 # by the platform itself can be told from usage by the OAuth clients it serves.
-IN_APP_CLIENTS = frozenset({OPERATOR_CLIENT_ID, AGENT_CLIENT_ID})
+IN_APP_CLIENTS = frozenset({OPERATOR_CLIENT_ID, AGENT_CLIENT_ID, CONSOLE_CLIENT_ID})
 LISTEN = "subscriptions/listen"
 MAX_ERROR_TEXT = 1000
 

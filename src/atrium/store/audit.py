@@ -83,6 +83,39 @@ class UsageRow:
     max_ms: float
 
 
+@dataclass(frozen=True, kw_only=True)
+class AuditSearch:
+    """What the web console's audit page filters on; ``None`` filters nothing."""
+
+    server: str | None = None
+    tool: str | None = None
+    subject: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None  # keyset: only ids below this
+
+    def conditions(self) -> builtins.list[ColumnElement[bool]]:
+        c = audit_events.c
+        found: builtins.list[ColumnElement[bool]] = [
+            column == value
+            for column, value in (
+                (c.server, self.server),
+                (c.tool, self.tool),
+                (c.subject, self.subject),
+                (c.outcome, self.outcome),
+            )
+            if value is not None
+        ]
+        if self.since is not None:
+            found.append(c.at >= self.since)
+        if self.until is not None:
+            found.append(c.at < self.until)
+        if self.before is not None:
+            found.append(c.id < self.before)
+        return found
+
+
 _FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
 
 
@@ -160,6 +193,15 @@ class AuditQueries:
         if subject is not None:
             query = query.where(audit_events.c.subject == subject)
         async with reading(self._engine, f"read audit records of request {request_id}") as conn:
+            return [_record(row) for row in await conn.execute(query)]
+
+    async def search(self, limit: int, search: AuditSearch) -> builtins.list[AuditRecord]:
+        """Up to ``limit`` records matching ``search``, newest first; a page of many is read
+        by keyset (``before``: the last id of the page before), never by offset."""
+        query = select(audit_events).order_by(audit_events.c.id.desc()).limit(max(limit, 1))
+        for condition in search.conditions():
+            query = query.where(condition)
+        async with reading(self._engine, "search audit records") as conn:
             return [_record(row) for row in await conn.execute(query)]
 
     async def usage(

@@ -1,0 +1,83 @@
+"""``/admin/usage``: calls, errors and latency per server and per tool over a window (the last
+hour, day or week), external vs in-app, with bar charts drawn as SVG on the server (no script,
+no inline style: the bars' geometry is in attributes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from atrium.gateway.parts import GatewayParts
+from atrium.store.audit import UsageRow
+from atrium.web.guard import Refused
+from atrium.web.render import page
+from atrium.web.session import Viewer
+
+WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+CHART_WIDTH = 600
+BAR_HEIGHT = 18
+LABEL_WIDTH = 180
+
+
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    y: int
+    external_width: float
+    in_app_width: float
+    errors_width: float
+    row: UsageRow
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    height: int
+    label_width: int = LABEL_WIDTH
+    width: int = CHART_WIDTH
+
+
+def chart(rows: list[UsageRow], label_keys: tuple[str, ...]) -> Chart:
+    """One bar per row, split external / in-app, with its errors as a line under it."""
+    top = max((row.requests for row in rows), default=0) or 1
+    scale = (CHART_WIDTH - LABEL_WIDTH - 10) / top
+    bars = []
+    for index, row in enumerate(rows):
+        label = "/".join(str(row.keys.get(key) or "–") for key in label_keys)
+        bars.append(
+            Bar(
+                label=label,
+                y=index * (BAR_HEIGHT + 8),
+                external_width=row.external * scale,
+                in_app_width=row.in_app * scale,
+                errors_width=row.errors * scale,
+                row=row,
+            )
+        )
+    return Chart(bars, max(len(bars), 1) * (BAR_HEIGHT + 8))
+
+
+class UsagePage:
+    def __init__(self, parts: GatewayParts) -> None:
+        self.parts = parts
+
+    async def page(self, request: Request, viewer: Viewer) -> Response:
+        window = request.query_params.get("window") or "24h"
+        if window not in WINDOWS:
+            raise Refused(400, "bad_filter", f"window: must be one of {', '.join(WINDOWS)}")
+        since = datetime.now(UTC) - WINDOWS[window]
+        audit, subject = self.parts.store.audit, viewer.audit_subject
+        servers = await audit.usage(since, "server", subject=subject)
+        tools = await audit.usage(since, "tool", subject=subject)
+        return page(
+            "usage.html",
+            viewer=viewer,
+            nav="usage",
+            window=window,
+            windows=list(WINDOWS),
+            servers=chart(servers, ("server",)),
+            tools=chart(tools, ("server", "tool")),
+        )
