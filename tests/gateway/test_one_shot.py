@@ -52,6 +52,8 @@ async def test_a_bare_tools_list_gets_one_json_answer_and_no_session(
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     assert "mcp-session-id" not in response.headers
+    unknown = await post(http, gateway.url("tools"), request("no/such/method", id=2))
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, -32601)
     answer = response.json()
     assert answer["id"] == 1
     assert "echo" in {tool["name"] for tool in answer["result"]["tools"]}

@@ -133,10 +133,15 @@ class OneShot:
         answers = await asyncio.gather(
             *(self._one(route, era, key, call, exchange, identity) for call in inbound.calls)
         )
-        found = [answer for answer in answers if answer is not None]
+        found = [(answer, status) for answer, status in answers if answer is not None]
         if not found:
             return 202, b""
-        return 200, orjson.dumps(found if inbound.batch else found[0])
+        if inbound.batch:
+            return 200, orjson.dumps([answer for answer, _ in found])
+        # One message: the status says what its answer says (a backend's 404 for an unknown
+        # method, 400 for bad params), as the streamed path would relay it.
+        answer, status = found[0]
+        return (status if "error" in answer and 400 <= status < 500 else 200), orjson.dumps(answer)
 
     async def era(self, route: ServerRoute, identity: Identity) -> Era:
         """Whether the backend speaks 2026-07-28, asked once per ``MODERN_FOR_S``/
@@ -190,7 +195,9 @@ class OneShot:
         call: Call,
         exchange: Exchange,
         identity: Identity,
-    ) -> dict[str, Any] | None:
+    ) -> tuple[dict[str, Any] | None, int]:
+        """The answer to ``call`` with the client's id (``None`` for a notification), and the
+        HTTP status the backend answered it with."""
         upstream_id = next(_ids) if call.is_request else None
         message: dict[str, Any]
         try:
@@ -200,21 +207,21 @@ class OneShot:
                 body = _message(call, upstream_id)
                 answer = await self.pool.send(route, key, body, upstream_id, identity)
             if not call.is_request:
-                return None
+                return None, answer.status
             if answer.message is None:
                 raise bad_gateway(route.name, f"no answer to {call.method} (HTTP {answer.status})")
-            message = {**answer.message, "id": call.id}
+            message, status = {**answer.message, "id": call.id}, answer.status
         except GatewayError as error:
             assert exchange.inbound is not None
             if not exchange.inbound.batch:
                 raise
             if not call.is_request:
                 logger.info("a notification of a one-shot batch failed: %s", error.message)
-                return None
+                return None, error.status
             # One message of a batch failed: its answer says so, the others stand.
-            message = orjson.loads(error.body(call.id))
+            message, status = orjson.loads(error.body(call.id)), error.status
         exchange.note_response(message)
-        return message
+        return message, status
 
     async def _modern(
         self,

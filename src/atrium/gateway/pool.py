@@ -182,7 +182,7 @@ class SessionPool:
         self, route: ServerRoute, key: SessionKey, identity: Identity
     ) -> BackendSession:
         opening = self._sessions.get(key)
-        if opening is None or (opening.done() and opening.exception() is not None):
+        if opening is None or (opening.done() and _failed(opening)):
             opening = asyncio.ensure_future(self._open(route, identity))
             self._sessions[key] = opening
             while len(self._sessions) > self._limit:
@@ -253,7 +253,7 @@ class SessionPool:
 
     def _drop(self, key: SessionKey) -> None:
         opening = self._sessions.pop(key, None)
-        if opening is None or not opening.done() or opening.exception() is not None:
+        if opening is None or not opening.done() or _failed(opening):
             return
         session = opening.result()
         if session.id is None:
@@ -276,6 +276,10 @@ class SessionPool:
 
 
 _background: set[asyncio.Future[None]] = set()
+
+
+def _failed(opening: asyncio.Future[BackendSession]) -> bool:
+    return opening.cancelled() or opening.exception() is not None
 
 
 def _why(answer: Posted) -> str:
