@@ -303,7 +303,13 @@ def _redirect_uri(client: Client, asked: str | None) -> str:
         if len(client.redirect_uris) == 1:
             return client.redirect_uris[0]
         raise invalid_request("redirect_uri is required")
-    if not redirect_allowed(asked, client.redirect_uris):
+    # Only a native app listens on whatever loopback port it gets (RFC 8252 §7.3); the
+    # console's one callback is on the gateway, so any other port is someone else's listener.
+    exact = client.kind == "builtin"
+    allowed = asked in client.redirect_uris or (
+        not exact and redirect_allowed(asked, client.redirect_uris)
+    )
+    if not allowed:
         raise invalid_request("redirect_uri is not registered for this client")
     return asked
 

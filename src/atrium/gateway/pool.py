@@ -2,7 +2,10 @@
 answer, and the ``initialize``-era backend sessions the gateway opens itself.
 
 A session is opened per server and caller (subject and client), since a backend may keep
-per-session state for whoever opened it, and reused by that caller's later one-shot calls. At
+per-session state for whoever opened it, and reused by that caller's later one-shot calls.
+Anonymous callers are no one in particular: nothing tells two of them apart, so each of their
+messages gets a session of its own, ended once answered (one kept for "anonymous" would carry
+one stranger's state to the next, and let them cancel each other's calls). At
 most ``MAX_SESSIONS`` are kept (least recently used goes first, ended with a ``DELETE``); one
 the backend no longer knows is opened again, once, and the message
 sent again — it never ran, the backend refused the session before reading it (a 404, or the
@@ -150,6 +153,8 @@ class SessionPool:
         identity: Identity,
     ) -> Posted:
         """``body`` (one message) on the caller's backend session, opened if need be."""
+        if key.subject is None:
+            return await self._once(route, body, upstream_id, identity)
         for attempt in (1, 2):
             session = await self._session(route, key, identity)
             try:
@@ -173,6 +178,17 @@ class SessionPool:
                     continue
             return answer
         raise AssertionError("unreachable")
+
+    async def _once(
+        self, route: ServerRoute, body: bytes, upstream_id: int | None, identity: Identity
+    ) -> Posted:
+        """``body`` on a session opened for it alone, ended once it is answered."""
+        session = await self._open(route, identity)
+        try:
+            headers = self._headers(route, session, identity)
+            return await post(self.upstreams, route, body, headers, upstream_id)
+        finally:
+            self._end(route.upstream, session)
 
     def close(self) -> None:
         """Forget every session (the gateway stops; so, usually, do the backends)."""
@@ -255,12 +271,13 @@ class SessionPool:
         opening = self._sessions.pop(key, None)
         if opening is None or not opening.done() or _failed(opening):
             return
-        session = opening.result()
+        self._end(key.upstream, opening.result())
+
+    def _end(self, url: str, session: BackendSession) -> None:
         if session.id is None:
             return
         # Without the caller's assertion a backend that wants one refuses the DELETE; then
         # the session ends when the backend expires it, as a client's own would.
-        url = key.upstream
         headers = {**session.credentials, "Mcp-Session-Id": session.id}
         client = self.upstreams.session(url)
         task = asyncio.ensure_future(self._quietly(client.delete(url, headers=headers)))

@@ -7,6 +7,7 @@ import json
 import time
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.responses import HTMLResponse
@@ -50,7 +51,13 @@ def pretty(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
 
 
-_env.filters.update(since=since, ms=milliseconds, stamp=stamp, pretty=pretty)
+def segment(value: Any) -> str:
+    """``value`` as one segment of a URL path, ``/`` escaped too: a name a backend chose (a
+    tool's) must not add segments that aim a form at another action (``../restart``)."""
+    return quote(str(value), safe="")
+
+
+_env.filters.update(since=since, ms=milliseconds, stamp=stamp, pretty=pretty, segment=segment)
 
 
 def fragment(template: str, **context: Any) -> str:

@@ -25,6 +25,7 @@ from atrium.web import forms, tools
 from atrium.web.connect import connect_info
 from atrium.web.guard import Refused, not_found
 from atrium.web.live import live
+from atrium.web.log_secrets import hidden, secret_values
 from atrium.web.render import fragment, page
 from atrium.web.session import Sessions, Viewer
 from atrium.web.status import now, server_rows, shown_routes
@@ -66,18 +67,23 @@ class ServerPages:
             config=route.config,
             calls=calls,
             connect=connect_info(self.parts.settings, route.name, route.config),
-            log=self._log(route.name) if viewer.is_admin else None,
+            log=await self._log(route) if viewer.is_admin else None,
             notice=request.query_params.get("notice"),
         )
 
-    def _log(self, name: str) -> list[str]:
-        return log_tail(self.parts.settings.logs_dir / f"mcp-{name}.log", LOG_LINES)
+    async def _log(self, route: ServerRoute, secrets: list[str] | None = None) -> list[str]:
+        """The tail of the server's log, its referenced secrets hidden (``log_secrets``)."""
+        if secrets is None:
+            secrets = await secret_values(route.config, self.parts.settings, self.parts.store)
+        path = self.parts.settings.logs_dir / f"mcp-{route.name}.log"
+        return hidden(log_tail(path, LOG_LINES), secrets)
 
     async def log_events(self, request: Request, viewer: Viewer) -> Response:
-        name = self.route(request).name
+        route = self.route(request)
+        secrets = await secret_values(route.config, self.parts.settings, self.parts.store)
 
         async def render(_: Viewer) -> str:
-            return fragment("_log.html", log=self._log(name))
+            return fragment("_log.html", log=await self._log(route, secrets))
 
         return await live(request, self.sessions, viewer, render, LOG_BEAT_S)
 
