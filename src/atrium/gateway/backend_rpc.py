@@ -18,7 +18,7 @@ import orjson
 from atrium.gateway import jsonrpc
 from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import GatewayError, bad_gateway, timed_out, unavailable
-from atrium.gateway.sse import EventRelay
+from atrium.gateway.pool import response_in_stream
 from atrium.gateway.upstream import Upstreams
 
 META = {
@@ -82,22 +82,10 @@ async def call(
 async def _from_stream(
     response: aiohttp.ClientResponse, request_id: int, server: str
 ) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def keep(message: dict[str, Any]) -> bytes | None:
-        if message.get("id") == request_id and ("result" in message or "error" in message):
-            found.append(message)
-        return None
-
-    relay = EventRelay(keep)
-    async for chunk in response.content.iter_any():
-        relay.feed(chunk)
-        if found:
-            return found[0]
-    relay.feed(relay.flush() + b"\n\n")
-    if found:
-        return found[0]
-    raise bad_gateway(server, "the stream ended without a response")
+    found = await response_in_stream(response, request_id)
+    if found is None:
+        raise bad_gateway(server, "the stream ended without a response")
+    return found
 
 
 def _matching(message: Any, request_id: int, server: str) -> dict[str, Any]:

@@ -99,7 +99,7 @@ async def post(
             if upstream_id is None or response.status == 202:
                 return Posted(response.status, None, session_id)
             if response.content_type == "text/event-stream":
-                message = await _from_stream(response, upstream_id)
+                message = await response_in_stream(response, upstream_id)
             else:
                 message = _matching(await response.read(), upstream_id)
             return Posted(response.status, message, session_id)
@@ -111,7 +111,10 @@ async def post(
         raise bad_gateway(route.name, exc.__class__.__name__) from None
 
 
-async def _from_stream(response: aiohttp.ClientResponse, upstream_id: int) -> dict[str, Any] | None:
+async def response_in_stream(
+    response: aiohttp.ClientResponse, upstream_id: int
+) -> dict[str, Any] | None:
+    """The response to ``upstream_id`` in an event stream (progress before it skipped)."""
     found: list[dict[str, Any]] = []
 
     def keep(message: dict[str, Any]) -> bytes | None:
