@@ -39,12 +39,6 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
-from mcp.shared.inbound import (
-    X_MCP_HEADER_KEY,
-    find_invalid_x_mcp_header,
-    mcp_param_headers,
-    x_mcp_header_map,
-)
 
 from atrium.auth.resource_guard import Caller
 from atrium.auth.roles import ANONYMOUS, NOT_WRITING, TOOLS_READ, TOOLS_WRITE
@@ -55,7 +49,8 @@ from atrium.registry.schema import ServerConfig
 
 Verdict = Literal["ok", "hidden", "sign-in"] | tuple[str, ...]  # a tuple: the scopes needed
 MAX_HEADER_TOOLS = 1000
-_MARK = X_MCP_HEADER_KEY.encode()
+X_MCP_HEADER = "x-mcp-header"  # the SDK's X_MCP_HEADER_KEY (header_codec says why not imported)
+_MARK = X_MCP_HEADER.encode()
 _NONE: Mapping[str, dict[str, Any]] = MappingProxyType({})
 
 
@@ -90,6 +85,8 @@ class ToolCatalog:
         arguments = call.params.get("arguments")
         if schema is None or not isinstance(arguments, dict):
             return {}
+        from mcp.shared.inbound import mcp_param_headers, x_mcp_header_map  # header_codec: why
+
         return mcp_param_headers(x_mcp_header_map(schema), arguments)
 
     def read_only(self, server: str, tool: str) -> bool:
@@ -110,6 +107,9 @@ def header_schema(input_schema: Any) -> dict[str, Any] | None:
     and for a schema whose marks the SDK refuses (clients send no header for such a tool)."""
     if not isinstance(input_schema, dict) or _MARK not in orjson.dumps(input_schema):
         return None  # the common case, decided by one pass of C: no tool of a listing has marks
+    # The SDK's rules, as backends apply them; imported only now (header_codec says why).
+    from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
+
     if find_invalid_x_mcp_header(input_schema) is not None:
         return None
     declared = x_mcp_header_map(input_schema)
@@ -121,7 +121,7 @@ def header_schema(input_schema: Any) -> dict[str, Any] | None:
         for key in path:
             source = source["properties"][key]
             target = target["properties"].setdefault(key, {"properties": {}})
-        target.update({"type": source.get("type"), X_MCP_HEADER_KEY: token})
+        target.update({"type": source.get("type"), X_MCP_HEADER: token})
     return kept
 
 

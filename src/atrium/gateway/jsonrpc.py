@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from mcp.shared.inbound import NAME_BEARING_METHODS, decode_header_value, validate_mcp_param_headers
 from starlette.types import Scope
 
+from atrium.gateway import header_codec
 from atrium.gateway.errors import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
@@ -36,7 +36,10 @@ from atrium.gateway.errors import (
 MODERN = "2026-07-28"
 # The body field Mcp-Name mirrors, per method: SEP-2243, and SEP-2663 for the tasks methods.
 NAME_FIELDS: Mapping[str, str] = {
-    **NAME_BEARING_METHODS,
+    # The SDK's NAME_BEARING_METHODS (mcp.shared.inbound), written out: see header_codec.
+    "tools/call": "name",
+    "prompts/get": "name",
+    "resources/read": "uri",
     **dict.fromkeys(("tasks/get", "tasks/update", "tasks/cancel"), "taskId"),
 }
 _VERSION, _METHOD, _NAME = b"mcp-protocol-version", b"mcp-method", b"mcp-name"
@@ -203,10 +206,14 @@ def _check_call(
         raise _mismatch(f"Mcp-Method header {routing.get(_METHOD)!r} does not match the body")
     field = NAME_FIELDS.get(call.method)
     named = call.params.get(field) if field is not None else None
-    if named is not None and decode_header_value(routing.get(_NAME)) != named:
+    if named is not None and header_codec.decode(routing.get(_NAME)) != named:
         raise _mismatch(f"Mcp-Name header {routing.get(_NAME)!r} does not match the body")
     schema = header_schemas.get(call.tool or "") if call.method == "tools/call" else None
     if schema is not None:
+        # Only for a tool that declares x-mcp-header parameters: the SDK's rules, as backends
+        # apply them (imported here, not at start: header_codec).
+        from mcp.shared.inbound import validate_mcp_param_headers
+
         arguments = call.params.get("arguments")
         params = {k.decode("latin-1"): v for k, v in routing.items() if k.startswith(_PARAM)}
         args = arguments if isinstance(arguments, dict) else {}

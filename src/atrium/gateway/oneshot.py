@@ -33,7 +33,7 @@ from typing import Any, Literal
 import orjson
 from starlette.types import Send
 
-from atrium.gateway import jsonrpc
+from atrium.gateway import header_codec, jsonrpc
 from atrium.gateway.access import ToolCatalog
 from atrium.gateway.backend_rpc import META
 from atrium.gateway.directory import ServerRoute
@@ -41,7 +41,7 @@ from atrium.gateway.errors import INVALID_REQUEST, GatewayError, bad_gateway
 from atrium.gateway.exchange import LISTEN, Exchange
 from atrium.gateway.jsonrpc import Call, Inbound
 from atrium.gateway.lookup import ToolLookup
-from atrium.gateway.pool import ACCEPT, Posted, SessionKey, SessionPool, header_value, post
+from atrium.gateway.pool import ACCEPT, Posted, SessionKey, SessionPool, post
 from atrium.gateway.upstream import Upstreams
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def _name_header(call: Call) -> dict[str, str]:
         name = call.params.get("uri")
     else:
         return {}
-    return {"Mcp-Name": header_value(name)} if isinstance(name, str) else {}
+    return {"Mcp-Name": header_codec.encode(name)} if isinstance(name, str) else {}
 
 
 def _refused(why: str) -> GatewayError:

@@ -18,11 +18,9 @@ session, so the backend stops the tool instead of finishing it for nobody.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import itertools
 import logging
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,8 +40,6 @@ logger = logging.getLogger(__name__)
 ACCEPT = "application/json, text/event-stream"
 LEGACY_VERSION = "2025-11-25"
 MAX_SESSIONS = 512
-_HEADER_SAFE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
-_SENTINEL = re.compile(r"=\?base64\?.*\?=")
 _ids = itertools.count(1)
 
 Identity = Callable[[], Mapping[str, str]]
@@ -71,14 +67,6 @@ class BackendSession:
     id: str | None  # None: the backend keeps no sessions (stateless)
     version: str
     credentials: Mapping[str, str]  # the route's own (an API key a remote server needs)
-
-
-def header_value(value: str) -> str:
-    """A value as an HTTP header carries it (2026-07-28, "HTTP headers"): printable ASCII
-    as it is, anything else as ``=?base64?<UTF-8 in base64>?=``."""
-    if _HEADER_SAFE.fullmatch(value) and not _SENTINEL.fullmatch(value):
-        return value
-    return f"=?base64?{base64.b64encode(value.encode('utf-8')).decode('ascii')}?="
 
 
 async def post(

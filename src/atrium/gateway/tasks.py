@@ -30,10 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-from mcp.shared.inbound import encode_header_value
 from starlette.types import Message, Scope, Send
 
 from atrium.auth.resource_guard import ANONYMOUS, Caller, RequestFacts
+from atrium.gateway import header_codec
 from atrium.gateway.access import ToolAccess
 from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import INVALID_PARAMS, GatewayError
@@ -191,7 +191,7 @@ def _forwarded(
         if call.task is not None:
             item["params"]["taskId"] = call.params["taskId"]
     if modern and len(calls) == 1 and calls[0].task is not None:
-        backend_name = encode_header_value(calls[0].params["taskId"]).encode("latin-1")
+        backend_name = header_codec.encode(calls[0].params["taskId"]).encode("latin-1")
         headers = [(n, backend_name if n == b"mcp-name" else v) for n, v in scope["headers"]]
         scope = {**scope, "headers": headers}
     return scope, orjson.dumps(document)
