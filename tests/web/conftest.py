@@ -23,6 +23,7 @@ import pytest
 from atrium.auth.hashing import hash_password
 from atrium.settings import Settings, load_settings
 from atrium.store import Store, UserRecord
+from tests.ai.project import KEY_VARIABLE
 from tests.auth.flow import PASSWORD, form_action, form_fields
 from tests.gateway.conftest import Backend, backend  # noqa: F401  (a fixture used here)
 from tests.gateway.helpers import Gateway, running_gateway, server_record
@@ -94,7 +95,14 @@ def settings(tmp_path: Path, listener: socket.socket) -> Settings:
     (tmp_path / "atrium.yaml").write_text(
         f"gateway:\n  port: {port}\n  public_url: http://127.0.0.1:{port}\n"
     )
-    return load_settings(tmp_path, environ={})
+    # The model API key of the agents' provider fake (tests/ai/project.py), read at a run.
+    return load_settings(tmp_path, environ={KEY_VARIABLE: "sk-test"})
+
+
+@pytest.fixture
+def more_servers() -> dict[str, dict[str, Any]]:
+    """Servers routed besides ``WEB_SERVERS``, each with its port: none unless a module says."""
+    return {}
 
 
 @pytest.fixture
@@ -102,12 +110,14 @@ async def console(
     settings: Settings,
     backend: Backend,  # noqa: F811
     listener: socket.socket,
+    more_servers: dict[str, dict[str, Any]],
 ) -> AsyncIterator[Console]:
     async with await Store.open(settings) as store:
         records = [
             server_record(name, {"port": backend.port, **extra})
             for name, extra in WEB_SERVERS.items()
         ]
+        records += [server_record(name, extra) for name, extra in more_servers.items()]
         await store.servers.save(records)
         users = {}
         for role in ROLES:

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from tests.ai.project import KEY_VARIABLE, write_agent, write_ai_config
+from tests.ai.providers_fake import OpenAIChatFake, text, tool_call
 from tests.e2e.instance import Instance, started_instance
 
 BUILTINS = ("atrium", "soul", "content-manager", "marketplace")
@@ -31,18 +33,25 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
-    with started_instance(tmp_path_factory.mktemp("console"), builtins=BUILTINS) as running:
-        running.atrium(
-            "admin",
-            "users",
-            "create",
-            "rita",
-            "--role",
-            "reader",
-            "--password-stdin",
-            stdin=READER_PASSWORD + "\n",
-        )
-        yield running
+    # The gateway reads the model API key of the agents' provider fake from its environment.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_VARIABLE, "sk-test")
+        with started_instance(tmp_path_factory.mktemp("console"), builtins=BUILTINS) as running:
+            yield _with_reader(running)
+
+
+def _with_reader(running: Instance) -> Instance:
+    running.atrium(
+        "admin",
+        "users",
+        "create",
+        "rita",
+        "--role",
+        "reader",
+        "--password-stdin",
+        stdin=READER_PASSWORD + "\n",
+    )
+    return running
 
 
 @pytest.fixture
@@ -174,4 +183,77 @@ async def test_a_reader_sees_no_restart_and_is_refused_when_posting_it(
     )
     assert answer.status == 403
     assert 'data-error="forbidden"' in await answer.text()
+    assert watched.violations == []
+
+
+PLAYBOOKS = "mcp__atrium__list_playbooks"
+SECRET_VALUE = "walk-secret-value-0123456789"
+SKILL = "---\nname: walk-skill\ndescription: A skill made in the browser walk.\n---\nSay hi.\n"
+
+
+async def test_an_admin_chats_edits_a_skill_sets_a_secret_and_creates_a_user(
+    instance: Instance, browser: Browser
+) -> None:
+    script = [tool_call(PLAYBOOKS, {}), text("There are no playbooks yet.")]
+    with OpenAIChatFake(script) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "helper", allowed_tools=["mcp__atrium__*"])
+        watched = await _context(browser)
+        page = await watched.page()
+        await sign_in(page, instance.base, "admin", instance.password)
+
+        await page.get_by_role("link", name="Agents", exact=True).click()
+        await page.get_by_role("link", name="helper").click()
+        await page.get_by_label("Message").fill("Which playbooks are there?")
+        await page.get_by_role("button", name="Send").click()
+        transcript = page.locator("#transcript")
+        await expect(transcript.locator(".call[data-state=ok]")).to_have_count(1, timeout=60_000)
+        await expect(transcript).to_have_attribute("data-run", "finished", timeout=60_000)
+        await expect(transcript.locator(".message.assistant .text")).to_have_text(
+            "There are no playbooks yet."
+        )
+        await check_page(page, "chat")
+        await page.get_by_role("link", name="Agents", exact=True).click()
+        await expect(page.locator("tr[data-conversation]")).to_have_count(1)
+        await check_page(page, "agents")
+
+    await page.get_by_role("link", name="Skills", exact=True).click()
+    await page.get_by_label("SKILL.md").fill(SKILL)
+    await page.get_by_role("button", name="Create").click()
+    await expect(page.locator("[data-analysis]")).to_be_visible()
+    await page.get_by_role("textbox", name="SKILL.md (changes version 1)").fill(
+        SKILL.replace("Say hi.", "Say hello.")
+    )
+    await page.get_by_role("button", name="Save version 2").click()
+    await expect(page.locator("[data-field=version]")).to_have_text("2")
+    await check_page(page, "skill")
+    await page.get_by_role("link", name="Skills", exact=True).click()
+    await check_page(page, "skills")
+
+    await page.get_by_role("link", name="Secrets", exact=True).click()
+    await page.get_by_label("Name").fill("WALK_TOKEN")
+    await page.get_by_label("Value").fill(SECRET_VALUE)
+    await page.get_by_role("button", name="Set").click()
+    await expect(page.locator("tr[data-secret=WALK_TOKEN]")).to_be_visible()
+    assert SECRET_VALUE not in await page.content()
+    await check_page(page, "secrets")
+
+    await page.get_by_role("link", name="Users", exact=True).click()
+    await page.get_by_label("User name").fill("walker")
+    await page.get_by_label("Role", exact=True).select_option("reader")
+    await page.get_by_role("button", name="Create").click()
+    await expect(page.locator("[data-field=password]")).to_be_visible()
+    await expect(page.locator("tr[data-user=walker]")).to_be_visible()
+    await check_page(page, "users")
+    await page.get_by_role("link", name="Clients", exact=True).click()
+    await check_page(page, "clients")
+
+    await page.get_by_role("link", name="Audit", exact=True).click()
+    await page.get_by_label("Tool").fill("list_playbooks")
+    await page.get_by_role("button", name="Filter").click()
+    await expect(page.locator("tr[data-request]").first).to_be_visible()
+    assert "tool=list_playbooks" in page.url
+    await page.get_by_role("link", name="Usage", exact=True).click()
+    await expect(page.locator("figure.timechart").first).to_be_visible()
+    await check_page(page, "usage-over-time")
     assert watched.violations == []

@@ -37,7 +37,8 @@ async def test_every_console_response_carries_the_security_headers(
 
 async def test_pages_have_no_inline_script_or_style(console: Console) -> None:
     async with console.browser("admin") as http:
-        pages = [await http.get(p) for p in ("/admin", "/admin/servers/tools", "/admin/audit")]
+        paths = ("/admin", "/admin/servers/tools", "/admin/audit", "/admin/usage", "/admin/agents")
+        pages = [await http.get(p) for p in (*paths, "/admin/users", "/admin/clients")]
 
     for page in pages:
         assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page.text) == []
@@ -243,7 +244,7 @@ async def test_the_usage_page_draws_its_charts_as_svg(console: Console) -> None:
         page = await http.get("/admin/usage", params={"window": "1h"})
 
     assert page.status_code == 200
-    assert page.text.count("<svg") == 2
+    assert page.text.count("<svg") == 6  # per server, per tool, and four over time
     assert "tools/echo" in page.text
 
 

@@ -13,8 +13,21 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Row, Select, case, func, insert, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Row,
+    Select,
+    case,
+    func,
+    insert,
+    literal_column,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from atrium.store.tables import audit_events
 from atrium.store.transaction import reading, writing
@@ -81,6 +94,40 @@ class UsageRow:
     p50_ms: float
     p95_ms: float
     max_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class UsagePoint:
+    """The requests of one group in one time bucket (``start``: its first second, UTC)."""
+
+    start: datetime
+    keys: dict[str, str | None]
+    requests: int
+    errors: int
+    in_app: int
+    avg_ms: float
+    max_ms: float
+
+    @property
+    def external(self) -> int:
+        return self.requests - self.in_app
+
+
+class _Epoch(FunctionElement[int]):
+    """Whole seconds since 1970 of a ``UTCDateTime`` column, in each dialect's own words."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(_Epoch, "sqlite")
+def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
+
+
+@compiles(_Epoch, "postgresql")
+def _epoch_postgresql(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"CAST(floor(extract(epoch FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -213,6 +260,57 @@ class AuditQueries:
         async with reading(self._engine, "sum the audit records") as conn:
             return [_usage_row(row, by) for row in await conn.execute(query)]
 
+    async def usage_over_time(
+        self,
+        since: datetime,
+        bucket_s: int,
+        by: UsageBy = "server",
+        *,
+        subject: str | None = None,
+        server: str | None = None,
+    ) -> builtins.list[UsagePoint]:
+        """Requests since ``since`` per time bucket of ``bucket_s`` seconds (aligned on the
+        epoch) and group, oldest bucket first; a bucket with no request is not returned.
+        ``by="tool"`` counts only ``tools/call``; ``subject`` and ``server`` filter."""
+        keys = _USAGE_KEYS[by]
+        size = literal_column(str(int(bucket_s)), BigInteger())
+        bucket = (_Epoch(audit_events.c.at) // size * size).label("bucket")
+        query = (
+            select(
+                bucket,
+                *keys,
+                func.count().label("requests"),
+                _count_where(audit_events.c.outcome != "ok").label("errors"),
+                _count_where(audit_events.c.origin == "in-app").label("in_app"),
+                func.avg(audit_events.c.duration_ms).label("avg_ms"),
+                func.max(audit_events.c.duration_ms).label("max_ms"),
+            )
+            .where(audit_events.c.at >= since)
+            .group_by(bucket, *keys)
+            .order_by(bucket, *keys)
+        )
+        if by == "tool":
+            query = query.where(audit_events.c.tool.is_not(None))
+        if subject is not None:
+            query = query.where(audit_events.c.subject == subject)
+        if server is not None:
+            query = query.where(audit_events.c.server == server)
+        async with reading(self._engine, "sum the audit records over time") as conn:
+            return [_point(row, by) for row in await conn.execute(query)]
+
+
+def _point(row: Row[Any], by: UsageBy) -> UsagePoint:
+    data = row._mapping
+    return UsagePoint(
+        start=datetime.fromtimestamp(int(data["bucket"]), UTC),
+        keys={key.name: data[key.name] for key in _USAGE_KEYS[by]},
+        requests=int(data["requests"]),
+        errors=int(data["errors"]),
+        in_app=int(data["in_app"]),
+        avg_ms=round(float(data["avg_ms"]), 3),
+        max_ms=float(data["max_ms"]),
+    )
+
 
 def _usage_query(
     since: datetime,
@@ -222,21 +320,27 @@ def _usage_query(
     subject: str | None = None,
 ) -> Select[Any]:
     """One scan: window functions rank each group's durations (both SQLite 3.25+ and
-    PostgreSQL have them; ``percentile_cont`` is PostgreSQL's only), then one GROUP BY."""
-    scan = select(
-        *keys,
-        audit_events.c.outcome,
-        audit_events.c.origin,
-        audit_events.c.duration_ms,
-        func.row_number()
-        .over(partition_by=keys, order_by=audit_events.c.duration_ms)
-        .label("position"),
-        func.count().over(partition_by=keys).label("n"),
-    ).where(audit_events.c.at >= since)
+    PostgreSQL have them; ``percentile_cont`` is PostgreSQL's only), then one GROUP BY.
+
+    The window's rows are read first, by time, into a materialized CTE (SQLite 3.35+,
+    PostgreSQL 12+): left to itself, SQLite ranks them by walking an index on the group's
+    column in order, which reads the whole table to keep an hour of it."""
+    c = audit_events.c
+    recent = select(*keys, c.outcome, c.origin, c.duration_ms).where(c.at >= since)
     if tools_only:
-        scan = scan.where(audit_events.c.tool.is_not(None))
+        recent = recent.where(c.tool.is_not(None))
     if subject is not None:
-        scan = scan.where(audit_events.c.subject == subject)
+        recent = recent.where(c.subject == subject)
+    window = recent.cte("recent").prefix_with("MATERIALIZED")
+    parts = [window.c[key.name] for key in keys]
+    scan = select(
+        *parts,
+        window.c.outcome,
+        window.c.origin,
+        window.c.duration_ms,
+        func.row_number().over(partition_by=parts, order_by=window.c.duration_ms).label("position"),
+        func.count().over(partition_by=parts).label("n"),
+    )
     ranked = scan.subquery()
     group = [ranked.c[key.name] for key in keys]
     position, n, duration = ranked.c.position, ranked.c.n, ranked.c.duration_ms

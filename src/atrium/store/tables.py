@@ -123,6 +123,9 @@ audit_events = Table(
     Column("status", Integer, nullable=False),
     Column("error", String, nullable=True),
     Column("duration_ms", Float, nullable=False),
+    # The console's filters, newest first (keyset on id), and a caller's usage since a time.
+    *(Index(f"ix_audit_events_{c}_id", c, "id") for c in ("server", "subject", "tool", "outcome")),
+    Index("ix_audit_events_subject_at", "subject", "at"),
 )
 
 

@@ -1,6 +1,7 @@
 """``/admin/usage``: calls, errors and latency per server and per tool over a window (the last
 hour, day or week), external vs in-app, with bar charts drawn as SVG on the server (no script,
-no inline style: the bars' geometry is in attributes)."""
+no inline style: the bars' geometry is in attributes), and the same over time, a bucket at a
+time (``web.timeline``): per server, or per tool of the server chosen (``?server=``)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from atrium.store.audit import UsageRow
 from atrium.web.guard import Refused
 from atrium.web.render import page
 from atrium.web.session import Viewer
+from atrium.web.timeline import BUCKETS, TimeChart, lines, origin_bars, starts
 
 WINDOWS = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
 CHART_WIDTH = 600
 BAR_HEIGHT = 18
 LABEL_WIDTH = 180
+TOP_TOOLS = 50  # the busiest; a bar and a row each for thousands would bury them
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,11 @@ class UsagePage:
         window = request.query_params.get("window") or "24h"
         if window not in WINDOWS:
             raise Refused(400, "bad_filter", f"window: must be one of {', '.join(WINDOWS)}")
-        since = datetime.now(UTC) - WINDOWS[window]
+        server = request.query_params.get("server") or None
+        if server is not None and server not in self.parts.directory.routes:
+            raise Refused(400, "bad_filter", f"server: no server '{server}' is routed here")
+        now = datetime.now(UTC)
+        since = now - WINDOWS[window]
         audit, subject = self.parts.store.audit, viewer.audit_subject
         servers = await audit.usage(since, "server", subject=subject)
         tools = await audit.usage(since, "tool", subject=subject)
@@ -79,5 +86,29 @@ class UsagePage:
             window=window,
             windows=list(WINDOWS),
             servers=chart(servers, ("server",)),
-            tools=chart(tools, ("server", "tool")),
+            tools=chart(tools[:TOP_TOOLS], ("server", "tool")),
+            more_tools=max(len(tools) - TOP_TOOLS, 0),
+            server=server,
+            names=sorted(self.parts.directory.routes),
+            timeline=await self._timeline(viewer, window, since, now, server),
         )
+
+    async def _timeline(
+        self, viewer: Viewer, window: str, since: datetime, now: datetime, server: str | None
+    ) -> list[TimeChart]:
+        bucket_s = BUCKETS[window]
+        buckets = starts(since, now, bucket_s)
+        points = await self.parts.store.audit.usage_over_time(
+            buckets[0],
+            bucket_s,
+            "tool" if server else "server",
+            subject=viewer.audit_subject,
+            server=server,
+        )
+        what = f"tool of {server}" if server else "server"
+        return [
+            lines(f"Calls per {what}", "calls", points, buckets, bucket_s, lambda p: p.requests),
+            lines(f"Errors per {what}", "errors", points, buckets, bucket_s, lambda p: p.errors),
+            lines(f"Mean latency per {what}", "ms", points, buckets, bucket_s, lambda p: p.avg_ms),
+            origin_bars("External and in-app calls", points, buckets, bucket_s),
+        ]
