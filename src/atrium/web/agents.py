@@ -14,6 +14,7 @@ sent to the conversation's transcript.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -27,7 +28,6 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from atrium.auth.access_tokens import TokenIssuer
 from atrium.auth.operator import CONSOLE_CLIENT_ID
-from atrium.client.connect import gateway_url
 from atrium.errors import AtriumError
 from atrium.gateway.parts import GatewayParts
 from atrium.store.conversations import ConversationRecord
@@ -49,8 +49,15 @@ STREAM = "text/event-stream"
 class AgentPages:
     def __init__(self, parts: GatewayParts) -> None:
         self.parts = parts
-        base = gateway_url(parts.settings, "x").partition("/api/v1/mcp/")[0]
-        self.api = f"{base}/api/v1/agents"
+
+    @functools.cached_property
+    def api(self) -> str:
+        """The agents API as reached from this machine. atrium.client.connect loads the MCP
+        client, which the gateway's start does not need (atrium.gateway.header_codec)."""
+        from atrium.client.connect import gateway_url
+
+        base = gateway_url(self.parts.settings, "x").partition("/api/v1/mcp/")[0]
+        return f"{base}/api/v1/agents"
 
     def _agents(self) -> builtins.list[Agent]:
         from atrium.ai.service import AgentService

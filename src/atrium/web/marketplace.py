@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from atrium.client.connect import JsonRpcError
 from atrium.errors import AtriumError
 from atrium.settings import Settings
 from atrium.web import tools
@@ -40,6 +39,9 @@ async def call(
     settings: Settings, viewer: Viewer, tool: str, arguments: dict[str, Any]
 ) -> dict[str, Any]:
     """The tool's structured result; ``ToolRefusal`` when it answered with an error."""
+    # The MCP client (and the mcp package) only once a page calls a tool: not at gateway start.
+    from atrium.client.connect import JsonRpcError
+
     try:
         async with tools.as_user(settings, viewer, MARKETPLACE) as connection:
             outcome = await tools.call(connection, tool, arguments)
