@@ -11,7 +11,7 @@ import asyncio
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,9 @@ def everything() -> Iterator[Everything]:
 
 
 @pytest.fixture
-async def legacy(gateway: Gateway, everything: Everything) -> AsyncIterator[str]:
+async def legacy(gateway: Gateway, everything: Everything) -> str:
     await gateway.add_server("legacy", port=everything.port, oauth={"required": True})
-    yield gateway.url("legacy")
+    return gateway.url("legacy")
 
 
 def echo(message: str, id: Any = 1) -> dict[str, Any]:
