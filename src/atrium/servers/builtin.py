@@ -45,3 +45,18 @@ def run_builtin(
         print(f"{prog}: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     serve(create_server(settings), options)
+
+
+def key_hint(server: str) -> str:
+    """What an error about a model API key adds for a built-in server: its process sees only
+    the environment its ``services/mcp/<server>.yaml`` passes on, not the one where
+    ``atrium start`` runs, so a key set there is missing here."""
+    return (
+        f"(the {server} server sees only the environment its services/mcp/{server}.yaml passes"
+        " on: add the variable under env:, or use a $file reference)"
+    )
+
+
+def about_api_key(error: ConfigError) -> bool:
+    """Whether a configuration error is about a provider's ``api_key`` reference."""
+    return any(problem.key_path.endswith(".api_key") for problem in error.problems)

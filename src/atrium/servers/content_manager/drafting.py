@@ -32,6 +32,7 @@ from atrium.ai.complete import NoProviderConfigured, complete
 from atrium.ai.config import AI_CONFIG_FILE
 from atrium.ai.providers.provider import ProviderError, ProviderSetupError
 from atrium.errors import ConfigError
+from atrium.servers.builtin import about_api_key, key_hint
 from atrium.servers.soul.prompts import delimited
 from atrium.settings import Settings
 from atrium.store import Source
@@ -53,13 +54,7 @@ HOW_TO_CONFIGURE = (
     " {$env: VARIABLE}, passed to the content-manager server under env: in"
     " services/mcp/content-manager.yaml"
 )
-# The content-manager's process sees only the environment its services/mcp/content-manager.yaml
-# passes on, not the one where `atrium start` runs: a key set there is missing here.
-KEY_HINT = (
-    " (the content-manager server sees only the environment its"
-    " services/mcp/content-manager.yaml passes on: add the variable under env:, or use a"
-    " $file reference)"
-)
+KEY_HINT = " " + key_hint("content-manager")
 
 _TASK = (
     "You draft outlines of blog posts from excerpts of a project's own content. Write the"
@@ -122,7 +117,7 @@ async def draft_outline(
             ) from None
         return Draft(problem=NO_PROVIDER)
     except ConfigError as exc:
-        about_key = any(problem.key_path.endswith(".api_key") for problem in exc.problems)
+        about_key = about_api_key(exc)
         listed = "; ".join(str(problem) for problem in exc.problems)
         return _failed(f"the AI configuration is invalid: {listed}", draft, key=about_key)
     except ProviderSetupError as exc:

@@ -24,6 +24,7 @@ from atrium.ai.config import AI_CONFIG_FILE
 from atrium.ai.images import GeneratedImage, NoImagesConfigured, generate_image
 from atrium.ai.providers.provider import ProviderError, ProviderSetupError
 from atrium.errors import ConfigError
+from atrium.servers.builtin import about_api_key, key_hint
 from atrium.servers.content_manager.title_card import HEIGHT, WIDTH, Style
 from atrium.settings import Settings
 
@@ -41,13 +42,7 @@ NOT_CONFIGURED = (
     f" {AI_CONFIG_FILE}, or leave use_model out for a title card"
 )
 
-# The content-manager's process sees only the environment its YAML passes on, not the one
-# where `atrium start` runs: a key set there is missing here.
-KEY_HINT = (
-    "\n(the content-manager server sees only the environment its"
-    " services/mcp/content-manager.yaml passes on: add the variable under env:, or use a $file"
-    " reference)"
-)
+KEY_HINT = "\n" + key_hint("content-manager")
 
 
 @dataclass(frozen=True)
@@ -86,8 +81,7 @@ async def model_picture(
             raise ToolError(NOT_CONFIGURED) from None
         return None
     except ConfigError as exc:
-        hint = any(problem.key_path.endswith(".api_key") for problem in exc.problems)
-        raise ToolError(str(exc) + (KEY_HINT if hint else "")) from None
+        raise ToolError(str(exc) + (KEY_HINT if about_api_key(exc) else "")) from None
     except ProviderSetupError as exc:
         raise ToolError(str(exc)) from None
     except ProviderError as exc:

@@ -31,6 +31,7 @@ from atrium.ai.complete import NoProviderConfigured, complete
 from atrium.ai.config import AI_CONFIG_FILE
 from atrium.ai.providers.provider import ProviderError, ProviderSetupError
 from atrium.errors import ConfigError
+from atrium.servers.builtin import about_api_key, key_hint
 from atrium.servers.soul.prompts import Prompt
 from atrium.settings import Settings
 from atrium.store import Store
@@ -46,12 +47,7 @@ NO_MODEL = (
     " the MCP sampling capability, so its own model cannot be asked either"
 )
 
-# The soul server's process sees only the environment its services/mcp/soul.yaml passes on,
-# not the one where `atrium start` runs: a key set there is missing here.
-KEY_HINT = (
-    "\n(the soul server sees only the environment its services/mcp/soul.yaml passes on:"
-    " add the variable under env:, or use a $file reference)"
-)
+KEY_HINT = "\n" + key_hint("soul")
 
 
 @dataclass(frozen=True)
@@ -100,8 +96,7 @@ async def ask(settings: Settings, ctx: Context[Store, Any], prompt: Prompt) -> R
     except NoProviderConfigured:
         return _sample(ctx, prompt)
     except ConfigError as exc:
-        hint = any(problem.key_path.endswith(".api_key") for problem in exc.problems)
-        raise ToolError(str(exc) + (KEY_HINT if hint else "")) from None
+        raise ToolError(str(exc) + (KEY_HINT if about_api_key(exc) else "")) from None
     except ProviderSetupError as exc:
         raise ToolError(str(exc)) from None
     except ProviderError as exc:
