@@ -270,6 +270,33 @@ async def test_records_the_store_will_not_take_are_spilled_to_a_file(tmp_path: P
     assert writer.attempts >= 2  # retried before spilling
 
 
+class GatedWriter:
+    """A store that takes a batch only when the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.written: list[str] = []
+
+    async def add_many(self, events: Sequence[AuditEvent]) -> None:
+        await self.gate.wait()
+        self.written += [event.request_id for event in events]
+
+
+async def test_a_reader_can_wait_for_the_records_of_calls_just_answered(tmp_path: Path) -> None:
+    writer = GatedWriter()
+    sink = AuditSink(writer, tmp_path / "spill.jsonl", linger_s=0)
+    sink.start()
+    assert await sink.settled(timeout_s=0.01)  # nothing recorded: settled at once
+
+    sink.record(AuditEvent(request_id="r1", server="tools", method="tools/call"))
+    assert not await sink.settled(timeout_s=0.05)  # the store has not taken it yet
+
+    writer.gate.set()
+    assert await sink.settled(timeout_s=2)
+    assert writer.written == ["r1"]
+    await sink.close()
+
+
 async def test_records_on_postgresql_and_sqlite_alike(
     database_settings: Settings, backend: Backend, http: httpx2.AsyncClient
 ) -> None:

@@ -80,11 +80,16 @@ class AuditSink:
         # ``None`` is the stop sentinel: the writer finishes its batch, drains, and ends.
         self._queue: asyncio.Queue[AuditEvent | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._unwritten = 0  # queued or in a batch being written
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     def record(self, event: AuditEvent) -> None:
         if self._queue.qsize() >= self._max_pending:
             self._spill_events([event])
         else:
+            self._unwritten += 1
+            self._settled.clear()
             self._queue.put_nowait(event)
         # After queueing: a listener that fails cannot cost the audit trail its record.
         for listener in self._listeners:
@@ -109,7 +114,25 @@ class AuditSink:
         events = [event for event in taken if event is not None]
         return events, len(events) != len(taken)
 
+    async def settled(self, timeout_s: float = 2.0) -> bool:
+        """Wait (at most ``timeout_s``) until every record so far is in the store or spilled:
+        for a reader that looks up a request it has just seen answered."""
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
     async def _write(self, events: list[AuditEvent]) -> None:
+        try:
+            await self._write_or_spill(events)
+        finally:
+            self._unwritten -= len(events)
+            if self._unwritten <= 0:
+                self._unwritten = 0
+                self._settled.set()
+
+    async def _write_or_spill(self, events: list[AuditEvent]) -> None:
         if not events:
             return
         for attempt in range(3):

@@ -91,6 +91,11 @@ class AuditPages:
     async def record(self, request: Request, viewer: Viewer) -> Response:
         request_id = request.path_params["request_id"]
         records = await self.parts.store.audit.for_request(request_id, subject=viewer.audit_subject)
+        if not records and await self.parts.audit.settled():
+            # A call answered a moment ago may still be on its way to the store.
+            records = await self.parts.store.audit.for_request(
+                request_id, subject=viewer.audit_subject
+            )
         if not records:
             raise not_found(f"Request '{request_id}'")
         return page(
