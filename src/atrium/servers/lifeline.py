@@ -15,12 +15,15 @@ import signal
 import threading
 import time
 
+from atrium.deathsig import expected_parent
+
 logger = logging.getLogger(__name__)
 
 
 def watch_parent(interval_s: float = 1.0) -> threading.Thread:
     """Start the watch in a daemon thread; it ends with the process."""
-    parent = os.getppid()
+    # The supervisor's pid as it said it, when it did: this process may be its orphan already.
+    parent = expected_parent() or os.getppid()
 
     def watch() -> None:
         while os.getppid() == parent:

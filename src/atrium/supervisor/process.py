@@ -3,6 +3,10 @@
 Each server runs in a new session (``setsid``), so a signal to its process group reaches the
 children it started (npx → node, the bridge → its stdio server) and nothing leaks when it is
 stopped. Output goes to ``logs/mcp-<name>.log``, appended, so a crash's traceback is kept.
+
+A built-in server is forked by the zygote (``atrium.supervisor.zygote``) when one runs; any
+other program is started through ``atrium/deathsig.py``, which makes it die with the supervisor
+and then ``exec``s it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 
 import aiohttp
 
+from atrium import deathsig
 from atrium.serving import ensure_port_free
 from atrium.supervisor.logs import log_tail
 from atrium.supervisor.spec import LaunchError, LaunchSpec
+from atrium.supervisor.zygote import Child, Zygote, ZygoteUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -29,21 +36,38 @@ LOG_TAIL_LINES = 20
 class ManagedProcess:
     def __init__(self, spec: LaunchSpec) -> None:
         self.spec = spec
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: Child | None = None
         self.started_at: float | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    async def spawn(self) -> None:
+    async def spawn(self, zygote: Zygote | None = None) -> None:
+        """Start the server: forked by ``zygote`` when it is a built-in one and a zygote runs."""
         ensure_port_free(self.spec.port, f"server '{self.spec.name}'")
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.spec.log_file.open("ab") as log:
             log.write(f"--- atrium: starting {' '.join(self.spec.argv)}\n".encode())
-            log.flush()
+        if zygote is not None and self.spec.builtin:
+            try:
+                self.process = await zygote.spawn(self.spec)
+            except ZygoteUnavailable as exc:
+                logger.warning("server %s: starting it without the zygote: %s", self.spec.name, exc)
+            else:
+                self.started_at = time.time()
+                return
+        await self._exec()
+
+    async def _exec(self) -> None:
+        program = self.spec.argv[0]
+        if not os.access(program, os.X_OK) and "/" in program:
+            raise LaunchError(f"server '{self.spec.name}': cannot run {program}: not executable")
+        guard = (sys.executable, "-S", "-I", deathsig.__file__, str(os.getpid()))
+        with self.spec.log_file.open("ab") as log:
             try:
                 self.process = await asyncio.create_subprocess_exec(
+                    *guard,
                     *self.spec.argv,
                     stdin=asyncio.subprocess.DEVNULL,
                     stdout=log,

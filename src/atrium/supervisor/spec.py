@@ -57,6 +57,8 @@ class LaunchSpec:
     log_file: Path
     binary_path: str
     version: str | None
+    # One of Atrium's own built-in servers (its console script beside our interpreter).
+    builtin: bool = False
 
     @property
     def health_url(self) -> str:
@@ -99,6 +101,7 @@ def launch_spec(
         log_file=settings.logs_dir / f"mcp-{entry.name}.log",
         binary_path=program,
         version=_version_of(program),
+        builtin=builtin is not None and isinstance(config, HttpServer) and argv[0] == program,
     )
 
 

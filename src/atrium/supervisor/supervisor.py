@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
+from atrium.deathsig import SUPERVISOR_PID_VARIABLE
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
 from atrium.registry.schema import ServerConfig, port_of
@@ -31,7 +32,8 @@ from atrium.runstate import RuntimeState, ServerStatus, run_dir, write_state
 from atrium.settings import SUPERVISOR_VARIABLE, Settings
 from atrium.supervisor.process import ManagedProcess
 from atrium.supervisor.reaper import reap_orphans
-from atrium.supervisor.spec import LaunchError, launch_spec
+from atrium.supervisor.spec import LaunchError, LaunchSpec, allowed_environment, launch_spec
+from atrium.supervisor.zygote import Zygote
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,10 @@ class Supervisor:
         self._crashes: dict[str, deque[float]] = {}
         self._closing = False
         self.marker = f"{SUPERVISOR_VARIABLE}={uuid.uuid4().hex}"
+        self._subreaper = False
+        # Forks the built-in servers (``atrium.supervisor.zygote``); started when first needed.
+        self._zygote: Zygote | None = None
+        self._zygote_lock = asyncio.Lock()
         for entry in registry:
             if entry.config.transport != "remote":
                 self.state.servers[entry.name] = _status(entry)
@@ -94,7 +100,7 @@ class Supervisor:
 
     async def start(self, names: Iterable[str] | None = None) -> dict[str, str | None]:
         """Start servers concurrently; return each one's error, or ``None`` when it runs."""
-        _become_subreaper()
+        self._subreaper = self._subreaper or _become_subreaper()
         run_dir(self.settings.state_dir).mkdir(mode=0o700, parents=True, exist_ok=True)
         entries = [e for e in self.hosted(names) if e.name not in self._running()]
         results = await asyncio.gather(*(self._start_one(e) for e in entries))
@@ -124,8 +130,7 @@ class Supervisor:
         except AtriumError as exc:
             self._set(status, state="failed", last_error=str(exc), pid=None, started_at=None)
             return str(exc)
-        name, _, value = self.marker.partition("=")
-        spec = replace(spec, env={**spec.env, name: value})
+        spec = replace(spec, env={**spec.env, **self._marks()})
         status.binary, status.version = spec.binary_path, spec.version
         process = ManagedProcess(spec)
         self._processes[entry.name] = process
@@ -134,7 +139,7 @@ class Supervisor:
         try:
             self._spawning += 1
             try:
-                await process.spawn()
+                await process.spawn(await self._zygote_for(spec))
             finally:
                 self._spawning -= 1
             self._set(status, pid=process.pid, started_at=process.started_at)
@@ -147,6 +152,30 @@ class Supervisor:
         self._set(status, state="running")
         logger.info("server %s running on port %s (pid %s)", entry.name, spec.port, process.pid)
         return process
+
+    def _marks(self) -> dict[str, str]:
+        """What every process we start carries: our marker (see ``reaper``) and our pid (see
+        ``atrium.deathsig``)."""
+        name, _, value = self.marker.partition("=")
+        return {name: value, SUPERVISOR_PID_VARIABLE: str(os.getpid())}
+
+    async def _zygote_for(self, spec: LaunchSpec) -> Zygote | None:
+        """The zygote to fork ``spec``'s server from, started when first needed; None when the
+        server is not a built-in one or forking cannot work here (no subreaper, no pidfd)."""
+        if not (spec.builtin and self._subreaper and hasattr(os, "pidfd_open")):
+            return None
+        async with self._zygote_lock:
+            if self._closing:
+                return None
+            if self._zygote is None or not self._zygote.alive:
+                env = {**allowed_environment(self.settings.environ), **self._marks()}
+                log = self.settings.logs_dir / "zygote.log"
+                try:
+                    self._zygote = await Zygote.start(env, log)
+                except OSError as exc:
+                    logger.warning("cannot start the zygote (%s): servers start one by one", exc)
+                    return None
+            return self._zygote
 
     async def _watch(self, name: str, process: ManagedProcess) -> None:
         """Restart ``name`` whenever it dies, with backoff, until it crashes too often."""
@@ -255,6 +284,9 @@ class Supervisor:
     async def close(self) -> None:
         self._closing = True
         await self.stop()
+        async with self._zygote_lock:
+            if self._zygote is not None:
+                await self._zygote.close()
         self._reap()
 
     def _reap(self) -> None:
@@ -262,7 +294,10 @@ class Supervisor:
         if self._spawning:
             return  # the next exit, or close(), reaps them
         self._spawned = [p for p in self._spawned if p.process and p.process.returncode is None]
-        reap_orphans(self.marker, exclude={p.process.pid for p in self._spawned if p.process})
+        ours = {p.process.pid for p in self._spawned if p.process}
+        if self._zygote is not None and self._zygote.alive:
+            ours.add(self._zygote.pid)
+        reap_orphans(self.marker, exclude=ours)
 
     def _set(self, status: ServerStatus, **changes: object) -> None:
         for key, value in changes.items():
@@ -294,10 +329,11 @@ def _status(entry: ServerEntry) -> ServerStatus:
     return ServerStatus(name=entry.name, transport=config.transport, port=port_of(config))
 
 
-def _become_subreaper() -> None:
+def _become_subreaper() -> bool:
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    return False
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:
