@@ -37,6 +37,7 @@ from atrium.settings import Settings
 from atrium.store import Store
 from atrium.supervisor import control
 from atrium.supervisor.supervisor import RestartPolicy, Supervisor, install_signal_handlers
+from atrium.supervisor.zygote import Zygote
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +59,12 @@ async def run_foreground(
     gateway: bool = False,
     policy: RestartPolicy | None = None,
     on_started: Callable[[dict[str, str | None]], None] | None = None,
+    early_zygote: tuple[str, Zygote] | None = None,
 ) -> None:
     """Start ``names`` (or every enabled server), and the gateway, until told to stop.
+
+    ``early_zygote``: a marker and the zygote started with it before this was imported
+    (``atrium.supervisor.zygote.early_zygote``), handed to the supervisor, which closes it.
 
     With the gateway, the store is first brought in line with the YAML (``cloud sync`` to-db),
     so the gateway routes exactly the servers the supervisor runs; a restart does it again.
@@ -75,7 +80,15 @@ async def run_foreground(
         if store is not None:
             stack.push_async_callback(store.close)
             await sync_to_store(store, registry)
-        supervisor = Supervisor(settings, registry, policy, load_registry=_reloader(reload, store))
+        marker, zygote = early_zygote or (None, None)
+        supervisor = Supervisor(
+            settings,
+            registry,
+            policy,
+            load_registry=_reloader(reload, store),
+            marker=marker,
+            zygote=zygote,
+        )
         stack.push_async_callback(supervisor.close)
         front = GatewayServer(settings, store) if store is not None else None
         reload_auth = front.reload_auth if front is not None else None

@@ -18,7 +18,7 @@ that says so. A failed build names its exit code and shows the last lines of its
 ``atrium plugins mcp list-packages`` tells which binaries are found (``find_binary``).
 
 A build runs third-party code, so it gets what the supervisor gives a server
-(``atrium.supervisor.spec.allowed_environment``: PATH, HOME, locale, proxies...) and the
+(``atrium.supervisor.environment.allowed_environment``: PATH, HOME, locale, proxies...) and the
 packaging tools' own settings (``VIRTUAL_ENV``, ``PIP_*``), never the operator's other
 variables (provider keys, ``ATRIUM_SECRET_KEY``, the database URL). It runs in a session of
 its own, and a build that times out is killed with every process it started. An extension
@@ -115,7 +115,7 @@ def build_extension(extension: Extension, settings: Settings, *, timeout_s: floa
 
 def build_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The environment of a build: the servers' allow-list and the packaging tools' settings."""
-    from atrium.supervisor.spec import allowed_environment  # the store: loaded to build only
+    from atrium.supervisor.environment import allowed_environment
 
     return allowed_environment(environ) | {k: v for k, v in environ.items() if _BUILD_ONLY.match(k)}
 

@@ -97,12 +97,18 @@ def _report_stopped(cli: CliState, answer: dict[str, Any]) -> None:
 
 
 def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
+    from atrium.supervisor.zygote import early_zygote
+
+    registry = cli.registry()
+    # Before the gateway's imports: the zygote imports the built-in servers meanwhile.
+    chosen = [e for e in registry if e.config.enabled and (names is None or e.name in names)]
+    early = early_zygote(cli.settings, (getattr(e.config, "binary", None) for e in chosen))
+
     import uvloop
 
     from atrium.host import run_foreground
 
     _configure_logging(cli)
-    registry = cli.registry()
 
     def started(results: dict[str, str | None]) -> None:
         # A server that failed stays failed; the others keep running until Ctrl-C.
@@ -123,6 +129,7 @@ def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
                 reload=lambda: load_registry(cli.settings),
                 gateway=gateway,
                 on_started=started,
+                early_zygote=early,
             )
         )
     cli.out.print("Stopped.")

@@ -15,7 +15,6 @@ merely has the name: ``command: [./tools/atrium-mcp-marketplace]`` is anyone's p
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 from collections.abc import Mapping
@@ -31,13 +30,8 @@ from atrium.registry.secrets import resolve_env
 from atrium.scaffold import BUILTIN_SERVERS
 from atrium.secretbox import SECRET_KEY_VARIABLE
 from atrium.settings import CALLER_KEYS_VARIABLE, ENV_OVERRIDES, Settings
+from atrium.supervisor.environment import allowed_environment
 
-# Programs need these to run at all; everything else must be named in the server's env:.
-_ALLOWED = re.compile(
-    r"^(PATH|HOME|USER|LOGNAME|SHELL|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|TEMP|TMP|TERM"
-    r"|XDG_[A-Z_]+|SSL_CERT_FILE|SSL_CERT_DIR|REQUESTS_CA_BUNDLE|NODE_EXTRA_CA_CERTS"
-    r"|(?i:https?_proxy|no_proxy|all_proxy)|NPM_CONFIG_[A-Z_]+|npm_config_[a-z_]+|UV_[A-Z_]+)$"
-)
 _BUILTIN_BINARIES = frozenset(server.binary for server in BUILTIN_SERVERS)
 _SECRETS_BINARY = next(server.binary for server in BUILTIN_SERVERS if server.name == "marketplace")
 
@@ -103,11 +97,6 @@ def launch_spec(
         version=_version_of(program),
         builtin=builtin is not None and isinstance(config, HttpServer) and argv[0] == program,
     )
-
-
-def allowed_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """What of ``environ`` a program Atrium starts may see: what programs need to run."""
-    return {k: v for k, v in environ.items() if _ALLOWED.match(k)}
 
 
 def builtin_program(program: str) -> str | None:

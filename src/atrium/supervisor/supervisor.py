@@ -18,22 +18,21 @@ import logging
 import os
 import signal
 import time
-import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 
-from atrium.deathsig import SUPERVISOR_PID_VARIABLE
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
 from atrium.registry.schema import ServerConfig, port_of
 from atrium.registry.secrets import stored_secrets
 from atrium.runstate import RuntimeState, ServerStatus, run_dir, write_state
-from atrium.settings import SUPERVISOR_VARIABLE, Settings
+from atrium.settings import Settings
+from atrium.supervisor.environment import marks, new_marker
 from atrium.supervisor.process import ManagedProcess
 from atrium.supervisor.reaper import reap_orphans
-from atrium.supervisor.spec import LaunchError, LaunchSpec, allowed_environment, launch_spec
-from atrium.supervisor.zygote import Zygote
+from atrium.supervisor.spec import LaunchError, LaunchSpec, launch_spec
+from atrium.supervisor.zygote import Zygote, start_zygote
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +59,11 @@ class Supervisor:
         policy: RestartPolicy | None = None,
         *,
         load_registry: Callable[[], Awaitable[Registry]] | None = None,
+        marker: str | None = None,
+        zygote: Zygote | None = None,
     ) -> None:
+        """``marker`` and ``zygote``: a zygote started early with that marker (``atrium
+        start`` starts one before it imports the gateway), which this supervisor then owns."""
         self.settings = settings
         self.registry = registry
         self.policy = policy or RestartPolicy()
@@ -75,10 +78,10 @@ class Supervisor:
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._crashes: dict[str, deque[float]] = {}
         self._closing = False
-        self.marker = f"{SUPERVISOR_VARIABLE}={uuid.uuid4().hex}"
+        self.marker = marker or new_marker()
         self._subreaper = False
         # Forks the built-in servers (``atrium.supervisor.zygote``); started when first needed.
-        self._zygote: Zygote | None = None
+        self._zygote = zygote
         self._zygote_lock = asyncio.Lock()
         for entry in registry:
             if entry.config.transport != "remote":
@@ -154,10 +157,7 @@ class Supervisor:
         return process
 
     def _marks(self) -> dict[str, str]:
-        """What every process we start carries: our marker (see ``reaper``) and our pid (see
-        ``atrium.deathsig``)."""
-        name, _, value = self.marker.partition("=")
-        return {name: value, SUPERVISOR_PID_VARIABLE: str(os.getpid())}
+        return marks(self.marker)
 
     async def _zygote_for(self, spec: LaunchSpec) -> Zygote | None:
         """The zygote to fork ``spec``'s server from, started when first needed; None when the
@@ -168,10 +168,10 @@ class Supervisor:
             if self._closing:
                 return None
             if self._zygote is None or not self._zygote.alive:
-                env = {**allowed_environment(self.settings.environ), **self._marks()}
-                log = self.settings.logs_dir / "zygote.log"
+                if self._zygote is not None:
+                    await self._zygote.close()  # reap it, close its pipes
                 try:
-                    self._zygote = await Zygote.start(env, log)
+                    self._zygote = start_zygote(self.settings, self._marks())
                 except OSError as exc:
                     logger.warning("cannot start the zygote (%s): servers start one by one", exc)
                     return None

@@ -1,9 +1,11 @@
 """The supervisor's side of the zygote (``atrium.servers.zygote``): built-in servers by fork.
 
-The zygote is started at the first start of a built-in server and lives until the supervisor
-closes. A server it forks is reparented to the supervisor (a child subreaper) before its pid is
-answered, so it is the supervisor's child like any other: ``AdoptedProcess`` waits for it with a
-pidfd, where ``asyncio`` waits only for the children it spawned itself.
+``atrium start`` starts the zygote before it imports the gateway (the two imports then run side
+by side on two cores); otherwise it is started at the first start of a built-in server. It lives
+until the supervisor closes. A server it forks is reparented to the supervisor (a child
+subreaper) before its pid is answered, so it is the supervisor's child like any other:
+``AdoptedProcess`` waits for it with a pidfd, where ``asyncio`` waits only for the children it
+spawned itself.
 
 A zygote that cannot be started or has died costs nothing but speed: the server is started the
 ordinary way (``exec``) and a new zygote is tried at the next start.
@@ -15,16 +17,25 @@ import asyncio
 import contextlib
 import logging
 import os
+import select
+import subprocess
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from atrium.supervisor.spec import LaunchSpec
+from atrium.scaffold import BUILTIN_SERVERS
+from atrium.settings import Settings
+from atrium.supervisor.environment import allowed_environment, marks, new_marker
+
+if TYPE_CHECKING:
+    from atrium.supervisor.spec import LaunchSpec
 
 logger = logging.getLogger(__name__)
 
+ZYGOTE_LOG = "zygote.log"
 READY_TIMEOUT_S = 60.0
 ANSWER_TIMEOUT_S = 10.0
 
@@ -74,7 +85,9 @@ class AdoptedProcess:
 
 
 class Zygote:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    """The zygote process, and the one conversation at a time we have with it."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self._process = process
         self._lock = asyncio.Lock()
         self._ready = False
@@ -85,21 +98,21 @@ class Zygote:
 
     @property
     def alive(self) -> bool:
-        return self._process.returncode is None
+        return self._process.poll() is None
 
     @classmethod
-    async def start(cls, env: dict[str, str], log_file: Path) -> Zygote:
-        """Start the zygote; it imports the built-in servers while the caller goes on."""
+    def start(cls, environ: Mapping[str, str], marks: Mapping[str, str], log_file: Path) -> Zygote:
+        """Start the zygote (with what of ``environ`` any program may see, and ``marks``); it
+        imports the built-in servers while the caller goes on. No event loop needed: ``atrium
+        start`` starts it before it imports the gateway, so the two imports overlap."""
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "atrium.servers.zygote",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
+            process = subprocess.Popen(
+                [sys.executable, "-m", "atrium.servers.zygote"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
                 stderr=log,
-                env=env,
+                env={**allowed_environment(environ), **marks},
                 start_new_session=True,
             )
         return cls(process)
@@ -107,7 +120,7 @@ class Zygote:
     async def spawn(self, spec: LaunchSpec) -> AdoptedProcess:
         """Fork the built-in server ``spec`` describes; raise ``ZygoteUnavailable`` if we cannot."""
         program = Path(spec.argv[0]).name
-        request: dict[str, object] = {
+        request = {
             "program": program,
             "argv": [program, *spec.argv[1:]],
             "env": spec.env,
@@ -115,37 +128,67 @@ class Zygote:
             "log": str(spec.log_file),
         }
         async with self._lock:
-            answer = await self._ask(request)
-        pid = answer.get("pid")
+            try:
+                answer = await asyncio.to_thread(self._exchange, orjson.dumps(request))
+            except (OSError, TimeoutError, ValueError) as exc:
+                await self.close()
+                raise ZygoteUnavailable(f"the zygote stopped answering ({exc!r})") from None
+        pid = answer.get("pid") if isinstance(answer, dict) else None
         if not isinstance(pid, int):
-            raise ZygoteUnavailable(str(answer.get("error", "no pid in the answer")))
+            raise ZygoteUnavailable(str(answer.get("error", "no pid in its answer")))
         return AdoptedProcess(pid)
 
-    async def _ask(self, request: dict[str, object]) -> dict[str, object]:
+    def _exchange(self, request: bytes) -> Any:
+        """Send one request and read its answer (blocking: run in a thread)."""
         stdin, stdout = self._process.stdin, self._process.stdout
         assert stdin is not None
         assert stdout is not None
-        try:
-            if not self._ready:  # the first line says the imports are done
-                await asyncio.wait_for(stdout.readline(), READY_TIMEOUT_S)
-                self._ready = True
-            stdin.write(orjson.dumps(request) + b"\n")
-            await stdin.drain()
-            line = await asyncio.wait_for(stdout.readline(), ANSWER_TIMEOUT_S)
-            answer = orjson.loads(line) if line else None
-        except (OSError, TimeoutError, orjson.JSONDecodeError) as exc:
-            await self.close()
-            raise ZygoteUnavailable(f"the zygote stopped answering ({exc!r})") from None
-        if not isinstance(answer, dict):
-            await self.close()
-            raise ZygoteUnavailable("the zygote has exited")
-        return answer
+        if not self._ready:  # the first line says the imports are done
+            self._read_line(stdout, READY_TIMEOUT_S)
+            self._ready = True
+        stdin.write(request + b"\n")
+        stdin.flush()
+        return orjson.loads(self._read_line(stdout, ANSWER_TIMEOUT_S))
+
+    @staticmethod
+    def _read_line(stdout: IO[bytes], timeout_s: float) -> bytes:
+        # One line is all the zygote writes before it reads our next request: nothing is ever
+        # left in the buffer for select() to miss.
+        readable, _, _ = select.select([stdout], [], [], timeout_s)
+        if not readable:
+            raise TimeoutError(f"no answer within {timeout_s:g} s")
+        line = stdout.readline()
+        if not line:
+            raise OSError("the zygote has exited")
+        return line
 
     async def close(self) -> None:
         """End the zygote (its servers run on: they are not its children)."""
         if self._process.stdin is not None:
-            self._process.stdin.close()
-        if self._process.returncode is None:
+            with contextlib.suppress(OSError):
+                self._process.stdin.close()
+        if self._process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
-        await self._process.wait()
+        await asyncio.to_thread(self._process.wait)
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+def start_zygote(settings: Settings, marks: Mapping[str, str]) -> Zygote:
+    """Start the project's zygote; its own output (an import error) goes to ``logs/zygote.log``."""
+    return Zygote.start(settings.environ, marks, settings.logs_dir / ZYGOTE_LOG)
+
+
+def early_zygote(settings: Settings, binaries: Iterable[str | None]) -> tuple[str, Zygote] | None:
+    """A marker and a zygote started with it, when a built-in server is among ``binaries`` (of
+    the servers about to start) and forking can work here; else None."""
+    wanted = {server.binary for server in BUILTIN_SERVERS}
+    if not (hasattr(os, "pidfd_open") and wanted.intersection(binaries)):
+        return None
+    marker = new_marker()
+    try:
+        return marker, start_zygote(settings, marks(marker))
+    except OSError as exc:
+        logger.warning("cannot start the zygote (%s): servers start one by one", exc)
+        return None
