@@ -117,6 +117,32 @@ async def run_foreground(
         logger.info("stopping")
 
 
+async def run_gateway(
+    settings: Settings, *, registry: Registry | None = None, on_started: Callable[[], None] | None
+) -> None:
+    """The gateway alone, until SIGINT or SIGTERM: one replica of many (``atrium gateway``).
+
+    No supervisor, no project lock, no control channel: any number run side by side, on this
+    host or others, sharing only the store (and Redis). It routes what the store holds; with
+    ``registry`` it first brings the store in line with that YAML (``--sync``), which one
+    place should do, not every replica.
+    """
+    stop = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        store = await Store.open(settings)
+        stack.push_async_callback(store.close)
+        if registry is not None:
+            await sync_to_store(store, registry)
+        front = GatewayServer(settings, store)
+        install_signal_handlers(stop)
+        await front.start()
+        stack.push_async_callback(front.stop)
+        if on_started is not None:
+            on_started()
+        await stop.wait()
+        logger.info("stopping")
+
+
 def _reloader(
     reload: Callable[[], Registry], store: Store | None
 ) -> Callable[[], Awaitable[Registry]]:

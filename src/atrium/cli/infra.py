@@ -108,7 +108,7 @@ def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
 
     from atrium.host import run_foreground
 
-    _configure_logging(cli)
+    configure_logging(cli)
 
     def started(results: dict[str, str | None]) -> None:
         # A server that failed stays failed; the others keep running until Ctrl-C.
@@ -135,7 +135,7 @@ def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
     cli.out.print("Stopped.")
 
 
-def _configure_logging(cli: CliState) -> None:
+def configure_logging(cli: CliState) -> None:
     """Log lines to stderr and to logs/gateway.log, which `atrium infra logs view` reads.
 
     A ``WatchedFileHandler`` reopens the file when logrotate moves it away.

@@ -11,7 +11,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from atrium.__about__ import __version__
-from atrium.cli import admin, agents, bridge, build, client, cloud, connect, infra, init, plugins
+from atrium.cli import (
+    admin,
+    agents,
+    bridge,
+    build,
+    client,
+    cloud,
+    connect,
+    gateway,
+    infra,
+    init,
+    plugins,
+)
 from atrium.cli.acting import check_command
 from atrium.cli.context import CliState
 from atrium.errors import AtriumError
@@ -34,6 +46,7 @@ app.add_typer(build.app, name="build")
 app.command("init")(init.init)
 app.command("bridge")(bridge.bridge)
 app.command("connect")(connect.connect)
+app.command("gateway")(gateway.gateway)
 app.command("start", help="Start every enabled server (alias of `infra services start --all`).")(
     infra.start
 )
