@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
         ["settings", "errors", "yamlio", "runstate", "serving", "redaction", "__about__"], 4
     ),
     "secretbox": 4,
+    "deathsig": 4,
 }
 NEVER = {
     ("supervisor", "gateway"),

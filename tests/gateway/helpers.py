@@ -182,10 +182,14 @@ class Gateway:
 
 @asynccontextmanager
 async def running_gateway(
-    settings: Settings, store: Store, listener: socket.socket | None = None
+    settings: Settings,
+    store: Store,
+    listener: socket.socket | None = None,
+    *,
+    poll_s: float = 60,
 ) -> AsyncIterator[Gateway]:
     """The gateway over ``store`` (which it leaves open), until the block ends or ``stop()``."""
-    app = create_app(settings, store=store, poll_s=60)
+    app = create_app(settings, store=store, poll_s=poll_s)
     async with serving(uvicorn_server(app, settings), listener) as served:
         yield Gateway(f"http://127.0.0.1:{served.port}", store, served, app)
 

@@ -24,6 +24,7 @@ from atrium.gateway.registry_api import RegistryApi
 from atrium.gateway.tools_api import ToolsApi
 from atrium.settings import Settings
 from atrium.store import Store
+from atrium.store.changes import Change, ChangeFeed
 from atrium.web import console_routes
 
 logger = logging.getLogger(__name__)
@@ -77,14 +78,66 @@ async def _watch(parts: GatewayParts, interval_s: float) -> None:
                 purged = await parts.store.grants.purge_expired()
                 if purged:
                     logger.info("deleted %d expired codes, refresh tokens and revocations", purged)
-            if await parts.directory.refresh():
-                parts.proxy.catalog.forget()
-                parts.proxy.lookup.forget()
-                parts.proxy.oneshot.forget()
-                logger.info("server registry reloaded: %d servers", len(parts.directory.routes))
+            await _reload_registry(parts)
             await parts.reload_auth()
         except Exception:  # the top of a task: keep serving with what we have
             logger.exception("reloading from the store failed")
+
+
+async def _reload_registry(parts: GatewayParts) -> None:
+    if await parts.directory.refresh():
+        parts.proxy.catalog.forget()
+        parts.proxy.lookup.forget()
+        parts.proxy.oneshot.forget()
+        logger.info("server registry reloaded: %d servers", len(parts.directory.routes))
+
+
+class _Reloads:
+    """What the store's change feed asks for (``atrium.store.changes``): one reload at a time
+    per kind of change; changes heard while one runs make one more run after it."""
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self._parts = parts
+        self._running: dict[Change, asyncio.Task[None]] = {}
+        self._again: set[Change] = set()
+
+    def ask(self, change: Change) -> None:
+        running = self._running.get(change)
+        if running is not None and not running.done():
+            self._again.add(change)
+            return
+        self._running[change] = asyncio.create_task(self._run(change), name=f"reload-{change}")
+
+    async def _run(self, change: Change) -> None:
+        while True:
+            self._again.discard(change)
+            try:
+                if change == "auth":
+                    await self._parts.reload_auth()
+                else:
+                    await _reload_registry(self._parts)
+            except Exception:  # the top of a task: the poll will try again
+                logger.exception("reloading after a store change (%s) failed", change)
+            if change not in self._again:
+                return
+
+    async def close(self) -> None:
+        for task in self._running.values():
+            await _stopped(task)
+
+
+async def _follow_changes(
+    stack: contextlib.AsyncExitStack, parts: GatewayParts
+) -> ChangeFeed | None:
+    """On PostgreSQL, hear revocations and registry changes as they commit (``ChangeFeed``)."""
+    if not ChangeFeed.supported(parts.store.engine):
+        return None
+    reloads = _Reloads(parts)
+    stack.push_async_callback(reloads.close)
+    feed = ChangeFeed(parts.store.engine, reloads.ask)
+    task = asyncio.create_task(feed.run(), name="store-changes")
+    stack.push_async_callback(_stopped, task)
+    return feed
 
 
 async def _stopped(task: asyncio.Task[None]) -> None:
@@ -122,6 +175,8 @@ class GatewayApp(Starlette):
         self._poll_s = poll_s
         self._clock = clock
         self._serving: _Serving | None = None
+        # The store's change feed, on PostgreSQL, from the start of the lifespan on.
+        self.changes: ChangeFeed | None = None
 
     @property
     def parts(self) -> GatewayParts:
@@ -142,6 +197,7 @@ class GatewayApp(Starlette):
             self._serving = _Serving(parts, Starlette(routes=_routes(parts)))
             watcher = asyncio.create_task(_watch(parts, self._poll_s), name="registry-watch")
             stack.push_async_callback(_stopped, watcher)
+            self.changes = await _follow_changes(stack, parts)
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from sqlalchemy import Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from atrium.store.changes import announce
 from atrium.store.servers import Clock, utc_now
 from atrium.store.tables import (
     authorization_codes,
@@ -198,12 +199,14 @@ class GrantQueries:
         async with writing(self._engine, "revoke a token family", lock=_TOKENS_LOCK) as conn:
             revoked = (await conn.execute(statement)).rowcount
             await _record_revocation(conn, family_id, "family", expires_at, now)
+            await announce(conn, "auth")
         return revoked
 
     async def revoke_jti(self, jti: str, expires_at: datetime) -> None:
         """Record the access token ``jti`` as revoked until ``expires_at``; idempotent."""
         async with writing(self._engine, "revoke an access token", lock=_TOKENS_LOCK) as conn:
             await _record_revocation(conn, jti, "jti", expires_at, self._clock())
+            await announce(conn, "auth")
 
     async def revoke_subject(
         self, subject: str, keep_for: timedelta, *, revoke_refresh: bool
@@ -224,6 +227,7 @@ class GrantQueries:
             self._engine, f"revoke the tokens of {subject}", lock=_TOKENS_LOCK
         ) as conn:
             await _record_subject(conn, subject, now, now + keep_for)
+            await announce(conn, "auth")
             await conn.execute(unused_codes)
             if revoke_refresh:
                 await conn.execute(

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Row, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from atrium.store.changes import announce
 from atrium.store.tables import mcp_servers
 from atrium.store.transaction import reading, writing
 
@@ -87,6 +88,7 @@ class ServerQueries:
         now = self._clock()
         async with writing(self._engine, "save servers", lock=_LOCK) as conn:
             await _upsert(conn, records, now)
+            await announce(conn, "registry")
 
     async def delete(self, names: Sequence[str]) -> int:
         """Delete the servers called ``names``; return how many existed."""
@@ -95,6 +97,7 @@ class ServerQueries:
         statement = delete(mcp_servers).where(mcp_servers.c.name.in_(names))
         async with writing(self._engine, "delete servers", lock=_LOCK) as conn:
             result = await conn.execute(statement)
+            await announce(conn, "registry")
         return result.rowcount
 
 
