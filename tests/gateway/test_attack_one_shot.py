@@ -324,7 +324,7 @@ async def test_ids_of_different_types_are_answered_each_with_its_own(
     ]
 
 
-async def test_notifications_alone_are_accepted_and_leave_no_request_record(
+async def test_notifications_alone_are_accepted_and_recorded_once(
     gateway: Gateway, legacy: Legacy, http: httpx2.AsyncClient
 ) -> None:
     note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {}}
@@ -334,8 +334,10 @@ async def test_notifications_alone_are_accepted_and_leave_no_request_record(
 
     assert (response.status_code, response.content) == (202, b"")
     assert marker.status_code == 200
-    (record,) = await gateway.audit_of("open", 1)
-    assert record.tool == "echo"  # the audit keeps requests; notifications are none
+    # Every answered request has one record (issue 18): the body's, not one per notification.
+    await gateway.audit(marker.headers["x-request-id"])
+    (record,) = await gateway.store.audit.for_request(response.headers["x-request-id"])
+    assert (record.method, record.tool, record.status) == ("notifications/progress", None, 202)
 
 
 async def test_each_message_of_a_batch_is_audited_with_its_own_outcome(

@@ -3,7 +3,9 @@
 Recording never blocks a response: a record goes into an in-memory queue and a background task
 writes batches to the store. On graceful shutdown the queue is drained before the store closes;
 when the store cannot be written, batches are retried, and past a bound they are appended to a
-spill file (JSON lines) instead of being dropped, so nothing is lost.
+spill file (JSON lines) instead of being dropped, so nothing is lost. The store makes every value
+fit its column (``atrium.store.audit.storable``); a batch it refuses all the same is written row
+by row, so that one record it cannot take costs only itself (issue 18).
 
 Listeners (the ``/metrics`` counters) see each record as it is recorded, in the request's own
 task: every path that audits a request (the MCP endpoint, the OpenAPI tool routes) is counted
@@ -13,6 +15,7 @@ by the same code, and none of them needs to know the metrics exist.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +61,20 @@ class AuditWriter(Protocol):
 
 
 AuditListener = Callable[[AuditEvent], None]
+WRITE_ATTEMPTS = 3
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _spilled(event: AuditEvent) -> bytes:
+    """A JSON line of ``event``; orjson refuses a lone surrogate, ``json`` escapes it."""
+    data = event.to_json()
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        return json.dumps(data, default=str).encode()
 
 
 class AuditSink:
@@ -133,25 +150,63 @@ class AuditSink:
                 self._settled.set()
 
     async def _write_or_spill(self, events: list[AuditEvent]) -> None:
+        """Write ``events`` in one batch; when the store refuses it, row by row, so that a
+        record it cannot take costs only itself (``_one_by_one``). What it takes from none
+        of them (it is down) is retried, then spilled."""
         if not events:
             return
-        for attempt in range(3):
-            try:
-                await self._writer.add_many(events)
-                return
-            except Exception:  # the top of a task: the store is down; retry, then spill
-                logger.exception(
-                    "writing %d audit records failed (attempt %d)", len(events), attempt + 1
-                )
+        pending, reason = events, ""
+        for attempt in range(WRITE_ATTEMPTS):
+            if attempt:
                 await asyncio.sleep(0.2 * 2**attempt)
-        self._spill_events(events)
+            try:
+                await self._writer.add_many(pending)
+                return
+            except Exception as exc:  # the top of a task: find the rows at fault, or retry
+                reason = _reason(exc)
+                logger.exception(
+                    "writing %d audit records failed (attempt %d)", len(pending), attempt + 1
+                )
+            if len(pending) > 1:
+                pending = await self._one_by_one(pending)
+                if not pending:
+                    return
+        self._spill_events(pending, reason)
 
-    def _spill_events(self, events: list[AuditEvent]) -> None:
+    async def _one_by_one(self, events: list[AuditEvent]) -> list[AuditEvent]:
+        """Write each event alone, and return those still to write. A record the store
+        refuses while it takes others is at fault itself: spilled, with the reason. When the
+        first two tried both fail, the store is (it is down): no use going on one at a time,
+        every event is still to write."""
+        refused: list[tuple[AuditEvent, str]] = []
+        taken = False
+        for event in events:
+            try:
+                await self._writer.add_many([event])
+                taken = True
+            except Exception as exc:  # noqa: BLE001 (the top of a task: its reason is logged)
+                refused.append((event, _reason(exc)))
+                if not taken and len(refused) == 2:
+                    return events
+        for event, reason in refused:
+            self._spill_events([event], reason)
+        return []
+
+    def _spill_events(self, events: list[AuditEvent], reason: str = "the queue is full") -> None:
         self._spill.parent.mkdir(parents=True, exist_ok=True)
         with self._spill.open("ab") as stream:
             for event in events:
-                stream.write(orjson.dumps(event.to_json()) + b"\n")
-        logger.warning("%d audit records spilled to %s", len(events), self._spill)
+                stream.write(_spilled(event) + b"\n")
+        if len(events) == 1:
+            logger.warning(
+                "the audit record of request %s (server %s) spilled to %s: %s",
+                events[0].request_id,
+                events[0].server,
+                self._spill,
+                reason,
+            )
+        else:
+            logger.warning("%d audit records spilled to %s: %s", len(events), self._spill, reason)
 
     async def close(self) -> None:
         """Write whatever is queued, then stop the writer; no record is lost."""

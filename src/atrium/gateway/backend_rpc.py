@@ -17,7 +17,7 @@ import orjson
 
 from atrium.gateway import jsonrpc
 from atrium.gateway.directory import ServerRoute
-from atrium.gateway.errors import GatewayError, bad_gateway, timed_out, unavailable
+from atrium.gateway.errors import GatewayError, bad_gateway, timed_out
 from atrium.gateway.pool import response_in_stream
 from atrium.gateway.upstream import Upstreams
 
@@ -72,7 +72,7 @@ async def call(
                 return await _from_stream(response, request_id, route.name)
             return _matching(orjson.loads(await response.read()), request_id, route.name)
     except aiohttp.ClientConnectorError as exc:
-        raise unavailable(route.name, f"cannot connect to {route.upstream}") from exc
+        raise route.unreachable(f"cannot connect to {route.upstream}") from exc
     except TimeoutError:
         raise timed_out(route.name, route.config.timeout_s) from None
     except (aiohttp.ClientError, orjson.JSONDecodeError) as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from atrium.gateway.jsonrpc import Call, Inbound
 from atrium.gateway.sse import EventRelay
 from atrium.redaction import scrubbed
 from atrium.store.audit import AuditEvent, Origin, Outcome
+
+logger = logging.getLogger(__name__)
 
 # Atrium's own clients: their calls are "in-app" in the audit trail and the metrics, so usage
 # by the platform itself can be told from usage by the OAuth clients it serves.
@@ -134,7 +137,7 @@ class Exchange:
         return b"".join(
             b"event: message\ndata: " + error.body(call.id) + b"\n\n"
             for call in self.inbound.calls
-            if call.is_request and call.id not in self.outcomes
+            if call.is_request and self._answer(call) is None
         )
 
     def _wants_inspection(self) -> bool:
@@ -199,8 +202,22 @@ class Exchange:
     # -- audit --------------------------------------------------------------------------
 
     def events(self) -> list[AuditEvent]:
-        """The audit records: one per request of the body, or one for a body refused whole."""
+        """The audit records: one per request of the body, or one for the body as a whole
+        (refused whole, or holding no request); never none, whatever the body held."""
         duration = (time.perf_counter() - self.started) * 1000
+        try:
+            return self._events(duration)
+        except Exception:  # the top of a request: its record must outlive our bug
+            logger.exception("the audit record of request %s could not be made", self.request_id)
+            failure: tuple[Outcome, int, str | None] = self.failure or (
+                "http_error",
+                self.status or 500,
+                "the gateway could not record this call",
+            )
+            outcome, status, error = failure
+            return [self._event(None, None, outcome, status, error, duration)]
+
+    def _events(self, duration: float) -> list[AuditEvent]:
         if self.inbound is None:
             # A GET stream or a DELETE (its HTTP method stands for the JSON-RPC one), or a body
             # that is no JSON-RPC message at all.
@@ -211,10 +228,17 @@ class Exchange:
             return [event]
         if self.refused and self.failure is not None:
             return [self._refusal(self.inbound, self.failure, duration)]
+        requests = [call for call in self.inbound.calls if call.is_request]
+        if not requests:
+            # Notifications and responses only: the backend's HTTP answer is all there is.
+            first = self.inbound.calls[0]
+            outcome, status, error = self.failure or self._answer_outcome()
+            return [
+                self._event(first, first.params.get("arguments"), outcome, status, error, duration)
+            ]
         return [
             self._event(call, call.params.get("arguments"), *self._outcome_of(call), duration)
-            for call in self.inbound.calls
-            if call.is_request
+            for call in requests
         ]
 
     def _refusal(
@@ -238,11 +262,11 @@ class Exchange:
 
     def _outcome_of(self, call: Call) -> tuple[Outcome, int, str | None]:
         """``ok`` only when the backend answered this very request with success."""
-        request_id = call.id
-        if self.failure is not None and (self.failure[1] >= 500 or request_id not in self.outcomes):
+        answer = self._answer(call)
+        if self.failure is not None and (self.failure[1] >= 500 or answer is None):
             return self.failure
-        if request_id in self.outcomes:
-            outcome, error = self.outcomes[request_id]
+        if answer is not None:
+            outcome, error = answer
             return outcome, self.status, error
         if self.status >= 400:
             return "http_error", self.status, f"HTTP {self.status}"
@@ -256,6 +280,12 @@ class Exchange:
         # Streamable HTTP, "Sending Messages"); a stream may end without the response. Neither
         # says the request ran.
         return "http_error", self.status, f"no response to this request (HTTP {self.status})"
+
+    def _answer(self, call: Call) -> tuple[Outcome, str | None] | None:
+        """What the backend answered ``call``, if it did. Only a string or an integer is an id
+        the outcomes hold (``_inspect``); parsing refuses any other, but no id, whatever it
+        is, may cost a request its record."""
+        return self.outcomes.get(call.id) if isinstance(call.id, str | int) else None
 
     def _event(
         self,

@@ -7,13 +7,14 @@ host name) and cap the body before reading it whole.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from starlette.types import Receive
 
 from atrium.auth.uris import LOOPBACK_AUTHORITIES, LOOPBACK_HOSTS
-from atrium.gateway.errors import INVALID_REQUEST, GatewayError
+from atrium.gateway.errors import INVALID_REQUEST, GatewayError, stalled
 from atrium.settings import Settings
 
 # A Host header names IPv6 bracketed ("[::1]:8080"); a client may also send it bare.
@@ -26,6 +27,7 @@ class Guard:
     origins: frozenset[str]
     max_body: int
     max_batch: int = 50  # messages in one JSON-RPC batch (gateway.max_batch)
+    body_timeout_s: float | None = None  # a body's longest silence (gateway.body_timeout_s)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Guard:
@@ -42,6 +44,7 @@ class Guard:
             frozenset(origins),
             settings.max_body_bytes,
             settings.max_batch,
+            settings.body_timeout_s,
         )
 
     def check(self, host: str | None, origin: str | None) -> None:
@@ -79,12 +82,18 @@ def _hostname(host: str) -> str:
     return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """A request body of at most ``limit`` bytes (413 past it, read no further)."""
+async def read_body(receive: Receive, limit: int, idle_s: float | None = None) -> bytes:
+    """A request body of at most ``limit`` bytes (413 past it, read no further); 408 when
+    ``idle_s`` pass without a byte of it: a trickling client must not hold the request."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        try:
+            async with asyncio.timeout(idle_s):
+                message = await receive()
+        except TimeoutError:
+            assert idle_s is not None
+            raise stalled(idle_s) from None
         if message["type"] == "http.disconnect":
             raise GatewayError(400, INVALID_REQUEST, "client disconnected")
         chunk = message.get("body", b"")

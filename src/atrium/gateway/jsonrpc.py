@@ -13,6 +13,13 @@ Each message is one of JSON-RPC 2.0's three kinds, or invalid (§4, §5): a requ
 ``error``, and no ``method``. A message with a ``method`` and a ``result`` or ``error`` is
 none of them: it is refused (-32600), never forwarded, so nothing the backend would take for
 a response can be audited as a request that ran.
+
+No member of a message (``params``, ``result``, ``error``) may nest more than ``MAX_DEPTH``
+(64) levels of objects and arrays: deeper, the message is refused (-32600) before anything is
+forwarded, and audited like any refusal. Real arguments nest a handful of levels; 64 leaves them
+room to spare while staying a quarter of the 254 levels orjson writes (the one-shot path writes
+each message again) and far from the depth at which what walks a value recursively (a backend's
+validators, a JSON Schema check) meets Python's recursion limit.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ NAME_FIELDS: Mapping[str, str] = {
 _VERSION, _METHOD, _NAME = b"mcp-protocol-version", b"mcp-method", b"mcp-name"
 _PARAM = b"mcp-param-"
 MAX_TOOL_NAME = 256  # twice the 128 of MCP 2025-11-25 ("Tool names"): see _is_name
+MAX_DEPTH = 64  # levels of objects and arrays in a member of a message: the module says why
 
 Kind = Literal["request", "notification", "response"]
 
@@ -86,6 +94,8 @@ class Call:
 class Inbound:
     calls: tuple[Call, ...]
     batch: bool
+    # Levels its deepest message nests below the message itself, counted to one past MAX_DEPTH.
+    depth: int = 0
 
     @property
     def listens(self) -> bool:
@@ -108,7 +118,7 @@ def parse(body: bytes) -> Inbound:
         # Answers are matched to requests by id: two requests with one id would share one
         # outcome in the audit, a failure passing for a success.
         raise _invalid("two requests of the batch have the same id")
-    return Inbound(calls, batch)
+    return Inbound(calls, batch, _depth(body, items))
 
 
 def check_calls(inbound: Inbound, max_batch: int) -> None:
@@ -118,6 +128,11 @@ def check_calls(inbound: Inbound, max_batch: int) -> None:
     if len(inbound.calls) > max_batch:
         raise _invalid(
             f"a batch of {len(inbound.calls)} messages; at most {max_batch} (gateway.max_batch)"
+        )
+    if inbound.depth > MAX_DEPTH:
+        raise _invalid(
+            f"a message nests objects and arrays more than {MAX_DEPTH} levels deep"
+            f" (params, result, error); at most {MAX_DEPTH}"
         )
     for call in inbound.calls:
         if call.method == "tools/call" and call.tool is not None and not _is_name(call.tool):
@@ -150,6 +165,31 @@ def _call(item: Any) -> Call:
     if not _is_id(item["id"]):
         raise _invalid("a request's id is a string or an integer, never null (MCP)")
     return Call(method, item["id"], params, "request")
+
+
+def _depth(body: bytes, items: list[Any]) -> int:
+    """How deep the deepest of ``items`` nests below the message itself (``0`` for a body
+    that cannot pass ``MAX_DEPTH``: it has too few brackets, which most bodies are)."""
+    if body.count(b"{") + body.count(b"[") <= MAX_DEPTH + 1:  # the message's own, and 64
+        return 0
+    return max(nesting(item, MAX_DEPTH + 1) for item in items) - 1
+
+
+def nesting(value: Any, limit: int) -> int:
+    """The levels of objects and arrays ``value`` nests (a scalar: 0), counted level by level
+    without recursion, and no further than one past ``limit``. A level at a time, in plain
+    loops: a body of a million small arrays costs a small part of what parsing it did."""
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level and depth <= limit:
+        depth += 1
+        below = []
+        for item in level:
+            for child in item.values() if isinstance(item, dict) else item:
+                if isinstance(child, dict | list):
+                    below.append(child)
+        level = below
+    return depth
 
 
 def _is_id(value: Any) -> bool:

@@ -37,7 +37,7 @@ from atrium.gateway import header_codec, jsonrpc
 from atrium.gateway.access import ToolCatalog
 from atrium.gateway.backend_rpc import META
 from atrium.gateway.directory import ServerRoute
-from atrium.gateway.errors import INVALID_REQUEST, GatewayError, bad_gateway
+from atrium.gateway.errors import INVALID_REQUEST, GatewayError, backend_error, bad_gateway
 from atrium.gateway.exchange import LISTEN, Exchange
 from atrium.gateway.jsonrpc import Call, Inbound
 from atrium.gateway.lookup import ToolLookup
@@ -208,6 +208,8 @@ class OneShot:
                 answer = await self.pool.send(route, key, body, upstream_id, identity)
             if not call.is_request:
                 return None, answer.status
+            if answer.message is None and answer.status >= 400:
+                raise backend_error(route.name, answer.status, answer.text)
             if answer.message is None:
                 raise bad_gateway(route.name, f"no answer to {call.method} (HTTP {answer.status})")
             message, status = {**answer.message, "id": call.id}, answer.status

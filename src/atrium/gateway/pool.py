@@ -31,7 +31,7 @@ import orjson
 
 from atrium.__about__ import __version__
 from atrium.gateway.directory import ServerRoute
-from atrium.gateway.errors import GatewayError, bad_gateway, timed_out, unavailable
+from atrium.gateway.errors import MAX_BACKEND_TEXT, GatewayError, bad_gateway, timed_out
 from atrium.gateway.sse import EventRelay
 from atrium.gateway.upstream import Upstreams
 
@@ -55,11 +55,13 @@ class SessionKey(NamedTuple):
 @dataclass(frozen=True)
 class Posted:
     """The backend's answer to one POST: its status, the JSON-RPC response to the request
-    (``None`` for a notification's 202, or when the answer held none) and its session id."""
+    (``None`` for a notification's 202, or when the answer held none), its session id, and
+    when it held none, the start of its body (what a bare error said: ``errors.backend_error``)."""
 
     status: int
     message: dict[str, Any] | None
     session_id: str | None = None
+    text: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,13 @@ async def post(
                 return Posted(response.status, None, session_id)
             if response.content_type == "text/event-stream":
                 message = await response_in_stream(response, upstream_id)
-            else:
-                message = _matching(await response.read(), upstream_id)
-            return Posted(response.status, message, session_id)
+                return Posted(response.status, message, session_id)
+            raw = await response.read()
+            message = _matching(raw, upstream_id)
+            text = raw[: MAX_BACKEND_TEXT + 1] if message is None else b""
+            return Posted(response.status, message, session_id, text)
     except aiohttp.ClientConnectorError as exc:
-        raise unavailable(route.name, f"cannot connect to {route.upstream}") from exc
+        raise route.unreachable(f"cannot connect to {route.upstream}") from exc
     except TimeoutError:
         raise timed_out(route.name, route.config.timeout_s) from None
     except aiohttp.ClientError as exc:

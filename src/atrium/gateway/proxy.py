@@ -12,28 +12,26 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
 from functools import partial
-from typing import Any
 
 import aiohttp
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from atrium.auth.assertion import HEADER as ASSERTION_HEADER
 from atrium.auth.assertion import AssertionSigner
 from atrium.auth.errors import OAuthError
 from atrium.auth.resource_guard import ANONYMOUS, RequestFacts, ResourceGuard
 from atrium.auth.wire import check_single_credentials
-from atrium.gateway import cancellation, jsonrpc, tasks
+from atrium.gateway import cancellation, inflight, jsonrpc, tasks
 from atrium.gateway.access import ToolAccess, ToolCatalog
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import ServerDirectory, ServerRoute
 from atrium.gateway.errors import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     GatewayError,
     bad_gateway,
     timed_out,
-    unavailable,
 )
 from atrium.gateway.exchange import Exchange, origin_of
 from atrium.gateway.guard import Guard, read_body
@@ -41,7 +39,7 @@ from atrium.gateway.lookup import ToolLookup
 from atrium.gateway.oneshot import OneShot, check_one_shot, is_one_shot
 from atrium.gateway.ratelimit import RateLimiter, peer
 from atrium.gateway.sessions import SessionBinding
-from atrium.gateway.upstream import Upstreams, request_headers, response_headers
+from atrium.gateway.upstream import Upstreams, bare_error, request_headers, response_headers
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ class McpProxy:
         self.lookup = ToolLookup(self.catalog, upstreams)
         self.oneshot = OneShot(upstreams, self.catalog, self.lookup)
         self.task_ids = tasks.TaskBinding(sessions)
-        self._closing = asyncio.Event()
+        self.inflight = inflight.InFlight()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(
@@ -115,15 +113,17 @@ class McpProxy:
             else:
                 self._check_session(headers, route, exchange)
             await self.limit(exchange, client=peer(scope))
-            if one_shot:
-                identity = partial(self.identity, route, exchange)
-                work = self.oneshot.respond(send, route, exchange, identity)
-                await self._until_disconnect(receive, send, work, exchange, open_ended=False)
-            else:
-                await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
+            await self._answer(scope, receive, send, route, body, exchange, one_shot=one_shot)
         except GatewayError as error:
             await _send_error(send, error, exchange)
             exchange.failed(error)
+        except asyncio.CancelledError:  # the server's grace period is over (inflight.py)
+            await inflight.answer_cancelled(send, exchange, _send_error)
+        except Exception:  # the top of a request: a JSON-RPC error, the log says what broke
+            logger.exception("%s %s failed", scope["method"], scope["path"])
+            failed = GatewayError(500, INTERNAL_ERROR, "the gateway failed; its log says why")
+            await _send_error(send, failed, exchange)
+            exchange.failed(failed)
         finally:
             for event in exchange.events():
                 self.audit.record(event)
@@ -158,7 +158,7 @@ class McpProxy:
                 headers={"Allow": "POST" if plain else "GET, POST, DELETE"},
             )
         self.guard.check_length(headers.get("content-length"))
-        return await read_body(receive, self.guard.max_body)
+        return await read_body(receive, self.guard.max_body, self.guard.body_timeout_s)
 
     def _facts(self, scope: Scope, headers: dict[str, str], server: str) -> RequestFacts:
         try:
@@ -249,6 +249,26 @@ class McpProxy:
         )
         return {ASSERTION_HEADER: assertion}
 
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        route: ServerRoute,
+        body: bytes | None,
+        exchange: Exchange,
+        *,
+        one_shot: bool,
+    ) -> None:
+        """Answer an admitted request: the gateway itself for a one-shot body, else the
+        backend's answer relayed."""
+        if one_shot:
+            identity = partial(self.identity, route, exchange)
+            work = self.oneshot.respond(send, route, exchange, identity)
+            await self.inflight.run(receive, send, work, exchange, open_ended=False)
+        else:
+            await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
+
     async def _forward_until_disconnect(
         self,
         scope: Scope,
@@ -260,54 +280,12 @@ class McpProxy:
     ) -> None:
         open_ended = body is None or (exchange.inbound is not None and exchange.inbound.listens)
         work = self._forward(scope, send, route, body, exchange)
-        await self._until_disconnect(receive, send, work, exchange, open_ended=open_ended)
+        await self.inflight.run(receive, send, work, exchange, open_ended=open_ended)
         await cancellation.cancel_abandoned(self, route, exchange, scope)
 
-    async def _until_disconnect(
-        self,
-        receive: Receive,
-        send: Send,
-        work: Coroutine[Any, Any, None],
-        exchange: Exchange,
-        *,
-        open_ended: bool,
-    ) -> None:
-        """Run ``work`` (the answer) until it ends, the client goes away or, for an
-        ``open_ended`` stream, the gateway stops."""
-        forward = asyncio.ensure_future(work)
-        disconnect = asyncio.ensure_future(_disconnected(receive))
-        waiters: set[asyncio.Future[Any]] = {forward, disconnect}
-        closing = asyncio.ensure_future(self._closing.wait()) if open_ended else None
-        if closing is not None:
-            waiters.add(closing)
-        try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            ended_by_us = closing is not None and closing.done() and not forward.done()
-            if not forward.done():
-                # The client went away (or the gateway is stopping): cancelling closes the
-                # upstream connection, which the backend sees as the request being cancelled.
-                forward.cancel()
-                if not ended_by_us:
-                    exchange.client_gone()
-            for waiter in (disconnect, closing):
-                if waiter is not None:
-                    waiter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await waiter
-            with contextlib.suppress(asyncio.CancelledError):
-                await forward  # re-raises a GatewayError raised before any byte was sent
-            if ended_by_us and exchange.started_response:
-                with contextlib.suppress(OSError):
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-
     def close_streams(self) -> None:
-        """End every open-ended stream (GET, subscriptions/listen): the gateway is stopping.
-
-        Without this a server shutdown waits its whole grace period for streams that never end
-        by themselves; clients of either era reconnect when a stream ends.
-        """
-        self._closing.set()
+        """End every open-ended stream: the gateway is stopping (``inflight``)."""
+        self.inflight.close_streams()
 
     async def _forward(
         self, scope: Scope, send: Send, route: ServerRoute, body: bytes | None, exchange: Exchange
@@ -330,13 +308,15 @@ class McpProxy:
             async with session.request(
                 scope["method"], route.upstream, data=body, headers=headers, timeout=timeout
             ) as response:
+                if (bare := await bare_error(response, route.name)) is not None:
+                    raise bare
                 relayed = self._bound(
                     response_headers(response, exchange.request_id), route, exchange
                 )
                 await exchange.relay(response, send, headers=relayed, idle_timeout=idle)
         except aiohttp.ClientConnectorError as exc:
-            raise unavailable(
-                route.name, f"cannot connect to {route.upstream} ({exc.os_error.strerror or exc})"
+            raise route.unreachable(
+                f"cannot connect to {route.upstream} ({exc.os_error.strerror or exc})"
             ) from None
         except TimeoutError:
             raise timed_out(route.name, route.config.timeout_s) from None
@@ -358,13 +338,6 @@ class McpProxy:
             else (name, value)
             for name, value in headers
         ]
-
-
-async def _disconnected(receive: Receive) -> None:
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 def _refusal(error: OAuthError) -> GatewayError:

@@ -8,27 +8,46 @@ for itself and re-raise it after its own shutdown).
 operator lists in ``gateway.trusted_proxies``. uvicorn's default trusts them from loopback,
 where any local process can send them and so pick the address that the sign-in throttle, the
 registration limit and the anonymous rate limits count against.
+
+Slow clients meet the ``gateway.*_timeout_s`` deadlines (``atrium.serving.PacedProtocol``). On
+stop, open-ended streams end at once and calls get ``gateway.shutdown_grace_s`` to finish;
+those still running then get a JSON-RPC error (``gateway.inflight``), before uvicorn's own,
+longer grace period would cancel them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from typing import Any
 
 from atrium.errors import AtriumError
 from atrium.gateway.app import create_app
-from atrium.serving import EmbeddedServer, ensure_port_free, uvicorn_config
+from atrium.serving import Deadlines, EmbeddedServer, ensure_port_free, uvicorn_config
 from atrium.settings import Settings
 from atrium.store import Store
 
 logger = logging.getLogger(__name__)
+
+# uvicorn's own grace period runs this much past ours: calls still running at the end of ours
+# are answered by the gateway (``InFlight.cut_calls``), not cancelled by uvicorn first.
+UVICORN_GRACE_MARGIN_S = 2
 
 
 def forwarding(settings: Settings) -> dict[str, Any]:
     """``uvicorn.Config`` options for the forwarded headers: read only from trusted proxies."""
     trusted = list(settings.trusted_proxies)
     return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}
+
+
+def deadlines(settings: Settings) -> Deadlines:
+    """How long a client may take to send a request (``gateway.*_timeout_s``)."""
+    return Deadlines(
+        header_s=settings.header_timeout_s,
+        body_s=settings.body_timeout_s,
+        keep_alive_s=settings.keep_alive_timeout_s,
+    )
 
 
 class GatewayServer:
@@ -39,7 +58,8 @@ class GatewayServer:
             self._app,
             host=settings.gateway_host,
             port=settings.gateway_port,
-            timeout_s=10,
+            timeout_s=math.ceil(settings.shutdown_grace_s) + UVICORN_GRACE_MARGIN_S,
+            deadlines=deadlines(settings),
             **forwarding(settings),
         )
         self._server = EmbeddedServer(config)
@@ -62,11 +82,17 @@ class GatewayServer:
         )
 
     async def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (10 s at most), run the lifespan's end."""
+        """Stop accepting and end open-ended streams; give calls in flight
+        ``gateway.shutdown_grace_s`` to finish, then answer each that has not with a JSON-RPC
+        error (``gateway.inflight``); run the lifespan's end."""
         if self._task is None:
             return
-        self._app.parts.proxy.close_streams()
+        proxy = self._app.parts.proxy
+        proxy.close_streams()
         self._server.should_exit = True
+        done, _ = await asyncio.wait({self._task}, timeout=self.settings.shutdown_grace_s)
+        if not done:
+            proxy.inflight.cut_calls()
         await self._task
 
     async def reload_auth(self) -> None:

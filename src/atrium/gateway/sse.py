@@ -62,3 +62,8 @@ class EventRelay:
             return raw
         kept = [line for line in lines if line and not line.startswith(b"data:")]
         return b"\n".join([*kept, b"data: " + replaced]) + b"\n\n"
+
+
+def error_event(message: bytes) -> bytes:
+    """One event carrying ``message``, a JSON-RPC error the gateway adds to a stream."""
+    return b"event: message\ndata: " + message + b"\n\n"

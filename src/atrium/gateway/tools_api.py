@@ -9,6 +9,7 @@ are JSON problems (``error``, ``message``) with the HTTP status an HTTP client e
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -23,11 +24,14 @@ from atrium.auth.roles import TOOLS_READ, TOOLS_WRITE, USER
 from atrium.gateway import backend_rpc, jsonrpc, openapi
 from atrium.gateway.access import ToolAccess, read_only_hint
 from atrium.gateway.directory import ServerRoute
-from atrium.gateway.errors import INVALID_REQUEST, GatewayError
+from atrium.gateway.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, GatewayError
 from atrium.gateway.exchange import Exchange
+from atrium.gateway.guard import read_body
 from atrium.gateway.proxy import McpProxy
 from atrium.gateway.ratelimit import peer
 from atrium.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 TOOLS_TTL_S = 30.0
 MAX_ERRORS = 5
@@ -64,6 +68,11 @@ class ToolsApi:
         except GatewayError as error:
             exchange.failed(error)
             return _problem(error, exchange)
+        except Exception:  # the top of a request: a JSON problem, the log says what broke
+            logger.exception("the OpenAPI call of %s on %s failed", tool_name, exchange.server)
+            failed = GatewayError(500, INTERNAL_ERROR, "the gateway failed; its log says why")
+            exchange.failed(failed)
+            return _problem(failed, exchange)
         finally:
             for event in exchange.events():
                 self.proxy.audit.record(event)
@@ -96,15 +105,26 @@ class ToolsApi:
         return JSONResponse(answer, status_code=status, headers=_ids(exchange))
 
     async def _arguments(self, request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > self.proxy.guard.max_body:
-            raise GatewayError(413, INVALID_REQUEST, "request body too large")
+        """The body: a JSON object of at most ``max_body`` bytes (read no further: 413), whose
+        values nest no deeper than a ``tools/call``'s arguments may (``jsonrpc.MAX_DEPTH``)."""
+        guard = self.proxy.guard
+        guard.check_length(request.headers.get("content-length"))
+        raw = await read_body(request.receive, guard.max_body, guard.body_timeout_s)
         try:
             arguments = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
             raise GatewayError(422, INVALID_REQUEST, f"the body is not JSON: {exc}") from None
         if not isinstance(arguments, dict):
             raise GatewayError(422, INVALID_REQUEST, "the body must be a JSON object")
+        # The arguments sit one level below params (``params.arguments``).
+        levels = jsonrpc.MAX_DEPTH - 1
+        if jsonrpc.nesting(arguments, levels) > levels:
+            raise GatewayError(
+                422,
+                INVALID_PARAMS,
+                f"the arguments nest objects and arrays more than {levels} levels deep;"
+                f" at most {levels}",
+            )
         return arguments
 
     async def _admit(

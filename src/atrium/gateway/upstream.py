@@ -3,13 +3,21 @@
 aiohttp rather than httpx: on this path the httpx family costs 3-7x more CPU per request
 (ARCHITECTURE.md, "Dependencies"). Connections are kept alive and reused; compression is not
 asked for, so a response can be inspected (policy, audit) without decoding it.
+
+A backend's error answer that holds no JSON-RPC message (a framework's plain-text 406, an HTML
+page, an empty 500) is not relayed: the client, which expects JSON-RPC, gets it wrapped in a
+JSON-RPC error (``bare_error``).
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
+
+from atrium.gateway.errors import MAX_BACKEND_TEXT, GatewayError, backend_error
 
 # Request headers a client's call carries through the gateway (MCP spec, Streamable HTTP;
 # 2026-07-28 routing headers): everything else, Authorization and Cookie above all, stays here.
@@ -53,6 +61,45 @@ def response_headers(
         if name.lower() in FORWARDED_RESPONSE_HEADERS:
             out.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     return out
+
+
+# Headers of a backend's bare error that still mean something to the client.
+_KEPT_ON_ERROR = ("Retry-After", "Allow")
+
+
+async def bare_error(response: aiohttp.ClientResponse, server: str) -> GatewayError | None:
+    """The JSON-RPC error that stands for ``response`` when it is an error answer without a
+    JSON-RPC message; ``None`` for any other answer, which is relayed as it came. A JSON body
+    is read whole (it is relayed if it is JSON-RPC after all); any other only as far as the
+    error keeps of it."""
+    if response.status < 400 or response.content_type == "text/event-stream":
+        return None
+    if response.content_type == "application/json":
+        body = await response.read()  # kept by aiohttp: the relay reads it again
+        if is_json_rpc(body):
+            return None
+    else:
+        body = await response.content.read(MAX_BACKEND_TEXT + 1)
+    kept = {name: value for name in _KEPT_ON_ERROR if (value := response.headers.get(name))}
+    return backend_error(server, response.status, body, kept)
+
+
+def is_json_rpc(body: bytes) -> bool:
+    """Whether ``body`` is a JSON-RPC response, or a batch of them (JSON-RPC 2.0 §5, §6)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    messages = document if isinstance(document, list) and document else [document]
+    return all(_is_response(message) for message in messages)
+
+
+def _is_response(message: Any) -> bool:
+    return (
+        isinstance(message, dict)
+        and message.get("jsonrpc") == "2.0"
+        and ("result" in message or "error" in message)
+    )
 
 
 class Upstreams:

@@ -44,6 +44,7 @@ ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ATRIUM_OAUTH_DEV_MODE": ("oauth", "dev_mode"),
         "ATRIUM_LOG_LEVEL": ("logging", "level"),
         "ATRIUM_REDIS_URL": ("redis", "url"),
+        "ATRIUM_REPLICA_ID": ("gateway", "replica_id"),
     }
 )
 
@@ -63,6 +64,11 @@ class Settings:
     max_batch: int = 50
     backend_host: str = "127.0.0.1"
     trusted_proxies: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_timeout_s: float = 5.0
+    shutdown_grace_s: float = 10.0
+    replica_id: str | None = None
     database_url: str = ""
     database_schema: str | None = None
     issuer: str = "http://localhost:8080"
@@ -244,6 +250,11 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         max_batch=gateway.max_batch,
         backend_host=gateway.backend_host,
         trusted_proxies=gateway.trusted_proxies,
+        header_timeout_s=gateway.header_timeout_s,
+        body_timeout_s=gateway.body_timeout_s,
+        keep_alive_timeout_s=gateway.keep_alive_timeout_s,
+        shutdown_grace_s=gateway.shutdown_grace_s,
+        replica_id=gateway.replica_id,
         database_url=_database_url(root, parsed.store.url),
         database_schema=parsed.store.schema_,
         issuer=(parsed.oauth.issuer or public_url).rstrip("/"),

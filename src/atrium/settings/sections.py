@@ -45,6 +45,16 @@ class GatewaySection(_Section):
     # registration limit and anonymous rate limits count per address; any local process could
     # otherwise name itself any address).
     trusted_proxies: tuple[str, ...] = ()
+    # Slow clients (issue 18 item 8): a request's head must arrive within header_timeout_s of
+    # its first byte (or of the connection); a body may go body_timeout_s without a byte; an
+    # idle kept-alive connection is closed after keep_alive_timeout_s. Answers are never cut.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0, le=3600)
+    # On shutdown, calls in flight get this long to finish; then each gets a JSON-RPC error.
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=3600)
+    # The ``replica`` label of this gateway's metrics; unset, ``<hostname>:<pid>``.
+    replica_id: str | None = None
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -60,6 +70,13 @@ class GatewaySection(_Section):
             )
         except ValueError as exc:
             raise ValueError(f"not an IP address or CIDR network ({exc})") from None
+
+    @field_validator("replica_id")
+    @classmethod
+    def _label_value(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\x21-\x7e]{1,128}", value):
+            raise ValueError("must be 1 to 128 printable ASCII characters, without spaces")
+        return value
 
     @field_validator("public_url")
     @classmethod
@@ -118,6 +135,11 @@ class OAuthSection(_Section):
     # Registrations each client address may make (the TCP peer, or the address a trusted
     # proxy names), so that one source cannot fill the cap above by itself.
     registrations_per_address: str = "20/hour"
+    # Failed sign-ins before the form stops checking passwords (atrium.auth.throttle): per
+    # client address, and per user name (keep it above twice the former, so that no single
+    # address can lock a user out).
+    signin_failures_per_address: str = "10/minute"
+    signin_failures_per_user: str = "30/minute"
     # Development only: Client ID Metadata Documents on loopback http:// URLs.
     dev_mode: bool = False
     # RFC 9449 §8/§9: make clients sign a server-chosen nonce into their DPoP proofs.
@@ -128,9 +150,11 @@ class OAuthSection(_Section):
     # Custom roles: role name -> the scopes it grants (built-in roles are in atrium.auth.roles).
     roles: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
-    @field_validator("registrations_per_address")
+    @field_validator(
+        "registrations_per_address", "signin_failures_per_address", "signin_failures_per_user"
+    )
     @classmethod
-    def _registration_rate(cls, value: str) -> str:
+    def _rate(cls, value: str) -> str:
         if not RATE_LIMIT.match(value):
             raise ValueError(f"{value!r} is not a rate like 20/hour")
         return value
@@ -178,7 +202,8 @@ class RateLimitSection(_Section):
 
 
 class RedisSection(_Section):
-    """Shared short-lived state of scaled-out replicas: rate-limit counters, DPoP ``jti``s.
+    """Shared short-lived state of scaled-out replicas: rate-limit counters, DPoP ``jti``s,
+    the sign-in and registration throttles' counters.
 
     Its own section, not the rate limiter's: the replay cache (and later registry notices)
     use the same server. ``key_prefix`` keeps deployments that share one Redis apart.

@@ -1,34 +1,27 @@
 """Typed queries on ``audit_events``: the gateway's record of every JSON-RPC request.
 
-Written in batches (one INSERT of many rows) by the gateway's background writer, read newest
-first by ``atrium infra logs request list`` and ``infra logs audit``, and summed per server,
-tool or client by ``atrium infra usage``.
+Written in batches (one INSERT of many rows) by the gateway's background writer, with their
+hourly sums (``atrium.store.rollup``) in the same transaction; read newest first by ``atrium
+infra logs request list`` and ``infra logs audit``, and summed per server, tool or client by
+``atrium infra usage`` and the console's usage page.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import (
-    BigInteger,
-    ColumnElement,
-    Row,
-    Select,
-    case,
-    func,
-    insert,
-    literal_column,
-    select,
-)
+import orjson
+from sqlalchemy import ColumnElement, CompoundSelect, Row, Select, String, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
+from atrium.store import rollup
+from atrium.store.rollup import Scope
 from atrium.store.tables import audit_events
 from atrium.store.transaction import reading, writing
 
@@ -37,10 +30,10 @@ Origin = Literal["external", "in-app"]
 UsageBy = Literal["server", "tool", "client"]
 
 # The columns each ``UsageBy`` groups on: a tool's name means something only with its server.
-_USAGE_KEYS = {
-    "server": (audit_events.c.server,),
-    "tool": (audit_events.c.server, audit_events.c.tool),
-    "client": (audit_events.c.client_id,),
+_USAGE_KEYS: dict[UsageBy, tuple[str, ...]] = {
+    "server": ("server",),
+    "tool": ("server", "tool"),
+    "client": ("client_id",),
 }
 
 
@@ -82,7 +75,8 @@ class UsageRow:
     """The requests of one group (a server, a server's tool, a client) since some time.
 
     ``errors`` counts every outcome but ``ok``, tool errors included. Latencies are in ms;
-    ``p50_ms`` and ``p95_ms`` are nearest-rank percentiles (a duration that was measured).
+    ``p50_ms`` and ``p95_ms`` are nearest-rank percentiles read from a histogram: exact, or
+    off by less than a tenth (``atrium.store.rollup``).
     """
 
     keys: dict[str, str | None]
@@ -111,23 +105,6 @@ class UsagePoint:
     @property
     def external(self) -> int:
         return self.requests - self.in_app
-
-
-class _Epoch(FunctionElement[int]):
-    """Whole seconds since 1970 of a ``UTCDateTime`` column, in each dialect's own words."""
-
-    type = BigInteger()
-    inherit_cache = True
-
-
-@compiles(_Epoch, "sqlite")
-def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(strftime('%s', {compiler.process(element.clauses, **kw)}) AS INTEGER)"
-
-
-@compiles(_Epoch, "postgresql")
-def _epoch_postgresql(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"CAST(floor(extract(epoch FROM {compiler.process(element.clauses, **kw)})) AS BIGINT)"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -164,6 +141,62 @@ class AuditSearch:
 
 
 _FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
+# The longest text each column holds (PostgreSQL refuses more; SQLite would keep it).
+_LENGTHS = {c.name: c.type.length for c in audit_events.columns if isinstance(c.type, String)}
+# No PostgreSQL text holds NUL, and no UTF-8 a lone surrogate (its JSON holds an escaped NUL).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+CUT_MARK = "…"
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+def storable(event: AuditEvent) -> dict[str, Any]:
+    """The row of ``event`` as its columns can hold it, so that one odd request never costs
+    a batch its insert: text cut to its column's length (the last character kept for a
+    ``CUT_MARK``), NUL and lone surrogates replaced by U+FFFD; arguments as JSON both
+    databases keep; a naive time taken as UTC, a duration that is no number as 0, a status
+    beyond 32 bits clamped."""
+    row = {name: _fitted(getattr(event, name), _LENGTHS.get(name)) for name in _FIELDS}
+    row["arguments"] = _storable_json(event.arguments)
+    if event.at.tzinfo is None:
+        row["at"] = event.at.replace(tzinfo=UTC)
+    if not math.isfinite(event.duration_ms):
+        row["duration_ms"] = 0.0
+    row["status"] = min(max(event.status, _INT32[0]), _INT32[1])
+    return row
+
+
+def _fitted(value: Any, length: int | None) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = _UNSTORABLE.sub("\ufffd", value)
+    if length is not None and len(text) > length:
+        return text[: length - len(CUT_MARK)] + CUT_MARK
+    return text
+
+
+def _storable_json(value: Any) -> Any:
+    """``value`` as JSON both databases keep: through orjson and back, so that NaN and the
+    infinities (which PostgreSQL's JSON refuses) become null and a type JSON has no word for
+    its string; when orjson refuses a lone surrogate, through ``_cleaned_json``."""
+    try:
+        return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError:
+        return _cleaned_json(value)
+
+
+def _cleaned_json(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_cleaned_json(str(key)): _cleaned_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cleaned_json(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _cleaned_json(str(value))
 
 
 class AuditQueries:
@@ -171,12 +204,14 @@ class AuditQueries:
         self._engine = engine
 
     async def add_many(self, events: Sequence[AuditEvent]) -> None:
-        """Insert every event in one transaction."""
+        """Insert every event (made ``storable``) and add their hourly sums, in one
+        transaction."""
         if not events:
             return
-        rows = [{name: getattr(event, name) for name in _FIELDS} for event in events]
+        rows = [storable(event) for event in events]
         async with writing(self._engine, f"write {len(rows)} audit records") as conn:
             await conn.execute(insert(audit_events), rows)
+            await rollup.add(conn, rows)
 
     async def list_recent(
         self,
@@ -256,9 +291,30 @@ class AuditQueries:
     ) -> builtins.list[UsageRow]:
         """Requests since ``since`` summed per group, busiest first; ``by="tool"`` counts only
         ``tools/call`` requests; with ``subject``, only that caller's."""
-        query = _usage_query(since, _USAGE_KEYS[by], tools_only=by == "tool", subject=subject)
+        keys = _USAGE_KEYS[by]
+        query = rollup.sums(Scope(since=since, subject=subject), keys, bins=True)
         async with reading(self._engine, "sum the audit records") as conn:
-            return [_usage_row(row, by) for row in await conn.execute(query)]
+            return _busiest_first(_with_latency(await conn.execute(query), keys))
+
+    async def busiest(
+        self,
+        since: datetime,
+        by: Literal["server", "tool"],
+        limit: int,
+        *,
+        subject: str | None = None,
+    ) -> tuple[builtins.list[UsageRow], int]:
+        """The busiest ``limit`` rows of ``usage`` and how many groups it has: the latency of
+        only the rows shown is read (a server may have thousands of tools)."""
+        keys = _USAGE_KEYS[by]
+        scope = Scope(since=since, subject=subject)
+        async with reading(self._engine, "sum the audit records") as conn:
+            top = (await conn.execute(rollup.busiest(scope, keys, max(limit, 1)))).all()
+            if not top:
+                return [], 0
+            chosen = replace(scope, groups=[tuple(row[: len(keys)]) for row in top])
+            latency = await conn.execute(rollup.sums(chosen, keys, bins=True))
+            return _busiest_first(_with_latency(latency, keys)), int(top[0].groups)
 
     async def usage_over_time(
         self,
@@ -268,117 +324,72 @@ class AuditQueries:
         *,
         subject: str | None = None,
         server: str | None = None,
+        busiest: int | None = None,
     ) -> builtins.list[UsagePoint]:
         """Requests since ``since`` per time bucket of ``bucket_s`` seconds (aligned on the
         epoch) and group, oldest bucket first; a bucket with no request is not returned.
-        ``by="tool"`` counts only ``tools/call``; ``subject`` and ``server`` filter."""
+        ``by="tool"`` counts only ``tools/call``; ``subject`` and ``server`` filter. With
+        ``busiest``, only that many groups (most requests in all) keep points of their own;
+        the others' are summed per bucket into points whose keys are all ``None``."""
         keys = _USAGE_KEYS[by]
-        size = literal_column(str(int(bucket_s)), BigInteger())
-        bucket = (_Epoch(audit_events.c.at) // size * size).label("bucket")
-        query = (
-            select(
-                bucket,
-                *keys,
-                func.count().label("requests"),
-                _count_where(audit_events.c.outcome != "ok").label("errors"),
-                _count_where(audit_events.c.origin == "in-app").label("in_app"),
-                func.avg(audit_events.c.duration_ms).label("avg_ms"),
-                func.max(audit_events.c.duration_ms).label("max_ms"),
-            )
-            .where(audit_events.c.at >= since)
-            .group_by(bucket, *keys)
-            .order_by(bucket, *keys)
-        )
-        if by == "tool":
-            query = query.where(audit_events.c.tool.is_not(None))
-        if subject is not None:
-            query = query.where(audit_events.c.subject == subject)
-        if server is not None:
-            query = query.where(audit_events.c.server == server)
+        scope = Scope(since=since, subject=subject, server=server)
+        if busiest is None:
+            query: Select[Any] | CompoundSelect[Any] = rollup.sums(scope, keys, bucket_s=bucket_s)
+        else:
+            query = rollup.busiest_over_time(scope, keys, bucket_s, busiest)
         async with reading(self._engine, "sum the audit records over time") as conn:
-            return [_point(row, by) for row in await conn.execute(query)]
+            return [_point(row, keys) for row in await conn.execute(query)]
 
 
-def _point(row: Row[Any], by: UsageBy) -> UsagePoint:
-    data = row._mapping
-    return UsagePoint(
-        start=datetime.fromtimestamp(int(data["bucket"]), UTC),
-        keys={key.name: data[key.name] for key in _USAGE_KEYS[by]},
-        requests=int(data["requests"]),
-        errors=int(data["errors"]),
-        in_app=int(data["in_app"]),
-        avg_ms=round(float(data["avg_ms"]), 3),
-        max_ms=float(data["max_ms"]),
-    )
+def _rank(requests: int, keys: Sequence[str | None]) -> tuple[Any, ...]:
+    """Busiest first, then by name (no name first, as SQL orders NULL on SQLite)."""
+    return (-requests, *((key is not None, key or "") for key in keys))
 
 
-def _usage_query(
-    since: datetime,
-    keys: tuple[ColumnElement[Any], ...],
-    *,
-    tools_only: bool,
-    subject: str | None = None,
-) -> Select[Any]:
-    """One scan: window functions rank each group's durations (both SQLite 3.25+ and
-    PostgreSQL have them; ``percentile_cont`` is PostgreSQL's only), then one GROUP BY.
-
-    The window's rows are read first, by time, into a materialized CTE (SQLite 3.35+,
-    PostgreSQL 12+): left to itself, SQLite ranks them by walking an index on the group's
-    column in order, which reads the whole table to keep an hour of it."""
-    c = audit_events.c
-    recent = select(*keys, c.outcome, c.origin, c.duration_ms).where(c.at >= since)
-    if tools_only:
-        recent = recent.where(c.tool.is_not(None))
-    if subject is not None:
-        recent = recent.where(c.subject == subject)
-    window = recent.cte("recent").prefix_with("MATERIALIZED")
-    parts = [window.c[key.name] for key in keys]
-    scan = select(
-        *parts,
-        window.c.outcome,
-        window.c.origin,
-        window.c.duration_ms,
-        func.row_number().over(partition_by=parts, order_by=window.c.duration_ms).label("position"),
-        func.count().over(partition_by=parts).label("n"),
-    )
-    ranked = scan.subquery()
-    group = [ranked.c[key.name] for key in keys]
-    position, n, duration = ranked.c.position, ranked.c.n, ranked.c.duration_ms
-    requests = func.count().label("requests")
-    return (
-        select(
-            *group,
-            requests,
-            _count_where(ranked.c.outcome != "ok").label("errors"),
-            _count_where(ranked.c.origin == "in-app").label("in_app"),
-            func.avg(duration).label("avg_ms"),
-            # Nearest rank: the ceil(p * n)-th duration, in integer arithmetic.
-            func.max(case((position == (n + 1) // 2, duration))).label("p50_ms"),
-            func.max(case((position == (95 * n + 99) // 100, duration))).label("p95_ms"),
-            func.max(duration).label("max_ms"),
-        )
-        .group_by(*group)
-        .order_by(requests.desc(), *group)
-    )
+def _busiest_first(rows: builtins.list[UsageRow]) -> builtins.list[UsageRow]:
+    return sorted(rows, key=lambda row: _rank(row.requests, list(row.keys.values())))
 
 
-def _count_where(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.sum(case((condition, 1), else_=0))
+def _with_latency(rows: Iterable[Row[Any]], keys: Sequence[str]) -> builtins.list[UsageRow]:
+    """One ``UsageRow`` per group of ``rollup.sums(..., bins=True)`` rows (the keys, the
+    latency bin, then the sums)."""
+    n = len(keys)
+    groups: dict[tuple[Any, ...], builtins.list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[:n]), []).append(tuple(row[n + 1 :]))
+    return [_usage_row(dict(zip(keys, group, strict=True)), bins) for group, bins in groups.items()]
 
 
-def _usage_row(row: Row[Any], by: UsageBy) -> UsageRow:
-    data = row._mapping
-    names = [key.name for key in _USAGE_KEYS[by]]
+def _usage_row(keys: dict[str, Any], bins: builtins.list[tuple[Any, ...]]) -> UsageRow:
+    """The row of a group from its latency bins, in bin order, each with its sums."""
+    counts, errors, in_app, totals, least, most = zip(*bins, strict=True)
+    requests, apps = sum(counts), sum(in_app)
+    histogram = list(zip(counts, least, most, strict=True))
     return UsageRow(
-        keys={name: data[name] for name in names},
-        requests=int(data["requests"]),
-        errors=int(data["errors"]),
-        in_app=int(data["in_app"]),
-        external=int(data["requests"]) - int(data["in_app"]),
-        avg_ms=round(float(data["avg_ms"]), 3),
-        p50_ms=float(data["p50_ms"]),
-        p95_ms=float(data["p95_ms"]),
-        max_ms=float(data["max_ms"]),
+        keys=keys,
+        requests=requests,
+        errors=sum(errors),
+        in_app=apps,
+        external=requests - apps,
+        avg_ms=round(sum(totals) / requests, 3),
+        p50_ms=rollup.percentile(histogram, 50, requests),
+        p95_ms=rollup.percentile(histogram, 95, requests),
+        max_ms=float(max(most)),
+    )
+
+
+def _point(row: Row[Any], keys: Sequence[str]) -> UsagePoint:
+    """A ``UsagePoint`` of a ``rollup.sums(..., bucket_s=...)`` row: the bucket, the keys,
+    then the sums (PostgreSQL's sum of sums is a ``numeric``: a ``Decimal`` here)."""
+    requests = int(row.requests)
+    return UsagePoint(
+        start=datetime.fromtimestamp(int(row.bucket), UTC),
+        keys={name: row[index + 1] for index, name in enumerate(keys)},
+        requests=requests,
+        errors=int(row.errors),
+        in_app=int(row.in_app),
+        avg_ms=round(float(row.total_ms) / requests, 3),
+        max_ms=float(row.max_ms),
     )
 
 

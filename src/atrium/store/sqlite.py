@@ -18,6 +18,7 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from atrium.store.rollup import SQLITE_LATENCY_BIN, latency_bin
 from atrium.store.transaction import WRITE_OPTION
 
 
@@ -81,6 +82,8 @@ def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
+    # The audit rollup's latency bins, computed in SQL as its writer computes them in Python.
+    dbapi_connection.create_function(SQLITE_LATENCY_BIN, 1, latency_bin, deterministic=True)
 
 
 def _on_begin(conn: Connection) -> None:

@@ -1,9 +1,10 @@
-"""Every console endpoint behind one gate: a session, a CSRF token on every POST, the role the
-endpoint asks for, and a page (never a traceback) when something breaks.
+"""Every console endpoint behind one gate: a session, a CSRF token on every POST (whose body is
+read no further than ``MAX_FORM_BYTES``), the role the endpoint asks for, and a page (never a
+traceback) when something breaks.
 
 Refusals carry their reason as ``data-error`` on the page's ``<main>`` (``session``, ``csrf``,
-``forbidden``, ``not_found``, ``conflict``, ``server_error``), so tests and scripts can tell
-them apart without reading prose.
+``forbidden``, ``not_found``, ``conflict``, ``too_large``, ``bad_request``, ``server_error``), so
+tests and scripts can tell them apart without reading prose.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
+from starlette.types import Message, Receive
 
 from atrium.web.render import page
 from atrium.web.session import Sessions, Viewer
 
 logger = logging.getLogger(__name__)
 
+# The console's forms hold names, roles and the texts of skills and agents: Starlette already
+# refuses a field over 1 MiB, so no form of the console needs more in all.
+MAX_FORM_BYTES = 1024 * 1024
 Handler = Callable[[Request, Viewer], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -52,6 +57,7 @@ class Gate:
                 if viewer is None:
                     return _sign_in_first(request)
                 if request.method == "POST":
+                    request = await _read_form(request)
                     field = (await request.form()).get("csrf")
                     if not self.sessions.csrf_ok(request, field if isinstance(field, str) else ""):
                         raise Refused(403, "csrf", "The form is stale: reload the page and retry.")
@@ -66,6 +72,41 @@ class Gate:
                 return refusal(failed, viewer)
 
         return endpoint
+
+
+async def _read_form(request: Request) -> Request:
+    """``request`` over its body, read whole but refused (413) as soon as it passes
+    ``MAX_FORM_BYTES``, before or while it is read."""
+    length = request.headers.get("content-length", "")
+    too_large = Refused(413, "too_large", f"The form is larger than {MAX_FORM_BYTES} bytes.")
+    if length.isdigit() and int(length) > MAX_FORM_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_FORM_BYTES:
+                raise too_large
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Refused(400, "bad_request", "The browser went away while sending the form.") from None
+    return Request(request.scope, _replaying(b"".join(chunks), request.receive))
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives ``body`` whole, then whatever ``receive`` says next (a
+    disconnect): what the handler's ``request.form()`` reads."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def _sign_in_first(request: Request) -> Response:

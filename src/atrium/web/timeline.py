@@ -71,6 +71,29 @@ def label_of(point: UsagePoint) -> str:
     return "/".join(str(value or "–") for value in point.keys.values())
 
 
+@dataclass(frozen=True)
+class Series:
+    """The points of each group (a server, or a tool of one), by bucket start, and the busiest
+    ``MAX_SERIES`` groups, most calls first: grouped once for every chart drawn from them."""
+
+    by_group: dict[str, dict[datetime, UsagePoint]]
+    chosen: list[str]
+
+
+def series(points: list[UsagePoint]) -> Series:
+    """``points`` by group, leaving out those of every other group summed (``busiest``)."""
+    by_group: dict[str, dict[datetime, UsagePoint]] = {}
+    calls: dict[str, int] = {}
+    for point in points:
+        if all(value is None for value in point.keys.values()):
+            continue  # in the totals of ``origin_bars``, never a line of its own
+        label = label_of(point)
+        by_group.setdefault(label, {})[point.start] = point
+        calls[label] = calls.get(label, 0) + point.requests
+    chosen = sorted(calls, key=lambda label: (-calls[label], label))[:MAX_SERIES]
+    return Series(by_group, chosen)
+
+
 def _x(index: int, count: int) -> float:
     return LEFT + (WIDTH - LEFT - 8) * (index / max(count - 1, 1))
 
@@ -86,23 +109,17 @@ def _stamp(moment: datetime, bucket_s: int) -> str:
 def lines(
     title: str,
     unit: str,
-    points: list[UsagePoint],
+    grouped: Series,
     buckets: list[datetime],
     bucket_s: int,
     value: Callable[[UsagePoint], float],
 ) -> TimeChart:
     """One line per group (the busiest ``MAX_SERIES``), a value per bucket (0 when none)."""
-    by_group: dict[str, dict[datetime, float]] = {}
-    calls: dict[str, int] = {}
-    for point in points:
-        label = label_of(point)
-        by_group.setdefault(label, {})[point.start] = value(point)
-        calls[label] = calls.get(label, 0) + point.requests
-    chosen = sorted(calls, key=lambda label: (-calls[label], label))[:MAX_SERIES]
-    top = max((v for label in chosen for v in by_group[label].values()), default=0.0)
+    chosen = [(label, grouped.by_group[label]) for label in grouped.chosen]
+    top = max((value(point) for _, points in chosen for point in points.values()), default=0.0)
     drawn = []
-    for index, label in enumerate(chosen):
-        values = [by_group[label].get(start, 0.0) for start in buckets]
+    for index, (label, points) in enumerate(chosen):
+        values = [value(points[start]) if start in points else 0.0 for start in buckets]
         coordinates = " ".join(
             f"{_x(i, len(buckets)):.1f},{_y(v, top):.1f}" for i, v in enumerate(values)
         )
