@@ -16,7 +16,7 @@ import pytest
 from atrium.ai.discovery import RENEW_BEFORE_S, TOKEN_TTL_S, RunAs, RunAuth, auth_for
 from atrium.ai.run_events import RunFinished, ToolFinished
 from atrium.auth.access_tokens import TokenVerifier
-from atrium.auth.keys import KeySet
+from atrium.auth.keystore import project_keys
 from atrium.auth.operator import AGENT_CLIENT_ID
 from atrium.client.connect import gateway_url
 from atrium.client.mcpjson import HttpTarget, ServerSpec
@@ -135,7 +135,7 @@ async def test_a_stored_server_the_schema_refuses_is_left_out_not_fatal(tmp_path
 
 
 def claims_of(settings: Settings, token: str) -> Any:
-    return TokenVerifier(KeySet.load(settings.state_dir), settings.issuer).verify(token)
+    return TokenVerifier(project_keys(settings), settings.issuer).verify(token)
 
 
 def test_a_runs_token_is_its_users_for_one_server_from_the_agents_client(tmp_path: Path) -> None:

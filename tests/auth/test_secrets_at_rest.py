@@ -61,5 +61,5 @@ async def test_no_secret_is_stored_in_clear(
     for what, value in secrets.items():
         assert value not in stored, f"the {what} is stored in clear"
     state = gateway.parts.auth.settings.state_dir
-    for name in ("signing-keys.json", "session-key"):
+    for name in ("session-key",):  # the signing keys are in the store, sealed (test_keystore)
         assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name

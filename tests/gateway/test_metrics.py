@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 from pathlib import Path
 
 import httpx2
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from atrium.auth.operator import OPERATOR_CLIENT_ID
-from atrium.gateway.metrics import Metrics
+from atrium.errors import ConfigError
+from atrium.gateway.metrics import Metrics, default_replica
 from atrium.runstate import (
     RuntimeState,
     ServerStatus,
@@ -17,9 +21,19 @@ from atrium.runstate import (
     run_dir,
     write_state,
 )
-from atrium.settings import Settings
+from atrium.settings import Settings, load_settings
+from atrium.store import Store
+from atrium.store.audit import AuditEvent
 from tests.gateway.conftest import Backend
-from tests.gateway.helpers import Gateway, call_body, call_modern, list_body, modern_headers
+from tests.gateway.helpers import (
+    Gateway,
+    call_body,
+    call_modern,
+    list_body,
+    modern_headers,
+    running_gateway,
+    save_servers,
+)
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -39,7 +53,9 @@ async def scrape(http: httpx2.AsyncClient, gateway: Gateway) -> Samples:
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
+    """The sample with exactly these labels, and the ``replica`` label of this process's
+    gateways (unless ``labels`` names another)."""
+    return samples.get((name, frozenset({"replica": default_replica(), **labels}.items())))
 
 
 def total(samples: Samples, name: str, **labels: str) -> float:
@@ -220,7 +236,9 @@ async def test_backend_restarts_are_read_from_a_running_supervisors_state(
             "tools": ServerStatus("tools", "http", 5001, "running", restarts=3),
             "time": ServerStatus("time", "stdio", 5002, "backoff", restarts=0),
         }
-        write_state(settings.state_dir, RuntimeState(1, time.time(), servers, ready=True))
+        # The supervisor of ``atrium start``: in the gateway's own process.
+        state = RuntimeState(os.getpid(), time.time(), servers, ready=True)
+        write_state(settings.state_dir, state)
 
         samples = await scrape(http, gateway)
     finally:
@@ -234,8 +252,88 @@ async def test_backend_restarts_are_read_from_a_running_supervisors_state(
 def test_a_state_file_without_a_supervisor_gives_no_restart_samples(tmp_path: Path) -> None:
     run_dir(tmp_path).mkdir()
     servers = {"tools": ServerStatus("tools", "http", 5001, "running", restarts=3)}
-    write_state(tmp_path, RuntimeState(1, time.time(), servers))
+    write_state(tmp_path, RuntimeState(os.getpid(), time.time(), servers))
 
     samples = parse(Metrics(lambda name: True, tmp_path).exposition().decode())
 
     assert "atrium_backend_restarts" not in names(samples)
+
+
+# -- scaled out: each replica counts what it served, restarts only where the supervisor runs --
+
+
+def test_every_series_carries_the_replica_label(tmp_path: Path) -> None:
+    run_dir(tmp_path).mkdir()
+    lock = SupervisorLock(tmp_path)
+    assert lock.acquire()
+    try:
+        servers = {"tools": ServerStatus("tools", "http", 5001, "running", restarts=1)}
+        write_state(tmp_path, RuntimeState(os.getpid(), time.time(), servers))
+        metrics = Metrics(lambda name: True, tmp_path, replica="gw-a")
+        for status in (200, 401, 429):
+            event = AuditEvent(request_id=f"r{status}", server="tools", method="tools/call")
+            metrics.observe(dataclasses.replace(event, status=status))
+
+        samples = parse(metrics.exposition().decode())
+    finally:
+        lock.release()
+
+    assert {"atrium_backend_restarts", "atrium_auth_refusals_total"} <= names(samples)
+    assert {"atrium_rate_limited_total", "atrium_tool_calls_total"} <= names(samples)
+    unlabelled = [name for name, labels in samples if ("replica", "gw-a") not in labels]
+    assert unlabelled == []
+
+
+async def test_two_replicas_summed_count_each_request_once(
+    settings: Settings, backend: Backend, http: httpx2.AsyncClient
+) -> None:
+    async with await Store.open(settings) as store:
+        await save_servers(store, backend.port, backend.port)
+        first_settings = dataclasses.replace(settings, replica_id="gw-a")
+        second_settings = dataclasses.replace(settings, replica_id="gw-b")
+        async with (
+            running_gateway(first_settings, store) as first,
+            running_gateway(second_settings, store) as second,
+        ):
+            for replica, count in ((first, 3), (second, 2)):
+                for n in range(count):
+                    await call_modern(http, replica.url("tools"), "echo", {"text": str(n)})
+            await first.audit_of("tools", 5)
+            scraped = [await scrape(http, replica) for replica in (first, second)]
+
+    calls = "atrium_tool_calls_total"
+    per_replica = [total(samples, calls, server="tools") for samples in scraped]
+    assert per_replica == [3, 2]
+    assert label_values(scraped[0], "replica") == {"gw-a"}
+    assert label_values(scraped[1], "replica") == {"gw-b"}
+
+
+def test_a_replica_beside_the_supervisor_reports_none_of_its_restarts(tmp_path: Path) -> None:
+    run_dir(tmp_path).mkdir()
+    lock = SupervisorLock(tmp_path)
+    assert lock.acquire()
+    try:
+        servers = {"tools": ServerStatus("tools", "http", 5001, "running", restarts=3)}
+        # A supervisor running, in another process: `atrium start` beside `atrium gateway`.
+        write_state(tmp_path, RuntimeState(os.getpid() + 1, time.time(), servers, ready=True))
+        beside = parse(Metrics(lambda name: True, tmp_path).exposition().decode())
+        write_state(tmp_path, RuntimeState(os.getpid(), time.time(), servers, ready=True))
+        within = parse(Metrics(lambda name: True, tmp_path).exposition().decode())
+    finally:
+        lock.release()
+
+    assert "atrium_backend_restarts" not in names(beside)
+    assert value(within, "atrium_backend_restarts", server="tools") == 3
+
+
+def test_the_replica_id_is_configured_or_the_host_and_process(tmp_path: Path) -> None:
+    configured = load_settings(tmp_path, environ={"ATRIUM_REPLICA_ID": "gateway-7f9c"})
+    (tmp_path / "atrium.yaml").write_text("gateway:\n  replica_id: eu-1 a\n")
+
+    with pytest.raises(ConfigError) as raised:
+        load_settings(tmp_path, environ={})
+
+    assert Metrics(lambda name: True, replica=configured.replica_id).replica == "gateway-7f9c"
+    assert Metrics(lambda name: True).replica == f"{os.uname().nodename}:{os.getpid()}"
+    (problem,) = raised.value.problems
+    assert (problem.key_path, problem.line) == ("gateway.replica_id", 2)

@@ -1,6 +1,6 @@
 """A stand-in MCP server process for supervisor tests: /health, and ways to misbehave.
 
-python fake_server.py --port P [--crash-after S] [--never-healthy] [--grandchild FILE]
+python fake_server.py --port P [--host H] [--crash-after S] [--never-healthy] [--grandchild FILE]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Health(http.server.BaseHTTPRequestHandler):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--project")
     parser.add_argument("--crash-after", type=float)
     parser.add_argument("--never-healthy", action="store_true")
@@ -42,7 +43,7 @@ def main() -> None:
         args.grandchild.write_text(str(child.pid))
     if args.crash_after is not None:
         threading.Timer(args.crash_after, lambda: os._exit(3)).start()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Health)
+    server = http.server.ThreadingHTTPServer((args.host, args.port), Health)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(
         f"fake server on {args.port} pid {os.getpid()} env SECRET={os.environ.get('SECRET')}",

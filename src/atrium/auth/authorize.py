@@ -25,7 +25,7 @@ from atrium.auth.pages import Pages
 from atrium.auth.redirects import check_not_own_port
 from atrium.auth.roles import default_scopes
 from atrium.auth.server import CODE_TTL_S, AuthorizationServer
-from atrium.auth.throttle import SignInThrottle
+from atrium.auth.throttle import client_address
 from atrium.auth.wire import read_form
 from atrium.store import CodeRecord, UserRecord
 
@@ -54,7 +54,7 @@ class Authorize:
         secure = auth.settings.oauth_base.startswith("https://")
         self.pages = Pages(auth.signer, urlsplit(auth.settings.oauth_base).path, secure=secure)
         self.secure = secure
-        self.throttle = SignInThrottle()
+        self.throttle = auth.signins
 
     async def start(self, request: Request) -> Response:
         params = request.query_params
@@ -115,8 +115,8 @@ class Authorize:
         if not self.pages.csrf_ok(request, _text(form.get("csrf"))):
             return self.pages.error(request, "invalid_request", "the form's CSRF token is wrong")
         username = _text(form.get("username")) or ""
-        address = request.client.host if request.client else None
-        if self.throttle.blocked(username, address):
+        address = client_address(request)
+        if await self.throttle.blocked(username, address):
             return self._login_page(
                 request,
                 pending,
@@ -129,7 +129,7 @@ class Authorize:
         stored = user.password_hash if user is not None else DUMMY_PASSWORD_HASH
         ok = password_matches(_text(form.get("password")) or "", stored)
         if user is None or not ok or user.disabled:
-            self.throttle.failed(username, address)
+            await self.throttle.failed(username, address)
             return self._login_page(
                 request,
                 pending,

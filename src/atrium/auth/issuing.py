@@ -41,9 +41,15 @@ def mint_access_token(
     server: str,
     scopes: Iterable[str],
     ttl_s: int,
+    keys: KeySet | None = None,
 ) -> str:
-    """A token for ``subject`` on ``server`` (audience: its resource URL), signed here."""
-    issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=ttl_s)
+    """A token for ``subject`` on ``server`` (audience: its resource URL), signed with
+    ``keys``, or the project's as the store holds them (read for this token)."""
+    if keys is None:
+        from atrium.auth.keystore import project_keys  # the store, loaded when needed
+
+        keys = project_keys(settings)
+    issuer = TokenIssuer(keys, settings.issuer, ttl_s=ttl_s)
     token, _ = issuer.mint(
         subject=subject,
         client_id=client_id,
@@ -65,6 +71,8 @@ async def mint_user_token(
 ) -> str:
     """A token for an enabled user, with at most the scopes the user's role grants (all of
     them when ``scopes`` is empty)."""
+    from atrium.auth.keystore import KeyStore
+
     record = await store.users.by_username(username)
     if record is None:
         raise NotFoundError("user", username, [u.username for u in await store.users.list()])
@@ -86,6 +94,7 @@ async def mint_user_token(
         server=server,
         scopes=asked,
         ttl_s=ttl_s,
+        keys=await KeyStore.of(settings, store).load(),
     )
 
 

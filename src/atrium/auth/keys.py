@@ -1,21 +1,34 @@
 """The keys Atrium signs access tokens with (RFC 7517 JWK Set, RFC 7518 ES256).
 
-Kept as a private JWK Set in ``.atrium/signing-keys.json`` with file mode 0600. Each key has a
-``kid`` (RFC 7638 thumbprint) so that a rotated-in key and the one it replaces can both verify
-tokens during the overlap; the first key of the set is the one that signs. A key rotated out
-of the set verifies nothing any more, in every process, once it has reloaded the set.
+``KeySet`` is the set a process holds: every key in it verifies tokens, and the one that signs
+is the newest whose ``signs_from`` has passed. A key therefore reaches every process of the
+project verify-only first, and only signs once all of them can verify it: a rotation without a
+moment where one replica's token is unknown to another (``atrium.auth.keystore`` keeps the set
+in the store and reloads it). Each key's ``kid`` is its RFC 7638 thumbprint; a key taken out of
+the set verifies nothing any more, remembered tokens included (``access_tokens``).
+
+The keys used to live in ``.atrium/signing-keys.json`` (mode 0600), which ``atrium init`` still
+writes: it is now only what the store imports at first use (``read_key_file``), so tokens
+issued before the upgrade keep verifying.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import ECKey
 
 SIGNING_KEYS_FILE = "signing-keys.json"
+# How long a rotated-in key only verifies before it signs (``atrium.auth.keystore``): fifteen
+# polls at the gateway's default interval (2 s), and the clock skew the token checks tolerate
+# (``access_tokens.LEEWAY_S``). Nobody waits for it: the previous key signs meanwhile.
+DEFAULT_SIGNS_AFTER_S = 30.0
 
 
 def new_signing_key() -> dict[str, Any]:
@@ -24,7 +37,8 @@ def new_signing_key() -> dict[str, Any]:
 
 
 def ensure_signing_keys(state_dir: Path) -> tuple[Path, bool]:
-    """Create the key set if it does not exist; return its path and whether it was created."""
+    """Create the key file if it does not exist; return its path and whether it was created
+    (``atrium init``: what the store imports when the project's gateway first starts)."""
     path = state_dir / SIGNING_KEYS_FILE
     if path.exists():
         return path, False
@@ -37,48 +51,82 @@ def ensure_signing_keys(state_dir: Path) -> tuple[Path, bool]:
     return path, True
 
 
-class KeySet:
-    """The loaded signing keys: the first signs, all verify (rotation overlap)."""
+def read_key_file(state_dir: Path) -> list[dict[str, Any]] | None:
+    """The private JWKs of the project's key file, signing key first; None without a file."""
+    path = state_dir / SIGNING_KEYS_FILE
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a JWK set ({exc})") from None
+    keys = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
+        raise ValueError(f'{path}: not a JWK set ("keys" must be a list of keys)')
+    return keys
 
-    def __init__(self, keys: list[ECKey], path: Path | None = None) -> None:
-        if not keys:
-            raise ValueError("a key set needs at least one key")
-        self.keys = keys
-        self._by_kid = {key.kid: key for key in keys}
-        self.path = path
-        # The file's bytes these keys were read from: the whole (small) file, not its mtime and
-        # size, since two rotations within the file system's time resolution write files of one
-        # size and must still be told apart.
-        self._stamp: bytes | None = None
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A key of the set: it verifies while the set holds it, and may sign from ``signs_from``
+    (seconds since the epoch; 0: at once)."""
+
+    key: ECKey
+    signs_from: float = 0.0
+
+    @property
+    def kid(self) -> str:
+        return str(self.key.kid)
+
+
+class KeySet:
+    """The signing keys a process holds, newest first: all verify, one signs (``signing``)."""
+
+    def __init__(
+        self, keys: Sequence[ECKey | SigningKey], *, clock: Callable[[], float] = time.time
+    ) -> None:
+        """``keys`` newest first; a bare ``ECKey`` may sign at once."""
+        self._clock = clock
+        self._entries: tuple[SigningKey, ...] = ()
+        self._by_kid: dict[str, ECKey] = {}
+        self.replace([key if isinstance(key, SigningKey) else SigningKey(key) for key in keys])
 
     @classmethod
     def load(cls, state_dir: Path) -> KeySet:
-        """The project's key set, created on first use (``atrium init`` normally creates it)."""
-        path, _ = ensure_signing_keys(state_dir)
-        data = path.read_bytes()
-        loaded = cls(_parse(data), path)
-        loaded._stamp = data
-        return loaded
+        """The key file's set (creating the file if it is missing): what the store imports at
+        first use, and what tools that mint tokens from the file alone read."""
+        ensure_signing_keys(state_dir)
+        found = read_key_file(state_dir)
+        assert found is not None, "ensure_signing_keys wrote it"
+        return cls([ECKey.import_key(item) for item in found])
 
-    def reload_if_changed(self) -> bool:
-        """Pick up a rotation (``atrium admin keys rotate``) made while this process runs."""
-        if self.path is None:
-            return False
-        try:
-            stamp = self.path.read_bytes()
-        except FileNotFoundError:
-            return False  # keep verifying with what we have
-        if stamp == self._stamp:
-            return False
-        keys = _parse(stamp)
+    def replace(self, keys: Sequence[SigningKey]) -> None:
+        """Hold ``keys`` (newest first) from now on; the verifiers and issuers that share this
+        set see them at once (a reload, ``KeyStore.refresh``)."""
         if not keys:
-            raise ValueError(f"{self.path} holds no key")
-        self.keys, self._by_kid, self._stamp = keys, {key.kid: key for key in keys}, stamp
-        return True
+            raise ValueError("a key set needs at least one key")
+        # One assignment each, read without a lock: a request sees the old set or the new one.
+        self._by_kid = {entry.kid: entry.key for entry in keys}
+        self._entries = tuple(keys)
+
+    @property
+    def entries(self) -> tuple[SigningKey, ...]:
+        return self._entries
+
+    @property
+    def keys(self) -> list[ECKey]:
+        return [entry.key for entry in self._entries]
 
     @property
     def signing(self) -> ECKey:
-        return self.keys[0]
+        """The newest key whose ``signs_from`` has passed. If none has (the key signing was
+        retired by a second rotation within the first's delay, or this host's clock is
+        behind), the first to come: the only choice left, as signing nothing is no choice."""
+        now = self._clock()
+        for entry in self._entries:
+            if entry.signs_from <= now:
+                return entry.key
+        return min(self._entries, key=lambda entry: entry.signs_from).key
 
     def get(self, kid: object) -> ECKey | None:
         """The key called ``kid``; None for any other value, a list or an object included
@@ -86,27 +134,7 @@ class KeySet:
         return self._by_kid.get(kid) if isinstance(kid, str) and kid else None
 
     def public_jwks(self) -> dict[str, Any]:
-        """RFC 7517 §5: what ``/jwks`` publishes (never a private member)."""
+        """RFC 7517 §5: what ``/jwks`` publishes (never a private member): every key that
+        verifies, the ones not signing yet included, so that a verifier learns a key before
+        the first token it signs."""
         return {"keys": [dict(key.as_dict(private=False)) for key in self.keys]}
-
-
-def _parse(data: bytes) -> list[ECKey]:
-    return [ECKey.import_key(item) for item in json.loads(data)["keys"]]
-
-
-def rotate_signing_keys(state_dir: Path, *, keep: int = 2) -> str:
-    """Put a new signing key first and keep the newest ``keep`` keys; the new ``kid``.
-
-    Tokens signed by a kept key still verify until they expire, so ``keep`` must cover the
-    access-token lifetime between two rotations.
-    """
-    path, _ = ensure_signing_keys(state_dir)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    key = new_signing_key()
-    data["keys"] = [key, *data["keys"]][: max(keep, 1)]
-    temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
-    return str(key["kid"])

@@ -31,6 +31,7 @@ from atrium.auth.errors import OAuthError, invalid_client_metadata, shown
 from atrium.auth.hashing import new_token, token_hash
 from atrium.auth.redirects import check_not_own_port, check_redirect, implied_application_type
 from atrium.auth.server import AuthorizationServer
+from atrium.auth.throttle import client_address
 from atrium.auth.wire import oauth_error_response, read_json
 from atrium.store import ClientRecord
 
@@ -73,9 +74,9 @@ class RegistrationRequest(BaseModel):
 
 
 async def register(auth: AuthorizationServer, request: Request) -> Response:
-    address = request.client.host if request.client else None
+    address = client_address(request)
     try:
-        retry_after = auth.registrations.retry_after(address)
+        retry_after = await auth.registrations.retry_after(address)
         if retry_after is not None:
             raise _busy("this address registered too many clients", retry_after)
         payload = await read_json(request)
@@ -93,7 +94,7 @@ async def register(auth: AuthorizationServer, request: Request) -> Response:
         await _make_room(auth)
         record, secret = _record(asked, kind)
         await auth.store.clients.add(record)
-        auth.registrations.registered(address)
+        await auth.registrations.registered(address)
     except OAuthError as error:
         return oauth_error_response(error)
     body = {**record.metadata, "client_id": record.client_id}

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from redis.asyncio import Redis
+
 from atrium.auth.access_tokens import TokenIssuer, TokenVerifier
 from atrium.auth.cimd import MetadataFetcher
 from atrium.auth.clients import ClientDirectory, console_client
 from atrium.auth.dpop import DpopVerifier
 from atrium.auth.errors import invalid_target
 from atrium.auth.keys import KeySet
+from atrium.auth.keystore import KeyStore
 from atrium.auth.nonces import NonceIssuer
 from atrium.auth.redirects import local_port
 from atrium.auth.replay import MemoryReplayCache, ReplayCache
@@ -23,7 +26,7 @@ from atrium.auth.resource_ids import Resources
 from atrium.auth.revocation_list import RevocationList
 from atrium.auth.roles import Roles
 from atrium.auth.signed import Signer, ensure_session_key
-from atrium.auth.throttle import RegistrationThrottle
+from atrium.auth.throttle import Counters, RegistrationThrottle, SignInThrottle
 from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
 from atrium.store import Store
@@ -42,8 +45,10 @@ class AuthorizationServer:
         session_key: bytes,
         hosted: Hosted,
         replay: ReplayCache | None = None,
+        redis: Redis | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``redis``: where replicas share the throttles' counters (``auth.throttle``)."""
         options = settings.oauth
         self.settings = settings
         self.store = store
@@ -52,6 +57,8 @@ class AuthorizationServer:
         self.hosted = hosted
         self.clock = clock
         self.keys = keys
+        # Where ``keys`` are reloaded from (``open``); None: a set of the caller's own.
+        self.key_store: KeyStore | None = None
         # Shared by every replica of the project: also binds MCP sessions to their callers.
         self.session_key = session_key
         self.signer = Signer(session_key, clock=clock)
@@ -69,7 +76,9 @@ class AuthorizationServer:
             builtin=(console_client(settings.public_url),),
         )
         self.revocations = RevocationList()
-        self.registrations = RegistrationThrottle(options.registrations_per_address)
+        self._counters = Counters.for_redis(redis, settings.redis.key_prefix)
+        self.registrations = RegistrationThrottle(self._counters, options.registrations_per_address)
+        self.signins = SignInThrottle.from_settings(settings, self._counters)
 
     @classmethod
     async def open(
@@ -79,24 +88,29 @@ class AuthorizationServer:
         *,
         hosted: Hosted,
         replay: ReplayCache | None = None,
+        redis: Redis | None = None,
         clock: Callable[[], float] = time.time,
     ) -> AuthorizationServer:
-        """The project's authorization server: its signing keys and session key (each made on
-        first use), and the revocation list as the store holds it now."""
+        """The project's authorization server: its signing keys (from the store) and session
+        key (each made on first use), and the revocation list as the store holds it now."""
+        key_store = KeyStore.of(settings, store, clock=clock)
         auth = cls(
             settings,
             store,
-            keys=KeySet.load(settings.state_dir),
+            keys=await key_store.load(),
             session_key=ensure_session_key(settings.state_dir),
             hosted=hosted,
             replay=replay,
+            redis=redis,
             clock=clock,
         )
+        auth.key_store = key_store
         await auth.revocations.refresh(store)
         return auth
 
     async def close(self) -> None:
         await self.documents.close()
+        await self._counters.close()
 
     def endpoint(self, name: str) -> str:
         return f"{self.settings.oauth_base}/{name}"

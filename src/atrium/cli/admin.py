@@ -241,17 +241,30 @@ def keys_rotate(
             "--secrets", help="Rotate the key stored secrets are encrypted with (re-encrypts all)."
         ),
     ] = False,
+    signs_after: Annotated[
+        float | None,
+        typer.Option(
+            "--signs-after",
+            min=0,
+            help="Seconds the new key only verifies before it signs: longer than any gateway"
+            " of the project takes to reload it (its poll interval) plus the clocks' skew"
+            " [default: 30].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Sign new tokens with a new key; the previous keys still verify tokens until dropped.
+    """Publish a new signing key, which signs once every gateway has it; the previous keys
+    still verify tokens until dropped.
 
-    A key dropped from the set ends the tokens it signed; the gateway running here reloads
-    the set at once, others within their poll interval. With --caller, the caller-assertion
-    key instead: running backends pick the new public key up by themselves, no restart.
-    With --secrets, the key of stored secrets: every value is re-encrypted under a new key,
-    then the old keys leave the ring; running servers read the new ring by themselves.
+    The keys are in the store, shared by every gateway of the project: the new one verifies
+    at once everywhere (each gateway reloads within its poll interval; on PostgreSQL at once)
+    and signs after --signs-after seconds. A key dropped from the set ends the tokens it
+    signed. With --caller, the caller-assertion key instead: running backends pick the new
+    public key up by themselves, no restart. With --secrets, the key of stored secrets (and
+    of the signing keys in the store): every value is re-encrypted under a new key, then the
+    old keys leave the ring; running servers read the new ring by themselves.
     """
     from atrium.auth.assertion import rotate_caller_keys
-    from atrium.auth.keys import rotate_signing_keys
 
     cli = state(ctx)
     if caller and secrets:
@@ -261,11 +274,36 @@ def keys_rotate(
         return
     if caller:
         kid = rotate_caller_keys(cli.settings.state_dir, cli.settings.issuer, keep=keep)
-    else:
-        kid = rotate_signing_keys(cli.settings.state_dir, keep=keep)
+        reload_gateway(cli)
+        cli.out.print(f"new caller-assertion key {kid}", highlight=False)
+        return
+    _rotate_signing_key(cli, keep, signs_after)
+
+
+def _rotate_signing_key(cli: CliState, keep: int, signs_after: float | None) -> None:
+    from atrium.auth.keys import DEFAULT_SIGNS_AFTER_S
+    from atrium.auth.keystore import KeyStore
+
+    delay = DEFAULT_SIGNS_AFTER_S if signs_after is None else signs_after
+    done = cli.with_store(
+        lambda store: KeyStore.of(cli.settings, store).rotate(keep=keep, signs_after_s=delay)
+    )
     reload_gateway(cli)
-    what = "caller-assertion key" if caller else "signing key"
-    cli.out.print(f"new {what} {kid}", highlight=False)
+    when = done.key.signs_from.strftime("%Y-%m-%d %H:%M:%SZ")
+    retired = ", ".join(done.retired) or "none"
+    cli.out.print(
+        f"new signing key {done.key.kid}: verify-only until {when}, then it signs;"
+        f" keys retired: {retired}",
+        highlight=False,
+    )
+    if done.early:
+        cli.err.print(
+            "warning: the key that was signing is retired, so a key not due yet signs at once:"
+            " gateways that have not reloaded it refuse its tokens until they do. Rotate again"
+            " only once the new key signs (`atrium admin keys list`).",
+            highlight=False,
+            markup=False,
+        )
 
 
 def _rotate_secrets_key(cli: CliState) -> None:
@@ -282,9 +320,21 @@ def _rotate_secrets_key(cli: CliState) -> None:
 
 @keys.command("list")
 def keys_list(ctx: typer.Context) -> None:
-    """The key ids, the signing key first (as published at /api/v1/core/oauth/jwks)."""
-    from atrium.auth.keys import KeySet
+    """The signing keys in the store, newest first, each with its state: signs, verify-only
+    (until when), or retired (the unretired ones are published at /api/v1/core/oauth/jwks)."""
+    from datetime import UTC, datetime
+
+    from atrium.auth.keystore import key_states, signing_kid
 
     cli = state(ctx)
-    for index, key in enumerate(KeySet.load(cli.settings.state_dir).keys):
-        cli.out.print(f"{key.kid}  {'signing' if index == 0 else 'verify only'}", highlight=False)
+    states = cli.with_store(key_states)
+    if not states:
+        cli.out.print(
+            "no signing key stored yet: the first gateway to start stores one (importing"
+            " .atrium/signing-keys.json if there is one)",
+            highlight=False,
+        )
+    now = datetime.now(UTC)
+    signing = signing_kid(states, now)
+    for key in states:
+        cli.out.print(f"{key.kid}  {key.describe(now, signing)}", highlight=False)

@@ -59,12 +59,12 @@ def revoke(
     """Revoke an access token (given whole, or by its jti) on every gateway of the project."""
     from atrium.auth.access_tokens import MAX_LIFETIME_S, TokenVerifier
     from atrium.auth.errors import OAuthError
-    from atrium.auth.keys import KeySet
+    from atrium.auth.keystore import project_keys
 
     cli = state(ctx)
     settings = cli.settings
     if value.count(".") == 2:
-        verifier = TokenVerifier(KeySet.load(settings.state_dir), settings.issuer)
+        verifier = TokenVerifier(project_keys(settings), settings.issuer)
         try:
             claims = verifier.verify(value)
         except OAuthError as error:

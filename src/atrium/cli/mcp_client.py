@@ -37,7 +37,8 @@ UrlOption = Annotated[
     typer.Option(
         "--url",
         help="MCP endpoint to use instead of the gateway's"
-        " (http://<gateway host>:<port>/api/v1/mcp/<server>/mcp).",
+        " (http://<gateway host>:<port>/api/v1/mcp/<server>/mcp). It gets $ATRIUM_TOKEN if"
+        " set, else the operator's token when its host is this project's gateway's.",
     ),
 ]
 TimeoutOption = Annotated[
@@ -89,8 +90,10 @@ class Target:
 def target(
     cli: CliState, server: str, url: str | None, timeout: float | None, protocol: str
 ) -> Target:
-    """The server, checked against the project's registry unless ``--url`` names the endpoint."""
+    """The server, checked against the project's registry unless ``--url`` names the endpoint
+    (with the token ``cli.url_token`` picks for it)."""
     from atrium.auth.operator import acting_caller
+    from atrium.cli.url_token import url_headers
     from atrium.client.connect import DEFAULT_TIMEOUT_S
 
     if url is not None:
@@ -98,7 +101,9 @@ def target(
             # Run for a caller of the atrium server: it reaches servers through the gateway
             # only, where their policy and the audit apply (never a backend port directly).
             raise AtriumError("--url is not available to a command run by the atrium server")
-        return Target(server, url, timeout or DEFAULT_TIMEOUT_S, protocol, gateway=False)
+        headers = url_headers(cli.settings, url)
+        timeout_s = timeout or DEFAULT_TIMEOUT_S
+        return Target(server, url, timeout_s, protocol, gateway=False, headers=headers)
     return gateway_target(cli, cli.registry().get(server), timeout, protocol)
 
 

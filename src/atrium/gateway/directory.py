@@ -10,16 +10,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 
 from pydantic import ValidationError
 
 from atrium.errors import ConfigError
-from atrium.gateway.errors import GatewayError, disabled, not_found
+from atrium.gateway.errors import GatewayError, disabled, not_found, server_failed, unavailable
 from atrium.gateway.policy import Policy
 from atrium.registry.loader import ServerEntry
 from atrium.registry.schema import RemoteServer, ServerConfig, parse_server_config
 from atrium.registry.secrets import resolve_headers
+from atrium.runstate import read_state
 from atrium.settings import Settings
 from atrium.store import ServerRecord, Store
 
@@ -41,10 +43,28 @@ class ServerRoute:
     policy: Policy
     disabled_reason: str | None
     credentials: Mapping[str, str] = field(default_factory=dict)  # a remote server's headers
+    state_dir: Path | None = None  # where its supervisor keeps its runtime state (runstate)
 
     @property
     def enabled(self) -> bool:
         return self.disabled_reason is None
+
+    def unreachable(self, why: str) -> GatewayError:
+        """The answer when the backend cannot be connected to: 503 with ``Retry-After`` while
+        it may come back by itself (restarting, backing off, or no supervisor here to ask);
+        503 naming the command that brings it back when the supervisor gave up on it
+        (``failed``) or an operator stopped it. Read only on this path: no cost per call."""
+        state = read_state(self.state_dir) if self.state_dir is not None else None
+        status = state.servers.get(self.name) if state is not None else None
+        if status is None or state is None:
+            return unavailable(self.name, why)
+        if status.state == "failed":
+            command = f"atrium infra services restart {self.name}"
+            return server_failed(self.name, command, status.last_error)
+        if status.state == "stopped" and state.ready:
+            command = f"atrium infra services start {self.name}"
+            return server_failed(self.name, command, "stopped")
+        return unavailable(self.name, why)
 
     @property
     def gets_identity(self) -> bool:
@@ -72,8 +92,17 @@ def build_routes(records: Iterable[ServerRecord], settings: Settings) -> dict[st
             credentials = {}
         upstream = _upstream(config, settings)
         policy = Policy.of(config.tools)
+        # The supervisor's state tells of the servers it runs here: not remote ones, nor those
+        # on another host (``backend:``).
+        here = not isinstance(config, RemoteServer) and config.backend is None
         routes[record.name] = ServerRoute(
-            record.name, config, upstream, policy, reason, credentials
+            record.name,
+            config,
+            upstream,
+            policy,
+            reason,
+            credentials,
+            settings.state_dir if here else None,
         )
     return routes
 
@@ -97,7 +126,11 @@ def _upstream(config: ServerConfig, settings: Settings) -> str:
     if config.transport == "remote":
         assert config.url is not None  # the schema requires it
         return config.url
-    return f"http://{settings.backend_host}:{config.port}/mcp"
+    # A server on another host says where (``backend:``); the rest share gateway.backend_host.
+    backend = config.backend
+    host = backend.host if backend is not None else settings.backend_host
+    port = (backend.port if backend is not None else None) or config.port
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/mcp"
 
 
 class ServerDirectory:

@@ -5,6 +5,13 @@ trail count the same requests by the same rules; backend restarts are read from 
 supervisor's state file at scrape time. Each ``Metrics`` has a registry of its own, never the
 process-wide default one: an app is a value (tests build dozens), not a global.
 
+Scaled out, several replicas answer ``/metrics`` behind one address, and a sum over them must
+count each request once. So every series carries a ``replica`` label (``gateway.replica_id``,
+else ``<hostname>:<pid>``: stable for the life of the process, unique on one host), and a
+replica counts only what it served. Backend restarts are the supervisor's facts, not any
+replica's: only the gateway that runs in the supervisor's own process (``atrium start``) reports
+them; a replica beside it (``atrium gateway``), which reads the same state file, reports none.
+
 Label values are bounded, because they come from requests: otherwise anyone could add a time
 series per name they make up. An unknown server is ``(unknown)``, a method that is not MCP's
 is ``(other)``. A tool name becomes a label only once its backend listed it in a ``tools/list``
@@ -22,6 +29,8 @@ Where the gateway is exposed, keep ``/metrics`` off the public route at the prox
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +87,14 @@ class Metrics:
         state_dir: Path | None = None,
         *,
         known_tool: Callable[[str, str], bool] = lambda server, tool: False,
+        replica: str | None = None,
     ) -> None:
         """``known_server`` tells a registered server's name (a label) from any other path;
         ``state_dir`` is where a supervisor on this host keeps its state, if one may;
-        ``known_tool`` whether a server listed a tool (``ToolCatalog.knows``)."""
+        ``known_tool`` whether a server listed a tool (``ToolCatalog.knows``); ``replica``
+        the ``replica`` label (``default_replica``)."""
         self.registry = CollectorRegistry()
+        self.replica = replica or default_replica()
         self._known_server = known_server
         self._known_tool = known_tool
         self._requests = self._counter(
@@ -98,7 +110,7 @@ class Metrics:
         self._duration = Histogram(
             "atrium_request_duration_seconds",
             "Time from the request's arrival to its answer's end, streams included.",
-            ("server", "method"),
+            ("server", "method", "replica"),
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
@@ -111,12 +123,12 @@ class Metrics:
             ("server", "status"),
         )
         if state_dir is not None:
-            self.registry.register(BackendRestarts(state_dir))
+            self.registry.register(BackendRestarts(state_dir, self.replica))
         self._children: dict[tuple[str, str, str, str, str, int], _Children] = {}
         self._tool_labels: dict[str, set[str]] = {}  # per server, the tools that are labels
 
     def _counter(self, name: str, documentation: str, labels: tuple[str, ...]) -> Counter:
-        return Counter(name, documentation, labels, registry=self.registry)
+        return Counter(name, documentation, (*labels, "replica"), registry=self.registry)
 
     def observe(self, event: AuditEvent) -> None:
         """Count one audited request (an ``AuditSink`` listener, on the request's hot path)."""
@@ -151,14 +163,15 @@ class Metrics:
     def _bind(
         self, server: str, method: str, tool: str, outcome: str, origin: str, status: int
     ) -> _Children:
-        counters = [self._requests.labels(server, method, outcome, origin)]
+        replica = self.replica
+        counters = [self._requests.labels(server, method, outcome, origin, replica)]
         if method == "tools/call":
-            counters.append(self._tool_calls.labels(server, tool, outcome, origin))
+            counters.append(self._tool_calls.labels(server, tool, outcome, origin, replica))
         if status == RATE_LIMITED:
-            counters.append(self._rate_limited.labels(server))
+            counters.append(self._rate_limited.labels(server, replica))
         if status in AUTH_REFUSALS:
-            counters.append(self._refusals.labels(server, str(status)))
-        return _Children(tuple(counters), self._duration.labels(server, method))
+            counters.append(self._refusals.labels(server, str(status), replica))
+        return _Children(tuple(counters), self._duration.labels(server, method, replica))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -175,25 +188,33 @@ class _Children:
     duration: Histogram
 
 
+def default_replica() -> str:
+    """``<hostname>:<pid>``: what tells this gateway process from every other one."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 class BackendRestarts:
     """A collector: each server's restart count, read from the supervisor's state at scrape
-    time. No supervisor running (a replica scaled out, or one that died) gives no samples: a
-    count left behind would describe processes that are gone."""
+    time, by the gateway in the supervisor's own process only (module docstring). No
+    supervisor running (one that died included) gives no samples: a count left behind would
+    describe processes that are gone."""
 
     NAME = "atrium_backend_restarts"
     HELP = "Times the supervisor restarted the server's process since the supervisor started."
+    LABELS = ("server", "replica")
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, replica: str) -> None:
         self._state_dir = state_dir
+        self._replica = replica
 
     def describe(self) -> Iterator[Metric]:
-        yield GaugeMetricFamily(self.NAME, self.HELP, labels=("server",))
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
 
     def collect(self) -> Iterator[Metric]:
         state = read_state(self._state_dir)
-        if state is None:
+        if state is None or state.supervisor_pid != os.getpid():
             return
-        family = GaugeMetricFamily(self.NAME, self.HELP, labels=("server",))
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
         for name, status in sorted(state.servers.items()):
-            family.add_metric((name,), status.restarts)
+            family.add_metric((name, self._replica), status.restarts)
         yield family

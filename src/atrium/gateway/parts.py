@@ -58,7 +58,7 @@ class GatewayParts:
         redis = _redis(settings)
         replay = RedisReplayCache(redis, prefix=settings.redis.key_prefix) if redis else None
         auth = await AuthorizationServer.open(
-            settings, store, hosted=_hosted(directory), replay=replay, clock=clock
+            settings, store, hosted=_hosted(directory), replay=replay, redis=redis, clock=clock
         )
         metrics = Metrics(
             lambda name: name in directory.routes,
@@ -66,6 +66,7 @@ class GatewayParts:
             # Tool labels are the names backends listed: the proxy's catalog (made below, as
             # the proxy takes the audit sink that feeds these metrics).
             known_tool=lambda server, tool: proxy.catalog.knows(server, tool),
+            replica=settings.replica_id,
         )
         spill = settings.state_dir / AUDIT_SPILL
         audit = AuditSink(store.audit, spill, listeners=[metrics.observe])
@@ -88,9 +89,10 @@ class GatewayParts:
     async def reload_auth(self) -> None:
         """The revocation list and the signing keys (access tokens', caller assertions') as the
         store and the key files say now: at every poll, and at once when ``atrium admin`` has
-        changed them (``GatewayServer.reload_auth``)."""
+        changed them (``GatewayServer.reload_auth``). Keys that cannot be reloaded are kept."""
         await self.auth.revocations.refresh(self.store)
-        if self.auth.keys.reload_if_changed():
+        key_store = self.auth.key_store
+        if key_store is not None and await key_store.reload(self.auth.keys):
             logger.info("signing keys reloaded: %d keys", len(self.auth.keys.keys))
         if self.proxy.assertions.reload_if_changed():
             logger.info("caller-assertion key reloaded: %s", self.proxy.assertions.kid)

@@ -2,15 +2,17 @@
 
 The seed fields come first (``binary``, ``package``, ``port``, ``endpoint``, ``enabled``,
 ``display_in_web``, ``description``, ``oauth``, ``tools``), then ours (``transport``,
-``command``, ``env``, ``url``, ``headers``, ``rate_limit``, ``timeout_s``). An entry is one of
-three models picked by ``transport`` (``HttpServer``, ``StdioServer``, ``RemoteServer``): only
-hosted servers have a ``port``, only remote ones a ``url``. Models are frozen and reject unknown
+``command``, ``env``, ``url``, ``headers``, ``rate_limit``, ``timeout_s``, ``backend``). An entry
+is one of three models picked by ``transport`` (``HttpServer``, ``StdioServer``,
+``RemoteServer``): only hosted servers have a ``port`` (and maybe a ``backend`` on another
+host), only remote ones a ``url``. Models are frozen and reject unknown
 keys; checks that need the project's settings (the port range) or other files (duplicates) live
 in ``atrium.registry.loader``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
@@ -38,6 +40,9 @@ from atrium.settings.sections import RATE_LIMIT
 # Names appear in URLs (/api/v1/mcp/{name}/mcp) and in namespaced tool names (mcp__{name}__tool).
 SERVER_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")  # RFC 9110 token
+# RFC 1123 §2.1 host names: dot-separated labels of letters, digits and inner hyphens.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 Transport = Literal["http", "stdio", "remote"]
 DpopMode = Literal["off", "optional", "required"]
 Scope = Annotated[str, StringConstraints(pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]  # RFC 6749 §3.3
@@ -140,11 +145,49 @@ class _Server(_Model):
         return self.model_dump(mode="json", by_alias=True)
 
 
+class Backend(_Model):
+    """``backend:``, where the gateway reaches a hosted server that runs on another host.
+
+    Without it the gateway connects to ``gateway.backend_host`` (loopback by default) and this
+    host's supervisor runs the server on loopback. With it, the supervisor of the host that
+    ``host`` names runs it, listening on that address (``atrium.supervisor.placement``); any
+    other host's supervisor leaves it alone, and so may systemd or Kubernetes run it instead.
+    """
+
+    host: str
+    # Where the gateway connects, when not the server's own ``port`` (a Kubernetes Service, a
+    # forwarder); the process still listens on ``port``.
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return checked_backend_host(value)
+
+
+def checked_backend_host(value: str) -> str:
+    """A host name or IP address the gateway can connect to, or ``ValueError``."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        name = HOST_NAME.fullmatch(value) and len(value.rstrip(".")) <= 253
+        if not name or value.replace(".", "").isdigit():
+            raise ValueError(
+                f"{value!r} is not a host name or IP address; give the host alone, without"
+                " scheme, port or path (e.g. mcp-1.internal or 10.0.0.7)"
+            ) from None
+        return value.rstrip(".").lower()
+    if address.is_unspecified:
+        raise ValueError(f"{value!r} is a wildcard; name the host the gateway connects to")
+    return str(address)
+
+
 class _Hosted(_Server):
     """A server Atrium runs itself, on a port of its own."""
 
     port: int = Field(ge=1, le=65535)
     command: tuple[str, ...] | None = None
+    backend: Backend | None = None
 
     @field_validator("command")
     @classmethod
@@ -230,7 +273,7 @@ def _transport_needs(value: Any) -> Any:
     if transport == "remote":
         if not value.get("url"):
             raise ValueError("transport 'remote' needs 'url'")
-        foreign: tuple[str, ...] = ("port", "command")
+        foreign: tuple[str, ...] = ("port", "command", "backend")
     else:
         if value.get("port") is None:
             raise ValueError(f"transport '{transport}' needs 'port'")
@@ -247,6 +290,8 @@ def _empty(value: Any) -> bool:
 
 
 def _foreign(key: str, transport: str) -> str:
+    if transport == "remote" and key == "backend":
+        return "'backend' is not for transport 'remote' (its 'url' says where it is)"
     if transport == "remote":
         return f"'{key}' is not for transport 'remote' (Atrium starts nothing for it)"
     why = " (hosted servers always get the caller assertion)" * (key == "forward_identity")

@@ -54,6 +54,7 @@ class ChangeFeed:
         self._engine = engine
         self._on_change = on_change
         self.listening = asyncio.Event()  # set while a connection listens (for tests, health)
+        self.connections = 0  # connections that have listened so far
 
     @staticmethod
     def supported(engine: AsyncEngine) -> bool:
@@ -83,6 +84,7 @@ class ChangeFeed:
                 lost = asyncio.Event()
                 await listener.add_listener(channel, self._heard)
                 listener.add_termination_listener(lambda _conn: lost.set())
+                self.connections += 1
                 self.listening.set()
                 for change in get_args(Change):  # what changed while nobody listened
                     self._on_change(change)

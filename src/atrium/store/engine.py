@@ -27,6 +27,7 @@ from atrium.store.content import ContentQueries
 from atrium.store.conversations import ConversationQueries
 from atrium.store.errors import translated
 from atrium.store.grants import GrantQueries
+from atrium.store.keys import KeyQueries
 from atrium.store.secrets import SecretQueries
 from atrium.store.servers import Clock, ServerQueries, utc_now
 from atrium.store.skills import SkillQueries
@@ -49,6 +50,7 @@ class Store:
     secrets: SecretQueries
     content: ContentQueries
     skills: SkillQueries
+    keys: KeyQueries
 
     def __init__(self, engine: AsyncEngine, *, clock: Clock = utc_now) -> None:
         self.engine = engine
@@ -62,6 +64,7 @@ class Store:
         self.secrets = SecretQueries(engine, clock=clock)
         self.content = ContentQueries(engine, clock=clock)
         self.skills = SkillQueries(engine, clock=clock)
+        self.keys = KeyQueries(engine, clock=clock)
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = utc_now) -> Store:

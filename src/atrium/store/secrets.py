@@ -41,6 +41,7 @@ from atrium.secretbox import (
 )
 from atrium.settings import Settings
 from atrium.store.errors import AlreadyExists
+from atrium.store.keys import KeyQueries
 from atrium.store.servers import Clock, utc_now
 from atrium.store.tables import secrets
 from atrium.store.transaction import reading, writing
@@ -187,15 +188,22 @@ class SecretQueries:
 async def rotate_secret_key(queries: SecretQueries, settings: Settings) -> KeyRotation:
     """A new current key for the project's ring, every value re-sealed under it, then the
     keys no value uses dropped. Until the re-encryption has committed, the old keys stay in
-    the ring, so a failure half way leaves every value readable (run it again)."""
+    the ring, so a failure half way leaves every value readable (run it again). The signing
+    keys in the store (``atrium.store.keys``) are sealed under the same ring: re-sealed too."""
+    keys = KeyQueries(queries._engine)
     box = SecretBox.load(settings)
-    if not box.written and not await queries.key_ids():
+    if not box.written and not await _in_use(queries, keys):
         box.start()  # nothing is stored: no ring yet is no ring lost
     with rotation_lock(settings):
         box = add_key(settings)
         count = await queries.reencrypt(box)
-        retired = retire_keys(settings, await queries.key_ids())
+        await keys.reencrypt(box)
+        retired = retire_keys(settings, await _in_use(queries, keys))
     return KeyRotation(box.current, count, tuple(retired))
+
+
+async def _in_use(queries: SecretQueries, keys: KeyQueries) -> set[str]:
+    return await queries.key_ids() | await keys.key_ids()
 
 
 def _check(owner: str, name: str, value: str, by: str) -> None:

@@ -45,7 +45,7 @@ class ManagedProcess:
 
     async def spawn(self, zygote: Zygote | None = None) -> None:
         """Start the server: forked by ``zygote`` when it is a built-in one and a zygote runs."""
-        ensure_port_free(self.spec.port, f"server '{self.spec.name}'")
+        ensure_port_free(self.spec.port, f"server '{self.spec.name}'", host=self.spec.host)
         self.spec.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.spec.log_file.open("ab") as log:
             log.write(f"--- atrium: starting {' '.join(self.spec.argv)}\n".encode())

@@ -31,6 +31,7 @@ from atrium.scaffold import BUILTIN_SERVERS
 from atrium.secretbox import SECRET_KEY_VARIABLE
 from atrium.settings import CALLER_KEYS_VARIABLE, ENV_OVERRIDES, Settings
 from atrium.supervisor.environment import allowed_environment
+from atrium.supervisor.placement import LOOPBACK, listen_address
 
 _BUILTIN_BINARIES = frozenset(server.binary for server in BUILTIN_SERVERS)
 _SECRETS_BINARY = next(server.binary for server in BUILTIN_SERVERS if server.name == "marketplace")
@@ -53,10 +54,13 @@ class LaunchSpec:
     version: str | None
     # One of Atrium's own built-in servers (its console script beside our interpreter).
     builtin: bool = False
+    # Where it listens: loopback, or this host's address that its backend.host names.
+    host: str = LOOPBACK
 
     @property
     def health_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/health"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/health"
 
 
 def launch_spec(
@@ -67,6 +71,10 @@ def launch_spec(
     config = entry.config
     if isinstance(config, RemoteServer):
         raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
+    host = listen_address(config)
+    if host is None:
+        assert config.backend is not None  # only a backend elsewhere has no address here
+        raise LaunchError(f"server '{entry.name}' runs on {config.backend.host}, not here")
     env = allowed_environment(settings.environ)
     env.update(resolve_env(entry, settings, secrets))
     # The public half only: what a backend needs to check the gateway's caller assertions.
@@ -78,7 +86,7 @@ def launch_spec(
         PYTHONUNBUFFERED="1",  # log lines reach the log file as they are written
     )
     env[CALLER_KEYS_VARIABLE] = str(settings.state_dir / PUBLIC_FILE)
-    program, argv = _command(entry, config, settings)
+    program, argv = _command(entry, config, settings, host)
     builtin = builtin_program(program)
     if builtin is not None:
         shared = {*ENV_OVERRIDES}
@@ -96,6 +104,7 @@ def launch_spec(
         binary_path=program,
         version=_version_of(program),
         builtin=builtin is not None and isinstance(config, HttpServer) and argv[0] == program,
+        host=host,
     )
 
 
@@ -110,18 +119,21 @@ def builtin_program(program: str) -> str | None:
 
 
 def _command(
-    entry: ServerEntry, config: HttpServer | StdioServer, settings: Settings
+    entry: ServerEntry, config: HttpServer | StdioServer, settings: Settings, host: str
 ) -> tuple[str, tuple[str, ...]]:
     port = str(config.port)
+    # Only a server that other hosts reach is told where to listen: loopback is the default.
+    listen = () if host == LOOPBACK else ("--host", host)
     if isinstance(config, StdioServer):
         program = find_program(entry, config.command[0], settings)
         bridge = (sys.executable, "-m", "atrium.bridge", "--name", entry.name)
-        return program, (*bridge, "--port", port, "--", program, *config.command[1:])
+        return program, (*bridge, "--port", port, *listen, "--", program, *config.command[1:])
     if config.binary or not config.command:  # the schema asks for one of the two
         program = find_program(entry, config.binary or "", settings)
-        return program, (program, "--port", port, "--project", str(settings.project_dir))
+        project = ("--project", str(settings.project_dir))
+        return program, (program, "--port", port, *listen, *project)
     program = find_program(entry, config.command[0], settings)
-    values = {"port": port, "project": str(settings.project_dir)}
+    values = {"port": port, "host": host, "project": str(settings.project_dir)}
     return program, (program, *(_fill(arg, values) for arg in config.command[1:]))
 
 

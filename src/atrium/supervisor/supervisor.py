@@ -24,11 +24,12 @@ from dataclasses import dataclass, replace
 
 from atrium.errors import AtriumError
 from atrium.registry.loader import Registry, ServerEntry
-from atrium.registry.schema import ServerConfig, port_of
+from atrium.registry.schema import RemoteServer, ServerConfig, port_of
 from atrium.registry.secrets import stored_secrets
 from atrium.runstate import RuntimeState, ServerStatus, run_dir, write_state
 from atrium.settings import Settings
 from atrium.supervisor.environment import marks, new_marker
+from atrium.supervisor.placement import elsewhere, listen_address
 from atrium.supervisor.process import ManagedProcess
 from atrium.supervisor.reaper import reap_orphans
 from atrium.supervisor.spec import LaunchError, LaunchSpec, launch_spec
@@ -84,17 +85,22 @@ class Supervisor:
         self._zygote = zygote
         self._zygote_lock = asyncio.Lock()
         for entry in registry:
-            if entry.config.transport != "remote":
+            if _here(entry):
                 self.state.servers[entry.name] = _status(entry)
 
     def hosted(self, names: Iterable[str] | None = None) -> list[ServerEntry]:
-        """The servers to run: the named ones, or every enabled hosted server."""
+        """The servers to run: the named ones, or every enabled hosted server of this host."""
         if names is None:
-            return [e for e in self.registry if e.config.enabled and e.config.transport != "remote"]
+            return [e for e in self.registry if _runs(e)]
         entries = [self.registry.get(name) for name in names]
         for entry in entries:
-            if entry.config.transport == "remote":
+            if isinstance(entry.config, RemoteServer):
                 raise LaunchError(f"server '{entry.name}' is remote: there is no process to start")
+            if (host := elsewhere(entry.config)) is not None:
+                raise LaunchError(
+                    f"server '{entry.name}' runs on {host} (backend.host in {entry.source}):"
+                    " the supervisor of that host starts it"
+                )
             if not entry.config.enabled:
                 raise LaunchError(
                     f"server '{entry.name}' is disabled (enabled: false in {entry.source})"
@@ -247,10 +253,10 @@ class Supervisor:
     async def reload(self) -> Reloaded:
         """Read the registry as it is now and stop what left it.
 
-        An invalid registry raises before anything changes. A server removed from it, disabled
-        or turned remote stops; a removed (or remote) one leaves the state, so ``status`` no
-        longer shows it. Running servers whose configuration changed are only named: the
-        caller restarts them (``restart(..., also=changed)``).
+        An invalid registry raises before anything changes. A server removed from it, disabled,
+        turned remote or moved to another host stops; all but a disabled one leave the state,
+        so ``status`` no longer shows them. Running servers whose configuration changed are
+        only named: the caller restarts them (``restart(..., also=changed)``).
         """
         if self._load_registry is None:
             return Reloaded()
@@ -260,7 +266,7 @@ class Supervisor:
         await asyncio.gather(*(self._stop_one(name) for name in gone))
         self.registry = new
         for name in gone:
-            if name not in new.servers or new.servers[name].config.transport == "remote":
+            if name not in new.servers or not _here(new.servers[name]):
                 del self.state.servers[name]
                 self._crashes.pop(name, None)
         changed = [n for n in running if n not in gone and _config(new, n) != _config(old, n)]
@@ -320,8 +326,14 @@ def _config(registry: Registry, name: str) -> ServerConfig | None:
 
 
 def _runs(entry: ServerEntry | None) -> bool:
-    """Whether the supervisor may run ``entry``: it exists, is enabled and is not remote."""
-    return entry is not None and entry.config.enabled and entry.config.transport != "remote"
+    """Whether the supervisor may run ``entry``: it exists, is enabled and runs here."""
+    return entry is not None and entry.config.enabled and _here(entry)
+
+
+def _here(entry: ServerEntry) -> bool:
+    """Whether ``entry`` is a hosted server of this host (not remote, not another host's)."""
+    config = entry.config
+    return not isinstance(config, RemoteServer) and listen_address(config) is not None
 
 
 def _status(entry: ServerEntry) -> ServerStatus:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from atrium.errors import AtriumError
-from atrium.settings import Settings
+from atrium.gateway.parts import GatewayParts
 from atrium.web import tools
 from atrium.web.guard import Refused
 from atrium.web.session import Viewer
@@ -36,14 +36,14 @@ class ToolRefusal(Exception):
 
 
 async def call(
-    settings: Settings, viewer: Viewer, tool: str, arguments: dict[str, Any]
+    parts: GatewayParts, viewer: Viewer, tool: str, arguments: dict[str, Any]
 ) -> dict[str, Any]:
     """The tool's structured result; ``ToolRefusal`` when it answered with an error."""
     # The MCP client (and the mcp package) only once a page calls a tool: not at gateway start.
     from atrium.client.connect import JsonRpcError
 
     try:
-        async with tools.as_user(settings, viewer, MARKETPLACE) as connection:
+        async with tools.as_user(parts, viewer, MARKETPLACE) as connection:
             outcome = await tools.call(connection, tool, arguments)
     except JsonRpcError as error:  # the gateway refused the call: policy, scope, rate limit
         raise Refused(403, "forbidden", f"The gateway refused {tool}: {error.detail}") from None

@@ -43,7 +43,7 @@ class SecretPages:
         self.parts = parts
 
     async def _call(self, viewer: Viewer, tool: str, **arguments: Any) -> dict[str, Any]:
-        return await marketplace.call(self.parts.settings, viewer, tool, arguments)
+        return await marketplace.call(self.parts, viewer, tool, arguments)
 
     async def list(self, request: Request, viewer: Viewer) -> Response:
         scope = _scope(request.query_params.get("scope"))

@@ -90,7 +90,7 @@ class ServerPages:
     async def tools(self, request: Request, viewer: Viewer) -> Response:
         route = self.route(request)
         try:
-            async with tools.as_user(self.parts.settings, viewer, route.name) as connection:
+            async with tools.as_user(self.parts, viewer, route.name) as connection:
                 listed = await tools.listed(connection)
         except AtriumError as error:
             return _partial(request, "tools.html", 502, viewer=viewer, route=route, error=error)
@@ -104,7 +104,7 @@ class ServerPages:
         # Nothing is raised inside the client's block: the SDK would wrap it in a group.
         tool, problems, outcome = None, None, None
         try:
-            async with tools.as_user(self.parts.settings, viewer, route.name) as connection:
+            async with tools.as_user(self.parts, viewer, route.name) as connection:
                 tool = tools.find(await tools.listed(connection), name)
                 try:
                     arguments = forms.arguments(tool.get("inputSchema"), form) if tool else {}

@@ -33,7 +33,7 @@ class SkillPages:
         self.parts = parts
 
     async def _call(self, viewer: Viewer, tool: str, **arguments: Any) -> dict[str, Any]:
-        return await marketplace.call(self.parts.settings, viewer, tool, arguments)
+        return await marketplace.call(self.parts, viewer, tool, arguments)
 
     async def _names(self) -> dict[str, str]:
         return {user.id: user.username for user in await self.parts.store.users.list()}

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from atrium.auth.issuing import mint_access_token
 from atrium.auth.operator import CONSOLE_CLIENT_ID
-from atrium.settings import Settings
 from atrium.web.session import Viewer
 
 if TYPE_CHECKING:  # the MCP client loads with the first tool page, not with the gateway
     from atrium.client.connect import Connection
+    from atrium.gateway.parts import GatewayParts
 
 TOKEN_TTL_S = 300
 TIMEOUT_S = 60.0
@@ -44,8 +44,10 @@ class CallOutcome:
 
 
 @asynccontextmanager
-async def as_user(settings: Settings, viewer: Viewer, server: str) -> AsyncIterator[Connection]:
-    """An MCP client to ``server`` through the gateway, acting as ``viewer``."""
+async def as_user(parts: GatewayParts, viewer: Viewer, server: str) -> AsyncIterator[Connection]:
+    """An MCP client to ``server`` through the gateway, acting as ``viewer``: its token signed
+    with the gateway's own keys (not read from the store for each call)."""
+    settings = parts.settings
     from atrium.client.connect import connect, gateway_url
 
     token = mint_access_token(
@@ -55,6 +57,7 @@ async def as_user(settings: Settings, viewer: Viewer, server: str) -> AsyncItera
         server=server,
         scopes=sorted(viewer.scopes),
         ttl_s=TOKEN_TTL_S,
+        keys=parts.auth.keys,
     )
     headers = {"Authorization": f"Bearer {token}"}
     url = gateway_url(settings, server)
