@@ -290,3 +290,14 @@ def test_a_proxy_named_by_host_or_a_registration_rate_that_is_no_rate_is_refused
 
     (problem,) = caught.value.problems
     assert (problem.line, problem.key_path) == (2, key_path)
+
+
+def test_the_gateway_poll_is_a_setting_bounded_below(tmp_path: Path) -> None:
+    write_settings(tmp_path, "gateway:\n  poll_s: 0.5\n")
+    assert load_settings(tmp_path, environ={}).poll_s == 0.5
+
+    write_settings(tmp_path, "gateway:\n  poll_s: 0\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path, environ={})
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.key_path) == (2, "gateway.poll_s")

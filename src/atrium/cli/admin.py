@@ -284,7 +284,9 @@ def _rotate_signing_key(cli: CliState, keep: int, signs_after: float | None) -> 
     from atrium.auth.keys import DEFAULT_SIGNS_AFTER_S
     from atrium.auth.keystore import KeyStore
 
-    delay = DEFAULT_SIGNS_AFTER_S if signs_after is None else signs_after
+    # By default past two of the slowest poll (gateway.poll_s), and never under 30 s.
+    default = max(DEFAULT_SIGNS_AFTER_S, 2 * cli.settings.poll_s)
+    delay = default if signs_after is None else signs_after
     done = cli.with_store(
         lambda store: KeyStore.of(cli.settings, store).rotate(keep=keep, signs_after_s=delay)
     )

@@ -23,4 +23,4 @@ def app_from_environment() -> GatewayApp:
         settings = load_settings(project_dir_from(None))
     except AtriumError as exc:
         raise SystemExit(f"atrium: {exc}") from None
-    return create_app(settings)
+    return create_app(settings, poll_s=settings.poll_s)

@@ -53,7 +53,7 @@ def deadlines(settings: Settings) -> Deadlines:
 class GatewayServer:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
-        self._app = create_app(settings, store=store)
+        self._app = create_app(settings, store=store, poll_s=settings.poll_s)
         config = uvicorn_config(
             self._app,
             host=settings.gateway_host,

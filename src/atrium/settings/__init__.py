@@ -68,6 +68,7 @@ class Settings:
     body_timeout_s: float = 30.0
     keep_alive_timeout_s: float = 5.0
     shutdown_grace_s: float = 10.0
+    poll_s: float = 2.0
     replica_id: str | None = None
     database_url: str = ""
     database_schema: str | None = None
@@ -254,6 +255,7 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         body_timeout_s=gateway.body_timeout_s,
         keep_alive_timeout_s=gateway.keep_alive_timeout_s,
         shutdown_grace_s=gateway.shutdown_grace_s,
+        poll_s=gateway.poll_s,
         replica_id=gateway.replica_id,
         database_url=_database_url(root, parsed.store.url),
         database_schema=parsed.store.schema_,

@@ -53,6 +53,10 @@ class GatewaySection(_Section):
     keep_alive_timeout_s: float = Field(default=5.0, gt=0, le=3600)
     # On shutdown, calls in flight get this long to finish; then each gets a JSON-RPC error.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=3600)
+    # How often the gateway reads the registry, revocations and keys from the store: the
+    # fallback for what PostgreSQL announces at once (atrium.store.changes), the only way on
+    # SQLite for what `atrium admin` does not tell the gateway of `atrium start` directly.
+    poll_s: float = Field(default=2.0, ge=0.05, le=3600)
     # The ``replica`` label of this gateway's metrics; unset, ``<hostname>:<pid>``.
     replica_id: str | None = None
 
