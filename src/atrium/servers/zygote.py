@@ -76,6 +76,7 @@ def _fork(main: Main, request: dict[str, Any], supervisor: int) -> int:
     middle = os.fork()
     if middle == 0:  # the middle process: fork the server, say its pid, exit
         os.close(read)
+        me = os.getpid()  # not the server's getppid(): by then this may have exited
         try:
             server = os.fork()
         except OSError:
@@ -84,7 +85,7 @@ def _fork(main: Main, request: dict[str, Any], supervisor: int) -> int:
             os.write(write, str(server).encode())
             os._exit(0)
         os.close(write)
-        _become(main, request, supervisor, os.getppid())  # never returns
+        _become(main, request, supervisor, me)  # never returns
     os.close(write)
     with os.fdopen(read, "rb") as pipe:
         answer = pipe.read()
