@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
@@ -55,7 +55,7 @@ from atrium.gateway.agents_wire import (
     problem_of,
 )
 from atrium.gateway.errors import GatewayError
-from atrium.gateway.guard import Guard
+from atrium.gateway.guard import Guard, read_body
 from atrium.gateway.parts import GatewayParts
 from atrium.registry.schema import OAuthPolicy
 from atrium.store.conversations import ConversationRecord
@@ -266,17 +266,12 @@ async def _read(request: Request, limit: int) -> bytes:
     too_large = ApiProblem(413, "too_large", f"the body is larger than {limit} bytes")
     if length.isdigit() and int(length) > limit:
         raise too_large
-    chunks: list[bytes] = []
-    size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-    except ClientDisconnect:
+        return await read_body(request.receive, limit)
+    except GatewayError as error:
+        if error.status == 413:
+            raise too_large from None
         raise ApiProblem(400, "bad_request", "the client went away while sending") from None
-    return b"".join(chunks)
 
 
 def _limit(value: str | None) -> int:

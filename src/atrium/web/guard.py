@@ -13,10 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.types import Message, Receive
 
+from atrium.gateway.errors import GatewayError
+from atrium.gateway.guard import read_body
 from atrium.web.render import page
 from atrium.web.session import Sessions, Viewer
 
@@ -76,22 +78,18 @@ class Gate:
 
 async def _read_form(request: Request) -> Request:
     """``request`` over its body, read whole but refused (413) as soon as it passes
-    ``MAX_FORM_BYTES``, before or while it is read."""
+    ``MAX_FORM_BYTES``, before (``Content-Length``) or while it is read."""
     length = request.headers.get("content-length", "")
     too_large = Refused(413, "too_large", f"The form is larger than {MAX_FORM_BYTES} bytes.")
     if length.isdigit() and int(length) > MAX_FORM_BYTES:
         raise too_large
-    chunks: list[bytes] = []
-    size = 0
     try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_FORM_BYTES:
-                raise too_large
-            chunks.append(chunk)
-    except ClientDisconnect:
+        body = await read_body(request.receive, MAX_FORM_BYTES)
+    except GatewayError as error:
+        if error.status == 413:
+            raise too_large from None
         raise Refused(400, "bad_request", "The browser went away while sending the form.") from None
-    return Request(request.scope, _replaying(b"".join(chunks), request.receive))
+    return Request(request.scope, _replaying(body, request.receive))
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
