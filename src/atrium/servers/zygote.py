@@ -16,6 +16,11 @@ Both die with the supervisor: the zygote and each server set ``PR_SET_PDEATHSIG`
 that their parent is still the supervisor (``ATRIUM_SUPERVISOR_PID``), so a supervisor killed at
 any moment, a server's start-up included, leaves none of them running (``atrium.deathsig``).
 
+What a fork shares with its zygote, unlike an exec: the code imported at the zygote's start (a
+built-in server restarted after Atrium was upgraded in place runs the old code until `atrium
+start` runs again, as the gateway itself does) and the interpreter's hash seed (the four
+built-in servers hash strings alike; each one's seed is still unknown to its callers).
+
 The protocol is one JSON object per line. Request: ``{"program": <console script name>,
 "argv": [...], "env": {...}, "cwd": <dir>, "log": <file>}``; answer: ``{"pid": <int>}`` or
 ``{"error": <text>}``. The zygote ends when its stdin closes.
