@@ -35,13 +35,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import MappingProxyType
 from typing import Any, Literal
 
 import orjson
 
 from atrium.auth.resource_guard import Caller
-from atrium.auth.roles import ANONYMOUS, NOT_WRITING, TOOLS_READ, TOOLS_WRITE
+from atrium.auth.roles import ANONYMOUS, NOT_WRITING, TOOLS_READ, TOOLS_WRITE, Reach
 from atrium.gateway.jsonrpc import Call
 from atrium.gateway.policy import Policy
 from atrium.registry.globs import matches_any
@@ -66,10 +67,14 @@ class ToolCatalog:
     def learn(self, server: str, tools: list[Any]) -> None:
         known = self._read_only.setdefault(server, {})
         headers = self._headers.setdefault(server, {})
+        # One pass of C over all the input schemas decides the common case, a listing without
+        # any mark: a tool is then read only for its read-only hint (issue 17).
+        schemas = [tool.get("inputSchema") for tool in tools if isinstance(tool, dict)]
+        marked = _MARK in orjson.dumps(schemas)
         for tool in tools:
             if isinstance(tool, dict) and isinstance(tool.get("name"), str):
                 known[tool["name"]] = read_only_hint(tool)
-                declared = header_schema(tool.get("inputSchema"))
+                declared = header_schema(tool.get("inputSchema")) if marked else None
                 if declared is None:
                     headers.pop(tool["name"], None)
                 elif tool["name"] in headers or len(headers) < MAX_HEADER_TOOLS:
@@ -145,7 +150,7 @@ class ToolAccess:
         untouched. Anything less certain filters, which is never wrong, only slower."""
         if not self.policy.open:
             return False
-        reach = self.caller.reach(self.config.oauth)
+        reach = self._reach
         if reach == "all":
             return True
         if self.config.tools.scopes:
@@ -155,16 +160,16 @@ class ToolAccess:
     def verdict(self, tool: str | None, read_only: bool | None = None) -> Verdict:
         """``ok``, ``hidden``, ``sign-in`` or the scopes needed; the rules in order are the
         module's. ``read_only``: the tool's ``readOnlyHint`` when the caller knows it."""
-        if tool is None or not self.policy.permits(tool):
+        if tool is None or not (self.policy.open or self.policy.permits(tool)):
             return "hidden"
-        reach = self.caller.reach(self.config.oauth)
+        reach = self._reach
         if reach == "all":
             return "ok"
         guards, held = self._guards(tool), self._held
         for scopes in guards:
             if not held & set(scopes):
                 return "sign-in" if self.caller.anonymous else scopes
-        if reach == "write" or any(held & (set(s) - NOT_WRITING) for s in guards):
+        if reach == "write" or (guards and any(held & (set(s) - NOT_WRITING) for s in guards)):
             return "ok"
         if read_only is None:
             read_only = self.catalog.read_only(self.server, tool)
@@ -174,7 +179,12 @@ class ToolAccess:
             return "sign-in"
         return (TOOLS_READ,) if read_only else (TOOLS_WRITE,)
 
-    @property
+    @cached_property
+    def _reach(self) -> Reach:
+        # Once per request: a ``tools/list`` answer asks for a verdict on every tool.
+        return self.caller.reach(self.config.oauth)
+
+    @cached_property
     def _held(self) -> frozenset[str]:
         # A caller without a token holds what a token of the ``anonymous`` role would: a
         # ``tools.scopes`` entry naming ``anonymous`` means the same for both (issue 19 §2).
@@ -182,6 +192,8 @@ class ToolAccess:
 
     def _guards(self, tool: str) -> list[tuple[str, ...]]:
         """The ``tools.scopes`` entries that match ``tool``: one scope of each is needed."""
+        if not self.config.tools.scopes:
+            return []
         return [
             tuple(scopes)
             for pattern, scopes in self.config.tools.scopes.items()
