@@ -141,6 +141,21 @@ async def _follow_changes(
     return feed
 
 
+def _freeze_startup() -> None:
+    """What start-up made lives as long as the process: keep it out of every full collection,
+    which otherwise walks it all in a request's time (40-70 ms: bench/registry_scale.py).
+    Once per process: an object frozen is never collected, so later gateways of the same
+    process (tests start many) freeze nothing more."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
+
+
+_frozen = False
+
+
 async def _stopped(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -199,10 +214,7 @@ class GatewayApp(Starlette):
             watcher = asyncio.create_task(_watch(parts, self._poll_s), name="registry-watch")
             stack.push_async_callback(_stopped, watcher)
             self.changes = await _follow_changes(stack, parts)
-            # What start-up made lives as long as the process: kept out of every full
-            # collection, which otherwise walks it all (40-70 ms pauses: bench/registry_scale.py).
-            gc.collect()
-            gc.freeze()
+            _freeze_startup()
             yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
