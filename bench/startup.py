@@ -93,7 +93,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             total, seen = one_start(Path(folder) / "project")
         totals.append(total)
-        each = ", ".join(f"{name} {at:.2f}" for name, at in sorted(seen.items(), key=lambda i: i[1]))
+        order = sorted(seen.items(), key=lambda item: item[1])
+        each = ", ".join(f"{name} {at:.2f}" for name, at in order)
         print(f"run {number}: all healthy after {total:.2f} s ({each})")
     median = statistics.median(totals)
     print(f"startup median {median:.2f} s; budget {BUDGET_S:.1f} s; ratio {median / BUDGET_S:.2f}")
