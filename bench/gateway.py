@@ -1,14 +1,26 @@
-"""Gateway overhead: tools/call on a trivial tool, through the gateway and directly, in one run.
+"""Gateway overhead: a proxied ``tools/call`` against the same call made directly, in one run.
 
-    .venv/bin/python bench/gateway.py [--seconds 5] [--concurrency 16 64]
+    .venv/bin/python bench/gateway.py [--seconds 8] [--runs 3] [--concurrency 16 64]
+    .venv/bin/python bench/gateway.py --runs 1 --seconds 3      # a quick look
 
-Starts a backend (Atrium's toolkit, one uvicorn process) and a gateway (one uvicorn process,
-audit on, SQLite store) on loopback, then drives the same stateless 2026-07-28 ``tools/call``
-at each concurrency, first directly at the backend, then through the gateway, then through the
-gateway to the same backend behind ``oauth.required`` with a bearer token, and prints
-requests per second, p50 and p99 latency of both and their ratios. The load generator shares
-the machine's cores with both servers, as it would on a developer's machine; the figures are
-for comparing the two paths within one run, not absolute capacity.
+Starts an echo backend on the ``mcp`` SDK (stateless, JSON answers, one uvicorn process) and
+the gateway (``atrium start``: OAuth required on the server, a bearer token, audit on, SQLite
+store) on loopback, then for each era (2026-07-28: stateless, no ``initialize``; the
+``initialize`` era: each client runs the handshake first, and would carry the session id,
+but the stateless backend names none) and each concurrency drives
+closed-loop clients at the backend directly and through the gateway, alternating, ``--runs``
+times for ``--seconds`` each. It prints the medians: requests per second of both paths, their
+ratio, and the CPU per call of the gateway and of the backend during the proxied runs (utime +
+stime from ``/proc/<pid>/stat`` over the measured window, divided by the calls served). The
+machine's steal (``/proc/stat``) over the whole run is printed with the table: a noisy
+neighbour shows up there, not in the ratios.
+
+The load generator shares the machine's cores with both servers, as it would on a developer's
+machine; the figures compare the two paths within one run, not absolute capacity.
+
+``--profile PATH`` records a py-spy flame graph of the gateway during the first 2026-07-28 run
+at the first concurrency (py-spy from the dev extras; it may need ptrace rights): an SVG, or
+collapsed stacks when PATH ends in ``.txt``. Profiles go under ``bench/profiles/`` (ignored).
 """
 
 from __future__ import annotations
@@ -18,17 +30,81 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import aiohttp
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------- the backend (a subprocess)
+
+
+def serve_backend(port: int) -> None:
+    """The echo backend: one tool on the ``mcp`` SDK, stateless, answering JSON."""
+    import uvicorn
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("echo")
+
+    @server.tool()
+    def echo(text: str) -> str:
+        """Return ``text``."""
+        return text
+
+    app = server.streamable_http_app(stateless_http=True, json_response=True)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# ---------------------------------------------------------------- measuring processes
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (and its reaped children: none here), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # fields 14 and 15 of proc(5)
+
+
+def steal_ticks() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs from ``/proc/stat``."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return values[7], sum(values[:8])
+
+
+def listening_pid(port: int) -> int:
+    """The process that listens on ``port`` on loopback: the gateway, wherever atrium runs it."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        parts = line.split()
+        if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+            inodes.add(parts[9])
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            for fd in fd_dir.iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    return int(fd_dir.parent.name)
+        except OSError:
+            continue
+    raise RuntimeError(f"no process of ours listens on port {port}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(30)
 
 
 def free_port() -> int:
@@ -38,169 +114,268 @@ def free_port() -> int:
         return port
 
 
-def call_body(request_id: int) -> bytes:
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-    }
-    params = {"name": "echo", "arguments": {"text": "hello"}, "_meta": meta}
+def wait_port(port: int, deadline_s: float = 30) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"port {port} did not come up")
+
+
+# ---------------------------------------------------------------- the clients
+
+
+def call_body(request_id: int, era: str) -> bytes:
+    params: dict[str, object] = {"name": "echo", "arguments": {"text": "hello"}}
+    if era == MODERN:
+        params["_meta"] = {
+            "io.modelcontextprotocol/protocolVersion": MODERN,
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
     message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
     return json.dumps(message).encode()
 
 
-HEADERS = {
-    "Content-Type": "application/json",
-    "Accept": "application/json, text/event-stream",
-    "MCP-Protocol-Version": "2026-07-28",
-    "Mcp-Method": "tools/call",
-    "Mcp-Name": "echo",
-}
+def base_headers(era: str, token: str | None) -> dict[str, str]:
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    if era == MODERN:
+        headers |= {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
-async def drive(
-    url: str, concurrency: int, seconds: float, token: str | None = None
-) -> tuple[float, list[float]]:
-    """Requests per second and the latencies (ms) of ``concurrency`` workers for ``seconds``."""
-    latencies: list[float] = []
-    headers = {**HEADERS, **({"Authorization": f"Bearer {token}"} if token else {})}
+async def open_session(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+    """``initialize`` + ``notifications/initialized``; ``headers`` then carry the session."""
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        },
+    }
+    async with http.post(url, data=json.dumps(init), headers=headers) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{url}: initialize answered HTTP {response.status}")
+        session = response.headers.get("Mcp-Session-Id")
+    headers["MCP-Protocol-Version"] = LEGACY
+    if session:
+        headers["Mcp-Session-Id"] = session
+    note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    async with http.post(url, data=json.dumps(note), headers=headers) as response:
+        await response.read()
+
+
+async def drive(url: str, era: str, concurrency: int, seconds: float, token: str | None) -> int:
+    """Calls answered by ``concurrency`` closed-loop clients in ``seconds`` (after a warm-up).
+
+    Each client has its own headers (and, in the initialize era, its own session).
+    """
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
+        client_headers = [base_headers(era, token) for _ in range(concurrency)]
+        if era != MODERN:
+            await asyncio.gather(*(open_session(http, url, h) for h in client_headers))
+        counted = [0]
 
-        async def worker(deadline: float) -> None:
+        async def client(headers: dict[str, str], deadline: float, count: bool) -> None:
             n = 0
             while time.perf_counter() < deadline:
                 n += 1
-                started = time.perf_counter()
-                async with http.post(url, data=call_body(n), headers=headers) as response:
+                async with http.post(url, data=call_body(n, era), headers=headers) as response:
                     body = await response.read()
                     if response.status != 200 or b'"isError":true' in body:
                         raise RuntimeError(f"{url}: HTTP {response.status}: {body[:200]!r}")
-                latencies.append((time.perf_counter() - started) * 1000)
+                if count:
+                    counted[0] += 1
 
         warmup = time.perf_counter() + 1.0
-        await asyncio.gather(*(worker(warmup) for _ in range(concurrency)))
-        latencies.clear()
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(started + seconds) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return len(latencies) / elapsed, latencies
+        await asyncio.gather(*(client(h, warmup, False) for h in client_headers))
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(client(h, deadline, True) for h in client_headers))
+    return counted[0]
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+@dataclass
+class Sample:
+    rps: float
+    gateway_ms: float  # gateway CPU per call (0 for a direct run)
+    backend_ms: float
 
 
-def wait_http(url: str, deadline_s: float = 30) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(
-                ("127.0.0.1", int(url.rsplit(":", 1)[1].split("/")[0])), 1
-            ):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
+def measured(
+    url: str, era: str, c: int, seconds: float, token: str | None, pids: tuple[int, int]
+) -> Sample:
+    """One run, with the CPU of the gateway and the backend over exactly its measured window.
+
+    The warm-up second is inside the window of the CPU counters but its calls are not counted,
+    so the window is widened to the warm-up and the calls are scaled to it.
+    """
+    gateway, backend = pids
+    cpu_before = cpu_seconds(gateway), cpu_seconds(backend)
+    started = time.perf_counter()
+    calls = asyncio.run(drive(url, era, c, seconds, token))
+    elapsed = time.perf_counter() - started
+    rps = calls / seconds
+    served = rps * elapsed  # calls served over the whole window, warm-up included
+    g_cpu = cpu_seconds(gateway) - cpu_before[0]
+    b_cpu = cpu_seconds(backend) - cpu_before[1]
+    return Sample(rps, g_cpu / served * 1000, b_cpu / served * 1000)
 
 
-def start_servers(stack: ExitStack, project: Path) -> tuple[str, str, str]:
-    backend_port, gateway_port = free_port(), free_port()
+# ---------------------------------------------------------------- setup
+
+
+def start_backend(stack: ExitStack, log: IO[str]) -> tuple[int, subprocess.Popen[bytes]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [PYTHON, __file__, "--serve-backend", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
+    stack.callback(stop, process)
+    wait_port(port)
+    return port, process
+
+
+def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str]) -> int:
+    gateway_port = free_port()
     (project / "services/mcp").mkdir(parents=True)
-    direct = f"http://127.0.0.1:{backend_port}/mcp"
     server = {
-        "bench": {
-            # --unauthenticated: "direct" is the bare backend, the baseline the gateway's cost
-            # (signing a caller assertion included) is measured against.
-            "command": [
-                *(PYTHON, str(HERE / "trivial_server.py"), "--port", "{port}"),
-                "--unauthenticated",
-            ],
-            "port": backend_port,
-            "oauth": {"required": False},
-        },
-        # The same backend again, behind OAuth: every call verifies a bearer token.
-        "secure": {
+        "echo": {
             "transport": "remote",
-            "url": direct,
+            "url": backend_url,
             "oauth": {"required": True, "scopes": ["user"]},
-        },
+        }
     }
     (project / "services/mcp/bench.yaml").write_text(json.dumps({"mcp_servers": server}))
     env = {
         **os.environ,
         "ATRIUM_PORT_RANGE": "1024-65535",
         "ATRIUM_GATEWAY_PORT": str(gateway_port),
+        "ATRIUM_LOG_LEVEL": "warning",
     }
-    log = stack.enter_context((project / "bench.log").open("w"))
-    atrium = [PYTHON, "-m", "atrium", "--project", str(project)]
     process = subprocess.Popen(
-        [*atrium, "start"],
-        env={**env, "ATRIUM_LOG_LEVEL": "warning"},
+        [PYTHON, "-m", "atrium", "--project", str(project), "start"],
+        env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    stack.callback(lambda: (process.terminate(), process.wait(30)))
-    through = f"http://127.0.0.1:{gateway_port}/api/v1/mcp/bench/mcp"
-    wait_http(direct)
-    wait_http(through)
-    return direct, through, f"http://127.0.0.1:{gateway_port}/api/v1/mcp/secure/mcp"
+    stack.callback(stop, process)
+    wait_port(gateway_port)
+    return gateway_port
 
 
-def token_for(project: Path, url: str) -> str:
-    """A token for the ``secure`` server, signed with the project's key as the gateway's are."""
+def token_for(project: Path, url: str, port: int) -> str:
+    """A token for the ``echo`` server, signed with the project's key as the gateway's are."""
     from atrium.auth.access_tokens import TokenIssuer
-    from atrium.auth.keys import KeySet
+    from atrium.auth.keystore import project_keys
     from atrium.settings import load_settings
 
-    port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
-    settings = load_settings(project, environ={"ATRIUM_GATEWAY_PORT": port})
-    issuer = TokenIssuer(KeySet.load(settings.state_dir), settings.issuer, ttl_s=3600)
+    settings = load_settings(project, environ={"ATRIUM_GATEWAY_PORT": str(port)})
+    issuer = TokenIssuer(project_keys(settings), settings.issuer, ttl_s=3600)
     scopes = ["user", "tools:write"]  # ``user`` lets in, ``tools:write`` calls (auth.roles)
     token, _ = issuer.mint(subject="bench", client_id="bench", audience=[url], scopes=scopes)
     return token
 
 
-Run = tuple[float, list[float]]
+# ---------------------------------------------------------------- the run
 
 
-def report(concurrency: int, direct: Run, gateway: Run, secure: Run) -> None:
-    d_rps, d_lat = direct
-    d50, d99 = percentile(d_lat, 50), percentile(d_lat, 99)
-    print(f"concurrency {concurrency}")
-    print(f"  direct         {d_rps:8.1f} req/s  p50 {d50:7.2f} ms  p99 {d99:7.2f} ms")
-    for label, (rps, lat) in (("gateway", gateway), ("gateway+oauth", secure)):
-        p50, p99 = percentile(lat, 50), percentile(lat, 99)
-        print(f"  {label:<14} {rps:8.1f} req/s  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms")
+@dataclass
+class Row:
+    label: str
+    direct: float
+    through: float
+    gateway_ms: float
+    backend_ms: float
+
+
+def median_row(label: str, direct: list[Sample], through: list[Sample]) -> Row:
+    return Row(
+        label,
+        statistics.median(s.rps for s in direct),
+        statistics.median(s.rps for s in through),
+        statistics.median(s.gateway_ms for s in through),
+        statistics.median(s.backend_ms for s in through),
+    )
+
+
+def print_table(rows: list[Row], steal: float, runs: int, seconds: float) -> None:
+    print(f"\nmedians of {runs} x {seconds:g} s; steal over the run {steal:.1f} %")
+    print("| era, concurrency | direct req/s | through Atrium | ratio |", end="")
+    print(" Atrium CPU per call | backend CPU per call |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
         print(
-            f"    ratio        throughput {rps / d_rps:.2f}  added p50 {p50 - d50:+.2f} ms", end=""
+            f"| {r.label} | {r.direct:.0f} | {r.through:.0f} | {r.through / r.direct:.2f} "
+            f"| {r.gateway_ms:.2f} ms | {r.backend_ms:.2f} ms |"
         )
-        print(f"  added p99 {p99 - d99:+.2f} ms")
 
 
-async def measure(
-    urls: tuple[str, str, str], token: str, concurrencies: list[int], seconds: float
-) -> None:
-    direct, through, secure = urls
-    for concurrency in concurrencies:
-        report(
-            concurrency,
-            await drive(direct, concurrency, seconds),
-            await drive(through, concurrency, seconds),
-            await drive(secure, concurrency, seconds, token),
-        )
+def cases(concurrencies: list[int]) -> Iterator[tuple[str, str, int]]:
+    for era, name in ((MODERN, MODERN), (LEGACY, "initialize era")):
+        for c in concurrencies:
+            yield era, f"{name}, {c}", c
+
+
+def profiled(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` for ``seconds`` into ``path`` (an SVG flame graph)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    py_spy = Path(PYTHON).with_name("py-spy")
+    command = [str(py_spy), "record", "-p", str(pid), "-o", str(path), "-d", str(int(seconds))]
+    if path.suffix == ".txt":  # collapsed stacks, for reading self time with a script
+        command += ["--format", "raw"]
+    return subprocess.Popen([*command, "-r", "200", "--nonblocking"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--profile", type=Path, help="py-spy flame graph of the gateway (SVG)")
+    parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_backend:
+        serve_backend(args.serve_backend)
+        return
     with ExitStack() as stack, tempfile.TemporaryDirectory() as folder:
-        urls = start_servers(stack, Path(folder))
+        project = Path(folder)
+        log = stack.enter_context((project / "bench.log").open("w"))
+        backend_port, backend = start_backend(stack, log)
+        direct = f"http://127.0.0.1:{backend_port}/mcp"
+        gateway_port = start_gateway(stack, project, direct, log)
+        through = f"http://127.0.0.1:{gateway_port}/api/v1/mcp/echo/mcp"
         time.sleep(1.0)  # let the gateway load its registry from the store
-        token = token_for(Path(folder), urls[2])
-        asyncio.run(measure(urls, token, args.concurrency, args.seconds))
+        token = token_for(project, through, gateway_port)
+        pids = (listening_pid(gateway_port), backend.pid)
+        steal_before = steal_ticks()
+        rows = []
+        for era, label, c in cases(args.concurrency):
+            direct_runs, through_runs = [], []
+            for run in range(args.runs):
+                direct_runs.append(measured(direct, era, c, args.seconds, None, pids))
+                spy = None
+                if args.profile and era == MODERN and c == args.concurrency[0] and run == 0:
+                    spy = profiled(pids[0], args.profile, args.seconds)
+                through_runs.append(measured(through, era, c, args.seconds, token, pids))
+                if spy is not None:
+                    spy.wait(30)
+            rows.append(median_row(label, direct_runs, through_runs))
+            print(f"{label}: done", file=sys.stderr)
+        steal_after = steal_ticks()
+        total = steal_after[1] - steal_before[1]
+        steal = 100 * (steal_after[0] - steal_before[0]) / total if total else 0.0
+        print_table(rows, steal, args.runs, args.seconds)
 
 
 if __name__ == "__main__":
