@@ -57,11 +57,13 @@ async def cancel_abandoned(
             headers["MCP-Protocol-Version"] = version.decode("latin-1")
         headers |= route.credentials
         headers |= proxy.identity(route, exchange)  # a fresh assertion: each is taken once
-        params = {"requestId": request_id, "reason": REASON}
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
-        )
-        await _post(proxy.upstreams, route, body, headers)
+        await _post(proxy.upstreams, route, cancelled(request_id), headers)
+
+
+def cancelled(request_id: object, reason: str = REASON) -> bytes:
+    """The ``notifications/cancelled`` of ``request_id`` (MCP 2025-11-25, "Cancellation")."""
+    params = {"requestId": request_id, "reason": reason}
+    return orjson.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params})
 
 
 async def _post(

@@ -30,6 +30,7 @@ import aiohttp
 import orjson
 
 from atrium.__about__ import __version__
+from atrium.gateway.cancellation import cancelled
 from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import MAX_BACKEND_TEXT, GatewayError, bad_gateway, timed_out
 from atrium.gateway.sse import EventRelay
@@ -251,10 +252,7 @@ class SessionPool:
     def _cancel_later(
         self, route: ServerRoute, session: BackendSession, upstream_id: int, identity: Identity
     ) -> None:
-        params = {"requestId": upstream_id, "reason": "the client went away"}
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}
-        )
+        body = cancelled(upstream_id, "the client went away")
         headers = self._headers(route, session, identity)
         task = asyncio.ensure_future(
             self._quietly(post(self.upstreams, route, body, headers, None))

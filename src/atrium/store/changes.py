@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class ChangeFeed:
             try:
                 await self._listen_once()
                 failures = 0
-            except (OSError, SQLAlchemyError, Exception) as exc:  # noqa: BLE001 (the driver's own)
+            except Exception as exc:  # noqa: BLE001 (the top of a task: SQLAlchemy's, asyncpg's own)
                 delay = RETRY_S[min(failures, len(RETRY_S) - 1)]
                 failures += 1
                 logger.warning("listening for store changes failed (%s); again in %gs", exc, delay)
