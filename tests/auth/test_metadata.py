@@ -9,6 +9,7 @@ import httpx2
 import pytest
 from joserfc import jws
 
+from atrium.auth.keys import DEFAULT_SIGNS_AFTER_S
 from atrium.auth.roles import BUILTIN_SCOPES
 from tests.auth.conftest import AUTH_SERVERS
 from tests.auth.flow import call_tool, challenge
@@ -80,6 +81,19 @@ async def test_the_key_set_publishes_the_token_signing_key_and_nothing_private(
     assert header["kid"] in {key["kid"] for key in jwks["keys"]}
     for key in jwks["keys"]:
         assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & key.keys()
+
+
+async def test_the_key_set_is_cached_for_less_than_a_rotated_key_waits_to_sign(
+    gateway: Gateway, http: httpx2.AsyncClient
+) -> None:
+    # A verifier honouring the cache lifetime must fetch a rotated key before a replica signs
+    # with it (keystore: verify-only for DEFAULT_SIGNS_AFTER_S).
+    response = await http.get(f"{gateway.base}/api/v1/core/oauth/jwks")
+
+    directives = dict(
+        part.strip().partition("=")[::2] for part in response.headers["cache-control"].split(",")
+    )
+    assert 0 < int(directives["max-age"]) < DEFAULT_SIGNS_AFTER_S / 2
 
 
 @pytest.mark.parametrize("server", sorted(AUTH_SERVERS))

@@ -14,6 +14,7 @@ from starlette.routing import BaseRoute, Route
 
 from atrium.auth import introspect, metadata, register, revocation_endpoint
 from atrium.auth.authorize import Authorize
+from atrium.auth.keys import DEFAULT_SIGNS_AFTER_S
 from atrium.auth.pages import stylesheet
 from atrium.auth.server import AuthorizationServer
 from atrium.auth.token_endpoint import TokenEndpoint
@@ -32,14 +33,18 @@ def _bound(
     return single_credentials(handle)
 
 
+# A verifier that caches the key set as long as it is told must see a rotated key before any
+# replica signs with it (``atrium.auth.keystore``: signing starts ``DEFAULT_SIGNS_AFTER_S``
+# after the rotation): a third of that delay, where the metadata documents say 300 s.
+JWKS_CACHE = {"Cache-Control": f"public, max-age={int(DEFAULT_SIGNS_AFTER_S // 3)}"}
+
+
 def oauth_routes(auth: AuthorizationServer) -> list[BaseRoute]:
     flow = Authorize(auth)
     discovery = metadata.routes_for(auth)
 
     async def jwks(request: Request) -> Response:
-        return JSONResponse(
-            auth.keys.public_jwks(), headers={"Cache-Control": "public, max-age=300"}
-        )
+        return JSONResponse(auth.keys.public_jwks(), headers=JWKS_CACHE)
 
     return [
         Route("/.well-known/oauth-authorization-server", discovery["as"]),
