@@ -18,6 +18,12 @@ neighbour shows up there, not in the ratios.
 The load generator shares the machine's cores with both servers, as it would on a developer's
 machine; the figures compare the two paths within one run, not absolute capacity.
 
+The workers comparison (issue 17, ``gateway.workers``): the same backend behind ``atrium
+gateway --workers 1`` and ``--workers 2`` (Redis, which more than one worker needs, at
+``--redis-url``), 2026-07-28 era, each concurrency, alternating, ``--runs`` times: requests per
+second of each and the gateway CPU per call summed over its processes (the parent and every
+worker). Backend, clients and workers share the same cores.
+
 ``--profile PATH`` records a py-spy flame graph of the gateway during the first 2026-07-28 run
 at the first concurrency (py-spy from the dev extras; it may need ptrace rights): an SVG, or
 collapsed stacks when PATH ends in ``.txt``. Profiles go under ``bench/profiles/`` (ignored).
@@ -214,21 +220,27 @@ class Sample:
 
 
 def measured(
-    url: str, era: str, c: int, seconds: float, token: str | None, pids: tuple[int, int]
+    url: str,
+    era: str,
+    c: int,
+    seconds: float,
+    token: str | None,
+    pids: tuple[tuple[int, ...], int],
 ) -> Sample:
-    """One run, with the CPU of the gateway and the backend over exactly its measured window.
+    """One run, with the CPU of the gateway (its processes summed) and the backend over
+    exactly its measured window.
 
     The warm-up second is inside the window of the CPU counters but its calls are not counted,
     so the window is widened to the warm-up and the calls are scaled to it.
     """
     gateway, backend = pids
-    cpu_before = cpu_seconds(gateway), cpu_seconds(backend)
+    cpu_before = sum(map(cpu_seconds, gateway)), cpu_seconds(backend)
     started = time.perf_counter()
     calls = asyncio.run(drive(url, era, c, seconds, token))
     elapsed = time.perf_counter() - started
     rps = calls / seconds
     served = rps * elapsed  # calls served over the whole window, warm-up included
-    g_cpu = cpu_seconds(gateway) - cpu_before[0]
+    g_cpu = sum(map(cpu_seconds, gateway)) - cpu_before[0]
     b_cpu = cpu_seconds(backend) - cpu_before[1]
     return Sample(rps, g_cpu / served * 1000, b_cpu / served * 1000)
 
@@ -246,8 +258,7 @@ def start_backend(stack: ExitStack, log: IO[str]) -> tuple[int, subprocess.Popen
     return port, process
 
 
-def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str]) -> int:
-    gateway_port = free_port()
+def write_project(project: Path, backend_url: str) -> None:
     (project / "services/mcp").mkdir(parents=True)
     server = {
         "echo": {
@@ -257,6 +268,11 @@ def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str
         }
     }
     (project / "services/mcp/bench.yaml").write_text(json.dumps({"mcp_servers": server}))
+
+
+def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str]) -> int:
+    gateway_port = free_port()
+    write_project(project, backend_url)
     env = {
         **os.environ,
         "ATRIUM_PORT_RANGE": "1024-65535",
@@ -272,6 +288,69 @@ def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str
     stack.callback(stop, process)
     wait_port(gateway_port)
     return gateway_port
+
+
+def start_workers(
+    stack: ExitStack, project: Path, workers: int, redis_url: str, log: IO[str]
+) -> tuple[int, tuple[int, ...]]:
+    """``atrium gateway --workers N`` on the project (routing what the store holds); its
+    port, and its parent's and workers' pids."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ATRIUM_GATEWAY_PORT": str(port),
+        "ATRIUM_REDIS_URL": redis_url,
+        "ATRIUM_LOG_LEVEL": "warning",
+    }
+    argv = [PYTHON, "-m", "atrium", "--project", str(project), "gateway", "--workers", str(workers)]
+    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    stack.callback(stop, process)
+    wait_port(port, deadline_s=120)
+    deadline = time.monotonic() + 120
+    # One worker is the parent itself; more are its children, which accept once they serve.
+    while len(children := children_of(process.pid)) < (workers if workers > 1 else 0):
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise RuntimeError(f"the gateway with {workers} workers did not start")
+        time.sleep(0.1)
+    wait_serving(port)
+    return port, (process.pid, *children)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if int(text.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_serving(port: int, deadline_s: float = 120) -> None:
+    """Until ``/health`` answers: a pool listens before its workers accept."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), 1) as sock:
+                sock.settimeout(2)
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                if sock.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the gateway on port {port} did not answer /health")
+
+
+def redis_reachable(url: str) -> bool:
+    host, _, port = url.split("://", 1)[1].split("/", 1)[0].rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 6379)), 2):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def token_for(project: Path, url: str, port: int) -> str:
@@ -321,6 +400,49 @@ def print_table(rows: list[Row], steal: float, runs: int, seconds: float) -> Non
         )
 
 
+def compare_workers(
+    stack: ExitStack, project: Path, args: argparse.Namespace, backend: int, log: IO[str]
+) -> list[Row]:
+    """1 worker against 2, the 2026-07-28 era, alternating (module docstring). Each ``Row``
+    reads: one worker's req/s as ``direct``, two workers' as ``through``, their CPU per call."""
+    gateways: dict[int, tuple[str, str, tuple[tuple[int, ...], int]]] = {}
+    for workers in (1, 2):
+        port, processes = start_workers(stack, project, workers, args.redis_url, log)
+        url = f"http://127.0.0.1:{port}/api/v1/mcp/echo/mcp"
+        gateways[workers] = url, token_for(project, url, port), (processes, backend)
+    rows = []
+    for c in args.concurrency:
+        samples: dict[int, list[Sample]] = {1: [], 2: []}
+        for _ in range(args.runs):
+            for workers, (url, token, pids) in gateways.items():
+                samples[workers].append(measured(url, MODERN, c, args.seconds, token, pids))
+        one, two = samples[1], samples[2]
+        rows.append(
+            Row(
+                f"{MODERN}, {c}",
+                statistics.median(s.rps for s in one),
+                statistics.median(s.rps for s in two),
+                statistics.median(s.gateway_ms for s in one),
+                statistics.median(s.gateway_ms for s in two),
+            )
+        )
+        print(f"workers, {c}: done", file=sys.stderr)
+    return rows
+
+
+def print_workers(rows: list[Row], cpus: int, steal: float, args: argparse.Namespace) -> None:
+    print(f"\nworkers: `atrium gateway --workers 1` against `--workers 2` on {cpus} CPUs;", end="")
+    print(f" medians of {args.runs} x {args.seconds:g} s; steal over the run {steal:.1f} %")
+    print("| era, concurrency | 1 worker req/s | 2 workers req/s | ratio |", end="")
+    print(" CPU per call, 1 worker | CPU per call, 2 workers (summed) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.label} | {r.direct:.0f} | {r.through:.0f} | {r.through / r.direct:.2f} "
+            f"| {r.gateway_ms:.2f} ms | {r.backend_ms:.2f} ms |"
+        )
+
+
 def cases(concurrencies: list[int]) -> Iterator[tuple[str, str, int]]:
     for era, name in ((MODERN, MODERN), (LEGACY, "initialize era")):
         for c in concurrencies:
@@ -337,12 +459,39 @@ def profiled(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*command, "-r", "200", "--nonblocking"])
 
 
+def overhead(
+    args: argparse.Namespace,
+    direct: str,
+    through: str,
+    token: str,
+    pids: tuple[tuple[int, ...], int],
+) -> list[Row]:
+    """The table of issue 17: each era and concurrency, direct and through the gateway."""
+    rows = []
+    for era, label, c in cases(args.concurrency):
+        direct_runs, through_runs = [], []
+        for run in range(args.runs):
+            direct_runs.append(measured(direct, era, c, args.seconds, None, pids))
+            spy = None
+            if args.profile and era == MODERN and c == args.concurrency[0] and run == 0:
+                spy = profiled(pids[0][0], args.profile, args.seconds)
+            through_runs.append(measured(through, era, c, args.seconds, token, pids))
+            if spy is not None:
+                spy.wait(30)
+        rows.append(median_row(label, direct_runs, through_runs))
+        print(f"{label}: done", file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--profile", type=Path, help="py-spy flame graph of the gateway (SVG)")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="for 2 workers")
+    parser.add_argument("--no-workers", action="store_true", help="skip the workers comparison")
+    parser.add_argument("--only-workers", action="store_true", help="only the workers comparison")
     parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend:
@@ -357,25 +506,21 @@ def main() -> None:
         through = f"http://127.0.0.1:{gateway_port}/api/v1/mcp/echo/mcp"
         time.sleep(1.0)  # let the gateway load its registry from the store
         token = token_for(project, through, gateway_port)
-        pids = (listening_pid(gateway_port), backend.pid)
+        pids = ((listening_pid(gateway_port),), backend.pid)
         steal_before = steal_ticks()
-        rows = []
-        for era, label, c in cases(args.concurrency):
-            direct_runs, through_runs = [], []
-            for run in range(args.runs):
-                direct_runs.append(measured(direct, era, c, args.seconds, None, pids))
-                spy = None
-                if args.profile and era == MODERN and c == args.concurrency[0] and run == 0:
-                    spy = profiled(pids[0], args.profile, args.seconds)
-                through_runs.append(measured(through, era, c, args.seconds, token, pids))
-                if spy is not None:
-                    spy.wait(30)
-            rows.append(median_row(label, direct_runs, through_runs))
-            print(f"{label}: done", file=sys.stderr)
+        rows = [] if args.only_workers else overhead(args, direct, through, token, pids)
+        workers: list[Row] = []
+        if not args.no_workers and redis_reachable(args.redis_url):
+            workers = compare_workers(stack, project, args, backend.pid, log)
         steal_after = steal_ticks()
         total = steal_after[1] - steal_before[1]
         steal = 100 * (steal_after[0] - steal_before[0]) / total if total else 0.0
-        print_table(rows, steal, args.runs, args.seconds)
+        if rows:
+            print_table(rows, steal, args.runs, args.seconds)
+        if workers:
+            print_workers(workers, len(os.sched_getaffinity(0)), steal, args)
+        elif not args.no_workers:
+            print(f"\nworkers: not compared, no Redis at {args.redis_url} (--redis-url)")
 
 
 if __name__ == "__main__":

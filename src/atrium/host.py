@@ -21,8 +21,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from atrium.auth.caller_keystore import published_caller_keys
 from atrium.errors import AtriumError
-from atrium.gateway.serve import GatewayServer
+from atrium.gateway.workers import gateway_front
 from atrium.registry.loader import Registry
 from atrium.registry.sync import sync_to_store
 from atrium.runstate import (
@@ -90,7 +91,11 @@ async def run_foreground(
             zygote=zygote,
         )
         stack.push_async_callback(supervisor.close)
-        front = GatewayServer(settings, store) if store is not None else None
+        # Before any server starts: the public caller keys it checks the gateway with, from
+        # the store (a store of its own without a gateway), kept current while it runs.
+        await stack.enter_async_context(published_caller_keys(settings, store))
+        # One process, or gateway.workers of their own (refused here without Redis).
+        front = gateway_front(settings, store) if store is not None else None
         reload_auth = front.reload_auth if front is not None else None
         server = await control.serve(settings.state_dir, _handler(supervisor, stop, reload_auth))
         stack.callback(server.close)
@@ -133,7 +138,7 @@ async def run_gateway(
         stack.push_async_callback(store.close)
         if registry is not None:
             await sync_to_store(store, registry)
-        front = GatewayServer(settings, store)
+        front = gateway_front(settings, store)
         install_signal_handlers(stop)
         await front.start()
         stack.push_async_callback(front.stop)

@@ -44,6 +44,29 @@ def ensure_port_free(port: int, what: str, host: str = "127.0.0.1") -> None:
             raise
 
 
+def listening_socket(
+    port: int, what: str, host: str = "127.0.0.1", backlog: int = 2048
+) -> socket.socket:
+    """A socket listening on ``host:port``, for processes that share it (``gateway.workers``):
+    each child serves it with ``uvicorn.Server.serve(sockets=[...])``. The same refusal as
+    ``ensure_port_free`` when the port is taken; the backlog is uvicorn's default."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise PortInUse(f"port {port} is already in use; {what} cannot start") from None
+            raise
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class EmbeddedServer(uvicorn.Server):
     """uvicorn inside a process that owns SIGTERM and SIGINT: it installs no handlers of its own.
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from atrium.auth.assertion import (
     PRIVATE_FILE,
@@ -17,9 +18,12 @@ from atrium.auth.assertion import (
     AssertionSigner,
     AssertionVerifier,
     InvalidAssertion,
+    caller_key,
     ensure_caller_keys,
     rotate_caller_keys,
 )
+from atrium.auth.caller_keys import private_jwk, publish_public_keys, thumbprint
+from atrium.auth.sealed_keys import HeldKey
 
 ISSUER = "http://localhost:8080"
 NOW = 1_800_000_000.0
@@ -129,10 +133,38 @@ def test_keys_rotated_twice_no_longer_verify_what_the_first_key_signed(state: Pa
         verifier(state).verify(old)
 
 
-def test_the_gateway_signs_with_the_new_key_once_it_reloads(state: Path) -> None:
-    signer = AssertionSigner.load(state, ISSUER)
-    before = signer.kid
-    new = rotate_caller_keys(state, ISSUER)
+def test_a_signer_signs_with_the_newest_key_whose_time_has_come(state: Path) -> None:
+    clock = [NOW]
+    signer = AssertionSigner.load(state, ISSUER, clock=lambda: clock[0])
+    (old,) = signer.keys
+    key = Ed25519PrivateKey.generate()
+    new = HeldKey(thumbprint(private_jwk(key)), key, signs_from=NOW + 30)
 
-    assert signer.reload_if_changed()
-    assert (before != new, signer.kid) == (True, new)
+    signer.replace([new, old])
+    before = signer.kid
+    clock[0] = NOW + 30
+
+    assert (before, signer.kid) == (old.kid, new.kid)
+
+
+def test_a_key_that_is_not_what_its_kid_says_is_refused(state: Path) -> None:
+    jwk = json.loads((state / PRIVATE_FILE).read_text())["keys"][0]
+    other = private_jwk(Ed25519PrivateKey.generate())
+
+    with pytest.raises(ValueError, match="thumbprint"):
+        caller_key(json.dumps({**jwk, "d": other["d"]}), jwk["kid"])
+    with pytest.raises(ValueError, match="thumbprint"):
+        caller_key(json.dumps([jwk]), jwk["kid"])
+
+
+def test_a_public_file_written_from_the_store_is_not_rewritten_from_the_key_file(
+    state: Path,
+) -> None:
+    stored = private_jwk(Ed25519PrivateKey.generate())  # what the supervisor publishes
+    publish_public_keys(state, ISSUER, [stored])
+
+    ensure_caller_keys(state, ISSUER)  # as a server's launch does
+    AssertionSigner.load(state, ISSUER)  # as a tool signing from the key file does
+
+    kids = [key["kid"] for key in json.loads((state / PUBLIC_FILE).read_text())["keys"]]
+    assert kids == [stored["kid"]]

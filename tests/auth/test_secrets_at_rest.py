@@ -1,13 +1,15 @@
 """Nothing in the store holds a usable secret in clear: after a whole flow, no password,
-client secret, code or refresh token appears anywhere in the database, and the key files are
-readable by their owner only."""
+client secret, code or refresh token appears anywhere in the database, its keys are sealed,
+and the master key file is readable by its owner only."""
 
 from __future__ import annotations
 
 import stat
 
 import httpx2
+from sqlalchemy import select
 
+from atrium.store.keys import signing_keys
 from tests.auth.conftest import PASSWORD
 from tests.auth.flow import (
     Browser,
@@ -60,6 +62,13 @@ async def test_no_secret_is_stored_in_clear(
     }
     for what, value in secrets.items():
         assert value not in stored, f"the {what} is stored in clear"
+    # The keys are in the store, sealed (test_keystore, test_session_keys), never in clear.
+    async with gateway.store.engine.connect() as conn:
+        sealed = repr((await conn.execute(select(signing_keys))).all())
+    for key in gateway.parts.auth.session_keys.all:
+        assert key.decode() not in sealed
     state = gateway.parts.auth.settings.state_dir
-    for name in ("session-key",):  # the signing keys are in the store, sealed (test_keystore)
-        assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
+    for name in ("secret-key", "caller-keys.pub.json"):
+        mode = stat.S_IMODE((state / name).stat().st_mode)
+        assert mode & 0o022 == 0, name  # nobody but its owner writes what verifies
+    assert stat.S_IMODE((state / "secret-key").stat().st_mode) == 0o600

@@ -2,11 +2,14 @@
 field Kubernetes does not know), the project it carries a valid Atrium project, and the pieces
 agreeing with each other: the gateway's backend host is the servers' Service, each server's pod
 listens where that Service and the registry say, probes ask /health, and a stopping gateway has
-longer than its grace period."""
+longer than its grace period. A pod needs one key file, the master key: the init container
+lays out a project that starts with it alone, and stops a pod given none."""
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import os
 import re
 import subprocess
@@ -31,14 +34,14 @@ from tests.processes import free_port, free_port_in
 
 KUBERNETES = DEPLOY / "kubernetes"
 VERSION = "1.33.0"  # the oldest Kubernetes these manifests are for (lifecycle sleep: 1.30+)
-# What `atrium init` writes into .atrium/ and every pod must share (secrets.yaml, init.sh).
-KEY_FILES = (
-    "signing-keys.json",
-    "session-key",
-    "caller-keys.json",
-    "caller-keys.pub.json",
-    "secret-key",
-)
+# What every pod must share (secrets.yaml, init.sh): the master key ring `atrium init` wrote.
+MASTER_KEY = "secret-key"
+# The key files of before the store held the keys: read only to import into an empty store,
+# so a Secret made back then may still hold them; the public caller keys are written from the
+# store, never copied.
+OLD_KEY_FILES = ("signing-keys.json", "session-key", "caller-keys.json")
+# `--from-file=myproject/.atrium/NAME` in secrets.yaml's `kubectl create secret` commands.
+FROM_FILE = re.compile(r"--from-file=\S*/\.atrium/(\S+)")
 # RFC 6335 §5.1, as Kubernetes checks a port name: at most 15 characters, a letter among them.
 PORT_NAME = re.compile(r"^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -95,10 +98,15 @@ def test_the_validation_refuses_a_field_kubernetes_does_not_know() -> None:
         kubernetes_validate.validate(deployment, VERSION, strict=True)
 
 
+def secret_files() -> set[str]:
+    """The files of .atrium/ the atrium-keys Secret is made from, as secrets.yaml says."""
+    return set(FROM_FILE.findall((KUBERNETES / "secrets.yaml").read_text()))
+
+
 @pytest.fixture
 def mounts(tmp_path: Path) -> Path:
-    """The pod's /etc/atrium: the ConfigMap as project/, and keys/ holding the key files of a
-    project ``atrium init`` made (as the atrium-keys Secret is made from them)."""
+    """The pod's /etc/atrium: the ConfigMap as project/, and keys/ holding the files of a
+    project ``atrium init`` made that secrets.yaml makes the atrium-keys Secret from."""
     source = tmp_path / "source"
     env = {**os.environ, "NO_COLOR": "1"}
     subprocess.run([*atrium(source), "init", str(source)], env=env, check=True, capture_output=True)
@@ -107,9 +115,13 @@ def mounts(tmp_path: Path) -> Path:
     for key, text in the("ConfigMap", "atrium-project")["data"].items():
         (root / "project" / key).write_text(text)
     (root / "keys").mkdir()
-    for key in KEY_FILES:
+    for key in secret_files():
         (root / "keys" / key).write_bytes((source / ".atrium" / key).read_bytes())
     return root
+
+
+def test_the_atrium_keys_secret_is_made_from_the_master_key_alone() -> None:
+    assert secret_files() == {MASTER_KEY}
 
 
 def run_init(mounts: Path, project: Path) -> subprocess.CompletedProcess[str]:
@@ -131,7 +143,7 @@ def project_settings(project: Path) -> Settings:
     return load_settings(project, environ=env)
 
 
-def test_the_init_container_lays_out_a_valid_project_with_private_key_files(
+def test_the_init_container_lays_out_a_valid_project_with_only_the_master_key(
     mounts: Path, tmp_path: Path
 ) -> None:
     project = tmp_path / "srv-atrium"
@@ -139,28 +151,62 @@ def test_the_init_container_lays_out_a_valid_project_with_private_key_files(
 
     done = run_init(mounts, project)
 
-    assert done.returncode == 0, done.stderr
+    assert (done.returncode, done.stderr) == (0, "")
     settings = project_settings(project)
     registry = load_registry(settings)
     assert sorted(e.name for e in registry) == ["atrium", "content-manager", "marketplace", "soul"]
     assert load_ai_config(settings).default_provider == "anthropic"
-    for key in KEY_FILES:
-        path = settings.state_dir / key
-        assert path.read_bytes() == (mounts / "keys" / key).read_bytes()
-        assert path.stat().st_mode & 0o777 == 0o600, key
+    master = settings.state_dir / MASTER_KEY
+    assert master.read_bytes() == (mounts / "keys" / MASTER_KEY).read_bytes()
+    assert master.stat().st_mode & 0o777 == 0o600
     assert settings.state_dir.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in settings.state_dir.iterdir()) == [MASTER_KEY]
 
 
-def test_the_init_container_stops_the_pod_when_a_key_file_is_missing(
+def test_the_init_container_copies_the_old_key_files_a_secret_still_holds_privately(
     mounts: Path, tmp_path: Path
 ) -> None:
-    (mounts / "keys" / "session-key").unlink()  # a pod must never make keys of its own
+    # A Secret made before the store held the keys: they are imported into an empty store.
+    source = tmp_path / "source/.atrium"  # the project the mounts fixture made
+    for key in (*OLD_KEY_FILES, "caller-keys.pub.json"):
+        (mounts / "keys" / key).write_bytes((source / key).read_bytes())
+    project = tmp_path / "srv-atrium"
+
+    done = run_init(mounts, project)
+
+    assert done.returncode == 0, done.stderr
+    for key in OLD_KEY_FILES:
+        path = project / ".atrium" / key
+        assert path.read_bytes() == (mounts / "keys" / key).read_bytes()
+        assert path.stat().st_mode & 0o777 == 0o600, key
+    # Written from the store by whoever runs backends, never a stale copy.
+    assert not (project / ".atrium" / "caller-keys.pub.json").exists()
+
+
+def test_the_init_container_stops_a_pod_without_the_master_key_saying_so(
+    mounts: Path, tmp_path: Path
+) -> None:
+    # Facing an empty store, such a pod would seal new keys under a master key of its own.
+    (mounts / "keys" / MASTER_KEY).unlink()
+    (mounts / "keys" / "session-key").write_bytes(os.urandom(32))  # other files do not do
+    project = tmp_path / "srv-atrium"
+
+    done = run_init(mounts, project)
+
+    assert done.returncode == 1
+    assert done.stderr.startswith("atrium: the atrium-keys Secret has no secret-key")
+    assert "deploy/kubernetes/secrets.yaml" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not project.exists()  # stopped before laying anything out
+
+
+def test_the_init_container_refuses_an_empty_master_key(mounts: Path, tmp_path: Path) -> None:
+    (mounts / "keys" / MASTER_KEY).write_bytes(b"")
 
     done = run_init(mounts, tmp_path / "srv-atrium")
 
-    assert done.returncode != 0
-    assert "session-key" in done.stderr
-    assert not (tmp_path / "srv-atrium" / ".atrium" / "session-key").exists()
+    assert done.returncode == 1
+    assert "no secret-key" in done.stderr
 
 
 def test_each_server_runs_in_its_own_deployment_behind_the_gateways_backend_host(
@@ -258,7 +304,7 @@ def test_the_gateway_scales_on_cpu_and_keeps_one_replica_through_disruptions() -
     )
 
 
-def test_the_secrets_pods_read_are_declared_except_the_key_files_made_from_a_project() -> None:
+def test_the_secrets_pods_read_are_declared_except_the_master_key_made_from_a_project() -> None:
     declared = {s["metadata"]["name"]: s for s in named("Secret")}
     read: set[tuple[str, str | None]] = set()
     for deployment in named("Deployment"):
@@ -303,7 +349,9 @@ def test_a_server_started_as_its_deployment_starts_it_serves_a_gateway_from_anot
 ) -> None:
     # The pod's project, its server on a free port; the gateway's pod is "another address":
     # 127.0.0.2 stands for the atrium-mcp Service, which a server on loopback would refuse.
+    # Its .atrium/ holds the master key alone: it signs and verifies with the store's keys.
     project = tmp_path / "srv-atrium"
+    source = tmp_path / "source"  # the project the mounts fixture made: the first host
     assert run_init(mounts, project).returncode == 0
     server = project / "services/mcp/atrium.yaml"
     server.write_text(server.read_text().replace("port: 5010", f"port: {free_port_in(5000, 5999)}"))
@@ -318,7 +366,7 @@ def test_a_server_started_as_its_deployment_starts_it_serves_a_gateway_from_anot
     env = {
         **os.environ,
         # The store the init'd project made (with its admin), as every pod shares one.
-        "ATRIUM_DATABASE_URL": f"sqlite:///{tmp_path / 'source/.atrium/atrium.db'}",
+        "ATRIUM_DATABASE_URL": f"sqlite:///{source / '.atrium/atrium.db'}",
         "ATRIUM_GATEWAY_HOST": "127.0.0.1",
         "ATRIUM_GATEWAY_PORT": str(port),
         "ATRIUM_PUBLIC_URL": base,
@@ -328,6 +376,15 @@ def test_a_server_started_as_its_deployment_starts_it_serves_a_gateway_from_anot
     subprocess.run([*atrium(project), *sync], env=env, check=True, capture_output=True)
     (container,) = pod(the("Deployment", "atrium-mcp-atrium"))["containers"]
     log = tmp_path / "out.log"
+    # Issued where `atrium init` ran, before any pod: its key file goes into the store then,
+    # sealed under the master key the pods are given, and the pod's gateway verifies with it.
+    token = subprocess.run(
+        [*atrium(source), "admin", "token", "issue", "--user", "admin", "--server", "atrium"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
 
     with (
         started([*atrium(project), *container["args"][1:]], env, log),
@@ -339,13 +396,6 @@ def test_a_server_started_as_its_deployment_starts_it_serves_a_gateway_from_anot
             what="the atrium server",
             detail=lambda: tail(log),
         )
-        token = subprocess.run(
-            [*atrium(project), "admin", "token", "issue", "--user", "admin", "--server", "atrium"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()[-1]
         listed = httpx2.post(
             f"{base}/api/v1/mcp/atrium/mcp",
             json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
@@ -355,3 +405,12 @@ def test_a_server_started_as_its_deployment_starts_it_serves_a_gateway_from_anot
 
     assert listed.status_code == 200, listed.text
     assert "list_playbooks" in {tool["name"] for tool in listed.json()["result"]["tools"]}
+    (first_key,) = json.loads((source / ".atrium/signing-keys.json").read_text())["keys"]
+    assert jwt_kid(token) == first_key["kid"]
+    assert not (project / ".atrium/signing-keys.json").exists()
+
+
+def jwt_kid(token: str) -> str:
+    header = token.split(".")[0]
+    kid: str = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"]
+    return kid

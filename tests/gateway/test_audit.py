@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 import sys
 from asyncio.subprocess import Process
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -191,6 +191,9 @@ class HeldWriter:
         await self.open.wait()
         await self.real.add_many(events)
 
+    async def stored_request_ids(self, request_ids: Collection[str]) -> set[str]:
+        return await self.real.stored_request_ids(request_ids)
+
 
 @asynccontextmanager
 async def gateway_with_held_writer(
@@ -247,6 +250,8 @@ async def test_every_record_is_written_before_a_graceful_shutdown_ends(
 
 
 class BrokenWriter:
+    """A store that is down: it neither takes records nor answers which it holds."""
+
     def __init__(self) -> None:
         self.attempts = 0
 
@@ -254,20 +259,32 @@ class BrokenWriter:
         self.attempts += 1
         raise ConnectionError("the database is gone")
 
+    async def stored_request_ids(self, request_ids: Collection[str]) -> set[str]:
+        self.attempts += 1
+        raise ConnectionError("the database is gone")
 
-async def test_records_the_store_will_not_take_are_spilled_to_a_file(tmp_path: Path) -> None:
-    spill = tmp_path / "audit-spill.jsonl"
+
+async def test_records_the_store_will_not_take_by_shutdown_are_stored_at_the_next_start(
+    settings: Settings, tmp_path: Path
+) -> None:
+    journal = tmp_path / "audit-journal"
     writer = BrokenWriter()
-    sink = AuditSink(writer, spill, linger_s=0)
-    sink.start()
-
+    sink = AuditSink(writer, journal, linger_s=0)
+    await sink.start()
     for n in range(3):
-        sink.record(AuditEvent(request_id=f"r{n}", server="tools", method="tools/call"))
+        sink.record([AuditEvent(request_id=f"r{n}", server="tools", method="tools/call")])
     await sink.close()
+    assert writer.attempts >= 3  # retried before leaving them to the journal
+    assert list(journal.glob("*.jsonl"))
 
-    lines = [orjson.loads(line) for line in spill.read_bytes().splitlines()]
-    assert [line["request_id"] for line in lines] == ["r0", "r1", "r2"]
-    assert writer.attempts >= 2  # retried before spilling
+    async with await Store.open(settings) as store:
+        after = AuditSink(store.audit, journal, linger_s=0)
+        await after.start()
+        await after.close()
+        records = await store.audit.list_recent(10)
+
+    assert sorted(record.request_id for record in records) == ["r0", "r1", "r2"]
+    assert not list(journal.iterdir())
 
 
 class GatedWriter:
@@ -281,14 +298,17 @@ class GatedWriter:
         await self.gate.wait()
         self.written += [event.request_id for event in events]
 
+    async def stored_request_ids(self, request_ids: Collection[str]) -> set[str]:
+        return set(request_ids) & set(self.written)
+
 
 async def test_a_reader_can_wait_for_the_records_of_calls_just_answered(tmp_path: Path) -> None:
     writer = GatedWriter()
-    sink = AuditSink(writer, tmp_path / "spill.jsonl", linger_s=0)
-    sink.start()
+    sink = AuditSink(writer, tmp_path / "audit-journal", linger_s=0)
+    await sink.start()
     assert await sink.settled(timeout_s=0.01)  # nothing recorded: settled at once
 
-    sink.record(AuditEvent(request_id="r1", server="tools", method="tools/call"))
+    sink.record([AuditEvent(request_id="r1", server="tools", method="tools/call")])
     assert not await sink.settled(timeout_s=0.05)  # the store has not taken it yet
 
     writer.gate.set()

@@ -1,22 +1,23 @@
 """An audit batch never fails whole (issue 18): values are made storable before the insert, and
-a batch the store still refuses is written row by row, so that one record costs only itself.
-On SQLite and PostgreSQL, through the gateway's own writer (``AuditSink``)."""
+a batch the store still refuses is written exchange by exchange, so that one record costs only
+itself, and is stored reduced rather than dropped. On SQLite and PostgreSQL, through the
+gateway's own writer (``AuditSink``)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pytest
 
 from atrium.gateway.audit import AuditSink
+from atrium.gateway.journal import exchanges
 from atrium.settings import Settings
 from atrium.store import Store, StoreError
-from atrium.store.audit import CUT_MARK, AuditEvent, AuditQueries
+from atrium.store.audit import AuditEvent, AuditQueries
+from atrium.store.audit_rows import CUT_MARK, RecordRefused
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 REFUSAL = "value too long for type character varying(128)"
@@ -29,8 +30,8 @@ def good(n: int) -> AuditEvent:
 
 
 class RefusingWriter:
-    """The real store, refusing every batch that holds the record of request ``refused``, as
-    a database refuses a row it cannot take; it counts what it is asked to write."""
+    """The real store, refusing every batch that holds a record of tool ``refused``, as a
+    database refuses a value it cannot take; it counts what it is asked to write."""
 
     def __init__(self, real: AuditQueries, refused: str) -> None:
         self.real = real
@@ -39,22 +40,25 @@ class RefusingWriter:
 
     async def add_many(self, events: Sequence[AuditEvent]) -> None:
         self.asked.append([event.request_id for event in events])
-        if any(event.request_id == self.refused for event in events):
-            raise StoreError("postgresql://db/atrium", "write audit records", REFUSAL)
+        if any(event.tool == self.refused for event in events):
+            raise RecordRefused("postgresql://db/atrium", "write audit records", REFUSAL)
         await self.real.add_many(events)
+
+    async def stored_request_ids(self, request_ids: Collection[str]) -> set[str]:
+        return await self.real.stored_request_ids(request_ids)
 
 
 async def write_one_batch(sink: AuditSink, events: list[AuditEvent]) -> None:
-    for event in events:  # queued before the writer starts: it takes them in one batch
-        sink.record(event)
-    sink.start()
+    await sink.start()
+    for event in events:  # queued before the writer runs: it takes them in one batch
+        sink.record([event])
     await sink.close()
 
 
 async def test_a_batch_with_unstorable_values_is_stored_whole(
     database_settings: Settings, tmp_path: Path
 ) -> None:
-    spill = tmp_path / "audit-spill.jsonl"
+    journal = tmp_path / "audit-journal"
     odd = AuditEvent(
         request_id="odd",
         server="tools",
@@ -64,7 +68,7 @@ async def test_a_batch_with_unstorable_values_is_stored_whole(
         at=AT,
     )
     async with await Store.open(database_settings) as store:
-        sink = AuditSink(store.audit, spill, linger_s=0)
+        sink = AuditSink(store.audit, journal, linger_s=0)
 
         await write_one_batch(
             sink, [good(n) for n in range(5)] + [odd] + [good(n) for n in range(5, 10)]
@@ -72,7 +76,7 @@ async def test_a_batch_with_unstorable_values_is_stored_whole(
 
         records = await store.audit.list_recent(100)
     assert len(records) == 11
-    assert not spill.exists()
+    assert not list(journal.iterdir())
     (stored,) = [record for record in records if record.request_id == "odd"]
     assert stored.tool is not None
     assert (len(stored.tool), stored.tool[-1]) == (128, CUT_MARK)
@@ -82,33 +86,40 @@ async def test_a_batch_with_unstorable_values_is_stored_whole(
 
 
 @pytest.mark.parametrize("position", [0, 1, 5, 10])
-async def test_a_record_the_store_refuses_costs_only_itself(
+async def test_a_record_the_store_refuses_costs_only_its_own_details(
     database_settings: Settings,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
     position: int,
 ) -> None:
-    spill = tmp_path / "audit-spill.jsonl"
+    journal = tmp_path / "audit-journal"
     events = [good(n) for n in range(10)]
-    events.insert(position, AuditEvent(request_id="refused", server="tools", method=None, at=AT))
+    odd = AuditEvent(
+        request_id="refused", server="tools", method="tools/call", tool="odd", status=502, at=AT
+    )
+    events.insert(position, odd)
     async with await Store.open(database_settings) as store:
-        writer = RefusingWriter(store.audit, "refused")
-        sink = AuditSink(writer, spill, linger_s=0)
+        writer = RefusingWriter(store.audit, "odd")
+        sink = AuditSink(writer, journal, linger_s=0)
 
         with caplog.at_level(logging.WARNING, logger="atrium.gateway.audit"):
             await write_one_batch(sink, events)
 
         records = await store.audit.list_recent(100)
-    assert sorted(record.request_id for record in records) == sorted(f"good{n}" for n in range(10))
-    lines = [orjson.loads(line) for line in spill.read_bytes().splitlines()]
-    assert [line["request_id"] for line in lines] == ["refused"]
-    asked = [request for batch in writer.asked[1:] for request in batch]  # after the batch
-    assert sorted(asked) == sorted(event.request_id for event in events)  # each alone, once
+    assert sorted(r.request_id for r in records) == sorted(e.request_id for e in events)
+    (stored,) = [record for record in records if record.request_id == "refused"]
+    assert (stored.server, stored.status, stored.at) == ("tools", 502, AT)
+    assert (stored.tool, stored.method, stored.arguments) == (None, None, None)
+    assert REFUSAL in str(stored.error)
+    # After the batch: each exchange alone, once, and the refused one's reduced record.
+    asked = [request for batch in writer.asked[1:] for request in batch]
+    assert sorted(asked) == sorted([e.request_id for e in events] + ["refused"])
     assert any("refused" in m and REFUSAL in m for m in caplog.messages)
+    assert not list(journal.iterdir())
 
 
 class DownWriter:
-    """A store that is down: it takes nothing, whatever it is asked."""
+    """A store that is down: it takes nothing and answers nothing, whatever it is asked."""
 
     def __init__(self) -> None:
         self.asked: list[list[str]] = []
@@ -117,27 +128,52 @@ class DownWriter:
         self.asked.append([event.request_id for event in events])
         raise StoreError("postgresql://db/atrium", "write audit records", "connection refused")
 
+    async def stored_request_ids(self, request_ids: Collection[str]) -> set[str]:
+        raise StoreError("postgresql://db/atrium", "read audit records", "connection refused")
 
-async def test_a_store_that_takes_nothing_has_the_batch_retried_then_spilled(
+
+async def test_a_store_down_at_shutdown_leaves_the_batch_in_the_journal(tmp_path: Path) -> None:
+    journal = tmp_path / "audit-journal"
+    writer = DownWriter()
+
+    await write_one_batch(AuditSink(writer, journal, linger_s=0), [good(n) for n in range(6)])
+
+    # Tried whole, then found down at the look-up before each exchange alone: never reduced.
+    assert writer.asked == [[f"good{n}" for n in range(6)]]
+    (segment,) = journal.glob("*.jsonl")
+    kept = [event.request_id for exchange in exchanges(segment) for event in exchange]
+    assert kept == [f"good{n}" for n in range(6)]
+    assert len(list(journal.glob("*.lock"))) == 1  # for the next start to claim
+
+
+async def test_a_journaled_record_of_a_lone_surrogate_reads_back_as_it_was(
     tmp_path: Path,
 ) -> None:
-    spill = tmp_path / "audit-spill.jsonl"
-    writer = DownWriter()
-    sink = AuditSink(writer, spill, linger_s=0)
-
-    await write_one_batch(sink, [good(n) for n in range(6)])
-
-    lines = [orjson.loads(line) for line in spill.read_bytes().splitlines()]
-    assert [line["request_id"] for line in lines] == [f"good{n}" for n in range(6)]
-    # Three tries of the batch, each followed by its first two records alone: never all six.
-    assert [len(batch) for batch in writer.asked] == [6, 1, 1] * 3
-
-
-async def test_a_spilled_record_of_a_lone_surrogate_is_still_a_json_line(tmp_path: Path) -> None:
-    spill = tmp_path / "audit-spill.jsonl"
+    journal = tmp_path / "audit-journal"
     odd = AuditEvent(request_id="odd", server="tools", method="tools/call", tool="a\ud800b", at=AT)
 
-    await write_one_batch(AuditSink(DownWriter(), spill, linger_s=0), [odd])
+    await write_one_batch(AuditSink(DownWriter(), journal, linger_s=0), [odd])
 
-    (line,) = spill.read_bytes().splitlines()
-    assert json.loads(line)["tool"] == "a\ud800b"
+    (segment,) = journal.glob("*.jsonl")
+    ((kept,),) = list(exchanges(segment))
+    assert kept == odd
+
+
+async def test_a_listener_that_fails_costs_neither_the_record_nor_the_next_listener(
+    store: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # record() runs inside the response's last send: a listener's bug must not raise there.
+    seen: list[str] = []
+
+    def broken(event: AuditEvent) -> None:
+        raise RuntimeError("a bug in a listener")
+
+    listeners = [broken, lambda event: seen.append(event.request_id)]
+    sink = AuditSink(store.audit, tmp_path / "audit-journal", listeners=listeners)
+    with caplog.at_level(logging.ERROR):
+        await write_one_batch(sink, [good(1)])
+
+    records = await store.audit.list_recent(10)
+    assert [record.request_id for record in records] == ["good1"]
+    assert seen == ["good1"]
+    assert "a bug in a listener" in caplog.text

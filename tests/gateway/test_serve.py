@@ -4,17 +4,21 @@ the same host included) the header is ignored, so it cannot pick a fresh anonymo
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx2
+import pytest
 
-from atrium.gateway.serve import forwarding
+from atrium.errors import ConfigError
+from atrium.gateway.serve import GatewayServer, forwarding
 from atrium.settings import load_settings
 from atrium.store import Store
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import Gateway, call_body, modern_headers, running_gateway, save_servers
+from tests.polling import until
 from tests.processes import free_port
 
 
@@ -75,3 +79,46 @@ def test_forwarded_headers_are_read_only_with_trusted_proxies(tmp_path: Path) ->
         "proxy_headers": True,
         "forwarded_allow_ips": ["10.0.0.5", "10.1.0.0/16"],
     }
+
+
+async def test_a_draining_gateway_fails_its_health_check_and_serves_calls_until_it_stops(
+    tmp_path: Path, backend: Backend, http: httpx2.AsyncClient
+) -> None:
+    # gateway.drain_s: a load balancer takes the replica out by its health check; the calls it
+    # sent meanwhile are answered, not cut (it could not resend them safely).
+    port = free_port()
+    (tmp_path / "atrium.yaml").write_text(f"gateway:\n  port: {port}\n  drain_s: 1.5\n")
+    settings = load_settings(tmp_path, environ={})
+    base = f"http://127.0.0.1:{port}"
+    async with await Store.open(settings) as store:
+        await save_servers(store, backend.port, free_port())
+        server = GatewayServer(settings, store)
+        await server.start()
+        before = (await http.get(f"{base}/health")).status_code
+        stopping = asyncio.create_task(server.stop())
+
+        async def draining() -> httpx2.Response | None:
+            response = await http.get(f"{base}/health")
+            return response if response.status_code == 503 else None
+
+        health = await until(draining, what="/health answering 503", interval=0.02)
+        call = await http.post(
+            f"{base}/api/v1/mcp/tools/mcp",
+            content=call_body("echo", {"text": "late"}),
+            headers=modern_headers("tools/call", "echo"),
+        )
+        still_draining = not stopping.done()
+        await asyncio.wait_for(stopping, 30)
+
+        with pytest.raises(httpx2.ConnectError):
+            await http.get(f"{base}/health")
+    assert (before, health.json(), call.status_code) == (200, {"status": "draining"}, 200)
+    assert still_draining
+
+
+def test_the_drain_is_a_bounded_duration(tmp_path: Path) -> None:
+    (tmp_path / "atrium.yaml").write_text("gateway:\n  drain_s: -1\n")
+
+    with pytest.raises(ConfigError, match="drain_s"):
+        load_settings(tmp_path, environ={})
+    assert load_settings(tmp_path, environ={"ATRIUM_GATEWAY_DRAIN_S": "5"}).drain_s == 5

@@ -8,7 +8,8 @@ import math
 from datetime import UTC, datetime
 
 from atrium.store import Store
-from atrium.store.audit import CUT_MARK, AuditEvent, storable
+from atrium.store.audit import AuditEvent
+from atrium.store.audit_rows import CUT_MARK, storable
 from atrium.store.tables import audit_events
 
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

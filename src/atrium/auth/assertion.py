@@ -13,24 +13,24 @@ key, so a backend that holds the public half can mint neither access tokens nor 
 An Ed25519 signature costs a few tens of microseconds, so the gateway signs one per request
 and caches nothing that would outlive its ``exp``.
 
-Keys live in the project's state folder: ``caller-keys.json`` (private JWK Set, mode 0600, read
-by the gateway) and ``caller-keys.pub.json`` (public JWK Set with the issuer, read by every
-backend). The first key signs, every key verifies. A backend reads the public set when it
-starts and again whenever the file has changed (one ``stat`` per request), so a rotation needs
-no restart of the backends and a key rotated out is refused at once.
+The private keys live in the store, sealed, the same for every gateway replica
+(``atrium.auth.caller_keystore``); backends read the public set from the project's state folder,
+``caller-keys.pub.json`` (``atrium.auth.caller_keys``), which the supervisor that runs them
+writes from the store. Every key in the public set verifies; the gateway signs with the newest
+whose ``signs_from`` has passed, so a rotated-in key reaches every backend before anything
+signed with it. A backend reads the public set when it starts and again whenever the file has
+changed (one ``stat`` per request), so a rotation needs no restart of the backends and a key
+rotated out is refused at once.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import hashlib
 import json
 import logging
-import os
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,15 +39,21 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from atrium.auth.caller_keys import ALGORITHM as ALGORITHM
+from atrium.auth.caller_keys import PRIVATE_FILE as PRIVATE_FILE
+from atrium.auth.caller_keys import PUBLIC_FILE as PUBLIC_FILE
+from atrium.auth.caller_keys import KeyFile, b64, private_jwk, read_private_keys, thumbprint, unb64
+from atrium.auth.caller_keys import ensure_caller_keys as ensure_caller_keys
+from atrium.auth.caller_keys import public_keys as public_keys
+from atrium.auth.caller_keys import rotate_caller_keys as rotate_caller_keys
+from atrium.auth.sealed_keys import HeldKey, signing_of
+
 HEADER = "Atrium-Caller-Assertion"
 HEADER_BYTES = HEADER.lower().encode("latin-1")
 TYPE = "atrium-caller+jwt"
-ALGORITHM = "EdDSA"
 LIFETIME_S = 60
 # Clock skew tolerated between the gateway and a backend on another host.
 LEEWAY_S = 5
-PRIVATE_FILE = "caller-keys.json"
-PUBLIC_FILE = "caller-keys.pub.json"
 MAX_ASSERTION = 4096
 
 Origin = Literal["in-app", "external"]
@@ -85,143 +91,87 @@ class CallerIdentity:
         return "admin" in self.scopes
 
 
-def _b64(data: bytes) -> bytes:
-    return base64.urlsafe_b64encode(data).rstrip(b"=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-# -- keys ---------------------------------------------------------------------------------
-
-
-def _private_jwk(key: Ed25519PrivateKey) -> dict[str, str]:
-    public = key.public_key().public_bytes_raw()
-    jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64(public).decode("ascii")}
-    # RFC 7638 thumbprint: the required members in lexicographic order, no spaces.
-    canonical = json.dumps(jwk, sort_keys=True, separators=(",", ":")).encode("ascii")
-    kid = _b64(hashlib.sha256(canonical).digest()).decode("ascii")
-    private = _b64(key.private_bytes_raw()).decode("ascii")
-    return {**jwk, "d": private, "kid": kid, "alg": ALGORITHM, "use": "sig"}
-
-
-def _public_member(jwk: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in jwk.items() if k != "d"}
-
-
-def _write(path: Path, data: dict[str, Any], mode: int) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w", encoding="utf-8") as stream:
-        stream.write(json.dumps(data, indent=2) + "\n")
-    os.chmod(temporary, mode)
-    os.replace(temporary, path)
-
-
-def ensure_caller_keys(state_dir: Path, issuer: str) -> tuple[Path, bool]:
-    """Create the key pair files if missing (and keep the public file's issuer current);
-    the private file's path and whether it was created."""
-    private = state_dir / PRIVATE_FILE
-    created = not private.exists()
-    if created:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _write(private, {"keys": [_private_jwk(Ed25519PrivateKey.generate())]}, 0o600)
-    _publish(state_dir, issuer)
-    return private, created
-
-
-def rotate_caller_keys(state_dir: Path, issuer: str, *, keep: int = 2) -> str:
-    """Put a new key first, keep the newest ``keep``; the new ``kid``.
-
-    The public set is written first, so a backend knows the new key before any assertion
-    signed with it can reach it.
-    """
-    private = state_dir / PRIVATE_FILE
-    ensure_caller_keys(state_dir, issuer)
-    data = json.loads(private.read_text(encoding="utf-8"))
-    new = _private_jwk(Ed25519PrivateKey.generate())
-    keys = [new, *data["keys"]][: max(keep, 1)]
-    _write(
-        state_dir / PUBLIC_FILE,
-        {"issuer": issuer, "keys": [_public_member(k) for k in keys]},
-        0o644,
-    )
-    _write(private, {"keys": keys}, 0o600)
-    return str(new["kid"])
-
-
-def _publish(state_dir: Path, issuer: str) -> None:
-    private = json.loads((state_dir / PRIVATE_FILE).read_text(encoding="utf-8"))
-    public = {"issuer": issuer, "keys": [_public_member(k) for k in private["keys"]]}
-    path = state_dir / PUBLIC_FILE
-    try:
-        current = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        current = None
-    if current != public:
-        _write(path, public, 0o644)
-
-
-def public_keys(state_dir: Path) -> dict[str, Any]:
-    """The public JWK Set (with the issuer) as backends read it."""
-    data: dict[str, Any] = json.loads((state_dir / PUBLIC_FILE).read_text(encoding="utf-8"))
-    return data
-
-
-@dataclass(frozen=True)
-class KeyFile:
-    """A JWK Set file as read once, with the (mtime, size) that tells when it has changed."""
-
-    data: dict[str, Any]
-    stamp: tuple[int, int]
-
-    @classmethod
-    def read(cls, path: Path) -> KeyFile:
-        stamp = cls.stamp_of(path)  # first: a change made while reading shows at the next look
-        return cls(json.loads(path.read_text(encoding="utf-8")), stamp)
-
-    @staticmethod
-    def stamp_of(path: Path) -> tuple[int, int]:
-        status = path.stat()
-        return status.st_mtime_ns, status.st_size
-
-
 # -- signing (the gateway) -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Signing:
+    """A caller key ready to sign: its JWS header encoded once."""
+
+    key: Ed25519PrivateKey
+    prefix: bytes
+
+    @classmethod
+    def of(cls, held: HeldKey[Ed25519PrivateKey]) -> HeldKey[_Signing]:
+        header = {"alg": ALGORITHM, "typ": TYPE, "kid": held.kid}
+        prefix = b64(orjson.dumps(header)) + b"."
+        return HeldKey(held.kid, cls(held.key, prefix), held.signs_from)
+
+
+# Where a signer finds its keys again (``AssertionSigner.reload``): the keys as they are now,
+# newest first, or None to keep the ones held.
+KeySource = Callable[[], Awaitable[Sequence[HeldKey[Ed25519PrivateKey]] | None]]
+
+
 class AssertionSigner:
-    """Signs one assertion per forwarded request with the first key of the private set."""
+    """Signs one assertion per forwarded request, with the newest key whose ``signs_from``
+    has passed (``signing_of``): a rotated-in key signs only once every backend knows it."""
 
     def __init__(
-        self, path: Path, issuer: str, private: KeyFile, *, clock: Callable[[], float] = time.time
+        self,
+        issuer: str,
+        keys: Sequence[HeldKey[Ed25519PrivateKey]],
+        *,
+        clock: Callable[[], float] = time.time,
+        source: KeySource | None = None,
     ) -> None:
-        self.path = path
         self.issuer = issuer
         self.clock = clock
-        self._use(private)
+        self._source = source
+        self._held: tuple[HeldKey[Ed25519PrivateKey], ...] = ()
+        self._signing: tuple[HeldKey[_Signing], ...] = ()
+        self.replace(keys)
 
     @classmethod
     def load(
         cls, state_dir: Path, issuer: str, *, clock: Callable[[], float] = time.time
     ) -> AssertionSigner:
-        """The project's signer: its private key file read, and made on first use."""
-        path, _ = ensure_caller_keys(state_dir, issuer)
-        return cls(path, issuer, KeyFile.read(path), clock=clock)
+        """A signer over the key file of ``state_dir`` (made if missing), its first key
+        signing: for tools and tests that sign outside a gateway, which signs with the store's
+        keys (``atrium.auth.caller_keystore``)."""
+        ensure_caller_keys(state_dir, issuer)
+        found = read_private_keys(state_dir)
+        assert found is not None, "ensure_caller_keys wrote it"
+        return cls(
+            issuer, [caller_key(json.dumps(jwk), str(jwk["kid"])) for jwk in found], clock=clock
+        )
 
-    def _use(self, private: KeyFile) -> None:
-        jwk = private.data["keys"][0]
-        self._key = Ed25519PrivateKey.from_private_bytes(_unb64(jwk["d"]))
-        header = {"alg": ALGORITHM, "typ": TYPE, "kid": jwk["kid"]}
-        self._prefix = _b64(orjson.dumps(header)) + b"."
-        self.kid = str(jwk["kid"])
-        self._stamp = private.stamp
+    def replace(self, keys: Sequence[HeldKey[Ed25519PrivateKey]]) -> None:
+        """Hold ``keys`` (newest first) from now on."""
+        if not keys:
+            raise ValueError("a signer needs at least one key")
+        self._signing = tuple(_Signing.of(held) for held in keys)  # read first by ``sign``
+        self._held = tuple(keys)
 
-    def reload_if_changed(self) -> bool:
-        """Pick up ``atrium admin keys rotate --caller`` made while the gateway runs."""
-        if KeyFile.stamp_of(self.path) == self._stamp:
+    @property
+    def keys(self) -> tuple[HeldKey[Ed25519PrivateKey], ...]:
+        return self._held
+
+    @property
+    def kid(self) -> str:
+        """The kid of the key that signs now."""
+        return signing_of(self._held, self.clock()).kid
+
+    async def reload(self) -> bool:
+        """Hold the keys the source has now; whether they changed (never, without a source)."""
+        if self._source is None:
             return False
-        self._use(KeyFile.read(self.path))
+        found = await self._source()
+        if found is None or [(k.kid, k.signs_from) for k in found] == [
+            (k.kid, k.signs_from) for k in self._held
+        ]:
+            return False
+        self.replace(found)
         return True
 
     def sign(
@@ -234,7 +184,8 @@ class AssertionSigner:
         origin: Origin,
         request_id: str,
     ) -> str:
-        now = int(self.clock())
+        at = self.clock()
+        now = int(at)
         claims: dict[str, Any] = {
             "iss": self.issuer,
             "aud": server,
@@ -249,15 +200,37 @@ class AssertionSigner:
             claims["sub"] = subject
         if client_id is not None:
             claims["client_id"] = client_id
-        signing_input = self._prefix + _b64(orjson.dumps(claims))
-        return (signing_input + b"." + _b64(self._key.sign(signing_input))).decode("ascii")
+        signing = signing_of(self._signing, at).key
+        signing_input = signing.prefix + b64(orjson.dumps(claims))
+        return (signing_input + b"." + b64(signing.key.sign(signing_input))).decode("ascii")
+
+
+def caller_key(text: str, kid: str) -> HeldKey[Ed25519PrivateKey]:
+    """The private Ed25519 key the JWK ``text`` holds, whose RFC 7638 thumbprint must be
+    ``kid``: a stored or imported key is what its id says, or it is refused (``ValueError``)."""
+    try:
+        jwk = json.loads(text)
+        key = Ed25519PrivateKey.from_private_bytes(unb64(jwk["d"]))
+        good = (
+            jwk.get("kty") == "OKP"
+            and jwk.get("crv") == "Ed25519"
+            and thumbprint(private_jwk(key)) == kid
+        )
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        good = False
+    if not good:
+        raise ValueError(
+            f"caller-assertion key {kid or '(no kid)'} is not a private Ed25519 key whose"
+            " RFC 7638 thumbprint is its kid"
+        )
+    return HeldKey(kid, key)
 
 
 # -- verifying (the backends) --------------------------------------------------------------
 
 
 class AssertionVerifier:
-    """Checks an assertion for one server against the public key file the gateway wrote."""
+    """Checks an assertion for one server against the project's public key file."""
 
     def __init__(
         self,
@@ -286,7 +259,7 @@ class AssertionVerifier:
         keys = {}
         for jwk in public.data["keys"]:
             if jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
-                keys[str(jwk["kid"])] = Ed25519PublicKey.from_public_bytes(_unb64(jwk["x"]))
+                keys[str(jwk["kid"])] = Ed25519PublicKey.from_public_bytes(unb64(jwk["x"]))
         if not keys:
             raise ValueError(f"{self.path} holds no Ed25519 key")
         self._keys, self.issuer = keys, str(public.data["issuer"])
@@ -316,7 +289,7 @@ class AssertionVerifier:
         if key is None:
             raise InvalidAssertion("the assertion was signed by an unknown key")
         try:
-            signature = _unb64(signature_part)
+            signature = unb64(signature_part)
             key.verify(signature, f"{header_part}.{payload_part}".encode("ascii"))
         except (InvalidSignature, ValueError, binascii.Error, UnicodeError):
             raise InvalidAssertion("the assertion's signature is not valid") from None
@@ -371,7 +344,7 @@ def _optional_str(value: Any) -> bool:
 
 def _json_object(part: str, what: str) -> dict[str, Any]:
     try:
-        value = orjson.loads(_unb64(part))
+        value = orjson.loads(unb64(part))
     except (ValueError, binascii.Error, orjson.JSONDecodeError):
         raise InvalidAssertion(f"the assertion's {what} is not base64url JSON") from None
     if not isinstance(value, dict):

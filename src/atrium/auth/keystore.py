@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from joserfc.errors import JoseError
@@ -46,19 +46,18 @@ from atrium.auth.keys import (
     new_signing_key,
     read_key_file,
 )
+from atrium.auth.sealed_keys import HeldKey, KeyStoreError, Purpose, SealedKeys
 from atrium.errors import AtriumError
-from atrium.secretbox import SECRET_KEY_VARIABLE, SecretBox, SecretUnreadable
+from atrium.secretbox import SecretBox
 from atrium.settings import Settings
 from atrium.store import Store
-from atrium.store.keys import Added, KeyQueries, NewKey, StoredKey, sealing_owner
+from atrium.store.keys import Added, KeyQueries, NewKey
 
 logger = logging.getLogger(__name__)
 
 PURPOSE = "access-token"
 
-
-class KeyStoreError(AtriumError):
-    """A stored signing key cannot be used; the message names it and says what to do."""
+__all__ = ["PURPOSE", "KeyState", "KeyStore", "KeyStoreError", "key_states", "project_keys"]
 
 
 @dataclass(frozen=True)
@@ -92,12 +91,9 @@ class KeyStore:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._queries = queries
-        self._box = box
         self._state_dir = state_dir
         self._clock = clock
-        # A kid names one key (its thumbprint): opened once, it never needs opening again.
-        self._opened: dict[str, ECKey] = {}
+        self._keys = SealedKeys(queries, box, ACCESS_TOKEN_KEYS, self._first_keys)
 
     @classmethod
     def of(
@@ -107,12 +103,11 @@ class KeyStore:
 
     async def load(self) -> KeySet:
         """The key set, the first keys stored first if there are none yet."""
-        await self._queries.ensure(PURPOSE, self._first_keys, box=self._box)
-        return KeySet(await self._live(), clock=self._clock)
+        return KeySet(_signing_keys(await self._keys.load()), clock=self._clock)
 
     async def refresh(self, keys: KeySet) -> bool:
         """Bring ``keys`` in line with the store; whether anything changed."""
-        found = await self._live()
+        found = _signing_keys(await self._keys.live())
         if [(k.kid, k.signs_from) for k in found] == [(k.kid, k.signs_from) for k in keys.entries]:
             return False
         keys.replace(found)
@@ -129,15 +124,9 @@ class KeyStore:
 
     async def rotate(self, *, keep: int = 2, signs_after_s: float = DEFAULT_SIGNS_AFTER_S) -> Added:
         """Store a new key that signs ``signs_after_s`` from now on; keep the newest ``keep``."""
-        if signs_after_s < 0:
-            raise ValueError("a new key cannot sign before it is stored")
-        # Open the stored keys first: a new key sealed under another master key than theirs
-        # would be one no replica holding theirs can open.
-        await self.load()
         key = new_signing_key()
         new = NewKey(str(key["kid"]), json.dumps(key))
-        after = timedelta(seconds=signs_after_s)
-        return await self._queries.add(PURPOSE, new, box=self._box, signs_after=after, keep=keep)
+        return await self._keys.add(new, keep=keep, signs_after_s=signs_after_s)
 
     def _first_keys(self) -> list[NewKey]:
         """The key file's keys (signing key first), or one new key without a file."""
@@ -152,43 +141,15 @@ class KeyStore:
         logger.info("importing %d signing keys from %s into the store", len(keys), self._state_dir)
         return [NewKey(str(key.kid), json.dumps(key.as_dict(private=True))) for key in keys]
 
-    async def _live(self) -> list[SigningKey]:
-        stored = await self._queries.list(PURPOSE)
-        if not stored:
-            raise KeyStoreError(f"the store holds no {PURPOSE} signing key")
-        return [SigningKey(self._open(key), key.signs_from.timestamp()) for key in stored]
 
-    def _open(self, stored: StoredKey) -> ECKey:
-        if (opened := self._opened.get(stored.kid)) is not None:
-            return opened
-        assert stored.sealed is not None, "a live key is sealed (ck_signing_keys_sealed)"
-        try:
-            text = self._box.open(stored.sealed, owner=sealing_owner(PURPOSE), name=stored.kid)
-        except SecretUnreadable:
-            raise self._unreadable(stored) from None
-        key = self._opened[stored.kid] = _parsed(text, stored.kid)
-        return key
-
-    def _unreadable(self, stored: StoredKey) -> KeyStoreError:
-        assert stored.sealed is not None
-        master = stored.sealed.key_id
-        if master not in self._box.key_ids:
-            where = self._box.path or SECRET_KEY_VARIABLE
-            return KeyStoreError(
-                f"signing key {stored.kid} in the store is sealed under master key {master},"
-                f" which {where} does not hold: give every replica of the project the same"
-                f" master key ({SECRET_KEY_VARIABLE}, or the same key ring file)"
-            )
-        return KeyStoreError(
-            f"signing key {stored.kid} in the store was altered or belongs to another key (it"
-            " does not open under the master key that sealed it): refusing to load it. Find out"
-            " who could write to the database, then retire it with `atrium admin keys rotate`"
-        )
+def _signing_keys(held: list[HeldKey[ECKey]]) -> list[SigningKey]:
+    return [SigningKey(entry.key, entry.signs_from) for entry in held]
 
 
-async def key_states(store: Store) -> list[KeyState]:
-    """Every key stored, retired ones included, newest first (no master key needed)."""
-    stored = await store.keys.list(PURPOSE, retired=True)
+async def key_states(store: Store, purpose: str = PURPOSE) -> list[KeyState]:
+    """Every key of ``purpose`` stored, retired ones included, newest first (no master key
+    needed)."""
+    stored = await store.keys.list(purpose, retired=True)
     return [KeyState(s.kid, s.created_at, s.signs_from, s.retired_at) for s in stored]
 
 
@@ -230,6 +191,9 @@ def _parsed(text: str, kid: str) -> ECKey:
             " thumbprint is its kid: refusing to load it"
         )
     return key
+
+
+ACCESS_TOKEN_KEYS = Purpose(PURPOSE, "signing key", _parsed, "atrium admin keys rotate")
 
 
 def _when(moment: datetime) -> str:

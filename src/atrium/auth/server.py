@@ -1,8 +1,8 @@
 """``AuthorizationServer``: what every endpoint of the authorization server shares.
 
 Opened once per gateway, in its lifespan, from ``Settings`` and the open store (``open``
-reads the key files; the constructor reads nothing). ``hosted`` tells which servers exist (for
-RFC 8707 ``resource`` checks) without ``auth`` depending on the gateway.
+reads the keys from the store; the constructor reads nothing). ``hosted`` tells which servers
+exist (for RFC 8707 ``resource`` checks) without ``auth`` depending on the gateway.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from atrium.auth.dpop import DpopVerifier
 from atrium.auth.errors import invalid_target
 from atrium.auth.keys import KeySet
 from atrium.auth.keystore import KeyStore
-from atrium.auth.nonces import NonceIssuer
 from atrium.auth.redirects import local_port
 from atrium.auth.replay import MemoryReplayCache, ReplayCache
 from atrium.auth.resource_ids import Resources
 from atrium.auth.revocation_list import RevocationList
 from atrium.auth.roles import Roles
-from atrium.auth.signed import Signer, ensure_session_key
+from atrium.auth.session_keys import SessionKeyStore
+from atrium.auth.signed import SessionKeys, SessionNonces, Signer
 from atrium.auth.throttle import Counters, RegistrationThrottle, SignInThrottle
 from atrium.registry.schema import ServerConfig
 from atrium.settings import Settings
@@ -42,7 +42,7 @@ class AuthorizationServer:
         store: Store,
         *,
         keys: KeySet,
-        session_key: bytes,
+        session_keys: SessionKeys,
         hosted: Hosted,
         replay: ReplayCache | None = None,
         redis: Redis | None = None,
@@ -60,13 +60,15 @@ class AuthorizationServer:
         # Where ``keys`` are reloaded from (``open``); None: a set of the caller's own.
         self.key_store: KeyStore | None = None
         # Shared by every replica of the project: also binds MCP sessions to their callers.
-        self.session_key = session_key
-        self.signer = Signer(session_key, clock=clock)
+        self.session_keys = session_keys
+        # Where ``session_keys`` are reloaded from (``open``); None: keys of the caller's own.
+        self.session_store: SessionKeyStore | None = None
+        self.signer = Signer(session_keys, clock=clock)
         self.roles = Roles(options.roles)
         self.resources = Resources(settings.public_url)
         self.tokens = TokenIssuer(keys, self.issuer, ttl_s=options.access_token_ttl_s, clock=clock)
         self.verifier = TokenVerifier(keys, self.issuer, clock=clock)
-        nonces = NonceIssuer(session_key, clock=clock) if options.dpop_nonce else None
+        nonces = SessionNonces(session_keys, clock=clock) if options.dpop_nonce else None
         self.dpop = DpopVerifier(replay=replay or MemoryReplayCache(), nonces=nonces, clock=clock)
         self.documents = MetadataFetcher(dev_mode=options.dev_mode)
         self.clients = ClientDirectory(
@@ -91,20 +93,22 @@ class AuthorizationServer:
         redis: Redis | None = None,
         clock: Callable[[], float] = time.time,
     ) -> AuthorizationServer:
-        """The project's authorization server: its signing keys (from the store) and session
-        key (each made on first use), and the revocation list as the store holds it now."""
+        """The project's authorization server: its signing keys and session keys (from the
+        store, each made on first use), and the revocation list as the store holds it now."""
         key_store = KeyStore.of(settings, store, clock=clock)
+        session_store = SessionKeyStore.of(settings, store, clock=clock)
         auth = cls(
             settings,
             store,
             keys=await key_store.load(),
-            session_key=ensure_session_key(settings.state_dir),
+            session_keys=await session_store.load(),
             hosted=hosted,
             replay=replay,
             redis=redis,
             clock=clock,
         )
         auth.key_store = key_store
+        auth.session_store = session_store
         await auth.revocations.refresh(store)
         return auth
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from atrium.cli import admin_clients, admin_token
+from atrium.cli import admin_clients, admin_keys, admin_token
 from atrium.cli.admin_token import reload_gateway
 from atrium.cli.context import CliState, state
 from atrium.errors import NotFoundError, UsageError
@@ -30,9 +30,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, help="Users, OAuth clients and tokens.")
 users = typer.Typer(no_args_is_help=True, help="People who sign in (roles grant scopes).")
-keys = typer.Typer(no_args_is_help=True, help="The keys access tokens are signed with.")
 app.add_typer(users, name="users")
-app.add_typer(keys, name="keys")
+app.add_typer(admin_keys.keys, name="keys")
 app.add_typer(admin_clients.clients, name="clients")
 app.add_typer(admin_token.token, name="token")
 
@@ -221,122 +220,3 @@ async def _user(store: Store, username: str) -> UserRecord:
         known = [user.username for user in await store.users.list()]
         raise NotFoundError("user", username, known)
     return record
-
-
-@keys.command("rotate")
-def keys_rotate(
-    ctx: typer.Context,
-    keep: Annotated[
-        int, typer.Option("--keep", min=2, help="Keys kept (the new one and older ones).")
-    ] = 2,
-    caller: Annotated[
-        bool,
-        typer.Option(
-            "--caller", help="Rotate the key the gateway signs caller assertions to backends with."
-        ),
-    ] = False,
-    secrets: Annotated[
-        bool,
-        typer.Option(
-            "--secrets", help="Rotate the key stored secrets are encrypted with (re-encrypts all)."
-        ),
-    ] = False,
-    signs_after: Annotated[
-        float | None,
-        typer.Option(
-            "--signs-after",
-            min=0,
-            help="Seconds the new key only verifies before it signs: longer than any gateway"
-            " of the project takes to reload it (its poll interval) plus the clocks' skew"
-            " [default: 30].",
-            show_default=False,
-        ),
-    ] = None,
-) -> None:
-    """Publish a new signing key, which signs once every gateway has it; the previous keys
-    still verify tokens until dropped.
-
-    The keys are in the store, shared by every gateway of the project: the new one verifies
-    at once everywhere (each gateway reloads within its poll interval; on PostgreSQL at once)
-    and signs after --signs-after seconds. A key dropped from the set ends the tokens it
-    signed. With --caller, the caller-assertion key instead: running backends pick the new
-    public key up by themselves, no restart. With --secrets, the key of stored secrets (and
-    of the signing keys in the store): every value is re-encrypted under a new key, then the
-    old keys leave the ring; running servers read the new ring by themselves.
-    """
-    from atrium.auth.assertion import rotate_caller_keys
-
-    cli = state(ctx)
-    if caller and secrets:
-        raise UsageError("--caller and --secrets rotate different keys: give one of them")
-    if secrets:
-        _rotate_secrets_key(cli)
-        return
-    if caller:
-        kid = rotate_caller_keys(cli.settings.state_dir, cli.settings.issuer, keep=keep)
-        reload_gateway(cli)
-        cli.out.print(f"new caller-assertion key {kid}", highlight=False)
-        return
-    _rotate_signing_key(cli, keep, signs_after)
-
-
-def _rotate_signing_key(cli: CliState, keep: int, signs_after: float | None) -> None:
-    from atrium.auth.keys import DEFAULT_SIGNS_AFTER_S
-    from atrium.auth.keystore import KeyStore
-
-    # By default past two of the slowest poll (gateway.poll_s), and never under 30 s.
-    default = max(DEFAULT_SIGNS_AFTER_S, 2 * cli.settings.poll_s)
-    delay = default if signs_after is None else signs_after
-    done = cli.with_store(
-        lambda store: KeyStore.of(cli.settings, store).rotate(keep=keep, signs_after_s=delay)
-    )
-    reload_gateway(cli)
-    when = done.key.signs_from.strftime("%Y-%m-%d %H:%M:%SZ")
-    retired = ", ".join(done.retired) or "none"
-    cli.out.print(
-        f"new signing key {done.key.kid}: verify-only until {when}, then it signs;"
-        f" keys retired: {retired}",
-        highlight=False,
-    )
-    if done.early:
-        cli.err.print(
-            "warning: the key that was signing is retired, so a key not due yet signs at once:"
-            " gateways that have not reloaded it refuse its tokens until they do. Rotate again"
-            " only once the new key signs (`atrium admin keys list`).",
-            highlight=False,
-            markup=False,
-        )
-
-
-def _rotate_secrets_key(cli: CliState) -> None:
-    from atrium.store.secrets import rotate_secret_key
-
-    done = cli.with_store(lambda store: rotate_secret_key(store.secrets, cli.settings))
-    retired = ", ".join(done.retired) or "none"
-    cli.out.print(
-        f"new secrets key {done.key_id}: {done.reencrypted} secret(s) re-encrypted;"
-        f" keys retired: {retired}",
-        highlight=False,
-    )
-
-
-@keys.command("list")
-def keys_list(ctx: typer.Context) -> None:
-    """The signing keys in the store, newest first, each with its state: signs, verify-only
-    (until when), or retired (the unretired ones are published at /api/v1/core/oauth/jwks)."""
-    from datetime import UTC, datetime
-
-    from atrium.auth.keystore import key_states, signing_kid
-
-    cli = state(ctx)
-    states = cli.with_store(key_states)
-    if not states:
-        cli.out.print(
-            "no signing key stored yet: the first gateway to start stores one (importing"
-            " .atrium/signing-keys.json if there is one)",
-            highlight=False,
-        )
-    now = datetime.now(UTC)
-    signing = signing_kid(states, now)
-    for key in states:
-        cli.out.print(f"{key.kid}  {key.describe(now, signing)}", highlight=False)

@@ -8,11 +8,35 @@ host's backends under ``atrium infra services start mcp``; they share the store 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Annotated
 
 import typer
 
 from atrium.cli.context import CliState
+from atrium.errors import UsageError
+from atrium.settings.sections import parse_workers
+
+WorkersOption = Annotated[
+    str | None,
+    typer.Option(
+        "--workers",
+        metavar="N|auto",
+        help="Gateway processes serving the port (auto: one per CPU); more than one needs"
+        " redis.url. Default: gateway.workers (1).",
+    ),
+]
+
+
+def with_workers(cli: CliState, workers: str | None) -> None:
+    """``--workers`` over ``gateway.workers``."""
+    if workers is None:
+        return
+    try:
+        count = parse_workers(workers.strip())
+    except ValueError as exc:
+        raise UsageError(f"--workers {workers}: {exc}") from None
+    cli.settings = replace(cli.settings, gateway_workers=count)
 
 
 def gateway(
@@ -25,6 +49,7 @@ def gateway(
             " (as `cloud sync` does); otherwise route what the store holds.",
         ),
     ] = False,
+    workers: WorkersOption = None,
 ) -> None:
     """Run the gateway alone (no servers) until Ctrl-C: one replica of a scaled-out Atrium."""
     import uvloop
@@ -33,6 +58,7 @@ def gateway(
     from atrium.host import run_gateway
 
     cli: CliState = ctx.obj
+    with_workers(cli, workers)
     registry = cli.registry() if sync else None
     configure_logging(cli)
     settings = cli.settings

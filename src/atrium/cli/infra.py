@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from atrium.cli import logs, usage
 from atrium.cli.context import CliState, state
+from atrium.cli.gateway import WorkersOption, with_workers
 from atrium.cli.status import render, status_rows
 from atrium.errors import AtriumError
 from atrium.registry.loader import load_registry
@@ -51,9 +52,11 @@ def start(
     targets: Targets = None,
     everything: AllOption = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background.")] = False,
+    workers: WorkersOption = None,
 ) -> None:
     """Start servers and keep them up (in the foreground until Ctrl-C, unless --detach)."""
     cli = state(ctx)
+    with_workers(cli, workers)
     names = _names(cli, targets, everything)
     pid = running_supervisor(cli.settings.state_dir)
     if pid is not None:
@@ -64,6 +67,7 @@ def start(
         from atrium.host import start_detached
 
         argv = ["infra", "services", "start", *(names or (["--all"] if gateway else ["mcp"]))]
+        argv += [] if workers is None else ["--workers", workers]
         state_ = start_detached(cli.settings, argv)
         _print_status(cli)
         if any(s.state == "failed" for s in state_.servers.values()):

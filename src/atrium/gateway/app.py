@@ -8,18 +8,21 @@ import gc
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from atrium.auth.routes import oauth_routes
 from atrium.gateway.agents_api import agents_routes
 from atrium.gateway.cards import Cards
+from atrium.gateway.metrics import Metrics
 from atrium.gateway.parts import GatewayParts
 from atrium.gateway.registry_api import RegistryApi
 from atrium.gateway.tools_api import ToolsApi
@@ -35,6 +38,18 @@ PURGE_INTERVAL_S = 3600.0
 # the registry entry of a server called "mcp".
 # /jsonrpc: the same server's one-shot endpoint (JSON in, JSON out; oneshot.py).
 _MCP_PATH = re.compile(r"/api/v1/mcp/(?!registry/)([^/]+)/(mcp|jsonrpc)")
+# Where a POST may revoke tokens or change users and clients (the OAuth endpoints, the console):
+# what ``Siblings.changed`` tells the other workers of.
+_AUTH_CHANGES = ("/api/v1/core/oauth/", "/admin/")
+
+
+class Siblings(Protocol):
+    """The other workers serving this gateway's port (``gateway.workers``,
+    ``atrium.gateway.worker``): told of what this one changed, and counted in its metrics."""
+
+    def changed(self, change: Change) -> None: ...
+
+    def exposition(self, own: Metrics) -> bytes: ...
 
 
 def create_app(
@@ -43,19 +58,25 @@ def create_app(
     store: Store | None = None,
     poll_s: float = 2.0,
     clock: Callable[[], float] = time.time,
+    siblings: Siblings | None = None,
 ) -> GatewayApp:
-    """The gateway; opens ``store`` (or the settings' store) for its lifetime."""
-    return GatewayApp(settings, store=store, poll_s=poll_s, clock=clock)
+    """The gateway; opens ``store`` (or the settings' store) for its lifetime. ``siblings``:
+    the other workers of a gateway that runs as several processes."""
+    return GatewayApp(settings, store=store, poll_s=poll_s, clock=clock, siblings=siblings)
 
 
-def _routes(parts: GatewayParts) -> list[BaseRoute]:
+def _routes(
+    parts: GatewayParts,
+    siblings: Siblings | None,
+    health: Callable[[Request], Awaitable[Response]],
+) -> list[BaseRoute]:
     """Everything but the MCP endpoint itself, which ``GatewayApp`` serves ahead of these."""
     settings = parts.settings
     registry = RegistryApi(settings, parts.directory)
     tools_api = ToolsApi(settings, parts.proxy)
     return [
-        Route("/health", _health),
-        Route("/metrics", parts.metrics.endpoint),
+        Route("/health", health),
+        Route("/metrics", _metrics(parts.metrics, siblings)),
         Route("/api/v1/mcp/registry", registry.list),
         Route("/api/v1/mcp/registry/{server}", registry.get),
         *oauth_routes(parts.auth),
@@ -184,15 +205,21 @@ class GatewayApp(Starlette):
         store: Store | None,
         poll_s: float,
         clock: Callable[[], float],
+        siblings: Siblings | None = None,
     ) -> None:
         super().__init__(lifespan=self._lifespan)
         self.settings = settings
         self._store = store
         self._poll_s = poll_s
         self._clock = clock
+        self._siblings = siblings
         self._serving: _Serving | None = None
         # The store's change feed, on PostgreSQL, from the start of the lifespan on.
         self.changes: ChangeFeed | None = None
+        # Stopping behind a load balancer (``gateway.drain_s``): /health says so, all else is
+        # served as before, so that the balancer moves new calls elsewhere before the port
+        # closes.
+        self.draining = False
 
     @property
     def parts(self) -> GatewayParts:
@@ -210,7 +237,8 @@ class GatewayApp(Starlette):
                 stack.push_async_callback(store.close)
             parts = await GatewayParts.open(self.settings, store, clock=self._clock)
             stack.push_async_callback(parts.close)
-            self._serving = _Serving(parts, Starlette(routes=_routes(parts)))
+            routes = _routes(parts, self._siblings, self._health)
+            self._serving = _Serving(parts, Starlette(routes=routes))
             watcher = asyncio.create_task(_watch(parts, self._poll_s), name="registry-watch")
             stack.push_async_callback(_stopped, watcher)
             self.changes = await _follow_changes(stack, parts)
@@ -224,9 +252,31 @@ class GatewayApp(Starlette):
             scope["app"] = self
             scope["path_params"] = {"server": match[1], "endpoint": match[2]}
             await self._serving.parts.proxy(scope, receive, send)
-        else:
+        elif self._siblings is None or scope["method"] != "POST":
             await self._serving.routes(scope, receive, send)
+        else:
+            try:
+                await self._serving.routes(scope, receive, send)
+            finally:
+                if scope["path"].startswith(_AUTH_CHANGES):
+                    # Once the store has it; PostgreSQL's feed would tell them too, SQLite's
+                    # poll only later.
+                    self._siblings.changed("auth")
+
+    async def _health(self, request: Request) -> Response:
+        if self.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
 
-async def _health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+def _metrics(
+    metrics: Metrics, siblings: Siblings | None
+) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics``: this process's counts, and its siblings' when it has any."""
+    if siblings is None:
+        return metrics.endpoint
+
+    async def endpoint(request: Request) -> Response:
+        return Response(siblings.exposition(metrics), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    return endpoint

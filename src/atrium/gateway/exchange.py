@@ -9,14 +9,12 @@ count: a silent tool is a slow tool).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 from starlette.types import Send
 
@@ -25,6 +23,7 @@ from atrium.auth.resource_guard import Caller
 from atrium.gateway.access import ToolAccess
 from atrium.gateway.audit import capped_arguments, recorded_name
 from atrium.gateway.errors import GatewayError, timed_out
+from atrium.gateway.http1 import Response
 from atrium.gateway.jsonrpc import Call, Inbound
 from atrium.gateway.sse import EventRelay
 from atrium.redaction import scrubbed
@@ -56,6 +55,7 @@ class Exchange:
     # Refused by the gateway before anything was forwarded (a 4xx of its own): one record.
     refused: bool = False
     streamed: bool = False  # the backend answered with an event stream
+    audited: bool = False  # its records are taken (``events_once``)
     _last_message: float = 0.0
 
     def first_id(self) -> Any:
@@ -77,19 +77,19 @@ class Exchange:
 
     async def relay(
         self,
-        response: aiohttp.ClientResponse,
+        response: Response,
         send: Send,
         *,
         headers: list[tuple[bytes, bytes]],
         idle_timeout: float | None,
     ) -> None:
         self.status = response.status
-        if response.headers.get("Content-Type", "").startswith("text/event-stream"):
+        if (response.header(b"content-type") or b"").startswith(b"text/event-stream"):
             self.streamed = True
             await self._start(send, headers)
             await self._relay_events(response, send, idle_timeout)
             return
-        body = await asyncio.wait_for(response.read(), idle_timeout)
+        body = await response.read(idle_timeout)
         if self._wants_inspection() and body[:1] in (b"{", b"["):
             body = self._inspect_json(body)
         await self._start(send, [*headers, (b"content-length", str(len(body)).encode())])
@@ -100,7 +100,7 @@ class Exchange:
         self.started_response = True
 
     async def _relay_events(
-        self, response: aiohttp.ClientResponse, send: Send, idle_timeout: float | None
+        self, response: Response, send: Send, idle_timeout: float | None
     ) -> None:
         relay = EventRelay(self._inspect) if self.inbound is not None else None
         self._last_message = time.monotonic()
@@ -111,7 +111,7 @@ class Exchange:
                 else self._last_message + idle_timeout - time.monotonic()
             )
             try:
-                chunk = await asyncio.wait_for(response.content.readany(), wait)
+                chunk = await response.read_some(wait)
             except TimeoutError:
                 assert idle_timeout is not None
                 self.failure = (
@@ -200,6 +200,14 @@ class Exchange:
         return None
 
     # -- audit --------------------------------------------------------------------------
+
+    def events_once(self) -> list[AuditEvent]:
+        """``events()`` the first time, none after: an exchange is recorded as the last
+        message of its response goes out, or when its request ends without one."""
+        if self.audited:
+            return []
+        self.audited = True
+        return self.events()
 
     def events(self) -> list[AuditEvent]:
         """The audit records: one per request of the body, or one for the body as a whole

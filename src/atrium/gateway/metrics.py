@@ -11,6 +11,8 @@ else ``<hostname>:<pid>``: stable for the life of the process, unique on one hos
 replica counts only what it served. Backend restarts are the supervisor's facts, not any
 replica's: only the gateway that runs in the supervisor's own process (``atrium start``) reports
 them; a replica beside it (``atrium gateway``), which reads the same state file, reports none.
+A gateway of several workers (``gateway.workers``) counts each worker under a label of its own,
+and any worker's ``/metrics`` answers for all of them (``atrium.gateway.worker_metrics``).
 
 Label values are bounded, because they come from requests: otherwise anyone could add a time
 series per name they make up. An unknown server is ``(unknown)``, a method that is not MCP's
@@ -203,16 +205,20 @@ class BackendRestarts:
     HELP = "Times the supervisor restarted the server's process since the supervisor started."
     LABELS = ("server", "replica")
 
-    def __init__(self, state_dir: Path, replica: str) -> None:
+    def __init__(self, state_dir: Path, replica: str, supervisor: int | None = None) -> None:
+        """``supervisor``: the pid whose supervisor's counts are this gateway's to report; this
+        process unless told (a worker of ``gateway.workers`` reports its parent's)."""
         self._state_dir = state_dir
         self._replica = replica
+        self._supervisor = supervisor
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
 
     def collect(self) -> Iterator[Metric]:
         state = read_state(self._state_dir)
-        if state is None or state.supervisor_pid != os.getpid():
+        supervisor = os.getpid() if self._supervisor is None else self._supervisor
+        if state is None or state.supervisor_pid != supervisor:
             return
         family = GaugeMetricFamily(self.NAME, self.HELP, labels=self.LABELS)
         for name, status in sorted(state.servers.items()):

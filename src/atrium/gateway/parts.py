@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from atrium.auth.assertion import AssertionSigner
+from atrium.auth.caller_keystore import CallerKeyStore
 from atrium.auth.replay_redis import RedisReplayCache
 from atrium.auth.resource_guard import ResourceGuard
 from atrium.auth.server import AuthorizationServer, Hosted
@@ -21,6 +22,7 @@ from atrium.gateway import redis_client
 from atrium.gateway.audit import AuditSink
 from atrium.gateway.directory import ServerDirectory
 from atrium.gateway.guard import Guard
+from atrium.gateway.journal import JOURNAL_DIR
 from atrium.gateway.metrics import Metrics
 from atrium.gateway.proxy import McpProxy
 from atrium.gateway.ratelimit import RateLimiter
@@ -32,7 +34,7 @@ from atrium.store import Store
 
 logger = logging.getLogger(__name__)
 
-AUDIT_SPILL = "audit-spill.jsonl"
+AUDIT_SPILL = "audit-spill.jsonl"  # written by earlier versions; replayed, then gone
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class GatewayParts:
         cls, settings: Settings, store: Store, *, clock: Callable[[], float]
     ) -> GatewayParts:
         """The parts over ``store``: the registry and the revocation list loaded, the signing
-        keys read, the audit writer started."""
+        keys read, the audit journals of gone processes replayed, the audit writer started."""
         directory = ServerDirectory(settings, store)
         await directory.refresh()
         redis = _redis(settings)
@@ -68,10 +70,14 @@ class GatewayParts:
             known_tool=lambda server, tool: proxy.catalog.knows(server, tool),
             replica=settings.replica_id,
         )
-        spill = settings.state_dir / AUDIT_SPILL
-        audit = AuditSink(store.audit, spill, listeners=[metrics.observe])
-        proxy = _proxy(settings, directory, audit, auth, redis, clock)
-        audit.start()
+        audit = AuditSink(
+            store.audit, settings.state_dir / JOURNAL_DIR, listeners=[metrics.observe]
+        )
+        assertions = await CallerKeyStore.of(settings, store, clock=clock).signer()
+        proxy = _proxy(settings, directory, audit, auth, redis, assertions)
+        # Before the first request: the journals of gateway processes that are gone, and the
+        # spill file of earlier versions, replayed into the store.
+        await audit.start(legacy_spill=settings.state_dir / AUDIT_SPILL)
         return cls(settings, store, directory, auth, audit, metrics, proxy, redis)
 
     async def close(self) -> None:
@@ -87,15 +93,17 @@ class GatewayParts:
             await self.redis.aclose()
 
     async def reload_auth(self) -> None:
-        """The revocation list and the signing keys (access tokens', caller assertions') as the
-        store and the key files say now: at every poll, and at once when ``atrium admin`` has
-        changed them (``GatewayServer.reload_auth``). Keys that cannot be reloaded are kept."""
+        """The revocation list and the keys (access tokens', the session's, caller
+        assertions') as the store says now: at every poll, and at once when ``atrium admin``
+        has changed them (``GatewayServer.reload_auth``). Keys that cannot be reloaded are kept."""
         await self.auth.revocations.refresh(self.store)
-        key_store = self.auth.key_store
+        key_store, session_store = self.auth.key_store, self.auth.session_store
         if key_store is not None and await key_store.reload(self.auth.keys):
             logger.info("signing keys reloaded: %d keys", len(self.auth.keys.keys))
-        if self.proxy.assertions.reload_if_changed():
-            logger.info("caller-assertion key reloaded: %s", self.proxy.assertions.kid)
+        if session_store is not None and await session_store.reload(self.auth.session_keys):
+            logger.info("session keys reloaded: %d keys", len(self.auth.session_keys.all))
+        if await self.proxy.assertions.reload():
+            logger.info("caller-assertion keys reloaded: %d keys", len(self.proxy.assertions.keys))
 
 
 def _proxy(
@@ -104,7 +112,7 @@ def _proxy(
     audit: AuditSink,
     auth: AuthorizationServer,
     redis: Redis | None,
-    clock: Callable[[], float],
+    assertions: AssertionSigner,
 ) -> McpProxy:
     return McpProxy(
         directory,
@@ -113,8 +121,8 @@ def _proxy(
         audit,
         ResourceGuard(auth),
         settings.public_url,
-        AssertionSigner.load(settings.state_dir, settings.issuer, clock=clock),
-        SessionBinding(auth.session_key),
+        assertions,
+        SessionBinding(auth.session_keys),
         RateLimiter.from_settings(settings, redis),
     )
 

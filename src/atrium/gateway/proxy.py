@@ -14,8 +14,7 @@ import time
 import uuid
 from functools import partial
 
-import aiohttp
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from atrium.auth.assertion import HEADER as ASSERTION_HEADER
 from atrium.auth.assertion import AssertionSigner
@@ -35,6 +34,7 @@ from atrium.gateway.errors import (
 )
 from atrium.gateway.exchange import Exchange, origin_of
 from atrium.gateway.guard import Guard, read_body
+from atrium.gateway.http1 import ConnectFailed, UpstreamError
 from atrium.gateway.lookup import ToolLookup
 from atrium.gateway.oneshot import OneShot, check_one_shot, is_one_shot
 from atrium.gateway.ratelimit import RateLimiter, peer
@@ -81,6 +81,7 @@ class McpProxy:
         )
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         plain = scope["path_params"].get("endpoint") == "jsonrpc"
+        send = _audited(send, exchange, self.audit)
         try:
             self.guard.check(headers.get("host"), headers.get("origin"))
             route = self.directory.lookup(exchange.server)
@@ -116,17 +117,15 @@ class McpProxy:
             await self._answer(scope, receive, send, route, body, exchange, one_shot=one_shot)
         except GatewayError as error:
             await _send_error(send, error, exchange)
-            exchange.failed(error)
         except asyncio.CancelledError:  # the server's grace period is over (inflight.py)
             await inflight.answer_cancelled(send, exchange, _send_error)
         except Exception:  # the top of a request: a JSON-RPC error, the log says what broke
             logger.exception("%s %s failed", scope["method"], scope["path"])
             failed = GatewayError(500, INTERNAL_ERROR, "the gateway failed; its log says why")
             await _send_error(send, failed, exchange)
-            exchange.failed(failed)
         finally:
-            for event in exchange.events():
-                self.audit.record(event)
+            if events := exchange.events_once():  # no response completed: recorded now
+                self.audit.record(events)
 
     async def admit(
         self, scope: Scope, headers: dict[str, str], route: ServerRoute, exchange: Exchange
@@ -290,42 +289,42 @@ class McpProxy:
     async def _forward(
         self, scope: Scope, send: Send, route: ServerRoute, body: bytes | None, exchange: Exchange
     ) -> None:
-        session = self.upstreams.session(route.upstream)
+        endpoint = self.upstreams.endpoint(route.upstream)
         send = self.task_ids.sealing(send, route, exchange)
-        headers = request_headers(scope["headers"], exchange.request_id)
-        headers.update(route.credentials)
-        headers.update(self.identity(route, exchange))
-        if exchange.backend_session is not None:
-            headers["mcp-session-id"] = exchange.backend_session
+        headers = request_headers(
+            scope["headers"],
+            exchange.request_id,
+            route.credentials,
+            self.identity(route, exchange),
+            session=exchange.backend_session,
+        )
         # A POST answers one request: it times out. A GET stream, like the 2026-07-28
         # subscriptions/listen that replaces it (SEP-2575), is open-ended by design.
         listens = exchange.inbound is not None and exchange.inbound.listens
         idle = route.config.timeout_s if body is not None and not listens else None
         try:
-            # sock_read bounds the wait for the answer's headers too: a backend may hold them
+            # ``idle`` bounds the wait for the answer's headers too: a backend may hold them
             # back until its (slow) tool returns.
-            timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_read=idle)
-            async with session.request(
-                scope["method"], route.upstream, data=body, headers=headers, timeout=timeout
-            ) as response:
-                if (bare := await bare_error(response, route.name)) is not None:
+            response = await endpoint.request(scope["method"], headers, body, idle=idle)
+            try:
+                if (bare := await bare_error(response, route.name, idle)) is not None:
                     raise bare
                 relayed = self._bound(
                     response_headers(response, exchange.request_id), route, exchange
                 )
                 await exchange.relay(response, send, headers=relayed, idle_timeout=idle)
-        except aiohttp.ClientConnectorError as exc:
-            raise route.unreachable(
-                f"cannot connect to {route.upstream} ({exc.os_error.strerror or exc})"
-            ) from None
+            finally:
+                response.close()
+        except ConnectFailed as exc:
+            raise route.unreachable(f"cannot connect to {route.upstream} ({exc})") from None
         except TimeoutError:
             raise timed_out(route.name, route.config.timeout_s) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except (UpstreamError, OSError) as exc:
             if exchange.started_response:
                 logger.warning("server %s broke off a response: %r", route.name, exc)
                 exchange.broken(repr(exc))
                 return
-            raise bad_gateway(route.name, exc.__class__.__name__) from None
+            raise bad_gateway(route.name, str(exc) or exc.__class__.__name__) from None
 
     def _bound(
         self, headers: list[tuple[bytes, bytes]], route: ServerRoute, exchange: Exchange
@@ -351,7 +350,22 @@ def _refusal(error: OAuthError) -> GatewayError:
     )
 
 
+def _audited(send: Send, exchange: Exchange, audit: AuditSink) -> Send:
+    """``send``, recording the exchange just before the last message of its response goes
+    out: the journal has its records (``atrium.gateway.journal``) before the client has its
+    whole answer, so a gateway killed after answering cannot lose them."""
+
+    async def sending(message: Message) -> None:
+        last = message["type"] == "http.response.body" and not message.get("more_body", False)
+        if last and (events := exchange.events_once()):
+            audit.record(events)
+        await send(message)
+
+    return sending
+
+
 async def _send_error(send: Send, error: GatewayError, exchange: Exchange) -> None:
+    exchange.failed(error)  # before sending: the exchange is recorded as its answer goes
     if exchange.started_response:
         return
     body = error.body(exchange.first_id())

@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
 from typing import Any
 
 from atrium.errors import AtriumError
-from atrium.gateway.app import create_app
+from atrium.gateway.app import GatewayApp, Siblings, create_app
 from atrium.serving import Deadlines, EmbeddedServer, ensure_port_free, uvicorn_config
 from atrium.settings import Settings
 from atrium.store import Store
@@ -51,9 +52,19 @@ def deadlines(settings: Settings) -> Deadlines:
 
 
 class GatewayServer:
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        listener: socket.socket | None = None,
+        siblings: Siblings | None = None,
+    ) -> None:
+        """``listener``: a socket already listening, shared with ``siblings`` (a worker of
+        ``gateway.workers``); else it listens on the settings' address itself."""
         self.settings = settings
-        self._app = create_app(settings, store=store, poll_s=settings.poll_s)
+        self._listener = listener
+        self._app = create_app(settings, store=store, poll_s=settings.poll_s, siblings=siblings)
         config = uvicorn_config(
             self._app,
             host=settings.gateway_host,
@@ -65,10 +76,18 @@ class GatewayServer:
         self._server = EmbeddedServer(config)
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def app(self) -> GatewayApp:
+        return self._app
+
     async def start(self, deadline_s: float = 30.0) -> None:
         """Serve in the background; return once listening."""
-        ensure_port_free(self.settings.gateway_port, "the gateway", host=self.settings.gateway_host)
-        self._task = asyncio.create_task(self._server.serve(), name="gateway")
+        if self._listener is None:
+            ensure_port_free(
+                self.settings.gateway_port, "the gateway", host=self.settings.gateway_host
+            )
+        sockets = None if self._listener is None else [self._listener]
+        self._task = asyncio.create_task(self._server.serve(sockets), name="gateway")
         async with asyncio.timeout(deadline_s):
             while not self._server.started:
                 if self._task.done():
@@ -87,6 +106,7 @@ class GatewayServer:
         error (``gateway.inflight``); run the lifespan's end."""
         if self._task is None:
             return
+        await self._drain()
         proxy = self._app.parts.proxy
         proxy.close_streams()
         self._server.should_exit = True
@@ -94,6 +114,16 @@ class GatewayServer:
         if not done:
             proxy.inflight.cut_calls()
         await self._task
+
+    async def _drain(self) -> None:
+        """``gateway.drain_s``: say "draining" on /health and go on serving that long, for a
+        load balancer to stop sending calls here. Closing the port at once would cut the
+        calls it sent meanwhile, which it must not resend: they may have reached a backend."""
+        if self.settings.drain_s <= 0 or self._task is None or self._task.done():
+            return
+        self._app.draining = True
+        logger.info("draining for %.1f s before stopping", self.settings.drain_s)
+        await asyncio.wait({self._task}, timeout=self.settings.drain_s)
 
     async def reload_auth(self) -> None:
         """Apply a revocation or a key rotation now rather than at the next poll: ``atrium

@@ -74,8 +74,9 @@ class ToolsApi:
             exchange.failed(failed)
             return _problem(failed, exchange)
         finally:
-            for event in exchange.events():
-                self.proxy.audit.record(event)
+            # Before the response is sent (Starlette sends it once this returns): recorded,
+            # and journaled, before the client has it.
+            self.proxy.audit.record(exchange.events_once())
 
     async def _call(self, request: Request, exchange: Exchange, tool_name: str) -> Response:
         # Named before admission, so even a refused attempt is audited with its tool.

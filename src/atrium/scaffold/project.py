@@ -9,7 +9,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from string import Template
 
-from atrium.auth.assertion import ensure_caller_keys
+from atrium.auth.caller_keys import ensure_caller_keys
 from atrium.auth.keys import ensure_signing_keys
 from atrium.auth.signed import SESSION_KEY_FILE, ensure_session_key
 from atrium.errors import display_path

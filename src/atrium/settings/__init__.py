@@ -26,6 +26,7 @@ from atrium.settings.sections import (
     RateLimitSection,
     RedisSection,
     SettingsFile,
+    Workers,
 )
 
 SETTINGS_FILE = "atrium.yaml"
@@ -45,6 +46,8 @@ ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "ATRIUM_LOG_LEVEL": ("logging", "level"),
         "ATRIUM_REDIS_URL": ("redis", "url"),
         "ATRIUM_REPLICA_ID": ("gateway", "replica_id"),
+        "ATRIUM_GATEWAY_WORKERS": ("gateway", "workers"),
+        "ATRIUM_GATEWAY_DRAIN_S": ("gateway", "drain_s"),
     }
 )
 
@@ -68,8 +71,10 @@ class Settings:
     body_timeout_s: float = 30.0
     keep_alive_timeout_s: float = 5.0
     shutdown_grace_s: float = 10.0
+    drain_s: float = 0.0
     poll_s: float = 2.0
     replica_id: str | None = None
+    gateway_workers: Workers = 1
     database_url: str = ""
     database_schema: str | None = None
     issuer: str = "http://localhost:8080"
@@ -255,8 +260,10 @@ def _resolve(root: Path, parsed: SettingsFile, env: Mapping[str, str]) -> Settin
         body_timeout_s=gateway.body_timeout_s,
         keep_alive_timeout_s=gateway.keep_alive_timeout_s,
         shutdown_grace_s=gateway.shutdown_grace_s,
+        drain_s=gateway.drain_s,
         poll_s=gateway.poll_s,
         replica_id=gateway.replica_id,
+        gateway_workers=gateway.workers,
         database_url=_database_url(root, parsed.store.url),
         database_schema=parsed.store.schema_,
         issuer=(parsed.oauth.issuer or public_url).rstrip("/"),

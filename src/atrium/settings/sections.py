@@ -20,6 +20,19 @@ RATE_LIMIT = re.compile(
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 FailMode = Literal["open", "closed"]
+Workers = int | Literal["auto"]
+MAX_WORKERS = 1024
+
+
+def parse_workers(value: object) -> Workers:
+    """``gateway.workers``: a whole number of processes, or ``auto`` (one per usable CPU)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
+        return value
+    raise ValueError(f"must be a whole number from 1 to {MAX_WORKERS}, or auto")
 
 
 class _Section(BaseModel):
@@ -53,12 +66,24 @@ class GatewaySection(_Section):
     keep_alive_timeout_s: float = Field(default=5.0, gt=0, le=3600)
     # On shutdown, calls in flight get this long to finish; then each gets a JSON-RPC error.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=3600)
+    # Behind a load balancer: on SIGTERM, /health answers 503 and every other request is still
+    # served for drain_s, so the balancer stops sending new calls before the port closes (a
+    # call it sent to a closing port could not be resent safely). 0: stop at once.
+    drain_s: float = Field(default=0.0, ge=0, le=600)
     # How often the gateway reads the registry, revocations and keys from the store: the
     # fallback for what PostgreSQL announces at once (atrium.store.changes), the only way on
     # SQLite for what `atrium admin` does not tell the gateway of `atrium start` directly.
     poll_s: float = Field(default=2.0, ge=0.05, le=3600)
     # The ``replica`` label of this gateway's metrics; unset, ``<hostname>:<pid>``.
     replica_id: str | None = None
+    # Gateway processes serving the port (atrium.gateway.workers); auto: one per usable CPU.
+    # More than one needs redis.url: the rate limits and replay cache must be shared.
+    workers: Workers = 1
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _workers(cls, value: object) -> Workers:
+        return parse_workers(value)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -4,23 +4,29 @@ Written in batches (one INSERT of many rows) by the gateway's background writer,
 hourly sums (``atrium.store.rollup``) in the same transaction; read newest first by ``atrium
 infra logs request list`` and ``infra logs audit``, and summed per server, tool or client by
 ``atrium infra usage`` and the console's usage page.
+
+A batch the database refuses for what it holds (a value, a constraint) raises
+``RecordRefused``; any other failure is the database's own (it is down, locked, unreachable),
+and the writer retries. A record refused alone is stored ``reduced`` (``audit_rows``).
+``stored_request_ids``
+lets the writer replay its journal without storing twice what was committed just before a
+crash (``atrium.gateway.journal``).
 """
 
 from __future__ import annotations
 
 import builtins
-import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-from sqlalchemy import ColumnElement, CompoundSelect, Row, Select, String, insert, select
+from sqlalchemy import ColumnElement, CompoundSelect, Row, Select, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.store import rollup
+from atrium.store.audit_rows import REQUEST_ID_CHARS, RecordRefused, fitted, refused, storable
+from atrium.store.errors import StoreError
 from atrium.store.rollup import Scope
 from atrium.store.tables import audit_events
 from atrium.store.transaction import reading, writing
@@ -140,63 +146,7 @@ class AuditSearch:
         return found
 
 
-_FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
-# The longest text each column holds (PostgreSQL refuses more; SQLite would keep it).
-_LENGTHS = {c.name: c.type.length for c in audit_events.columns if isinstance(c.type, String)}
-# No PostgreSQL text holds NUL, and no UTF-8 a lone surrogate (its JSON holds an escaped NUL).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_SURROGATES = re.compile("[\ud800-\udfff]")
-CUT_MARK = "…"
-_INT32 = (-(2**31), 2**31 - 1)
-
-
-def storable(event: AuditEvent) -> dict[str, Any]:
-    """The row of ``event`` as its columns can hold it, so that one odd request never costs
-    a batch its insert: text cut to its column's length (the last character kept for a
-    ``CUT_MARK``), NUL and lone surrogates replaced by U+FFFD; arguments as JSON both
-    databases keep; a naive time taken as UTC, a duration that is no number as 0, a status
-    beyond 32 bits clamped."""
-    row = {name: _fitted(getattr(event, name), _LENGTHS.get(name)) for name in _FIELDS}
-    row["arguments"] = _storable_json(event.arguments)
-    if event.at.tzinfo is None:
-        row["at"] = event.at.replace(tzinfo=UTC)
-    if not math.isfinite(event.duration_ms):
-        row["duration_ms"] = 0.0
-    row["status"] = min(max(event.status, _INT32[0]), _INT32[1])
-    return row
-
-
-def _fitted(value: Any, length: int | None) -> Any:
-    if not isinstance(value, str):
-        return value
-    text = _UNSTORABLE.sub("\ufffd", value)
-    if length is not None and len(text) > length:
-        return text[: length - len(CUT_MARK)] + CUT_MARK
-    return text
-
-
-def _storable_json(value: Any) -> Any:
-    """``value`` as JSON both databases keep: through orjson and back, so that NaN and the
-    infinities (which PostgreSQL's JSON refuses) become null and a type JSON has no word for
-    its string; when orjson refuses a lone surrogate, through ``_cleaned_json``."""
-    try:
-        return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS))
-    except orjson.JSONEncodeError:
-        return _cleaned_json(value)
-
-
-def _cleaned_json(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SURROGATES.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_cleaned_json(str(key)): _cleaned_json(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_cleaned_json(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return _cleaned_json(str(value))
+_LOOKUP_CHUNK = 500  # bound parameters per query: far below either database's limit
 
 
 class AuditQueries:
@@ -209,9 +159,29 @@ class AuditQueries:
         if not events:
             return
         rows = [storable(event) for event in events]
-        async with writing(self._engine, f"write {len(rows)} audit records") as conn:
-            await conn.execute(insert(audit_events), rows)
-            await rollup.add(conn, rows)
+        try:
+            async with writing(self._engine, f"write {len(rows)} audit records") as conn:
+                await conn.execute(insert(audit_events), rows)
+                await rollup.add(conn, rows)
+        except StoreError as exc:
+            if refused(exc.__cause__):
+                raise RecordRefused(exc.url, exc.action, exc.reason) from exc.__cause__
+            raise
+
+    async def stored_request_ids(self, request_ids: Collection[str]) -> set[str]:
+        """Which of ``request_ids`` have records stored (``audit_events.request_id`` is
+        indexed): a journal replayed after a crash skips the requests whose batch was committed
+        just before it."""
+        # As stored: an id the column could not hold was stored cut (``storable``).
+        as_stored = {fitted(each, REQUEST_ID_CHARS): each for each in request_ids}
+        keys = list(as_stored)
+        found: set[str] = set()
+        column = audit_events.c.request_id
+        async with reading(self._engine, f"look up {len(keys)} audit request ids") as conn:
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                query = select(column).where(column.in_(keys[start : start + _LOOKUP_CHUNK]))
+                found.update(as_stored[row[0]] for row in await conn.execute(query.distinct()))
+        return found
 
     async def list_recent(
         self,

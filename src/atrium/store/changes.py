@@ -5,7 +5,9 @@ keys, the server registry. Each polls the store for changes (``gateway.poll_s``)
 revocation must not wait for a poll on the other replicas. So the write that revokes a token,
 disables a user or changes the registry also announces it (``announce``) in its own
 transaction: PostgreSQL delivers the notification at commit, never for a rolled-back write,
-and to every session listening on the channel (``ChangeFeed``), on every host.
+and to every session listening on the channel (``ChangeFeed``), on every host. Supervisors
+listen too: a change of the keys (``auth``, announced by every key write, ``atrium.store.keys``)
+has them write the new public caller keys for their backends (``atrium.auth.caller_keystore``).
 
 Why not Redis pub/sub: the announcement would be a second write after the commit, with a
 window where one happened and not the other (a crash between them, Redis down); ``NOTIFY`` is

@@ -1,24 +1,28 @@
 """Typed queries on ``signing_keys``: the keys Atrium signs with, shared by every replica
 (issue 18, scale-out).
 
-One row per key of a ``purpose`` (``access-token``: the OAuth access tokens'). A key's private
-half (a JWK, as JSON) is only ever stored sealed (``atrium.secretbox``: AES-256-GCM under the
-project's master key ``key_id``, ``nonce``, ``ciphertext`` with its tag), with the purpose and
-the ``kid`` as associated data: a sealed value altered, or copied into another key's row, does
-not open. A key verifies from the moment it is stored and may sign from ``signs_from``; once
+One row per key of a ``purpose``: ``access-token`` (the OAuth access tokens',
+``atrium.auth.keystore``), ``session`` (the HMAC key of sessions and forms,
+``atrium.auth.session_keys``), ``caller-assertion`` (the gateway's keys towards backends,
+``atrium.auth.caller_keystore``). A key's private half (a JWK as JSON, or the session key)
+is only ever stored sealed (``atrium.secretbox``: AES-256-GCM under the project's master key
+``key_id``, ``nonce``, ``ciphertext`` with its tag), with the purpose and the ``kid`` as
+associated data: a sealed value altered, or copied into another key's row, does not open. A
+key verifies from the moment it is stored and may sign from ``signs_from``; once
 ``retired_at`` is set it does neither, and its private half is erased from the row.
 
 - ``ensure`` stores a purpose's first keys when it has none; ``add`` stores one more and retires
   those beyond the newest ``keep``. Both hold the lock ``signing-keys`` (two replicas starting
   together store one first key) and announce an ``auth`` change in their transaction
-  (``atrium.store.changes``), so that gateways on PostgreSQL reload at once.
+  (``atrium.store.changes``), so that gateways and supervisors on PostgreSQL reload at once.
 - ``reencrypt`` and ``key_ids`` serve a rotation of the master key
   (``atrium.store.secrets.rotate_secret_key``): every key is re-sealed under the new master
   key before the old one leaves the ring, under the same lock as the writes, with the ring
   re-read there, as the secrets are.
 
 This module seals and opens nothing itself but through the ``SecretBox`` it is handed, and
-never logs a key; which key signs, and parsing the JWK, are ``atrium.auth.keystore``'s.
+never logs a key; which key signs, and parsing a key, are ``atrium.auth.sealed_keys``' and its
+users'.
 """
 
 from __future__ import annotations

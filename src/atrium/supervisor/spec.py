@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from atrium.auth.assertion import PUBLIC_FILE, ensure_caller_keys
+from atrium.auth.caller_keys import PUBLIC_FILE, ensure_caller_keys
 from atrium.errors import AtriumError
 from atrium.registry.loader import ServerEntry
 from atrium.registry.schema import HttpServer, RemoteServer, StdioServer
