@@ -52,10 +52,19 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict src tests testing/everything/src
 
-## bench: every benchmark under bench/, each printing its ratios
+## bench: every benchmark under bench/, each printing its ratios (not the soak: `make soak`;
+## nor the servers the benchmarks start, which would wait for input forever)
 bench: $(STAMP)
-	@set -e; found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; found=1; $(BIN)/python "$$f"; done; \
+	@set -e; found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; \
+	case "$$f" in bench/soak.py|bench/stdio_echo.py|bench/trivial_server.py) continue;; esac; \
+	found=1; $(BIN)/python "$$f"; done; \
 	[ $$found = 1 ] || echo "no benchmarks yet"
+
+## soak: ten minutes of mixed load on a real project (bench/soak.py), failing on an unexpected
+## error or a growing gateway; SOAK_ARGS="--minutes 2 --store postgres", say
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(PROJECT) .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.*

@@ -19,7 +19,8 @@ import pytest
 import uvloop
 
 from atrium.gateway.http1 import BrokenAnswer, ConnectFailed
-from atrium.gateway.origins import Upstream
+from atrium.gateway.origins import KEEP_ALIVE_S, Upstream
+from atrium.serving import Deadlines
 from tests.gateway.helpers import Gateway, call_body, call_modern, modern_headers
 from tests.processes import free_port
 
@@ -136,8 +137,8 @@ async def raw_backend(*steps: Step) -> AsyncIterator[RawBackend]:
 
 
 @asynccontextmanager
-async def client(limit: int = 8) -> AsyncIterator[Upstream]:
-    upstream = Upstream(limit=limit)
+async def client(limit: int = 8, keep_alive_s: float = KEEP_ALIVE_S) -> AsyncIterator[Upstream]:
+    upstream = Upstream(limit=limit, keep_alive_s=keep_alive_s)
     try:
         yield upstream
     finally:
@@ -323,6 +324,21 @@ async def test_a_post_on_a_kept_connection_closed_unanswered_is_never_sent_twice
             await post(upstream, backend.url)
 
     assert len(backend.requests) == 2  # a tool call may have run: the client is told
+
+
+async def test_a_connection_idle_past_the_keep_alive_is_not_used_again() -> None:
+    async with raw_backend(ANSWER, ANSWER) as backend, client(keep_alive_s=0.2) as upstream:
+        assert await post(upstream, backend.url) == b"{}"
+        await asyncio.sleep(0.4)
+        assert await post(upstream, backend.url) == b"{}"
+
+    assert backend.connections == 2
+
+
+def test_an_idle_connection_is_dropped_before_a_backend_would_close_it() -> None:
+    # A backend closing a kept connection as a tools/call leaves on it would break the call
+    # (a POST is never resent): Atrium's backends, uvicorn and Node keep one 5 s.
+    assert Deadlines().keep_alive_s > KEEP_ALIVE_S
 
 
 async def test_open_connections_are_bounded_and_requests_beyond_wait_for_one() -> None:

@@ -22,7 +22,10 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 from atrium.gateway.http1 import ConnectFailed, Connection, Response, Unanswered
 
 CONNECT_TIMEOUT_S = 10.0
-KEEP_ALIVE_S = 60.0  # an idle connection older than this is closed, not reused
+# An idle connection older than this is closed, not reused. Below the 5 s a backend keeps one
+# (Atrium's servers: ``serving.Deadlines``; uvicorn's and Node's defaults): a backend that
+# closes a connection as a call leaves on it breaks that call, and a POST cannot be resent.
+KEEP_ALIVE_S = 4.0
 IDEMPOTENT = frozenset({"GET", "DELETE"})
 _TARGET_SAFE = "/%:@!$&'()*+,;=-._~?"
 _T = TypeVar("_T")
@@ -40,8 +43,10 @@ class Origin:
         tls: ssl.SSLContext | None,
         limit: int,
         loop: asyncio.AbstractEventLoop,
+        keep_alive_s: float = KEEP_ALIVE_S,
     ) -> None:
         self.host = host
+        self._keep_alive_s = keep_alive_s
         self.port = port
         self.loop = loop
         self._tls = tls
@@ -93,7 +98,7 @@ class Origin:
             conn = idle.pop()
             if conn.closed or conn.transport is None or conn.transport.is_closing():
                 continue
-            if self.loop.time() - conn.idle_since > KEEP_ALIVE_S:
+            if self.loop.time() - conn.idle_since > self._keep_alive_s:
                 conn.close()
                 continue
             return conn
@@ -130,7 +135,7 @@ class Origin:
         now = self.loop.time()
         conn.idle_since = now
         idle = self._idle
-        while idle and now - idle[0].idle_since > KEEP_ALIVE_S:
+        while idle and now - idle[0].idle_since > self._keep_alive_s:
             idle.popleft().close()
         idle.append(conn)
         self._make_room()
@@ -203,8 +208,9 @@ class Endpoint:
 class Upstream:
     """The endpoints of every backend URL and the origins behind them, made on first use."""
 
-    def __init__(self, *, limit: int = 256) -> None:
+    def __init__(self, *, limit: int = 256, keep_alive_s: float = KEEP_ALIVE_S) -> None:
         self._limit = limit
+        self._keep_alive_s = keep_alive_s
         self._endpoints: dict[str, Endpoint] = {}
         self._origins: dict[tuple[str, str, int], Origin] = {}
         self._tls: ssl.SSLContext | None = None
@@ -225,7 +231,9 @@ class Upstream:
         if origin is None:
             tls = self._context() if secure else None
             loop = asyncio.get_running_loop()
-            origin = Origin(host, port, tls=tls, limit=self._limit, loop=loop)
+            origin = Origin(
+                host, port, tls=tls, limit=self._limit, loop=loop, keep_alive_s=self._keep_alive_s
+            )
             self._origins[key] = origin
         name = f"[{host}]" if ":" in host else host
         shown = name.encode() if name.isascii() else name.encode("idna")
