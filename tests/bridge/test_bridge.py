@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 TIME_SERVER = Path(sys.executable).parent / "mcp-server-time"
 EVERYTHING_SERVER = REPO / ".cache/npm/node_modules/.bin/mcp-server-everything"
 HEALTH_DEADLINE_S = 60.0  # node starting cold on a busy CI machine
-EXIT_DEADLINE_S = 15.0  # stop sequence: stdin close, 2 s, SIGTERM, 2 s, SIGKILL, plus slack
+EXIT_DEADLINE_S = 30.0  # stop sequence: stdin close, 2 s, SIGTERM, 2 s, SIGKILL, plus slack
 ERAS = ["legacy", "auto"]  # the initialize era, and 2026-07-28 found by server/discover
 
 

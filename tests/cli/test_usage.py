@@ -12,8 +12,6 @@ from atrium.store import Store
 from atrium.store.audit import AuditEvent
 from tests.cli.helpers import CliResult, run_atrium
 
-NOW = datetime.now(UTC)
-
 
 def usage(folder: Path, *args: str) -> CliResult:
     return run_atrium("--project", str(folder), "infra", "usage", *args)
@@ -25,7 +23,8 @@ def event(server: str, tool: str | None, ago: timedelta, **fields: object) -> Au
         server=server,
         method="tools/call" if tool else "tools/list",
         tool=tool,
-        at=NOW - ago,
+        # Now, not at import: a test may run long after its module was collected.
+        at=datetime.now(UTC) - ago,
         **fields,  # type: ignore[arg-type]
     )
 

@@ -23,7 +23,7 @@ from atrium.servers.app import create_app
 from atrium.servers.shutdown import GracefulServer
 from tests.polling import until, wait_until
 
-DEADLINE_S = 15.0
+DEADLINE_S = 30.0
 
 
 @asynccontextmanager
