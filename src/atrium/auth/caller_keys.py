@@ -109,7 +109,13 @@ def rotate_caller_keys(state_dir: Path, issuer: str, *, keep: int = 2) -> str:
 
 def read_private_keys(state_dir: Path) -> list[dict[str, Any]] | None:
     """The private JWKs of ``caller-keys.json``, signing key first; None without the file."""
-    path = state_dir / PRIVATE_FILE
+    return read_jwk_set(state_dir / PRIVATE_FILE)
+
+
+def read_jwk_set(path: Path) -> list[dict[str, Any]] | None:
+    """The keys of the JWK set in ``path``, in its order (the access-token keys' file too:
+    ``atrium.auth.keys``); None without the file, ``ValueError`` naming the file when it holds
+    no JWK set."""
     try:
         data = json.loads(path.read_bytes())
     except FileNotFoundError:

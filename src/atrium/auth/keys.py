@@ -24,6 +24,8 @@ from typing import Any
 
 from joserfc.jwk import ECKey
 
+from atrium.auth.caller_keys import read_jwk_set
+
 SIGNING_KEYS_FILE = "signing-keys.json"
 # How long a rotated-in key only verifies before it signs (``atrium.auth.keystore``): fifteen
 # polls at the gateway's default interval (2 s), and the clock skew the token checks tolerate
@@ -53,17 +55,7 @@ def ensure_signing_keys(state_dir: Path) -> tuple[Path, bool]:
 
 def read_key_file(state_dir: Path) -> list[dict[str, Any]] | None:
     """The private JWKs of the project's key file, signing key first; None without a file."""
-    path = state_dir / SIGNING_KEYS_FILE
-    try:
-        data = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a JWK set ({exc})") from None
-    keys = data.get("keys") if isinstance(data, dict) else None
-    if not isinstance(keys, list) or not keys or not all(isinstance(k, dict) for k in keys):
-        raise ValueError(f'{path}: not a JWK set ("keys" must be a list of keys)')
-    return keys
+    return read_jwk_set(state_dir / SIGNING_KEYS_FILE)
 
 
 @dataclass(frozen=True)
