@@ -120,7 +120,7 @@ class Project:
         return [PYTHON, "-m", "atrium", "--project", str(self.folder), *args]
 
 
-def make_project(folder: Path, store: str) -> Project:
+def make_project(folder: Path, store: str, limit: str = LIMIT) -> Project:
     """``atrium init``, the built-in servers off, the two everything servers on."""
     gateway_port = free_port()
     base = f"http://127.0.0.1:{gateway_port}"
@@ -149,14 +149,14 @@ def make_project(folder: Path, store: str) -> Project:
         path = folder / f"services/mcp/{name}.yaml"
         path.write_text(path.read_text().replace("enabled: true", "enabled: false"))
     project.ports |= {name: free_port() for name in SERVERS}
-    (folder / "services/mcp/soak.yaml").write_text(servers_yaml(project.ports))
+    (folder / "services/mcp/soak.yaml").write_text(servers_yaml(project.ports, limit))
     return project
 
 
-def servers_yaml(ports: dict[str, int]) -> str:
+def servers_yaml(ports: dict[str, int], limit: str) -> str:
     # Every soak caller is the one administrator: ``everything`` gets a limit far above the
     # load, so that only ``limited`` refuses (the default is 600/minute per caller).
-    limits = {"everything": "1000000/minute", "limited": LIMIT}
+    limits = {"everything": "1000000/minute", "limited": limit}
     lines = ["mcp_servers:"]
     for name in SERVERS:
         lines += [
@@ -939,7 +939,7 @@ def first_traceback(project: Project) -> str:
 
 @contextlib.contextmanager
 def running_project(
-    store: str, keep: Path | None
+    store: str, keep: Path | None, limit: str = LIMIT
 ) -> Iterator[tuple[Project, subprocess.Popen[bytes]]]:
     """The project, running; in a temporary folder unless ``keep`` names one to leave."""
     with ExitStack() as stack:
@@ -948,7 +948,7 @@ def running_project(
         else:
             keep.mkdir(parents=True)
             folder = keep
-        project = make_project(folder, store)
+        project = make_project(folder, store, limit)
         if project.schema is not None:
             schema = project.schema
             stack.callback(lambda: asyncio.run(drop_schema(schema)))
@@ -984,9 +984,10 @@ def main() -> None:
     parser.add_argument("--sample-every", type=float, default=2.0, help="seconds")
     parser.add_argument("--json", type=Path, help="also write the figures there, as JSON")
     parser.add_argument("--keep", type=Path, help="make the project there (new) and leave it")
+    parser.add_argument("--limit", default=LIMIT, help=f"of ``limited`` (default {LIMIT})")
     args = parser.parse_args()
     steal_before = steal_ticks()
-    with running_project(args.store, args.keep) as (project, _process):
+    with running_project(args.store, args.keep, args.limit) as (project, _process):
         print(f"soak: {args.clients} clients for {args.minutes:g} min", file=sys.stderr)
         soak = asyncio.run(soak_for(project, args))
         soak.traceback = first_traceback(project)

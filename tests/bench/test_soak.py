@@ -16,6 +16,8 @@ def test_a_short_soak_drives_every_client_through_a_backend_restart(tmp_path: Pa
     figures = tmp_path / "soak.json"
     argv = [sys.executable, str(SOAK), "--minutes", "0.15", "--clients", "4"]
     argv += ["--restart-every", "4", "--sample-every", "1", "--json", str(figures)]
+    # Three calls a minute: a slow machine's first four calls are enough for a 429.
+    argv += ["--limit", "3/minute"]
 
     done = subprocess.run(argv, capture_output=True, text=True, timeout=150)
 
