@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+# Ports the tests choose lie outside the kernel's ephemeral range (32768-60999 by default): a
+# port chosen there and released may be taken, before the test's server binds it, as the local
+# port of any outgoing connection of any process. Each pytest-xdist worker draws from its own
+# share of a range, so two workers never choose one port, and a process never chooses a port
+# twice (the server a test left may still hold it).
+FREE_LOW, FREE_HIGH = 10000, 32767
+_handed: set[int] = set()
+
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port that is free now, of this worker's share of FREE_LOW-FREE_HIGH."""
+    return free_port_in(FREE_LOW, FREE_HIGH)
 
 
 def alive(pid: int) -> bool:
@@ -38,19 +46,33 @@ def free_server_ports(project: Path) -> None:
         path.write_text("\n".join(lines) + "\n")
 
 
+def worker_share(low: int, high: int) -> range:
+    """This pytest-xdist worker's share of ``low``-``high`` (all of it outside xdist)."""
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    size = (high - low + 1) // max(count, 1)
+    start = low + index % max(count, 1) * size
+    return range(start, start + size)
+
+
 def free_port_in(low: int, high: int, taken: Iterable[int] = ()) -> int:
-    """A loopback port of ``low``-``high`` that is free now and not in ``taken`` (tried in a
-    random order)."""
-    for port in random.sample(range(low, high + 1), high - low + 1):
-        if port in taken:
+    """A loopback port of this worker's share of ``low``-``high`` that is free now, not in
+    ``taken`` and not handed out before by this process (tried in a random order)."""
+    share = worker_share(low, high)
+    avoid = set(taken)
+    if all(port in _handed or port in avoid for port in share):
+        _handed.difference_update(share)  # every port once: start again
+    for port in random.sample(share, len(share)):
+        if port in avoid or port in _handed:
             continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError(f"no free port in {low}-{high}")
+        _handed.add(port)
+        return port
+    raise RuntimeError(f"no free port in {share.start}-{share.stop - 1}")
 
 
 BUILTINS = ("atrium", "soul", "content-manager", "marketplace")

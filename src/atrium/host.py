@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from atrium.auth.caller_keystore import published_caller_keys
@@ -213,7 +214,9 @@ def start_detached(settings: Settings, argv: list[str], deadline_s: float = 120.
     if (pid := running_supervisor(settings.state_dir)) is not None:
         raise AlreadyRunning(pid)
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    with (settings.logs_dir / "supervisor.log").open("ab") as log:
+    log_path = settings.logs_dir / "supervisor.log"
+    with log_path.open("ab") as log:
+        written = log.tell()
         process = subprocess.Popen(
             [sys.executable, "-m", "atrium", "--project", str(settings.project_dir), *argv],
             stdin=subprocess.DEVNULL,
@@ -225,8 +228,8 @@ def start_detached(settings: Settings, argv: list[str], deadline_s: float = 120.
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AtriumError(
-                f"the supervisor exited with code {process.returncode};"
-                f" see {settings.logs_dir / 'supervisor.log'}"
+                f"the supervisor exited with code {process.returncode}"
+                f"{_last_words(log_path, written)}; see {log_path}"
             )
         state = read_state(settings.state_dir)
         if state is not None and state.ready:
@@ -235,3 +238,15 @@ def start_detached(settings: Settings, argv: list[str], deadline_s: float = 120.
     raise AtriumError(
         f"the servers did not settle within {deadline_s:g} s; see logs/supervisor.log"
     )
+
+
+def _last_words(log: Path, offset: int) -> str:
+    """The last line a process wrote to ``log`` from ``offset`` on, as ``: <line>``."""
+    try:
+        with log.open("rb") as file:
+            file.seek(offset)
+            lines = file.read()[-4096:].decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    said = [line.strip() for line in lines if line.strip()]
+    return f": {said[-1]}" if said else ""

@@ -5,6 +5,8 @@ the same host included) the header is ignored, so it cannot pick a fresh anonymo
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from atrium.errors import ConfigError
+from atrium.errors import AtriumError, ConfigError
 from atrium.gateway.serve import GatewayServer, forwarding
 from atrium.settings import load_settings
 from atrium.store import Store
@@ -122,3 +124,31 @@ def test_the_drain_is_a_bounded_duration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="drain_s"):
         load_settings(tmp_path, environ={})
     assert load_settings(tmp_path, environ={"ATRIUM_GATEWAY_DRAIN_S": "5"}).drain_s == 5
+
+
+async def test_the_port_is_held_from_the_start_and_a_failed_start_is_an_error(
+    tmp_path: Path,
+) -> None:
+    # The lifespan takes a second or more on a busy machine: were the port only checked before
+    # it, another process could take it meanwhile. A lifespan that fails (here: a closed store)
+    # is an error of the gateway's, not uvicorn's SystemExit, which would end the event loop
+    # of every part sharing the process. Here the lifespan fails on a database file that is not
+    # one.
+    port = free_port()
+    settings = load_settings(tmp_path, environ={"ATRIUM_GATEWAY_PORT": str(port)})
+    store = await Store.open(settings)
+    await store.close()
+    for file in (tmp_path / ".atrium").glob("atrium.db*"):
+        file.write_bytes(b"not a database" * 100)
+    server = GatewayServer(settings, store)
+
+    starting = asyncio.create_task(server.start())
+    await asyncio.sleep(0)  # start() has run to its first wait: the lifespan has not ended
+    with socket.socket() as other, pytest.raises(OSError, match="in use") as taken:
+        other.bind(("127.0.0.1", port))
+    with pytest.raises(AtriumError, match="the gateway could not start"):
+        await starting
+
+    assert taken.value.errno == errno.EADDRINUSE
+    with socket.socket() as again:
+        again.bind(("127.0.0.1", port))  # given back

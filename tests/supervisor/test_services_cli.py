@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -176,6 +177,22 @@ def test_stop_all_ends_the_supervisor_and_every_server(fake_project: ProjectFact
     assert result.returncode == 0
     assert "Stopped" in result.stdout
     assert not Path(f"/proc/{server}").exists()
+    assert "not running" in atrium(settings, "infra", "services", "stop").stdout
+
+
+def test_a_detached_start_that_fails_says_why(fake_project: ProjectFactory) -> None:
+    settings, _ = fake_project(one=[])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", settings.gateway_port))
+        taken.listen()
+
+        result = atrium(settings, "infra", "services", "start", "--detach")
+
+    assert result.returncode == 1
+    # The supervisor's last words, not only where its log is.
+    said = f"port {settings.gateway_port} is already in use; the gateway cannot start"
+    assert said in result.stderr
+    assert "supervisor.log" in result.stderr
     assert "not running" in atrium(settings, "infra", "services", "stop").stdout
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from atrium.errors import AtriumError
 from atrium.gateway.app import GatewayApp, Siblings, create_app
-from atrium.serving import Deadlines, EmbeddedServer, ensure_port_free, uvicorn_config
+from atrium.serving import Deadlines, EmbeddedServer, listening_socket, uvicorn_config
 from atrium.settings import Settings
 from atrium.store import Store
 
@@ -81,13 +81,15 @@ class GatewayServer:
         return self._app
 
     async def start(self, deadline_s: float = 30.0) -> None:
-        """Serve in the background; return once listening."""
+        """Serve in the background; return once listening.
+
+        The port is bound before the lifespan runs (a second or more on a busy machine), so
+        nothing can take it meanwhile; connections made then wait in the backlog."""
         if self._listener is None:
-            ensure_port_free(
+            self._listener = listening_socket(
                 self.settings.gateway_port, "the gateway", host=self.settings.gateway_host
             )
-        sockets = None if self._listener is None else [self._listener]
-        self._task = asyncio.create_task(self._server.serve(sockets), name="gateway")
+        self._task = asyncio.create_task(self._serve(self._listener), name="gateway")
         async with asyncio.timeout(deadline_s):
             while not self._server.started:
                 if self._task.done():
@@ -99,6 +101,17 @@ class GatewayServer:
             self.settings.gateway_host,
             self.settings.gateway_port,
         )
+
+    async def _serve(self, listener: socket.socket) -> None:
+        try:
+            await self._server.serve([listener])
+        except SystemExit as exc:
+            # uvicorn's answer to a lifespan that failed (it logged why): raised out of a task,
+            # SystemExit would end the event loop, and every process sharing it, at once.
+            listener.close()
+            raise AtriumError(
+                f"the gateway could not start (uvicorn exit code {exc.code}); the log says why"
+            ) from None
 
     async def stop(self) -> None:
         """Stop accepting and end open-ended streams; give calls in flight
