@@ -26,8 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.store import rollup
 from atrium.store.audit_rows import REQUEST_ID_CHARS, RecordRefused, fitted, refused, storable
-from atrium.store.errors import StoreError
+from atrium.store.audit_sqlite import SqliteAuditWriter
+from atrium.store.errors import StoreError, masked_url
 from atrium.store.rollup import Scope
+from atrium.store.sqlite import database_path
 from atrium.store.tables import audit_events
 from atrium.store.transaction import reading, writing
 
@@ -150,8 +152,21 @@ _LOOKUP_CHUNK = 500  # bound parameters per query: far below either database's l
 
 
 class AuditQueries:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, direct: bool = True) -> None:
+        """``direct``: on SQLite in a file, batches go in one hop to a thread of their own
+        (``atrium.store.audit_sqlite``); else, as on PostgreSQL, through SQLAlchemy."""
         self._engine = engine
+        sqlite = direct and engine.dialect.name == "sqlite"
+        path = database_path(engine.url) if sqlite else None
+        self._sqlite = (
+            SqliteAuditWriter(path, engine.dialect, masked_url(engine.url))
+            if path is not None
+            else None
+        )
+
+    async def close(self) -> None:
+        if self._sqlite is not None:
+            await self._sqlite.close()
 
     async def add_many(self, events: Sequence[AuditEvent]) -> None:
         """Insert every event (made ``storable``) and add their hourly sums, in one
@@ -159,6 +174,9 @@ class AuditQueries:
         if not events:
             return
         rows = [storable(event) for event in events]
+        if self._sqlite is not None:
+            await self._sqlite.write(rows, rollup.increments(rows))
+            return
         try:
             async with writing(self._engine, f"write {len(rows)} audit records") as conn:
                 await conn.execute(insert(audit_events), rows)

@@ -22,7 +22,7 @@ from atrium.store.tables import audit_events
 if TYPE_CHECKING:
     from atrium.store.audit import AuditEvent
 
-_FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
+FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
 # The longest text each column holds (PostgreSQL refuses more; SQLite would keep it).
 LENGTHS = {c.name: c.type.length for c in audit_events.columns if isinstance(c.type, String)}
 # No PostgreSQL text holds NUL, and no UTF-8 a lone surrogate (its JSON holds an escaped NUL).
@@ -41,7 +41,7 @@ def storable(event: AuditEvent) -> dict[str, Any]:
     ``CUT_MARK``), NUL and lone surrogates replaced by U+FFFD; arguments as JSON both
     databases keep; a naive time taken as UTC, a duration that is no number as 0, a status
     beyond 32 bits clamped."""
-    row = {name: fitted(getattr(event, name), LENGTHS.get(name)) for name in _FIELDS}
+    row = {name: fitted(getattr(event, name), LENGTHS.get(name)) for name in FIELDS}
     row["arguments"] = _storable_json(event.arguments)
     if event.at.tzinfo is None:
         row["at"] = event.at.replace(tzinfo=UTC)

@@ -85,6 +85,7 @@ class Store:
 
     async def close(self) -> None:
         """Close every pooled connection; the ``Store`` must not be used afterwards."""
+        await self.audit.close()
         await self.engine.dispose()
 
     async def __aenter__(self) -> Store:

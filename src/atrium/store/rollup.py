@@ -181,11 +181,11 @@ async def add(conn: AsyncConnection, rows: Iterable[Mapping[str, Any]]) -> None:
     """Add the sums of ``rows`` (just inserted into ``audit_events``) in ``conn``'s transaction."""
     values = increments(rows)
     if values:
-        await conn.execute(_upsert(conn.dialect.name), values)
+        await conn.execute(upsert(conn.dialect.name), values)
 
 
 @cache
-def _upsert(dialect: str) -> Insert:
+def upsert(dialect: str) -> Insert:
     c = audit_usage.c
     if dialect == "postgresql":
         statement: Any = postgresql.insert(audit_usage)
@@ -194,7 +194,7 @@ def _upsert(dialect: str) -> Insert:
         statement = sqlite.insert(audit_usage)
         least, most = "min", "max"
     new = statement.excluded
-    upsert: Insert = statement.on_conflict_do_update(
+    upserted: Insert = statement.on_conflict_do_update(
         index_elements=list(KEY),
         set_={
             "requests": c.requests + new.requests,
@@ -205,7 +205,7 @@ def _upsert(dialect: str) -> Insert:
             "max_ms": Function(most, c.max_ms, new.max_ms),
         },
     )
-    return upsert
+    return upserted
 
 
 @dataclass(frozen=True, kw_only=True)
