@@ -24,6 +24,11 @@ gateway --workers 1`` and ``--workers 2`` (Redis, which more than one worker nee
 second of each and the gateway CPU per call summed over its processes (the parent and every
 worker). Backend, clients and workers share the same cores.
 
+The floor (``bench/floor_proxy.py``): the 2026-07-28 rows again through a bare relay in the
+gateway's own HTTP stack (uvicorn on httptools and uvloop, the gateway's upstream client) that
+does nothing of Atrium's (no token, no JSON-RPC checks, no policy, no audit): its CPU per call
+is what Python and the sockets cost, and the gateway's figure minus it is Atrium's own work.
+
 ``--profile PATH`` records a py-spy flame graph of the gateway during the first 2026-07-28 run
 at the first concurrency (py-spy from the dev extras; it may need ptrace rights): an SVG, or
 collapsed stacks when PATH ends in ``.txt``. Profiles go under ``bench/profiles/`` (ignored).
@@ -290,6 +295,16 @@ def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str
     return gateway_port
 
 
+def start_floor(stack: ExitStack, backend_url: str, log: IO[str]) -> tuple[int, int]:
+    """``bench/floor_proxy.py`` in front of the backend: its port and pid."""
+    port = free_port()
+    argv = [PYTHON, str(HERE / "floor_proxy.py"), "--port", str(port), "--backend", backend_url]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    stack.callback(stop, process)
+    wait_port(port)
+    return port, process.pid
+
+
 def start_workers(
     stack: ExitStack, project: Path, workers: int, redis_url: str, log: IO[str]
 ) -> tuple[int, tuple[int, ...]]:
@@ -386,6 +401,37 @@ def median_row(label: str, direct: list[Sample], through: list[Sample]) -> Row:
         statistics.median(s.gateway_ms for s in through),
         statistics.median(s.backend_ms for s in through),
     )
+
+
+def floor(
+    args: argparse.Namespace, direct: str, relay: str, pids: tuple[tuple[int, ...], int]
+) -> list[Row]:
+    """The 2026-07-28 rows again through ``bench/floor_proxy.py``: the same stack, no Atrium."""
+    rows = []
+    for c in args.concurrency:
+        direct_runs, through_runs = [], []
+        for _ in range(args.runs):
+            direct_runs.append(measured(direct, MODERN, c, args.seconds, None, pids))
+            through_runs.append(measured(relay, MODERN, c, args.seconds, None, pids))
+        rows.append(median_row(f"{MODERN}, {c}", direct_runs, through_runs))
+        print(f"floor, {c}: done", file=sys.stderr)
+    return rows
+
+
+def print_floor(rows: list[Row], gateway: list[Row]) -> None:
+    of_gateway = {r.label: r for r in gateway}
+    print("\nthe floor: the same relay in the same HTTP stack, nothing of Atrium's")
+    print("| era, concurrency | direct req/s | through the relay | ratio |", end="")
+    print(" relay CPU per call | Atrium CPU per call | Atrium's own work |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        atrium = of_gateway.get(r.label)
+        own = f"{atrium.gateway_ms - r.gateway_ms:.2f} ms" if atrium else "-"
+        mine = f"{atrium.gateway_ms:.2f} ms" if atrium else "-"
+        print(
+            f"| {r.label} | {r.direct:.0f} | {r.through:.0f} | {r.through / r.direct:.2f} "
+            f"| {r.gateway_ms:.2f} ms | {mine} | {own} |"
+        )
 
 
 def print_table(rows: list[Row], steal: float, runs: int, seconds: float) -> None:
@@ -492,6 +538,7 @@ def main() -> None:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0", help="for 2 workers")
     parser.add_argument("--no-workers", action="store_true", help="skip the workers comparison")
     parser.add_argument("--only-workers", action="store_true", help="only the workers comparison")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor (a bare relay)")
     parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend:
@@ -509,6 +556,11 @@ def main() -> None:
         pids = ((listening_pid(gateway_port),), backend.pid)
         steal_before = steal_ticks()
         rows = [] if args.only_workers else overhead(args, direct, through, token, pids)
+        floor_rows: list[Row] = []
+        if not args.only_workers and not args.no_floor:
+            relay_port, relay_pid = start_floor(stack, direct, log)
+            relay = f"http://127.0.0.1:{relay_port}/mcp"
+            floor_rows = floor(args, direct, relay, ((relay_pid,), backend.pid))
         workers: list[Row] = []
         if not args.no_workers and redis_reachable(args.redis_url):
             workers = compare_workers(stack, project, args, backend.pid, log)
@@ -517,6 +569,8 @@ def main() -> None:
         steal = 100 * (steal_after[0] - steal_before[0]) / total if total else 0.0
         if rows:
             print_table(rows, steal, args.runs, args.seconds)
+        if floor_rows:
+            print_floor(floor_rows, rows)
         if workers:
             print_workers(workers, len(os.sched_getaffinity(0)), steal, args)
         elif not args.no_workers:

@@ -173,10 +173,11 @@ class AuditQueries:
         transaction."""
         if not events:
             return
-        rows = [storable(event) for event in events]
         if self._sqlite is not None:
+            rows = [storable(event, json_text=True) for event in events]
             await self._sqlite.write(rows, rollup.increments(rows))
             return
+        rows = [storable(event) for event in events]
         try:
             async with writing(self._engine, f"write {len(rows)} audit records") as conn:
                 await conn.execute(insert(audit_events), rows)

@@ -31,18 +31,27 @@ _SURROGATES = re.compile("[\ud800-\udfff]")
 CUT_MARK = "…"
 _OUTCOMES = frozenset(("ok", "tool_error", "jsonrpc_error", "http_error"))
 INT32 = (-(2**31), 2**31 - 1)
+_TEXT_COLUMNS = [(name, LENGTHS[name]) for name in FIELDS if name in LENGTHS]
 REQUEST_ID_CHARS = LENGTHS["request_id"] or 32
 SERVER_CHARS = LENGTHS["server"] or 64
 
 
-def storable(event: AuditEvent) -> dict[str, Any]:
+def storable(event: AuditEvent, *, json_text: bool = False) -> dict[str, Any]:
     """The row of ``event`` as its columns can hold it, so that one odd request never costs
     a batch its insert: text cut to its column's length (the last character kept for a
     ``CUT_MARK``), NUL and lone surrogates replaced by U+FFFD; arguments as JSON both
-    databases keep; a naive time taken as UTC, a duration that is no number as 0, a status
-    beyond 32 bits clamped."""
-    row = {name: fitted(getattr(event, name), LENGTHS.get(name)) for name in FIELDS}
-    row["arguments"] = _storable_json(event.arguments)
+    databases keep (with ``json_text``, that JSON's text); a naive time taken as UTC, a
+    duration that is no number as 0, a status beyond 32 bits clamped."""
+    row = {name: getattr(event, name) for name in FIELDS}
+    for name, length in _TEXT_COLUMNS:
+        value = row[name]
+        # The common case at a glance: printable text (no NUL, no surrogate) that fits.
+        if isinstance(value, str) and not (
+            value.isprintable() and (length is None or len(value) <= length)
+        ):
+            row[name] = fitted(value, length)
+    arguments = event.arguments
+    row["arguments"] = _json_text(arguments) if json_text else _storable_json(arguments)
     if event.at.tzinfo is None:
         row["at"] = event.at.replace(tzinfo=UTC)
     if not math.isfinite(event.duration_ms):
@@ -104,6 +113,14 @@ def fitted(value: Any, length: int | None) -> Any:
     if length is not None and len(text) > length:
         return text[: length - len(CUT_MARK)] + CUT_MARK
     return text
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as the JSON text ``_storable_json`` stands for, encoded once."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return orjson.dumps(_cleaned_json(value), option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _storable_json(value: Any) -> Any:

@@ -9,9 +9,10 @@ own: ~45 µs a record (``bench/audit_write.py``).
 
 The statements and the time format are SQLAlchemy's own (compiled from the tables and the
 column types of ``atrium.store.tables``), so what is stored is what ``AuditQueries`` stored
-through SQLAlchemy; only the arguments' JSON is written by orjson (the same JSON, without
-spaces and with UTF-8 unescaped). Errors are translated as ``atrium.store.errors`` does: the
-database refusing the rows is ``RecordRefused``, anything else a ``StoreError``.
+through SQLAlchemy; only the arguments' JSON is written by orjson (``storable`` with
+``json_text``: the same JSON, without spaces and with UTF-8 unescaped). Errors are translated
+as ``atrium.store.errors`` does: the database refusing the rows is ``RecordRefused``, anything
+else a ``StoreError``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import insert
 from sqlalchemy.engine import Dialect
 
@@ -59,7 +59,8 @@ class SqliteAuditWriter:
     async def write(
         self, rows: Sequence[Mapping[str, Any]], usage: Sequence[Mapping[str, Any]]
     ) -> None:
-        """Insert ``rows`` and add ``usage`` (``rollup.increments``) in one transaction."""
+        """Insert ``rows`` (``storable`` with ``json_text``) and add ``usage``
+        (``rollup.increments``) in one transaction."""
         events = [self._bound(row) for row in rows]
         sums = [tuple(each[name] for name in self._upsert_order) for each in usage]
         loop = asyncio.get_running_loop()
@@ -80,10 +81,10 @@ class SqliteAuditWriter:
         return f"write {len(rows)} audit records"
 
     def _bound(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
-        values = dict(row)
-        values["at"] = self._at(row["at"])
-        values["arguments"] = orjson.dumps(row["arguments"]).decode()
-        return tuple(values[name] for name in self._insert_order)
+        """``row`` (``storable`` with ``json_text``: the arguments are JSON text already) as
+        the insert's parameters, its time as SQLAlchemy writes it."""
+        at = self._at(row["at"])
+        return tuple(at if name == "at" else row[name] for name in self._insert_order)
 
     # -- in the writer's thread -----------------------------------------------------------
 
