@@ -134,6 +134,44 @@ def uvicorn_config(
     )
 
 
+class HeldHead:
+    """One request's view of its connection's transport: its first write (the answer's status
+    line and headers) is held until the next (the body's first bytes) and both go out in one
+    ``send``, or until the end of this turn of the event loop (a stream's head, or an answer
+    with no body yet). A JSON answer costs one system call instead of two (issue 17); bytes
+    go out in the order they were written, and none later than this turn of the loop."""
+
+    __slots__ = ("_held", "_loop", "_started", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        if self._held is not None:
+            data, self._held = self._held + data, None
+        elif not self._started:
+            self._started = True
+            self._held = data
+            self._loop.call_soon(self.flush)
+            return
+        self._transport.write(data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class PacedProtocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol with deadlines on reading a request (``Deadlines``).
 
@@ -191,7 +229,11 @@ class PacedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._begun = False
+        before = self.cycle
         super().on_headers_complete()
+        if self.cycle is not None and self.cycle is not before:  # not an upgrade: a request
+            # Before the app's task takes its first step: it is only scheduled yet.
+            self.cycle.transport = HeldHead(self.transport, self.loop)  # type: ignore[assignment]
         # A pipelined request waits, unread, for the one before it: the app times its body.
         self._reading = None if self.pipeline else "body"
         self._since = self.loop.time()

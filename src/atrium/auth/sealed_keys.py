@@ -23,11 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from atrium.errors import AtriumError
 from atrium.secretbox import SECRET_KEY_VARIABLE, SecretBox, SecretUnreadable
-from atrium.store.keys import Added, KeyQueries, NewKey, StoredKey, sealing_owner
+
+if TYPE_CHECKING:  # the store loads when keys are opened, not for ``HeldKey`` (``atrium init``)
+    from atrium.store.keys import Added, KeyQueries, NewKey, StoredKey
 
 K = TypeVar("K")
 
@@ -109,6 +111,8 @@ class SealedKeys(Generic[K]):
         return await self._queries.add(purpose, new, box=self._box, signs_after=after, keep=keep)
 
     def _open(self, stored: StoredKey) -> K:
+        from atrium.store.keys import sealing_owner
+
         if (opened := self._opened.get(stored.kid)) is not None:
             return opened
         assert stored.sealed is not None, "a live key is sealed (ck_signing_keys_sealed)"

@@ -41,16 +41,18 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from atrium.cli.context import CliState, state
 from atrium.errors import AtriumError, NotFoundError, display_path
-from atrium.registry.loader import Extension, load_extensions
 from atrium.scaffold import BUILTIN_SERVERS
 from atrium.settings import Settings
+
+if TYPE_CHECKING:  # the registry (pydantic's models) loads only when there is a build
+    from atrium.registry.loader import Extension
 
 app = typer.Typer(help="Build the project's own servers.", no_args_is_help=True)
 
@@ -240,6 +242,8 @@ def _last_lines(output: bytes | str | None) -> str:
 
 
 def _targets(cli: CliState, name: str | None) -> list[Extension]:
+    from atrium.registry.loader import load_extensions
+
     extensions = load_extensions(cli.settings)
     if name is None:
         return list(extensions.values())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 import typer
@@ -40,7 +40,9 @@ from atrium.client.configs import (
     write_atomically,
 )
 from atrium.errors import UsageError, display_path
-from atrium.registry.schema import ServerConfig
+
+if TYPE_CHECKING:
+    from atrium.registry.schema import ServerConfig
 
 MAX_TTL_S = 30 * 86400
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import typer
 from rich.console import Console
 
-from atrium.registry.loader import Registry, load_registry
 from atrium.settings import Settings, load_settings
 
-if TYPE_CHECKING:  # the store (SQLAlchemy) loads only for commands that use it
+if TYPE_CHECKING:  # the registry (pydantic's models) and the store (SQLAlchemy) load only for
+    # the commands that use them
+    from atrium.registry.loader import Registry
     from atrium.store import Store
 
 T = TypeVar("T")
@@ -35,6 +36,8 @@ class CliState:
 
     def registry(self, directory: Path | None = None) -> Registry:
         """The validated registry; warnings (unset ``$env`` variables) go to stderr."""
+        from atrium.registry.loader import load_registry
+
         registry = load_registry(self.settings, directory)
         for warning in registry.warnings:
             self.err.print(f"[yellow]warning:[/] {warning}", highlight=False, markup=True)

@@ -16,7 +16,6 @@ from atrium.cli.context import CliState, state
 from atrium.cli.gateway import WorkersOption, with_workers
 from atrium.cli.status import render, status_rows
 from atrium.errors import AtriumError
-from atrium.registry.loader import load_registry
 from atrium.runstate import running_supervisor
 from atrium.supervisor import control
 
@@ -101,6 +100,7 @@ def _report_stopped(cli: CliState, answer: dict[str, Any]) -> None:
 
 
 def _foreground(cli: CliState, names: list[str] | None, gateway: bool) -> None:
+    from atrium.registry.loader import load_registry
     from atrium.supervisor.zygote import early_zygote
 
     registry = cli.registry()
@@ -199,6 +199,8 @@ def _wait_for_exit(cli: CliState, pid: int, deadline_s: float = 60.0) -> None:
 def restart(ctx: typer.Context, targets: Targets = None, everything: AllOption = False) -> None:
     """Restart servers with their YAML as it is now: new servers start, removed ones stop,
     changed ones restart; a YAML that does not validate is refused and nothing changes."""
+    from atrium.registry.loader import load_registry
+
     cli = state(ctx)
     load_registry(cli.settings)  # an invalid YAML is refused here, with its problems
     names = _names(cli, targets, everything)

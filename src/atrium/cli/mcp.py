@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,9 +17,11 @@ from atrium.cli.safe_text import safe_text
 from atrium.cli.status import render, status_rows
 from atrium.cli.tables import table
 from atrium.redaction import redacted
-from atrium.registry.loader import ServerEntry
-from atrium.registry.schema import ServerConfig, port_of
 from atrium.supervisor.logs import log_tail
+
+if TYPE_CHECKING:
+    from atrium.registry.loader import ServerEntry
+    from atrium.registry.schema import ServerConfig
 
 app = typer.Typer(help="MCP servers: configuration, status and tools.", no_args_is_help=True)
 
@@ -27,6 +29,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def _summary(cli: CliState, entry: ServerEntry) -> dict[str, Any]:
+    from atrium.registry.schema import port_of
+
     config = entry.config
     return {
         "name": entry.name,

@@ -17,12 +17,12 @@ from rich.markup import escape
 
 from atrium.cli.context import CliState, state
 from atrium.errors import AtriumError
-from atrium.registry.loader import ServerEntry
 
-if TYPE_CHECKING:  # the MCP SDK loads only when a command connects
+if TYPE_CHECKING:  # the MCP SDK and the registry load only when a command needs them
     from mcp.types import CallToolResult
 
     from atrium.client.connect import Connection
+    from atrium.registry.loader import ServerEntry
 
 T = TypeVar("T")
 

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
 from atrium.cli.context import CliState
 from atrium.cli.tables import table
-from atrium.registry.loader import Registry
-from atrium.registry.schema import RemoteServer, port_of
 from atrium.runstate import read_state
+
+if TYPE_CHECKING:
+    from atrium.registry.loader import Registry
 
 
 def status_rows(cli: CliState, registry: Registry) -> list[dict[str, Any]]:
     """One row per server: the supervisor's view of hosted ones, a live probe of remote ones."""
+    from atrium.registry.schema import RemoteServer, port_of
+
     state = read_state(cli.settings.state_dir)
     remote = [e for e in registry if e.config.transport == "remote" and e.config.enabled]
     probes = asyncio.run(_probe_all(cli, remote)) if remote else {}

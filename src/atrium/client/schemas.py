@@ -31,9 +31,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from jsonschema.exceptions import SchemaError as MetaSchemaError
-from jsonschema.validators import Draft202012Validator, validator_for
-
 from atrium.client.schema_core import normalize
 from atrium.client.schema_gemini import gemini_schema
 from atrium.client.schema_openai import openai_schema
@@ -96,6 +93,10 @@ def to_provider_all(tools: Iterable[ToolSpec], fmt: Format) -> list[dict[str, An
 
 
 def _core(tool: ToolSpec, relax: Relaxations) -> Schema:
+    # jsonschema (and referencing) cost ~150 ms to import: only when a tool is converted.
+    from jsonschema.exceptions import SchemaError as MetaSchemaError
+    from jsonschema.validators import Draft202012Validator, validator_for
+
     if not isinstance(tool.input_schema, Mapping):
         raise SchemaError(tool.name, "", "not a JSON object")
     schema = copy.deepcopy(dict(tool.input_schema))

@@ -9,11 +9,7 @@ from importlib import metadata, resources
 from pathlib import Path
 from string import Template
 
-from atrium.auth.caller_keys import ensure_caller_keys
-from atrium.auth.keys import ensure_signing_keys
-from atrium.auth.signed import SESSION_KEY_FILE, ensure_session_key
 from atrium.errors import display_path
-from atrium.secretbox import ensure_secret_key
 from atrium.settings import SETTINGS_FILE, Settings
 
 
@@ -86,6 +82,20 @@ def init_project(
     (root / "logs").mkdir(exist_ok=True)
     settings.state_dir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(settings.state_dir, 0o700)
+    _write_keys(settings, report)
+    return report
+
+
+def _write_keys(settings: Settings, report: InitReport) -> None:
+    """Every missing key file under ``.atrium/``."""
+    # Imported here: joserfc and cryptography are for `atrium init`, not for BUILTIN_SERVERS'
+    # importers (every `atrium` command).
+    from atrium.auth.caller_keys import ensure_caller_keys
+    from atrium.auth.keys import ensure_signing_keys
+    from atrium.auth.signed import SESSION_KEY_FILE, ensure_session_key
+    from atrium.secretbox import ensure_secret_key
+
+    root = settings.project_dir
     path, created = ensure_signing_keys(settings.state_dir)
     (report.created if created else report.kept).append(display_path(path, root))
     path, created = ensure_caller_keys(settings.state_dir, settings.issuer)
@@ -96,7 +106,6 @@ def init_project(
     (report.kept if existed else report.created).append(display_path(session_key, root))
     path, created = ensure_secret_key(settings.state_dir)  # the marketplace's secrets at rest
     (report.created if created else report.kept).append(display_path(path, root))
-    return report
 
 
 def _template(name: str) -> str:

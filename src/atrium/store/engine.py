@@ -75,7 +75,7 @@ class Store:
         """
         engine = _create_engine(settings)
         try:
-            with translated(engine.url, "open and migrate the database"):
+            with translated(engine.url, migrate.ACTION):
                 await migrate.upgrade(engine, _schema(settings))
         except BaseException:
             # Even a failed open may leave a pooled connection; an undisposed one leaks.

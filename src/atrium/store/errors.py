@@ -1,8 +1,9 @@
 """``StoreError``: the database could not do what was asked; the driver's error, translated.
 
-Driver exceptions (asyncpg, sqlite3, ``OSError`` from a refused connection, Alembic's
-``CommandError``) stop at this edge, as ``httpx/_transports/default.py`` does for its
-transports, so callers handle one ``AtriumError``. The message names the database URL with its
+Driver exceptions (asyncpg, sqlite3, ``OSError`` from a refused connection) stop at this edge,
+as ``httpx/_transports/default.py`` does for its transports, so callers handle one
+``AtriumError``; Alembic's ``CommandError`` stops in ``atrium.store.migrate``, where Alembic runs
+(loading Alembic costs a CLI command ~150 ms). The message names the database URL with its
 password masked and says what failed, never the SQL or its parameters.
 
 ``AlreadyExists`` is the one ``StoreError`` the database did not fail: a row to add has the key
@@ -15,7 +16,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from alembic.util import CommandError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError, StatementError
 
@@ -58,11 +58,12 @@ def translated(url: URL | str, action: str) -> Iterator[None]:
     """Turn driver errors raised inside the block into ``StoreError``."""
     try:
         yield
-    except (SQLAlchemyError, OSError, CommandError) as exc:
-        raise StoreError(url, action, _reason(exc)) from exc
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreError(url, action, reason(exc)) from exc
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """What ``exc`` says went wrong, without the SQL or its parameters."""
     # A StatementError's own text carries the SQL and its parameters; the cause is enough.
     if isinstance(exc, StatementError) and exc.orig is not None:
         exc = exc.orig

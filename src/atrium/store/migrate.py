@@ -5,6 +5,9 @@ package, and ``migrations/env.py`` runs them on the connection handed over in
 ``config.attributes["connection"]`` (Alembic cookbook, "Sharing a Connection across one or more
 programmatic migration commands"). The upgrade runs in one write transaction, so two processes
 starting together migrate one after the other (see ``atrium.store.transaction``).
+
+Alembic's ``CommandError`` (a revision it does not know: a database from a newer Atrium) becomes
+a ``StoreError`` here, where Alembic runs, so that nothing else loads Alembic to catch it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from atrium.store import postgres
+from atrium.store.errors import StoreError, reason
 from atrium.store.transaction import write_transaction
 
 if TYPE_CHECKING:  # Alembic loads only when there is something to migrate
@@ -27,6 +31,8 @@ MIGRATION_LOCK = "migrations"
 # The newest revision: a database already there is opened without loading Alembic (every
 # server process and CLI command opens the store). tests/store/test_migrations.py checks it.
 HEAD_REVISION = "0013"
+# What a StoreError from opening the store says could not be done (``Store.open``).
+ACTION = "open and migrate the database"
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -42,13 +48,19 @@ def alembic_config(connection: Connection) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, schema: str | None) -> None:
-    """Create ``schema`` if it is missing (PostgreSQL), then upgrade to the head revision."""
+    """Create ``schema`` if it is missing (PostgreSQL), then upgrade to the head revision
+    (``StoreError`` when Alembic refuses, as for a revision it does not know)."""
     if await _at_head(engine, schema):
         return
-    async with write_transaction(engine, MIGRATION_LOCK) as conn:
-        if schema is not None:
-            await postgres.ensure_schema(conn, schema)
-        await conn.run_sync(_upgrade_to_head)
+    from alembic.util import CommandError
+
+    try:
+        async with write_transaction(engine, MIGRATION_LOCK) as conn:
+            if schema is not None:
+                await postgres.ensure_schema(conn, schema)
+            await conn.run_sync(_upgrade_to_head)
+    except CommandError as exc:
+        raise StoreError(engine.url, ACTION, reason(exc)) from exc
 
 
 async def _at_head(engine: AsyncEngine, schema: str | None) -> bool:
