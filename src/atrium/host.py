@@ -1,5 +1,6 @@
 """The composition root: assembling the product (store sync, supervisor, control channel and
-gateway) for ``atrium start`` and ``atrium infra services``, in the foreground or detached.
+gateway) for ``atrium start`` and ``atrium infra services``; ``--detach`` starts the same in a
+background process (``atrium.cli.detach``).
 
 The supervisor and the gateway never import each other; this module is where they meet.
 
@@ -15,23 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
-import sys
-import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from atrium.auth.caller_keystore import published_caller_keys
-from atrium.errors import AtriumError
 from atrium.gateway.workers import gateway_front
 from atrium.registry.loader import Registry
 from atrium.registry.sync import sync_to_store
 from atrium.runstate import (
     STATE_FILE,
-    RuntimeState,
+    AlreadyRunning,
     SupervisorLock,
-    read_state,
     run_dir,
     running_supervisor,
 )
@@ -42,14 +37,6 @@ from atrium.supervisor.supervisor import RestartPolicy, Supervisor, install_sign
 from atrium.supervisor.zygote import Zygote
 
 logger = logging.getLogger(__name__)
-
-
-class AlreadyRunning(AtriumError):
-    def __init__(self, pid: int) -> None:
-        super().__init__(
-            f"Atrium is already running for this project (supervisor pid {pid});"
-            " see `atrium infra services status`"
-        )
 
 
 async def run_foreground(
@@ -207,46 +194,3 @@ async def _start_current(
         restarted = await supervisor.restart([], also=reloaded.changed)
         results = restarted | await supervisor.start(names)
     return {"ok": True, "results": results, "stopped": list(reloaded.stopped)}
-
-
-def start_detached(settings: Settings, argv: list[str], deadline_s: float = 120.0) -> RuntimeState:
-    """Run ``atrium <argv>`` as a background supervisor and wait until its servers settle."""
-    if (pid := running_supervisor(settings.state_dir)) is not None:
-        raise AlreadyRunning(pid)
-    settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    log_path = settings.logs_dir / "supervisor.log"
-    with log_path.open("ab") as log:
-        written = log.tell()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "atrium", "--project", str(settings.project_dir), *argv],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AtriumError(
-                f"the supervisor exited with code {process.returncode}"
-                f"{_last_words(log_path, written)}; see {log_path}"
-            )
-        state = read_state(settings.state_dir)
-        if state is not None and state.ready:
-            return state
-        time.sleep(0.1)
-    raise AtriumError(
-        f"the servers did not settle within {deadline_s:g} s; see logs/supervisor.log"
-    )
-
-
-def _last_words(log: Path, offset: int) -> str:
-    """The last line a process wrote to ``log`` from ``offset`` on, as ``: <line>``."""
-    try:
-        with log.open("rb") as file:
-            file.seek(offset)
-            lines = file.read()[-4096:].decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    said = [line.strip() for line in lines if line.strip()]
-    return f": {said[-1]}" if said else ""

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from atrium.errors import AtriumError
+
 ServerState = Literal["starting", "running", "backoff", "stopping", "stopped", "failed"]
 
 STATE_FILE = "state.json"
@@ -115,3 +117,11 @@ def running_supervisor(state_dir: Path) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+class AlreadyRunning(AtriumError):
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"Atrium is already running for this project (supervisor pid {pid});"
+            " see `atrium infra services status`"
+        )

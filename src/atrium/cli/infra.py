@@ -63,7 +63,7 @@ def start(
         return
     gateway = _with_gateway(targets, everything)
     if detach:
-        from atrium.host import start_detached
+        from atrium.cli.detach import start_detached
 
         argv = ["infra", "services", "start", *(names or (["--all"] if gateway else ["mcp"]))]
         argv += [] if workers is None else ["--workers", workers]
@@ -76,7 +76,7 @@ def start(
 
 
 def _start_in_running(cli: CliState, pid: int, names: list[str] | None) -> None:
-    from atrium.host import AlreadyRunning
+    from atrium.runstate import AlreadyRunning
 
     if names is None:
         raise AlreadyRunning(pid)
