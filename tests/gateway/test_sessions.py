@@ -57,6 +57,7 @@ async def test_another_caller_cannot_use_read_or_end_a_session(
     assert (call.status_code, read.status_code, end.status_code) == (404, 404, 404)
     assert still.status_code == 200, still.text
     assert "still mine" in still.text
+    await gateway.audit(still.headers["x-request-id"])  # the last: every earlier one is stored
     refused = [r for r in await gateway.audit_of("locked", 4) if r.subject == "mallory"]
     assert {r.status for r in refused} == {404}
     assert len(refused) == 3
