@@ -143,3 +143,15 @@ async def test_a_server_on_the_paced_protocol_answers_json_and_streams() -> None
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_head_held_for_a_connection_lost_meanwhile_is_dropped() -> None:
+    counted, peer = await pair()
+    held = HeldHead(counted, asyncio.get_running_loop())  # type: ignore[arg-type]
+
+    held.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    counted.transport.close()  # the client went away in the same turn (not through HeldHead)
+    await asyncio.sleep(0)  # the flush: no write on a closed transport, no error
+
+    assert counted.writes == []
+    peer.close()
