@@ -11,8 +11,8 @@ from pathlib import Path
 # Ports the tests choose lie outside the kernel's ephemeral range (32768-60999 by default): a
 # port chosen there and released may be taken, before the test's server binds it, as the local
 # port of any outgoing connection of any process. Each pytest-xdist worker draws from its own
-# share of a range, so two workers never choose one port, and a process never chooses a port
-# twice (the server a test left may still hold it).
+# share of a range, so two workers do not choose one port, and takes a port it has not handed
+# out before while its share has one (the server a test left may still be stopping).
 FREE_LOW, FREE_HIGH = 10000, 32767
 _handed: set[int] = set()
 
@@ -56,23 +56,32 @@ def worker_share(low: int, high: int) -> range:
 
 
 def free_port_in(low: int, high: int, taken: Iterable[int] = ()) -> int:
-    """A loopback port of this worker's share of ``low``-``high`` that is free now, not in
-    ``taken`` and not handed out before by this process (tried in a random order)."""
+    """A loopback port of ``low``-``high`` that is free now and not in ``taken``, tried in a
+    random order: of this worker's share, one this process has not handed out yet if there is
+    one; else any of the share; else any of the range."""
     share = worker_share(low, high)
     avoid = set(taken)
-    if all(port in _handed or port in avoid for port in share):
-        _handed.difference_update(share)  # every port once: start again
-    for port in random.sample(share, len(share)):
-        if port in avoid or port in _handed:
-            continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
+    tries = ((share, True), (share, False), (range(low, high + 1), False))
+    for pool, fresh in tries:
+        for port in random.sample(pool, len(pool)):
+            if port in avoid or (fresh and port in _handed):
                 continue
-        _handed.add(port)
-        return port
-    raise RuntimeError(f"no free port in {share.start}-{share.stop - 1}")
+            if _listenable(port):
+                _handed.add(port)
+                return port
+    raise RuntimeError(f"no free port in {low}-{high}")
+
+
+def _listenable(port: int) -> bool:
+    """Whether a server could listen on ``port`` now: as servers do, with ``SO_REUSEADDR``, so
+    that a port held only by connections in TIME_WAIT (a server stopped a moment ago) counts."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 BUILTINS = ("atrium", "soul", "content-manager", "marketplace")
