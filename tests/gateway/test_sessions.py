@@ -125,6 +125,7 @@ async def test_an_owners_get_and_delete_are_audited_like_a_post(
     ended = await http.delete(routed, headers={**legacy_headers(session), **alice})
 
     assert ended.status_code == 200
+    await gateway.audit(ended.headers["x-request-id"])  # the last: every earlier one is stored
     records = await gateway.audit_of("locked", 3)  # initialize, GET, DELETE
     mine = {r.method: r.status for r in records if r.subject == "alice"}
     assert mine["DELETE"] == 200

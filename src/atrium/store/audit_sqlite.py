@@ -21,6 +21,8 @@ import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,54 +39,79 @@ BUSY_TIMEOUT_S = 5.0  # as aiosqlite's connections (sqlite3's default)
 _REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
 
 
+@dataclass(frozen=True)
+class _Statements:
+    """The insert and the rollup's upsert as SQLAlchemy compiles them for the dialect, with
+    the order of their parameters, and its conversion of a time."""
+
+    insert: str
+    insert_order: list[str]
+    upsert: str
+    upsert_order: list[str]
+    at: Callable[[Any], Any]
+
+    @classmethod
+    def compiled(cls, dialect: Dialect) -> _Statements:
+        events = insert(audit_events).compile(dialect=dialect, column_keys=FIELDS)
+        usage = upsert(dialect.name).compile(dialect=dialect, column_keys=[*KEY, *SUMS])
+        at_type = audit_events.c.at.type.dialect_impl(dialect)
+        at: Callable[[Any], Any] | None = at_type.bind_processor(dialect)
+        return cls(
+            str(events),
+            list(events.positiontup or ()),
+            str(usage),
+            list(usage.positiontup or ()),
+            at or (lambda value: value),
+        )
+
+
 class SqliteAuditWriter:
-    """Writes ``storable`` rows and their rollup to the SQLite file at ``path``."""
+    """Writes ``storable`` rows and their rollup to the SQLite file at ``path``. Nothing is
+    compiled, no thread started, no connection opened before the first batch: every ``Store``
+    has one, and most (a CLI command's, a server's) never write an audit record."""
 
     def __init__(self, path: Path, dialect: Dialect, url: str) -> None:
         self._path = path
+        self._dialect = dialect
         self._url = url
-        events = insert(audit_events).compile(dialect=dialect, column_keys=FIELDS)
-        self._insert = str(events)
-        self._insert_order = list(events.positiontup or ())
-        usage = upsert(dialect.name).compile(dialect=dialect, column_keys=[*KEY, *SUMS])
-        self._upsert = str(usage)
-        self._upsert_order = list(usage.positiontup or ())
-        at: Callable[[Any], Any] | None = audit_events.c.at.type.dialect_impl(
-            dialect
-        ).bind_processor(dialect)
-        self._at = at or (lambda value: value)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="audit-sqlite")
         self._connection: sqlite3.Connection | None = None
+
+    @cached_property
+    def _statements(self) -> _Statements:
+        return _Statements.compiled(self._dialect)
 
     async def write(
         self, rows: Sequence[Mapping[str, Any]], usage: Sequence[Mapping[str, Any]]
     ) -> None:
         """Insert ``rows`` (``storable`` with ``json_text``) and add ``usage``
         (``rollup.increments``) in one transaction."""
-        events = [self._bound(row) for row in rows]
-        sums = [tuple(each[name] for name in self._upsert_order) for each in usage]
+        statements = self._statements
+        events = [self._bound(statements, row) for row in rows]
+        sums = [tuple(each[name] for name in statements.upsert_order) for each in usage]
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._write, events, sums)
+            await loop.run_in_executor(self._executor, self._write, statements, events, sums)
         except _REFUSALS as exc:
             raise RecordRefused(self._url, self._action(rows), str(exc)) from exc
         except sqlite3.Error as exc:
             raise StoreError(self._url, self._action(rows), str(exc) or type(exc).__name__) from exc
 
     async def close(self) -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._close)
+        if self._connection is not None:  # no batch is being written: the store is closing
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=False)
 
     @staticmethod
     def _action(rows: Sequence[Any]) -> str:
         return f"write {len(rows)} audit records"
 
-    def _bound(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    @staticmethod
+    def _bound(statements: _Statements, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """``row`` (``storable`` with ``json_text``: the arguments are JSON text already) as
         the insert's parameters, its time as SQLAlchemy writes it."""
-        at = self._at(row["at"])
-        return tuple(at if name == "at" else row[name] for name in self._insert_order)
+        values = {**row, "at": statements.at(row["at"])}
+        return tuple(values[name] for name in statements.insert_order)
 
     # -- in the writer's thread -----------------------------------------------------------
 
@@ -99,13 +126,18 @@ class SqliteAuditWriter:
             self._connection = connection
         return self._connection
 
-    def _write(self, events: list[tuple[Any, ...]], sums: list[tuple[Any, ...]]) -> None:
+    def _write(
+        self,
+        statements: _Statements,
+        events: list[tuple[Any, ...]],
+        sums: list[tuple[Any, ...]],
+    ) -> None:
         connection = self._connected()
         connection.execute("BEGIN IMMEDIATE")
         try:
-            connection.executemany(self._insert, events)
+            connection.executemany(statements.insert, events)
             if sums:
-                connection.executemany(self._upsert, sums)
+                connection.executemany(statements.upsert, sums)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
