@@ -24,6 +24,9 @@ INVALID_REQUEST = -32600  # JSON-RPC 2.0 §5.1
 # How much longer than ``body_s`` the transport waits before it cuts a stalled body itself: a
 # route that reads its body with that deadline (the MCP endpoint) answers, and audits, first.
 BODY_BACKSTOP_MARGIN_S = 1.0
+# A request's scope key: a future done when its connection is lost (``PacedProtocol``), so a
+# request can be told its client went away without a task reading ``receive`` for it.
+CONNECTION_LOST = "atrium.connection_lost"
 
 
 class PortInUse(AtriumError):
@@ -207,10 +210,13 @@ class PacedProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._lost: asyncio.Future[None] = self.loop.create_future()
         self._expect("head")
         self._ensure_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if not self._lost.done():
+            self._lost.set_result(None)
         self._reading = None
         if self._timer is not None:
             self._timer.cancel()
@@ -235,6 +241,7 @@ class PacedProtocol(HttpToolsProtocol):
         if self.cycle is not None and self.cycle is not before:  # not an upgrade: a request
             # Before the app's task takes its first step: it is only scheduled yet.
             self.cycle.transport = HeldHead(self.transport, self.loop)  # type: ignore[assignment]
+            self.cycle.scope[CONNECTION_LOST] = self._lost  # type: ignore[literal-required]
         # A pipelined request waits, unread, for the one before it: the app times its body.
         self._reading = None if self.pipeline else "body"
         self._since = self.loop.time()
@@ -246,6 +253,10 @@ class PacedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reading = None
         super().on_message_complete()
+        # A big body's last bytes may have paused reading until the app reads them; read on,
+        # so the end of the connection is seen (CONNECTION_LOST) while the answer is under
+        # way. A pipelined request that comes meanwhile pauses reading again (uvicorn).
+        self.flow.resume_reading()
 
     def _expect(self, part: Literal["head", "body"]) -> None:
         self._reading = part

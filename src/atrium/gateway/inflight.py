@@ -59,32 +59,90 @@ class InFlight:
         exchange: Exchange,
         *,
         open_ended: bool,
+        lost: asyncio.Future[None] | None = None,
     ) -> None:
         """Run ``work`` (the answer) until it ends, the client goes away, or the gateway stops
-        it. Raises what ``work`` raised before sending anything (a ``GatewayError``)."""
-        forward = asyncio.ensure_future(work)
-        disconnect = asyncio.ensure_future(_disconnected(receive))
-        stop = self._stopped(open_ended)
-        cancelled = False
+        it. Raises what ``work`` raised before sending anything (a ``GatewayError``).
+
+        ``work`` runs in the request's own task, which is cancelled when the client goes or
+        the gateway stops it: no task of its own, and no wait on a set of them (issue 17).
+        ``lost`` is the connection's end as the server knows it (``serving.CONNECTION_LOST``);
+        without it a task reads ``receive`` until it says the client disconnected."""
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watch(task, self._stopped(open_ended), lost, receive)
         try:
-            await asyncio.wait({forward, disconnect, stop}, return_when=asyncio.FIRST_COMPLETED)
+            await work
         except asyncio.CancelledError:
-            cancelled = uncancelled()
-        stopping = cancelled or stop.done()
-        disconnect.cancel()
-        if forward.done():
-            return forward.result()
-        # Cancelling closes the upstream connection, which the backend sees as the request
-        # being cancelled.
-        forward.cancel()
-        forward.add_done_callback(_consumed)
-        if not stopping:
+            if watch.why is None or task.cancelling() > 1:
+                # The server cancelled the request: its grace period is over. Answer at once.
+                watch.why = "cancelled"
+        except GatewayError:
+            if watch.why is None:
+                raise
+        finally:
+            watch.end()
+        if watch.why is None:
+            return
+        while task.uncancel():  # ours, and the server's: the request goes on to answer
+            pass
+        # Cancelling the work closed the upstream connection, which the backend sees as the
+        # request being cancelled.
+        if watch.why == "gone":
             exchange.client_gone()
-        if not cancelled:  # once cancelled, the server is closing down: answer at once
-            with contextlib.suppress(asyncio.CancelledError, GatewayError):
-                await forward
-        if stopping:
+        else:
             await stopped(send, exchange, open_ended=open_ended)
+
+
+class _Watch:
+    """Interrupts a request's task, once, for the first of: its client gone (``lost`` done, or
+    ``receive`` saying so), the gateway stopping its kind of answer (``stop``); only until
+    ``end``, since its callbacks may already be scheduled when the work ends."""
+
+    __slots__ = ("_lost", "_reader", "_stop", "task", "watching", "why")
+
+    def __init__(
+        self,
+        task: asyncio.Task[Any],
+        stop: asyncio.Future[None],
+        lost: asyncio.Future[None] | None,
+        receive: Receive,
+    ) -> None:
+        self.task = task
+        self.watching = True
+        self.why: str | None = None
+        self._stop = stop
+        self._lost = lost
+        self._reader: asyncio.Future[None] | None = None
+        stop.add_done_callback(self.stopped)
+        if lost is not None:
+            lost.add_done_callback(self.gone)
+        else:
+            self._reader = asyncio.ensure_future(_disconnected(receive))
+            self._reader.add_done_callback(self.gone)
+
+    def end(self) -> None:
+        self.watching = False
+        self._stop.remove_done_callback(self.stopped)
+        if self._reader is not None:
+            self._reader.remove_done_callback(self.gone)
+            self._reader.cancel()
+        elif self._lost is not None:
+            self._lost.remove_done_callback(self.gone)
+
+    def stopped(self, _: asyncio.Future[None]) -> None:
+        self._interrupt("stopped")
+
+    def gone(self, reader: asyncio.Future[None]) -> None:
+        if reader.cancelled():
+            return
+        reader.exception()  # retrieved: a receive that broke means the client is gone too
+        self._interrupt("gone")
+
+    def _interrupt(self, why: str) -> None:
+        if self.watching and self.why is None:
+            self.why = why
+            self.task.cancel()
 
 
 async def stopped(send: Send, exchange: Exchange, *, open_ended: bool = False) -> None:
@@ -124,12 +182,6 @@ def uncancelled() -> bool:
     if task is not None:
         task.uncancel()
     return True
-
-
-def _consumed(forward: asyncio.Future[None]) -> None:
-    """Retrieve what a cancelled answer ended with: it is no one's to report any more."""
-    if not forward.cancelled():
-        forward.exception()
 
 
 async def _disconnected(receive: Receive) -> None:

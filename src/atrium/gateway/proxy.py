@@ -40,6 +40,7 @@ from atrium.gateway.oneshot import OneShot, check_one_shot, is_one_shot
 from atrium.gateway.ratelimit import RateLimiter, peer
 from atrium.gateway.sessions import SessionBinding
 from atrium.gateway.upstream import Upstreams, bare_error, request_headers, response_headers
+from atrium.serving import CONNECTION_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,9 @@ class McpProxy:
         if one_shot:
             identity = partial(self.identity, route, exchange)
             work = self.oneshot.respond(send, route, exchange, identity)
-            await self.inflight.run(receive, send, work, exchange, open_ended=False)
+            await self.inflight.run(
+                receive, send, work, exchange, open_ended=False, lost=scope.get(CONNECTION_LOST)
+            )
         else:
             await self._forward_until_disconnect(scope, receive, send, route, body, exchange)
 
@@ -279,7 +282,9 @@ class McpProxy:
     ) -> None:
         open_ended = body is None or (exchange.inbound is not None and exchange.inbound.listens)
         work = self._forward(scope, send, route, body, exchange)
-        await self.inflight.run(receive, send, work, exchange, open_ended=open_ended)
+        await self.inflight.run(
+            receive, send, work, exchange, open_ended=open_ended, lost=scope.get(CONNECTION_LOST)
+        )
         await cancellation.cancel_abandoned(self, route, exchange, scope)
 
     def close_streams(self) -> None:
