@@ -62,10 +62,12 @@ async def test_a_bare_tools_list_gets_one_json_answer_and_no_session(
 async def test_a_bare_tools_call_reaches_the_backend_in_the_stateless_form(
     gateway: Gateway, backend: Backend, http: httpx2.AsyncClient
 ) -> None:
-    response = await post(http, gateway.url("tools"), echo("hello from curl", id=7))
+    # A string id: the gateway's own ids upstream are integers, so this one cannot come back
+    # by chance.
+    response = await post(http, gateway.url("tools"), echo("hello from curl", id="curl-7"))
 
     answer = response.json()
-    assert (answer["id"], answer["result"]["content"][0]["text"]) == (7, "hello from curl")
+    assert (answer["id"], answer["result"]["content"][0]["text"]) == ("curl-7", "hello from curl")
     (forwarded,) = [
         r for r in backend.witness.requests if b"hello from curl" in r.body and r.method == "POST"
     ]
@@ -77,7 +79,7 @@ async def test_a_bare_tools_call_reaches_the_backend_in_the_stateless_form(
     assert "mcp-session-id" not in forwarded.headers
     sent = orjson.loads(forwarded.body)
     assert sent["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] == "2026-07-28"
-    assert sent["id"] != 7  # the gateway's own id upstream; the client's comes back
+    assert sent["id"] != "curl-7"  # the gateway's own id upstream; the client's comes back
 
 
 async def test_a_batch_is_answered_in_order_with_the_clients_ids(
