@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 from starlette.types import Message
@@ -14,6 +15,8 @@ from starlette.types import Message
 from atrium.gateway.errors import GatewayError
 from atrium.gateway.exchange import Exchange
 from atrium.gateway.inflight import InFlight
+
+T = TypeVar("T")
 
 
 def exchange() -> Exchange:
@@ -47,7 +50,7 @@ class Work:
         self.ended = "done"
 
 
-async def in_task(coroutine: Any) -> asyncio.Task[Any]:
+async def in_task(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     task = asyncio.ensure_future(coroutine)
     await asyncio.sleep(0)
     return task
