@@ -33,6 +33,7 @@ SERVERS: dict[str, dict[str, Any]] = {
         },
     },
     "reports": {"oauth": {"required": True, "scopes": ["reports"]}},
+    "sign-in": {"oauth": {"required": True}},
 }
 
 CALLERS: list[tuple[str, ...] | None] = [
@@ -93,6 +94,69 @@ def test_a_listing_is_narrowed_to_what_each_caller_may_call() -> None:
     assert listed("reports", ("reports",)) == [tool["name"] for tool in TOOLS]
 
 
+# Entries a backend may list, well formed or not: a verdict per hint must not carry over
+# from one entry to another whose hint differs, whatever the order.
+ODD_TOOLS: list[Any] = [
+    {"name": "plain"},
+    {"name": "peek", "annotations": {"readOnlyHint": True}},
+    {"name": "admin_peek", "annotations": {"readOnlyHint": True}},
+    {"name": "hint_false", "annotations": {"readOnlyHint": False}},
+    {"name": "hint_text", "annotations": {"readOnlyHint": "true"}},
+    {"name": "hint_one", "annotations": {"readOnlyHint": 1}},
+    {"name": "hints_a_list", "annotations": [{"readOnlyHint": True}]},
+    {"name": "hint_nested", "annotations": {"hints": {"readOnlyHint": True}}},
+    {"name": 7, "annotations": {"readOnlyHint": True}},
+    {"annotations": {"readOnlyHint": True}},
+    "peek",
+    None,
+    {"name": "peek", "annotations": {"readOnlyHint": False}},
+    {"name": "echo", "annotations": {"readOnlyHint": True}},
+    {"name": "admin_reset"},
+    *({"name": f"tool_{n}", "annotations": {"readOnlyHint": n % 3 == 0}} for n in range(12)),
+]
+
+
+def hinted(tool: dict[str, Any]) -> bool:
+    annotations = tool.get("annotations")
+    return isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_an_irregular_listing_keeps_exactly_the_entries_a_fresh_verdict_lets_through(
+    server: str,
+) -> None:
+    for scopes in CALLERS:
+        alone = [
+            tool
+            for tool in ODD_TOOLS
+            if isinstance(tool, dict)
+            and access_for(server, scopes).verdict(str(tool.get("name")), hinted(tool)) == "ok"
+        ]
+        message: dict[str, Any] = {"id": 1, "result": {"tools": copy.deepcopy(ODD_TOOLS)}}
+
+        narrowed = access_for(server, scopes).filter_result(message)
+
+        assert message["result"]["tools"] == (alone if narrowed else ODD_TOOLS), (server, scopes)
+        assert narrowed == (alone != ODD_TOOLS), (server, scopes)
+
+
+def test_the_catalog_learns_each_named_entry_of_an_irregular_listing() -> None:
+    catalog = ToolCatalog()
+
+    catalog.learn("s", copy.deepcopy(ODD_TOOLS))
+
+    named = [tool for tool in ODD_TOOLS if isinstance(tool, dict) and "name" in tool]
+    for tool in named:
+        assert catalog.knows("s", tool["name"]) is isinstance(tool["name"], str), tool
+    # The last entry of a name decides, as it always did: "peek" is listed twice.
+    assert not catalog.read_only("s", "peek")
+    assert catalog.read_only("s", "admin_peek")
+    assert catalog.read_only("s", "echo")
+    assert not any(catalog.read_only("s", name) for name in ("hint_text", "hint_one", "plain"))
+    assert not any(catalog.read_only("s", name) for name in ("hints_a_list", "hint_nested"))
+    assert [catalog.read_only("s", f"tool_{n}") for n in range(4)] == [True, False, False, True]
+
+
 def marked(name: str) -> dict[str, Any]:
     schema = {
         "type": "object",
@@ -126,3 +190,17 @@ def test_a_listing_without_marks_forgets_the_declarations_of_its_tools() -> None
     catalog.learn("s", [plain("where")])
 
     assert list(catalog.header_schemas("s")) == ["kept"]
+
+
+def test_a_listing_with_marks_learns_the_read_only_hints_too() -> None:
+    catalog = ToolCatalog()
+    tools = [marked("where"), plain("peek"), plain("echo")]
+    tools[0]["annotations"] = {"readOnlyHint": True}
+    tools[1]["annotations"] = {"readOnlyHint": True}
+
+    catalog.learn("s", tools)
+
+    assert catalog.read_only("s", "where")
+    assert catalog.read_only("s", "peek")
+    assert catalog.knows("s", "echo")
+    assert not catalog.read_only("s", "echo")

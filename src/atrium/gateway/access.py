@@ -70,11 +70,26 @@ class ToolCatalog:
         # One pass of C over all the input schemas decides the common case, a listing without
         # any mark: a tool is then read only for its read-only hint (issue 17).
         schemas = [tool.get("inputSchema") for tool in tools if isinstance(tool, dict)]
-        marked = _MARK in orjson.dumps(schemas)
+        if _MARK in orjson.dumps(schemas):
+            self._learn_marked(tools, known, headers)
+            return
+        for tool in tools:
+            # ``read_only_hint``, inlined: a listing of 100 tools pays for 100 calls otherwise.
+            if isinstance(tool, dict) and isinstance(name := tool.get("name"), str):
+                annotations = tool.get("annotations")
+                known[name] = (
+                    isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
+                )
+                if headers:
+                    headers.pop(name, None)
+
+    def _learn_marked(
+        self, tools: list[Any], known: dict[str, bool], headers: dict[str, dict[str, Any]]
+    ) -> None:
         for tool in tools:
             if isinstance(tool, dict) and isinstance(tool.get("name"), str):
                 known[tool["name"]] = read_only_hint(tool)
-                declared = header_schema(tool.get("inputSchema")) if marked else None
+                declared = header_schema(tool.get("inputSchema"))
                 if declared is None:
                     headers.pop(tool["name"], None)
                 elif tool["name"] in headers or len(headers) < MAX_HEADER_TOOLS:
@@ -159,7 +174,8 @@ class ToolAccess:
 
     def verdict(self, tool: str | None, read_only: bool | None = None) -> Verdict:
         """``ok``, ``hidden``, ``sign-in`` or the scopes needed; the rules in order are the
-        module's. ``read_only``: the tool's ``readOnlyHint`` when the caller knows it."""
+        module's. ``read_only``: the tool's ``readOnlyHint`` when the caller knows it. A rule
+        that reads the tool's name is one ``_name_blind`` must know of."""
         if tool is None or not (self.policy.open or self.policy.permits(tool)):
             return "hidden"
         reach = self._reach
@@ -221,12 +237,7 @@ class ToolAccess:
         if not isinstance(tools, list):
             return False
         self.catalog.learn(self.server, tools)
-        kept = [
-            tool
-            for tool in tools
-            if isinstance(tool, dict)
-            and self.verdict(str(tool.get("name")), read_only_hint(tool)) == "ok"
-        ]
+        kept = self._kept(tools)
         if len(kept) == len(tools):
             return False
         assert isinstance(result, dict)
@@ -235,3 +246,31 @@ class ToolAccess:
             # A narrowed list is this caller's view (2026-07-28, caching: "private").
             result["cacheScope"] = "private"
         return True
+
+    def _kept(self, tools: list[Any]) -> list[Any]:
+        """The entries of a listing whose verdict is ``ok``. Where no rule of the server reads
+        a tool's name (``_name_blind``), the verdict on a tool is the verdict on the first one
+        with the same read-only hint: one verdict for each hint, not one for each tool."""
+        blind = self._name_blind
+        decided: dict[bool, bool] = {}
+        kept = []
+        for tool in tools:
+            if not isinstance(tool, dict):
+                continue
+            annotations = tool.get("annotations")  # ``read_only_hint``, inlined
+            read_only = isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
+            ok = decided.get(read_only)
+            if ok is None:
+                ok = self.verdict(str(tool.get("name")), read_only) == "ok"
+                if blind:
+                    decided[read_only] = ok
+            if ok:
+                kept.append(tool)
+        return kept
+
+    @property
+    def _name_blind(self) -> bool:
+        """Whether ``verdict`` given a read-only hint never reads the tool's name: no
+        allow/deny globs to match, no ``tools.scopes``, no ``tools.public`` list."""
+        tools = self.config.tools
+        return self.policy.open and not tools.scopes and tools.public is None
