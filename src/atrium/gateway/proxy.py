@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from functools import partial
 
 from starlette.types import Message, Receive, Scope, Send
@@ -32,7 +31,7 @@ from atrium.gateway.errors import (
     bad_gateway,
     timed_out,
 )
-from atrium.gateway.exchange import Exchange, origin_of
+from atrium.gateway.exchange import Exchange, new_request_id, origin_of
 from atrium.gateway.guard import Guard, read_body
 from atrium.gateway.http1 import ConnectFailed, UpstreamError
 from atrium.gateway.lookup import ToolLookup
@@ -75,7 +74,7 @@ class McpProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         exchange = Exchange(
-            request_id=uuid.uuid4().hex,
+            request_id=new_request_id(),
             server=scope["path_params"]["server"],
             started=time.perf_counter(),
             http_method=scope["method"],

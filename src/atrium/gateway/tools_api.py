@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from atrium.gateway import backend_rpc, jsonrpc, openapi
 from atrium.gateway.access import ToolAccess, read_only_hint
 from atrium.gateway.directory import ServerRoute
 from atrium.gateway.errors import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, GatewayError
-from atrium.gateway.exchange import Exchange
+from atrium.gateway.exchange import Exchange, new_request_id
 from atrium.gateway.guard import read_body
 from atrium.gateway.proxy import McpProxy
 from atrium.gateway.ratelimit import peer
@@ -169,7 +168,7 @@ def _call_body(tool: str, arguments: dict[str, Any]) -> tuple[int, bytes]:
 
 def _exchange(request: Request) -> Exchange:
     return Exchange(
-        request_id=uuid.uuid4().hex,
+        request_id=new_request_id(),
         server=request.path_params["server"],
         started=time.perf_counter(),
     )
