@@ -31,7 +31,9 @@ is what Python and the sockets cost, and the gateway's figure minus it is Atrium
 
 ``--profile PATH`` records a py-spy flame graph of the gateway during the first 2026-07-28 run
 at the first concurrency (py-spy from the dev extras; it may need ptrace rights): an SVG, or
-collapsed stacks when PATH ends in ``.txt``. Profiles go under ``bench/profiles/`` (ignored).
+collapsed stacks when PATH ends in ``.txt``; and one of the floor relay's first run beside it,
+``<name>-floor<suffix>``. ``bench/profile_parts.py`` splits two such ``.txt`` profiles into
+the parts of a call. Profiles go under ``bench/profiles/`` (ignored).
 """
 
 from __future__ import annotations
@@ -410,12 +412,22 @@ def floor(
     rows = []
     for c in args.concurrency:
         direct_runs, through_runs = [], []
-        for _ in range(args.runs):
+        for run in range(args.runs):
             direct_runs.append(measured(direct, MODERN, c, args.seconds, None, pids))
+            spy = None
+            if args.profile and c == args.concurrency[0] and run == 0:
+                spy = profiled(pids[0][0], floor_profile(args.profile), args.seconds)
             through_runs.append(measured(relay, MODERN, c, args.seconds, None, pids))
+            if spy is not None:
+                spy.wait(30)
         rows.append(median_row(f"{MODERN}, {c}", direct_runs, through_runs))
         print(f"floor, {c}: done", file=sys.stderr)
     return rows
+
+
+def floor_profile(path: Path) -> Path:
+    """Where the floor relay's profile goes, beside the gateway's: ``<name>-floor<suffix>``."""
+    return path.with_name(f"{path.stem}-floor{path.suffix}")
 
 
 def print_floor(rows: list[Row], gateway: list[Row]) -> None:
