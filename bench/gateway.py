@@ -24,6 +24,12 @@ gateway --workers 1`` and ``--workers 2`` (Redis, which more than one worker nee
 second of each and the gateway CPU per call summed over its processes (the parent and every
 worker). Backend, clients and workers share the same cores.
 
+The listing (issue 17, "Scale of the registry": a caller's filtered ``tools/list`` of a
+100-tool server costs at most 1 ms of gateway CPU): ``bench/registry_scale.py``'s 100-tool
+backend as a second server of the project, listed at the first concurrency through the gateway
+by a ``tools:read`` caller (narrowed to the 50 read-only tools) and by a ``tools:write`` one
+(relayed whole); gateway CPU per call as above (``--no-listing`` skips it).
+
 The floor (``bench/floor_proxy.py``): the 2026-07-28 rows again through a bare relay in the
 gateway's own HTTP stack (uvicorn on httptools and uvloop, the gateway's upstream client) that
 does nothing of Atrium's (no token, no JSON-RPC checks, no policy, no audit): its CPU per call
@@ -60,6 +66,8 @@ HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
+LISTING = "hundred"  # the 100-tool server of the listing rows (bench/registry_scale.py's)
+LISTED_TOOLS, READ_ONLY_TOOLS = 100, 50
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -141,24 +149,28 @@ def wait_port(port: int, deadline_s: float = 30) -> None:
 # ---------------------------------------------------------------- the clients
 
 
-def call_body(request_id: int, era: str) -> bytes:
-    params: dict[str, object] = {"name": "echo", "arguments": {"text": "hello"}}
+def call_body(request_id: int, era: str, method: str = "tools/call") -> bytes:
+    params: dict[str, object] = (
+        {"name": "echo", "arguments": {"text": "hello"}} if method == "tools/call" else {}
+    )
     if era == MODERN:
         params["_meta"] = {
             "io.modelcontextprotocol/protocolVersion": MODERN,
             "io.modelcontextprotocol/clientCapabilities": {},
         }
-    message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+    message = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
     return json.dumps(message).encode()
 
 
-def base_headers(era: str, token: str | None) -> dict[str, str]:
+def base_headers(era: str, token: str | None, method: str = "tools/call") -> dict[str, str]:
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json, text/event-stream",
     }
     if era == MODERN:
-        headers |= {"MCP-Protocol-Version": MODERN, "Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+        headers |= {"MCP-Protocol-Version": MODERN, "Mcp-Method": method}
+        if method == "tools/call":
+            headers["Mcp-Name"] = "echo"
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return headers
@@ -189,14 +201,21 @@ async def open_session(http: aiohttp.ClientSession, url: str, headers: dict[str,
         await response.read()
 
 
-async def drive(url: str, era: str, concurrency: int, seconds: float, token: str | None) -> int:
+async def drive(
+    url: str,
+    era: str,
+    concurrency: int,
+    seconds: float,
+    token: str | None,
+    method: str = "tools/call",
+) -> int:
     """Calls answered by ``concurrency`` closed-loop clients in ``seconds`` (after a warm-up).
 
     Each client has its own headers (and, in the initialize era, its own session).
     """
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
-        client_headers = [base_headers(era, token) for _ in range(concurrency)]
+        client_headers = [base_headers(era, token, method) for _ in range(concurrency)]
         if era != MODERN:
             await asyncio.gather(*(open_session(http, url, h) for h in client_headers))
         counted = [0]
@@ -205,7 +224,8 @@ async def drive(url: str, era: str, concurrency: int, seconds: float, token: str
             n = 0
             while time.perf_counter() < deadline:
                 n += 1
-                async with http.post(url, data=call_body(n, era), headers=headers) as response:
+                body = call_body(n, era, method)
+                async with http.post(url, data=body, headers=headers) as response:
                     body = await response.read()
                     if response.status != 200 or b'"isError":true' in body:
                         raise RuntimeError(f"{url}: HTTP {response.status}: {body[:200]!r}")
@@ -233,6 +253,7 @@ def measured(
     seconds: float,
     token: str | None,
     pids: tuple[tuple[int, ...], int],
+    method: str = "tools/call",
 ) -> Sample:
     """One run, with the CPU of the gateway (its processes summed) and the backend over
     exactly its measured window.
@@ -243,7 +264,7 @@ def measured(
     gateway, backend = pids
     cpu_before = sum(map(cpu_seconds, gateway)), cpu_seconds(backend)
     started = time.perf_counter()
-    calls = asyncio.run(drive(url, era, c, seconds, token))
+    calls = asyncio.run(drive(url, era, c, seconds, token, method))
     elapsed = time.perf_counter() - started
     rps = calls / seconds
     served = rps * elapsed  # calls served over the whole window, warm-up included
@@ -265,7 +286,7 @@ def start_backend(stack: ExitStack, log: IO[str]) -> tuple[int, subprocess.Popen
     return port, process
 
 
-def write_project(project: Path, backend_url: str) -> None:
+def write_project(project: Path, backend_url: str, listing_url: str | None) -> None:
     (project / "services/mcp").mkdir(parents=True)
     server = {
         "echo": {
@@ -274,12 +295,20 @@ def write_project(project: Path, backend_url: str) -> None:
             "oauth": {"required": True, "scopes": ["user"]},
         }
     }
+    if listing_url is not None:
+        server[LISTING] = {
+            "transport": "remote",
+            "url": listing_url,
+            "oauth": {"required": True, "scopes": ["user"]},
+        }
     (project / "services/mcp/bench.yaml").write_text(json.dumps({"mcp_servers": server}))
 
 
-def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str]) -> int:
+def start_gateway(
+    stack: ExitStack, project: Path, backend_url: str, listing_url: str | None, log: IO[str]
+) -> int:
     gateway_port = free_port()
-    write_project(project, backend_url)
+    write_project(project, backend_url, listing_url)
     env = {
         **os.environ,
         "ATRIUM_PORT_RANGE": "1024-65535",
@@ -295,6 +324,16 @@ def start_gateway(stack: ExitStack, project: Path, backend_url: str, log: IO[str
     stack.callback(stop, process)
     wait_port(gateway_port)
     return gateway_port
+
+
+def start_listing_backend(stack: ExitStack, log: IO[str]) -> tuple[int, subprocess.Popen[bytes]]:
+    """``bench/registry_scale.py``'s backend: 100 tools, every other one read-only."""
+    port = free_port()
+    argv = [PYTHON, str(HERE / "registry_scale.py"), "--serve-backend", str(port)]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    stack.callback(stop, process)
+    wait_port(port)
+    return port, process
 
 
 def start_floor(stack: ExitStack, backend_url: str, log: IO[str]) -> tuple[int, int]:
@@ -370,16 +409,19 @@ def redis_reachable(url: str) -> bool:
         return False
 
 
-def token_for(project: Path, url: str, port: int) -> str:
-    """A token for the ``echo`` server, signed with the project's key as the gateway's are."""
+def token_for(
+    project: Path, url: str, port: int, scopes: tuple[str, ...] = ("user", "tools:write")
+) -> str:
+    """A token for the server at ``url``, signed with the project's key as the gateway's are;
+    ``user`` lets in, ``tools:write`` calls every tool, ``tools:read`` the read-only ones
+    (``auth.roles``)."""
     from atrium.auth.access_tokens import TokenIssuer
     from atrium.auth.keystore import project_keys
     from atrium.settings import load_settings
 
     settings = load_settings(project, environ={"ATRIUM_GATEWAY_PORT": str(port)})
     issuer = TokenIssuer(project_keys(settings), settings.issuer, ttl_s=3600)
-    scopes = ["user", "tools:write"]  # ``user`` lets in, ``tools:write`` calls (auth.roles)
-    token, _ = issuer.mint(subject="bench", client_id="bench", audience=[url], scopes=scopes)
+    token, _ = issuer.mint(subject="bench", client_id="bench", audience=[url], scopes=list(scopes))
     return token
 
 
@@ -423,6 +465,55 @@ def floor(
         rows.append(median_row(f"{MODERN}, {c}", direct_runs, through_runs))
         print(f"floor, {c}: done", file=sys.stderr)
     return rows
+
+
+async def listed(url: str, token: str) -> int:
+    """How many tools one ``tools/list`` through the gateway answers with."""
+    async with aiohttp.ClientSession() as http:
+        headers = base_headers(MODERN, token, "tools/list")
+        async with http.post(url, data=call_body(1, MODERN, "tools/list"), headers=headers) as r:
+            answer = json.loads(await r.read())
+    return len(answer["result"]["tools"])
+
+
+def listings(args: argparse.Namespace, project: Path, port: int, backend: int) -> list[Row]:
+    """A caller's ``tools/list`` of the 100-tool server at the first concurrency (issue 17,
+    "Scale of the registry"): filtered to the 50 read-only tools for a ``tools:read`` token,
+    relayed whole for a ``tools:write`` one. No direct run: only the gateway's CPU counts."""
+    url = f"http://127.0.0.1:{port}/api/v1/mcp/{LISTING}/mcp"
+    pids = ((listening_pid(port),), backend)
+    rows = []
+    for label, scopes, expected in [
+        (f"filtered to {READ_ONLY_TOOLS}", ("user", "tools:read"), READ_ONLY_TOOLS),
+        ("relayed whole", ("user", "tools:write"), LISTED_TOOLS),
+    ]:
+        token = token_for(project, url, port, scopes)
+        if (count := asyncio.run(listed(url, token))) != expected:
+            raise RuntimeError(f"tools/list {label}: {count} tools, expected {expected}")
+        c = args.concurrency[0]
+        runs = [
+            measured(url, MODERN, c, args.seconds, token, pids, "tools/list")
+            for _ in range(args.runs)
+        ]
+        rows.append(median_row(label, runs, runs))
+        print(f"tools/list {label}: done", file=sys.stderr)
+    return rows
+
+
+def print_listings(rows: list[Row], concurrency: int, runs: int) -> None:
+    print(
+        f"\na caller's tools/list of a {LISTED_TOOLS}-tool server, 2026-07-28, c={concurrency},"
+        f" medians of {runs}; budget: 1 ms of gateway CPU"
+    )
+    print(
+        "| tools/list | through Atrium req/s | Atrium CPU per call | /1 ms | backend CPU per call |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.label} | {r.through:.0f} | {r.gateway_ms:.2f} ms | {r.gateway_ms:.2f} "
+            f"| {r.backend_ms:.2f} ms |"
+        )
 
 
 def floor_profile(path: Path) -> Path:
@@ -551,6 +642,9 @@ def main() -> None:
     parser.add_argument("--no-workers", action="store_true", help="skip the workers comparison")
     parser.add_argument("--only-workers", action="store_true", help="only the workers comparison")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (a bare relay)")
+    parser.add_argument(
+        "--no-listing", action="store_true", help="skip the tools/list rows (a 100-tool server)"
+    )
     parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_backend:
@@ -561,7 +655,11 @@ def main() -> None:
         log = stack.enter_context((project / "bench.log").open("w"))
         backend_port, backend = start_backend(stack, log)
         direct = f"http://127.0.0.1:{backend_port}/mcp"
-        gateway_port = start_gateway(stack, project, direct, log)
+        listing_backend = None
+        if not args.only_workers and not args.no_listing:
+            listing_backend = start_listing_backend(stack, log)
+        listing_direct = f"http://127.0.0.1:{listing_backend[0]}/mcp" if listing_backend else None
+        gateway_port = start_gateway(stack, project, direct, listing_direct, log)
         through = f"http://127.0.0.1:{gateway_port}/api/v1/mcp/echo/mcp"
         time.sleep(1.0)  # let the gateway load its registry from the store
         token = token_for(project, through, gateway_port)
@@ -573,6 +671,11 @@ def main() -> None:
             relay_port, relay_pid = start_floor(stack, direct, log)
             relay = f"http://127.0.0.1:{relay_port}/mcp"
             floor_rows = floor(args, direct, relay, ((relay_pid,), backend.pid))
+        listing_rows = (
+            listings(args, project, gateway_port, listing_backend[1].pid)
+            if listing_backend is not None
+            else []
+        )
         workers: list[Row] = []
         if not args.no_workers and redis_reachable(args.redis_url):
             workers = compare_workers(stack, project, args, backend.pid, log)
@@ -583,6 +686,8 @@ def main() -> None:
             print_table(rows, steal, args.runs, args.seconds)
         if floor_rows:
             print_floor(floor_rows, rows)
+        if listing_rows:
+            print_listings(listing_rows, args.concurrency[0], args.runs)
         if workers:
             print_workers(workers, len(os.sched_getaffinity(0)), steal, args)
         elif not args.no_workers:
