@@ -13,6 +13,13 @@ own work between frames, goes to "event loop and sockets"); a part's share of th
 times the process's CPU per call (``--gateway-ms``, ``--floor-ms``: the figures
 ``bench/gateway.py`` printed for the same run) is its CPU per call. py-spy samples every thread
 of the process: the audit writer's database thread is its own part.
+
+A caveat: py-spy samples a thread that is running or waiting for a CPU alike. On a saturated
+machine (clients, gateway and backend on two cores) a gateway woken by the event loop often
+waits for a core, and is sampled in the loop meanwhile: "event loop and sockets" is overstated
+and every other part understated by the same factor, in both profiles. Compare the parts with
+each other and with the floor; ``perf record -p PID`` counts only time on a CPU (by library:
+the interpreter, the kernel, uvloop, SQLite, orjson) where Python's frames are not needed.
 """
 
 from __future__ import annotations
