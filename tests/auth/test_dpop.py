@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -335,3 +336,29 @@ async def test_a_full_replay_cache_refuses_new_proofs_rather_than_forget_live_on
     assert refused.value.headers["Retry-After"] == "60"
     clock.now = 60
     assert await cache.first_use("k1000", ttl_s=60)  # room again once proofs expire
+
+
+async def test_the_replay_cache_holds_a_key_in_well_under_200_bytes() -> None:
+    """Memory flat under load (issue 18): a gateway remembers every proof for two windows, so
+    what one costs is what the process grows by. Keeping the key as given (``jkt:jti``, made
+    for each proof, ~80 characters) with a float and a heap entry of its own took ~270 bytes;
+    its 64-bit digest in a set and a list of its second takes 100–150."""
+    clock = Clock(0)
+    cache = MemoryReplayCache(max_entries=50_000, clock=clock)
+    jkt = "k" * 43
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(20_000):
+            clock.now = n / 1000  # a proof a millisecond: 20 expiry seconds
+            assert await cache.first_use(f"{jkt}:{n:036d}", ttl_s=600)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+    assert grown / 20_000 < 200
+    first = f"{jkt}:{0:036d}"
+    assert not await cache.first_use(first, ttl_s=600)  # every one still remembered
+    clock.now = 620
+    assert await cache.first_use(first, ttl_s=600)
+    assert len(cache) == 1
