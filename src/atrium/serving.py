@@ -15,7 +15,11 @@ from typing import Any, Literal
 import orjson
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 from uvicorn.server import ServerState
 
 from atrium.errors import AtriumError
@@ -207,6 +211,7 @@ class PacedProtocol(HttpToolsProtocol):
         self._reading: Literal["head", "body"] | None = None  # what of a request is awaited
         self._since = 0.0  # the head's first byte (or the connection), or a body's last byte
         self._begun = False  # a byte of the head being read has come
+        self._answering: RequestResponseCycle | None = None  # the request whose task runs
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -217,6 +222,14 @@ class PacedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._lost.done():
             self._lost.set_result(None)
+        answering = self._answering
+        if answering is not None and answering is not self.cycle:
+            # uvicorn tells only the newest request (one pipelined behind this one, never to
+            # run now): the one being answered must know its client left too, or it answers
+            # 500 to nobody, logging that the app sent nothing.
+            if not answering.response_complete:
+                answering.disconnected = True
+            answering.message_event.set()
         self._reading = None
         if self._timer is not None:
             self._timer.cancel()
@@ -253,10 +266,16 @@ class PacedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reading = None
         super().on_message_complete()
-        # A big body's last bytes may have paused reading until the app reads them; read on,
-        # so the end of the connection is seen (CONNECTION_LOST) while the answer is under
-        # way. A pipelined request that comes meanwhile pauses reading again (uvicorn).
-        self.flow.resume_reading()
+        if not self.pipeline:
+            # A big body's last bytes may have paused reading until the app reads them; read
+            # on, so the end of the connection is seen (CONNECTION_LOST) while the answer is
+            # under way. Not past a request already waiting behind the one answered: reading
+            # stays paused until that answer is complete (uvicorn), one request read ahead.
+            self.flow.resume_reading()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._answering = cycle
+        super()._start_asgi_task(cycle, app)
 
     def _expect(self, part: Literal["head", "body"]) -> None:
         self._reading = part
