@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import os
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +47,20 @@ def run_atrium(
         err.write(code)
         code = 1
     return CliResult(code or 0, out.getvalue(), err.getvalue())
+
+
+def run_atrium_blocking(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+) -> CliResult:
+    """``run_atrium``, also from an async test: there in a thread of its own, since the command
+    runs its own event loop (``asyncio.run``), and the test's loop waits as it would on a
+    subprocess."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run_atrium(*args, env=env)
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(run_atrium, *args, env=env).result(timeout=timeout)
 
 
 @contextlib.contextmanager

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli.helpers import CliResult, run_atrium
 from tests.e2e.instance import Instance, started_instance
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,9 +24,16 @@ TIME_SERVER = str(Path(sys.executable).parent / "mcp-server-time")
 SIGN_IN = REPO / "tests/e2e/sign_in.py"
 
 
-def atrium(
+def atrium(project: Path, *args: str) -> CliResult:
+    """``atrium client ARGS`` in this process; the stdio servers it starts are subprocesses."""
+    return run_atrium("--project", str(project), "client", *args, env={"NO_COLOR": "1"})
+
+
+def atrium_process(
     project: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
+    """``atrium client ARGS`` in a subprocess of its own: Python's ``webbrowser`` reads
+    ``$BROWSER`` once per process, and the sign-in test changes it between two runs."""
     return subprocess.run(
         [sys.executable, "-m", "atrium", "--project", str(project), "client", *args],
         capture_output=True,
@@ -66,7 +74,7 @@ def test_a_wrong_mcp_json_exits_2_naming_file_and_key(
 
     done = atrium(tmp_path, "tools", "--config", str(path))
 
-    assert done.returncode == 2, done.stderr
+    assert done.exit_code == 2, done.stderr
     assert f"{path}: {expected}" in " ".join(done.stderr.split()), done.stderr
     assert "Traceback" not in done.stderr
 
@@ -96,11 +104,11 @@ def test_tools_call_resources_and_read_over_stdio_servers(tmp_path: Path) -> Non
 
     names = {tool["name"] for tool in tools}
     assert {"mcp__time__get_current_time", "mcp__everything__echo"} <= names
-    assert called.returncode == 0, called.stderr
+    assert called.exit_code == 0, called.stderr
     assert json.loads(called.stdout)["timezone"] == "Etc/UTC"
-    assert failed.returncode == 1
+    assert failed.exit_code == 1
     assert {r["server"] for r in listed} == {"everything"}
-    assert read.returncode == 0, read.stderr
+    assert read.exit_code == 0, read.stderr
     assert read.stdout.strip()
     assert (tmp_path / "logs" / "mcp-client-everything.log").exists()
 
@@ -111,7 +119,7 @@ def test_tools_print_in_each_model_format(tmp_path: Path, fmt: str) -> None:
 
     done = atrium(tmp_path, "tools", "--config", str(path), "--format", fmt)
 
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     tools = json.loads(done.stdout)
     names = [t.get("name") or t.get("function", {}).get("name") for t in tools]
     assert "mcp__time__get_current_time" in names
@@ -123,7 +131,7 @@ def test_an_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
 
     done = atrium(tmp_path, "tools", "--config", str(path), "--format", "llama")
 
-    assert done.returncode == 2
+    assert done.exit_code == 2
     assert "--format must be one of" in done.stderr
 
 
@@ -153,11 +161,11 @@ def test_a_remote_server_that_asks_for_oauth_is_signed_in_to_once(
     project = tmp_path / "client-project"
     project.mkdir()
 
-    first = atrium(
+    first = atrium_process(
         project, "call", "mcp__remote__list_playbooks", "{}", "-c", str(path), env=browser
     )
     no_browser = {**browser, "BROWSER": "false"}
-    again = atrium(
+    again = atrium_process(
         project, "call", "mcp__remote__list_playbooks", "{}", "-c", str(path), env=no_browser
     )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
+from tests.cli.helpers import run_atrium_blocking
 from tests.polling import wait_until
 from tests.processes import free_port, only_builtins
 
@@ -122,11 +123,11 @@ class Cluster:
         return f"http://127.0.0.1:{self.ports[index]}"
 
     def atrium(self, *args: str) -> str:
-        """What ``atrium --project <project> args`` prints; it must succeed."""
-        done = subprocess.run(
-            [*atrium(self.project), *args], env=self.env, capture_output=True, text=True
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
+        """What ``atrium --project <project> args`` prints; it must succeed. Run in this
+        process (``run_atrium_blocking``): a command that only reads or writes the store
+        needs no interpreter of its own, whose imports cost about a second."""
+        done = run_atrium_blocking("--project", str(self.project), *args, env=self.env)
+        assert done.exit_code == 0, done.stdout + done.stderr
         return done.stdout
 
     def token(self, server: str) -> str:
@@ -183,20 +184,17 @@ def cluster(
         "NO_COLOR": "1",
         **(environ or {}),
     }
-    init = subprocess.run(
-        [*atrium(project), "init", str(project)],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    # ``init`` and ``cloud sync`` only write files and the store: run in this process.
+    init = run_atrium_blocking("--project", str(project), "init", str(project), env=env)
+    assert init.exit_code == 0, init.stdout + init.stderr
     password = re.search(r"password \(shown once\): (\S+)", init.stdout)
     assert password, init.stdout
     only_builtins(project, set())
     add_slow_server(project, arrivals)
     edit(project / "atrium.yaml", settings or {})
     sync = ["cloud", "sync", "local", "mcp", "--direction", "to-db", "-y"]
-    subprocess.run([*atrium(project), *sync], env=env, check=True, capture_output=True)
+    synced = run_atrium_blocking("--project", str(project), *sync, env=env)
+    assert synced.exit_code == 0, synced.stdout + synced.stderr
     haproxy_log = tmp_path / "haproxy.log"
     with ExitStack() as stack:
         stack.callback(listener.close)

@@ -4,7 +4,6 @@ not needed: ``systemd-analyze verify`` runs too where it is installed."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ import pytest
 from atrium.gateway.serve import UVICORN_GRACE_MARGIN_S
 from atrium.settings import Settings
 from atrium.supervisor.process import STOP_GRACE_S
+from tests.cli.helpers import run_atrium
 from tests.deploy.cluster import DEPLOY
 
 SYSTEMD = DEPLOY / "systemd"
@@ -88,14 +88,8 @@ def test_each_unit_runs_a_command_the_atrium_cli_has() -> None:
     for name, (command, _) in UNITS.items():
         start = one(parse(SYSTEMD / name), "Service", "ExecStart").split()
         assert start == [INSTALLED, *command], name
-        helped = subprocess.run(
-            [sys.executable, "-m", "atrium", *command, "--help"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
-        assert helped.returncode == 0, helped.stdout + helped.stderr
+        helped = run_atrium(*command, "--help", env={"NO_COLOR": "1"})  # in this process
+        assert helped.exit_code == 0, helped.stdout + helped.stderr
 
 
 def test_a_stop_is_gentle_for_longer_than_atrium_takes_to_stop_and_a_failure_restarts() -> None:

@@ -20,6 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
+from tests.cli.helpers import run_atrium_blocking
 from tests.polling import wait_until
 from tests.processes import free_port, free_server_ports, only_builtins
 
@@ -58,16 +59,38 @@ class Instance:
         self.stop()
         self.start()
 
+    def wait_routed(self, server: str) -> None:
+        """Until the gateway routes ``server`` and its supervisor reports it running."""
+        url = f"{self.base}/api/v1/mcp/registry/{server}"
+        wait_until(partial(_routed, url), timeout_s=60, what=f"{server} routed")
+
     def url(self, server: str) -> str:
         return f"{self.base}/api/v1/mcp/{server}/mcp"
 
     def atrium(self, *args: str, stdin: str | None = None) -> str:
+        """``atrium ARGS`` on this project, which must succeed; its standard output.
+
+        A command that only reads or writes the store or talks to the running Atrium runs in
+        this process (the same ``main`` the shell reaches): a subprocess costs the CLI's
+        imports, about a second each, and the tests run these by the dozen. Those that start
+        or stop processes, or read standard input, run in a subprocess.
+        """
+        if stdin is None and args[: _IN_PROCESS_DEPTH.get(args[0], 0)] in _IN_PROCESS:
+            done = run_atrium_blocking("--project", str(self.project), *args, env=self.env)
+            assert done.exit_code == 0, done.stderr
+            return done.stdout
         argv = [sys.executable, "-m", "atrium", "--project", str(self.project), *args]
-        done = subprocess.run(
+        completed = subprocess.run(
             argv, env=self.env, input=stdin, capture_output=True, text=True, timeout=60
         )
-        assert done.returncode == 0, done.stderr
-        return done.stdout
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout
+
+
+# The command groups ``Instance.atrium`` runs in this process (as ``started_instance`` runs
+# ``init``): none starts a process that outlives it or reads standard input.
+_IN_PROCESS = {("admin",), ("infra", "logs"), ("plugins", "mcp"), ("cloud", "sync")}
+_IN_PROCESS_DEPTH = {command[0]: len(command) for command in _IN_PROCESS}
 
 
 def _routed(url: str) -> bool:
@@ -98,8 +121,8 @@ def started_instance(
         "ATRIUM_PUBLIC_URL": base,
         "NO_COLOR": "1",
     }
-    atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
-    init = subprocess.run([*atrium, "init"], env=env, check=True, capture_output=True, text=True)
+    init = run_atrium_blocking("--project", str(project), "init", env=env)
+    assert init.exit_code == 0, init.stderr
     found = re.search(r"password \(shown once\): (\S+)", init.stdout)
     assert found, init.stdout
     server_file = project / "services/mcp/atrium.yaml"
@@ -115,8 +138,7 @@ def started_instance(
     try:
         instance.start()
         for name in set(builtins) - {"atrium"}:  # atrium: start() waited for it
-            url = f"{base}/api/v1/mcp/registry/{name}"
-            wait_until(partial(_routed, url), timeout_s=60, what=f"{name} routed")
+            instance.wait_routed(name)
         yield instance
     finally:
         instance.stop()

@@ -4,6 +4,11 @@ server, as the README's example), and the CLI as a user runs it.
 
 The agent's tool calls reach the hosted server through the gateway with a token for the run's
 user, so the audit names that user and marks the calls in-app.
+
+Most commands run in this process (``run_atrium``: the same ``main`` a user's shell reaches);
+the README's example and Ctrl-C run ``python -m atrium`` as a subprocess, as a user does, so
+the real entry point, its exit codes and its signal handling stay covered. A subprocess costs
+the CLI's imports each time (~2 s with ``agents run``), which made this file a long pole.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from atrium.settings import load_settings
 from atrium.store import Store
 from tests.ai.project import KEY_VARIABLE, write_agent, write_ai_config
 from tests.ai.providers_fake import OpenAIChatFake, text, tool_call, tool_calls
+from tests.cli.helpers import CliResult, run_atrium
 from tests.e2e.instance import Instance, started_instance
 from tests.polling import wait_until
 
@@ -36,7 +42,13 @@ def instance(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Instance]:
         yield running
 
 
-def agents(instance: Instance, *args: str) -> subprocess.CompletedProcess[str]:
+def agents(instance: Instance, *args: str) -> CliResult:
+    """``atrium agents ARGS`` in this process."""
+    return run_atrium("--project", str(instance.project), "agents", *args, env=instance.env)
+
+
+def agents_process(instance: Instance, *args: str) -> subprocess.CompletedProcess[str]:
+    """``atrium agents ARGS`` as a user's shell runs it: ``python -m atrium`` in a subprocess."""
     argv = [sys.executable, "-m", "atrium", "--project", str(instance.project), "agents", *args]
     return subprocess.run(argv, env=instance.env, capture_output=True, text=True, timeout=120)
 
@@ -64,7 +76,7 @@ def test_a_two_round_run_calls_a_hosted_tool_as_its_user(instance: Instance) -> 
         write_ai_config(instance.project, fake)
         write_agent(instance.project, "helper", allowed_tools=["mcp__atrium__*"])
         done = agents(instance, "run", "helper", "Which playbooks are there?", "--user", "admin")
-        assert done.returncode == 0, done.stderr
+        assert done.exit_code == 0, done.stderr
         second = fake.requests[1].body
     assert "Let me look." in done.stdout
     assert "There are no playbooks yet." in done.stdout
@@ -91,14 +103,14 @@ def test_json_events_and_continuing_a_conversation(instance: Instance) -> None:
         write_ai_config(instance.project, fake)
         write_agent(instance.project, "helper")
         first = agents(instance, "run", "helper", "Hello", "--json")
-        assert first.returncode == 0, first.stderr
+        assert first.exit_code == 0, first.stderr
         events = [json.loads(line) for line in first.stdout.splitlines()]
         assert next(e["type"] for e in events) == "started"
         assert events[-1]["type"] == "finished"
         assert events[-1]["text"] == "First answer."
         conversation = events[0]["conversation_id"]
         again = agents(instance, "run", "helper", "And then?", "--conversation", conversation)
-        assert again.returncode == 0, again.stderr
+        assert again.exit_code == 0, again.stderr
         history = fake.requests[1].body["messages"]
     assert [m["role"] for m in history if m["role"] != "system"] == ["user", "assistant", "user"]
     assert history[-1]["content"] == "And then?"
@@ -107,9 +119,9 @@ def test_json_events_and_continuing_a_conversation(instance: Instance) -> None:
     shown = json.loads(agents(instance, "conversations", "show", conversation, "--json").stdout)
     assert [m["role"] for m in shown] == ["user", "assistant", "user", "assistant"]
     deleted = agents(instance, "conversations", "delete", conversation)
-    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.exit_code == 0, deleted.stderr
     gone = agents(instance, "conversations", "show", conversation)
-    assert gone.returncode == 1
+    assert gone.exit_code == 1
     assert "not found" in gone.stderr
 
 
@@ -120,7 +132,7 @@ def test_list_and_show(instance: Instance) -> None:
         listed = json.loads(agents(instance, "list", "--json").stdout)
         shown = agents(instance, "show", "helper", "--json")
     assert "helper" in [a["name"] for a in listed]
-    assert shown.returncode == 0, shown.stderr
+    assert shown.exit_code == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert data["tools"] == [PLAYBOOKS]
     assert data["servers"]["atrium"] is None
@@ -161,7 +173,7 @@ def test_bad_input_is_a_clear_error(
             instance.env.update(env_backup)
             (instance.project / "services/agents/broken.md").unlink(missing_ok=True)
         assert fake.remaining == 1  # nothing reached the model
-    assert done.returncode == code, (done.stdout, done.stderr)
+    assert done.exit_code == code, (done.stdout, done.stderr)
     assert said in done.stderr
     assert "Traceback" not in done.stderr
 
@@ -173,7 +185,7 @@ def test_tool_rounds_run_out(instance: Instance) -> None:
         write_agent(instance.project, "helper")
         done = agents(instance, "run", "helper", "Loop forever")
         last = fake.requests[-1].body
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     assert "every tool round" in done.stderr
     assert last["tool_choice"] == "none"  # the answer-now turn: tools defined, none callable
     assert "used all 2 tool rounds" in json.dumps(last["messages"])
@@ -185,7 +197,7 @@ def test_a_tool_the_agent_was_not_given(instance: Instance, tmp_path: Path) -> N
         write_agent(instance.project, "helper", allowed_tools=[PLAYBOOKS])
         done = agents(instance, "run", "helper", "Run a command", "--json")
         result = next(m for m in fake.requests[1].body["messages"] if m["role"] == "tool")
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     finished = [json.loads(line) for line in done.stdout.splitlines()]
     tool = next(e for e in finished if e["type"] == "tool_finished")
     assert tool["ok"] is False
@@ -233,7 +245,7 @@ def test_the_readme_example_runs(instance: Instance) -> None:
         path = instance.project / "services/ai/config.yaml"
         path.write_text(config.replace("http://localhost:11434/v1", fake.base_url))
         (instance.project / "services/agents/assistant.md").write_text(agent)
-        done = agents(instance, "run", "assistant", "Which playbooks are there?")
+        done = agents_process(instance, "run", "assistant", "Which playbooks are there?")
         model = fake.requests[0].body["model"]
     assert done.returncode == 0, done.stderr
     assert model == "llama3.1"
@@ -248,6 +260,6 @@ def test_a_tool_name_that_looks_like_markup_is_printed_as_it_is(instance: Instan
         write_agent(instance.project, "helper")
         done = agents(instance, "run", "helper", "Call odd tools")
 
-    assert done.returncode == 0, done.stderr
+    assert done.exit_code == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("✗")]
     assert [line.split(" ")[1] for line in lines] == ["[/]", "[green]✓[/]"]

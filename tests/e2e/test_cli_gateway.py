@@ -1,8 +1,9 @@
 """End to end: the ``atrium`` command as a client of its own gateway, and its logs.
 
 One project for the module, started once in the background (``infra services start --all
---detach``) on free loopback ports; every command runs as a real subprocess. The last test
-stops Atrium and checks that the commands then say how to start it.
+--detach``) on free loopback ports; every command a test checks runs as a real subprocess
+(waiting for an audit record polls in this process: a subprocess a poll cost a second each).
+The last test stops Atrium and checks that the commands then say how to start it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.atrium_cli import Atrium
+from tests.cli.helpers import run_atrium
 from tests.polling import wait_until
 from tests.processes import free_port, free_server_ports, only_builtins
 
@@ -146,7 +148,8 @@ def test_request_list_shows_the_calls_and_audit_full_shows_their_arguments(
     wanted = request_id(called)
 
     def recorded() -> bool:
-        listed = atrium("infra", "logs", "request", "list", "--limit", "5", "--json")
+        listing = ("infra", "logs", "request", "list", "--limit", "5", "--json")
+        listed = run_atrium("--project", str(atrium.project), *listing, env=atrium.env)
         return wanted in {record["request_id"] for record in json.loads(listed.stdout)}
 
     wait_until(recorded, timeout_s=30, what="the audit record")

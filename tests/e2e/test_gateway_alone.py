@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx2
 
+from tests.cli.helpers import run_atrium
 from tests.polling import wait_until
 from tests.processes import free_port, free_server_ports, only_builtins
 
@@ -38,6 +39,13 @@ def running(
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+
+
+def init(project: Path, env: dict[str, str]) -> None:
+    """``atrium init``, in this process: it only writes files and the store, and a subprocess
+    would cost the CLI's imports, about a second. What is served runs in subprocesses."""
+    done = run_atrium("--project", str(project), "init", str(project), env=env)
+    assert done.exit_code == 0, done.stderr
 
 
 def healthy(url: str) -> bool:
@@ -68,7 +76,7 @@ def test_two_gateway_replicas_route_backends_run_apart_and_take_the_same_tokens(
         "NO_COLOR": "1",
     }
     atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
-    subprocess.run([*atrium, "init", str(project)], env=env, check=True, capture_output=True)
+    init(project, env)
     free_server_ports(project)
     only_builtins(project, {"atrium"})
     log = tmp_path / "out.log"
@@ -86,13 +94,9 @@ def test_two_gateway_replicas_route_backends_run_apart_and_take_the_same_tokens(
                 what=f"atrium routed by {base}",
                 detail=lambda: log.read_text()[-2000:],
             )
-        issued = subprocess.run(
-            [*atrium, "admin", "token", "issue", "--user", "admin", "--server", "atrium"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        issue = ("admin", "token", "issue", "--user", "admin", "--server", "atrium")
+        issued = run_atrium("--project", str(project), *issue, env=env)
+        assert issued.exit_code == 0, issued.stderr
         token = issued.stdout.strip().splitlines()[-1]
         for base in bases:
             answer = httpx2.post(
@@ -113,8 +117,7 @@ def test_two_gateway_replicas_route_backends_run_apart_and_take_the_same_tokens(
 def test_the_asgi_factory_serves_a_project_named_by_the_environment(tmp_path: Path) -> None:
     project = tmp_path / "project"
     env = {**os.environ, "ATRIUM_PORT_RANGE": "1024-65535", "NO_COLOR": "1"}
-    atrium = [sys.executable, "-m", "atrium", "--project", str(project)]
-    subprocess.run([*atrium, "init", str(project)], env=env, check=True, capture_output=True)
+    init(project, env)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "--port", str(port)]

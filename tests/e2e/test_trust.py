@@ -34,6 +34,7 @@ def whoami(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Instance,
         "    oauth: {required: true, audience: mcp}\n"
     )
     with started_instance(folder / "project", servers={"whoami": yaml}) as instance:
+        instance.wait_routed("whoami")  # started_instance waits for the built-in ones only
         yield instance, port, calls
 
 

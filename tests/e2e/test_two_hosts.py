@@ -22,6 +22,7 @@ import pytest
 
 from atrium.auth.assertion import PUBLIC_FILE
 from atrium.secretbox import new_key
+from tests.cli.helpers import CliResult, run_atrium
 from tests.conftest import POSTGRES_URL
 from tests.e2e.test_gateway_alone import ONE_SHOT, TOOLS_LIST, healthy, running
 from tests.polling import wait_until
@@ -36,6 +37,12 @@ def atrium(folder: Path) -> list[str]:
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+
+
+def cli(folder: Path, *args: str, env: dict[str, str]) -> CliResult:
+    """``atrium ARGS`` of a host, in this process: ``init`` and ``admin`` only write files
+    and the store, and a subprocess would cost the CLI's imports, about a second, each time."""
+    return run_atrium("--project", str(folder), *args, env=env)
 
 
 def server_port(folder: Path, name: str) -> int:
@@ -76,8 +83,8 @@ def test_a_second_hosts_backends_accept_the_first_hosts_gateway_through_a_rotati
     }
     first, second = tmp_path / "host-a", tmp_path / "host-b"
     for folder in (first, second):
-        done = run([*atrium(folder), "init", str(folder)], env)
-        assert done.returncode == 0, done.stderr
+        done = cli(folder, "init", str(folder), env=env)
+        assert done.exit_code == 0, done.stderr
     free_server_ports(first)
     only_builtins(first, {"atrium"})
     shutil.rmtree(second / "services" / "mcp")  # the same services/mcp/ on every host
@@ -101,20 +108,20 @@ def test_a_second_hosts_backends_accept_the_first_hosts_gateway_through_a_rotati
             )
         wait_until(lambda: known(base, "atrium"), timeout_s=30, what="atrium in the registry")
         issue = ["admin", "token", "issue", "--user", "admin", "--server", "atrium"]
-        issued = run([*atrium(first), *issue], env)
-        assert issued.returncode == 0, issued.stderr
+        issued = cli(first, *issue, env=env)
+        assert issued.exit_code == 0, issued.stderr
         token = issued.stdout.strip().splitlines()[-1]
         before = tools_list(base, token)
         rotate = ["admin", "keys", "rotate", "--caller", "--signs-after", "3"]
-        rotated = run([*atrium(first), *rotate], env)
-        assert rotated.returncode == 0, rotated.stderr
+        rotated = cli(first, *rotate, env=env)
+        assert rotated.exit_code == 0, rotated.stderr
         new = rotated.stdout.split()[3].rstrip(":")
         answers = []
         deadline = time.monotonic() + 6  # past --signs-after: the new key signs by then
         while time.monotonic() < deadline:
             answers.append(tools_list(base, token).status_code)
             time.sleep(0.2)
-        listed = run([*atrium(first), "admin", "keys", "list", "--caller"], env)
+        listed = cli(first, "admin", "keys", "list", "--caller", env=env)
 
     assert before.status_code == 200, before.text
     assert "list_playbooks" in {tool["name"] for tool in before.json()["result"]["tools"]}
@@ -136,14 +143,13 @@ def test_a_host_with_another_master_key_stops_with_a_clear_error(
     first, second = tmp_path / "host-a", tmp_path / "host-b"
     masters = [base64.b64encode(new_key()).decode() for _ in range(2)]
     for folder, master in zip((first, second), masters, strict=True):
-        done = run([*atrium(folder), "init", str(folder)], {**env, "ATRIUM_SECRET_KEY": master})
-        assert done.returncode == 0, done.stderr
+        initialized = cli(folder, "init", str(folder), env={**env, "ATRIUM_SECRET_KEY": master})
+        assert initialized.exit_code == 0, initialized.stderr
         only_builtins(folder, set())
-    stored = run(
-        [*atrium(first), "admin", "keys", "rotate", "--caller"],
-        {**env, "ATRIUM_SECRET_KEY": masters[0]},
+    stored = cli(
+        first, "admin", "keys", "rotate", "--caller", env={**env, "ATRIUM_SECRET_KEY": masters[0]}
     )
-    assert stored.returncode == 0, stored.stderr
+    assert stored.exit_code == 0, stored.stderr
 
     done = run(
         [*atrium(second), "infra", "services", "start", "mcp"],

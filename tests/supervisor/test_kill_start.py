@@ -21,6 +21,7 @@ import httpx2
 import pytest
 
 from atrium.deathsig import SUPERVISOR_PID_VARIABLE
+from tests.cli.helpers import run_atrium
 from tests.polling import wait_until
 from tests.processes import free_port, free_server_ports
 
@@ -54,8 +55,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
         "ATRIUM_GATEWAY_PORT": str(port),
         "ATRIUM_PUBLIC_URL": f"http://127.0.0.1:{port}",
     }
-    atrium = [sys.executable, "-m", "atrium", "--project", str(folder)]
-    subprocess.run([*atrium, "init"], env=env, check=True, capture_output=True)
+    initialized = run_atrium("--project", str(folder), "init", env=env)  # no process to kill
+    assert initialized.exit_code == 0, initialized.stderr
     free_server_ports(folder)
     return folder, env
 
