@@ -30,6 +30,11 @@ MAX_BODY_BYTES = 64 * 1024
 class Backend:
     port: int
     witness: Witness
+    server: GracefulServer
+
+    def running(self) -> int:
+        """Requests the backend is still answering."""
+        return len(self.server.server_state.tasks)
 
     @property
     def url(self) -> str:
@@ -42,7 +47,7 @@ async def backend() -> AsyncIterator[Backend]:
     app = witness.app(create_server_app(build_backend(witness), callers=None))
     server = GracefulServer(app, host="127.0.0.1", port=0, log_level="warning", timeout_s=5)
     async with serving(server) as served:
-        yield Backend(served.port, witness)
+        yield Backend(served.port, witness, server)
 
 
 @pytest.fixture

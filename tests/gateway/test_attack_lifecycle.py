@@ -12,18 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
 import orjson
 import pytest
-import uvicorn
 
-from atrium.servers.app import create_app as create_server_app
-from atrium.servers.shutdown import GracefulServer
 from atrium.serving import PacedProtocol
 from atrium.settings import Settings, load_settings
 from atrium.store import Store
@@ -35,7 +31,6 @@ from tests.gateway.attack_lifecycle_wire import (
     read_to_end,
     tool_post,
 )
-from tests.gateway.backend import Witness, build_backend
 from tests.gateway.conftest import Backend
 from tests.gateway.helpers import (
     META,
@@ -45,7 +40,6 @@ from tests.gateway.helpers import (
     legacy_session,
     running_gateway,
     save_servers,
-    serving,
 )
 from tests.gateway.test_shutdown_calls import (
     Stoppable,
@@ -57,25 +51,6 @@ from tests.processes import free_port
 
 MAX_BODY = 1024 * 1024
 BIG = 100_000  # a body past uvicorn's 64 KiB mark, where it pauses reading
-
-
-@dataclass
-class WatchedBackend(Backend):
-    server: uvicorn.Server
-
-    def running(self) -> int:
-        """Requests the backend is still answering."""
-        return len(self.server.server_state.tasks)
-
-
-@pytest.fixture
-async def backend() -> AsyncIterator[WatchedBackend]:
-    """The test backend, its uvicorn in reach: whether it still serves a request."""
-    witness = Witness()
-    app = witness.app(create_server_app(build_backend(witness), callers=None))
-    server = GracefulServer(app, host="127.0.0.1", port=0, log_level="warning", timeout_s=5)
-    async with serving(server) as served:
-        yield WatchedBackend(served.port, witness, server)
 
 
 @pytest.fixture
@@ -129,7 +104,7 @@ def tag_of(record: AuditRecord) -> str:
 
 
 async def test_pipelined_requests_behind_a_call_in_flight_are_not_read_ahead_without_bound(
-    gateway: Gateway, backend: WatchedBackend
+    gateway: Gateway, backend: Backend
 ) -> None:
     """uvicorn stops reading a connection once a request waits behind the one answered, so a
     client cannot pile requests (each with its body) into the gateway's memory. Requests
@@ -154,7 +129,7 @@ async def test_pipelined_requests_behind_a_call_in_flight_are_not_read_ahead_wit
 
 
 async def test_pipelined_requests_after_a_big_body_are_each_answered_in_order_and_audited_once(
-    gateway: Gateway, backend: WatchedBackend
+    gateway: Gateway, backend: Backend
 ) -> None:
     port = gateway.served.port
     first = tool_post(port, "slow", {"seconds": 0.3, "tag": "first-" + "x" * BIG}, id=1)
@@ -186,7 +161,7 @@ async def test_pipelined_requests_after_a_big_body_are_each_answered_in_order_an
 
 
 async def test_a_client_that_leaves_during_the_first_of_pipelined_requests_cuts_it_alone(
-    gateway: Gateway, backend: WatchedBackend, caplog: pytest.LogCaptureFixture
+    gateway: Gateway, backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The call in flight is cut and the backend told; the requests queued behind it never
     run; one record, and nothing logged as broken."""
@@ -211,7 +186,7 @@ async def test_a_client_that_leaves_during_the_first_of_pipelined_requests_cuts_
 
 
 async def test_a_client_that_half_closes_after_its_request_is_taken_as_gone(
-    gateway: Gateway, backend: WatchedBackend
+    gateway: Gateway, backend: Backend
 ) -> None:
     """RFC 9112 §9.6 lets a client close its sending side and still read; uvicorn closes the
     connection on end of file (``eof_received``), as it did before the answer ran in the
@@ -236,7 +211,7 @@ async def test_a_client_that_half_closes_after_its_request_is_taken_as_gone(
 
 async def test_calls_cut_at_random_moments_are_each_recorded_once_and_the_gateway_serves_on(
     gateway: Gateway,
-    backend: WatchedBackend,
+    backend: Backend,
     http: httpx2.AsyncClient,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -289,7 +264,7 @@ async def test_calls_cut_at_random_moments_are_each_recorded_once_and_the_gatewa
 
 
 async def test_a_call_cut_by_its_client_leaves_no_half_read_backend_connection_behind(
-    gateway: Gateway, backend: WatchedBackend, http: httpx2.AsyncClient
+    gateway: Gateway, backend: Backend, http: httpx2.AsyncClient
 ) -> None:
     port = gateway.served.port
     _, writer = await connect(port)
@@ -316,7 +291,7 @@ async def test_a_call_cut_by_its_client_leaves_no_half_read_backend_connection_b
 @pytest.mark.parametrize("stopper", [atrium_start_gateway, bare_uvicorn_gateway])
 async def test_stopping_while_clients_leave_answers_or_records_every_call_once(
     tmp_path: Path,
-    backend: WatchedBackend,
+    backend: Backend,
     caplog: pytest.LogCaptureFixture,
     stopper: Callable[[Path, Backend], AbstractAsyncContextManager[Stoppable]],
 ) -> None:
@@ -353,7 +328,7 @@ async def test_stopping_while_clients_leave_answers_or_records_every_call_once(
 
 
 async def test_a_get_stream_whose_client_leaves_ends_on_the_backend_too(
-    gateway: Gateway, backend: WatchedBackend, http: httpx2.AsyncClient
+    gateway: Gateway, backend: Backend, http: httpx2.AsyncClient
 ) -> None:
     url = gateway.url("tools")
     session = await legacy_session(http, url)
@@ -367,7 +342,7 @@ async def test_a_get_stream_whose_client_leaves_ends_on_the_backend_too(
 
 
 async def test_a_listen_stream_whose_client_leaves_ends_on_the_backend_too(
-    gateway: Gateway, backend: WatchedBackend
+    gateway: Gateway, backend: Backend
 ) -> None:
     port = gateway.served.port
     params = {"_meta": META, "notifications": {"toolsListChanged": True}}
@@ -391,7 +366,7 @@ async def test_a_listen_stream_whose_client_leaves_ends_on_the_backend_too(
 
 @pytest.mark.parametrize(("size", "status"), [(65535, 200), (65536, 200), (65537, 413)])
 async def test_a_body_at_the_limit_is_taken_and_one_byte_past_it_refused(
-    tmp_path: Path, backend: WatchedBackend, size: int, status: int
+    tmp_path: Path, backend: Backend, size: int, status: int
 ) -> None:
     (tmp_path / "atrium.yaml").write_text("gateway:\n  max_body_bytes: 65536\n")
     settings = load_settings(tmp_path, environ={})
@@ -414,7 +389,7 @@ async def test_a_body_at_the_limit_is_taken_and_one_byte_past_it_refused(
 
 
 async def test_a_big_body_sent_slowly_then_abandoned_is_recorded_once_and_never_forwarded(
-    gateway: Gateway, backend: WatchedBackend
+    gateway: Gateway, backend: Backend
 ) -> None:
     port = gateway.served.port
     body = call("upload", {"content": "x" * 500_000})

@@ -31,7 +31,7 @@ async def far_backend() -> AsyncIterator[Backend]:
     server = GracefulServer(app, host=FAR, port=0, log_level="warning", timeout_s=5)
     listener = socket.create_server((FAR, 0))
     async with serving(server, listener) as served:
-        yield Backend(served.port, witness)
+        yield Backend(served.port, witness, server)
 
 
 async def test_calls_go_to_the_backend_host_and_port_the_server_names(
