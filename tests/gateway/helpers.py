@@ -143,6 +143,18 @@ class Gateway:
         """The newest records of ``server``, once at least ``count`` are stored."""
         return await self._stored(lambda: self.store.audit.list_recent(100, server=server), count)
 
+    async def audit_once(
+        self, server: str, wanted: Callable[[AuditRecord], bool]
+    ) -> list[AuditRecord]:
+        """The newest records of ``server``, once one of them is ``wanted``: the record of a
+        call made last may be stored after those of the calls before it."""
+
+        async def found() -> list[AuditRecord] | None:
+            records = await self.store.audit.list_recent(100, server=server)
+            return records if any(map(wanted, records)) else None
+
+        return await until(found, what=f"the audit record wanted of {server}", interval=0.02)
+
     async def _stored(
         self, query: Callable[[], Awaitable[list[AuditRecord]]], count: int
     ) -> list[AuditRecord]:

@@ -16,6 +16,7 @@ import pytest
 from atrium.auth.assertion import PUBLIC_FILE, AssertionVerifier, ensure_caller_keys
 from atrium.servers.marketplace import create_server
 from atrium.settings import Settings
+from atrium.store.audit import AuditRecord
 from tests.servers.helpers import serving
 from tests.servers.skills_client import skill_md
 from tests.web.conftest import XSS, Console, csrf_of
@@ -194,6 +195,12 @@ async def test_only_an_admin_reveals_a_value_and_the_reveal_is_audited(console: 
     assert NEW_VALUE in revealed.text
     assert VALUE not in revealed.text  # the user's secret stays theirs, even for an admin
     assert revealed.headers["cache-control"] == "no-store"
-    records = await console.gateway.audit_of("marketplace", 1)
-    reveals = [r for r in records if r.tool == "get_secrets" and (r.arguments or {}).get("reveal")]
-    assert [r.subject for r in reveals] == [console.users["admin"].id]
+    admin_id = console.users["admin"].id
+
+    def reveal(r: AuditRecord) -> bool:
+        return r.tool == "get_secrets" and bool((r.arguments or {}).get("reveal"))
+
+    records = await console.gateway.audit_once(
+        "marketplace", lambda r: reveal(r) and r.subject == admin_id
+    )
+    assert [r.subject for r in records if reveal(r)] == [admin_id]
