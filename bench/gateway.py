@@ -25,15 +25,26 @@ second of each and the gateway CPU per call summed over its processes (the paren
 worker). Backend, clients and workers share the same cores.
 
 The listing (issue 17, "Scale of the registry": a caller's filtered ``tools/list`` of a
-100-tool server costs at most 1 ms of gateway CPU): ``bench/registry_scale.py``'s 100-tool
-backend as a second server of the project, listed at the first concurrency through the gateway
-by a ``tools:read`` caller (narrowed to the 50 read-only tools) and by a ``tools:write`` one
-(relayed whole); gateway CPU per call as above (``--no-listing`` skips it).
+100-tool server costs at most 1 ms of gateway CPU), at the first concurrency
+(``--no-listing`` skips it). ``bench/registry_scale.py``'s 100-tool server (on Atrium's
+toolkit) spends ~8 ms of CPU on each listing, so behind it the gateway idles most of the time,
+and an idle process pays more CPU per request than a busy one (every socket event wakes the
+loop on its own, the caches are cold, no audit batch is shared). So the listing is measured
+twice: against a backend that answers that server's own listing, fetched once, in a few
+microseconds (``--serve-canned``), so the gateway is as busy as in the table above, for a
+``tools:read`` caller (narrowed to the 50 read-only tools) and a ``tools:write`` one (relayed
+whole); and against the toolkit server itself, for ``tools:read``, next to a ``tools/call``
+of the echo server paced to the same rate, which tells what any call costs at that rate.
 
 The floor (``bench/floor_proxy.py``): the 2026-07-28 rows again through a bare relay in the
 gateway's own HTTP stack (uvicorn on httptools and uvloop, the gateway's upstream client) that
 does nothing of Atrium's (no token, no JSON-RPC checks, no policy, no audit): its CPU per call
 is what Python and the sockets cost, and the gateway's figure minus it is Atrium's own work.
+
+``--pin`` puts the gateway and the floor relay on a CPU of their own and everything else on the
+others, so that a profile's samples are CPU time (py-spy counts a thread waiting for a core as
+running; with ``--profile PATH.txt`` the run prints both to compare); the throughput ratios of
+a pinned run are not the table of issue 17, whose processes share the cores.
 
 ``--profile PATH`` records a py-spy flame graph of the gateway during the first 2026-07-28 run
 at the first concurrency (py-spy from the dev extras; it may need ptrace rights): an SVG, or
@@ -48,13 +59,15 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +80,10 @@ PYTHON = sys.executable
 MODERN = "2026-07-28"
 LEGACY = "2025-11-25"
 LISTING = "hundred"  # the 100-tool server of the listing rows (bench/registry_scale.py's)
+CANNED = "hundred-canned"  # the same listing, answered by ``--serve-canned``
 LISTED_TOOLS, READ_ONLY_TOOLS = 100, 50
 TICKS = os.sysconf("SC_CLK_TCK")
+CPUS = sorted(os.sched_getaffinity(0))  # before ``pin`` narrows this process's
 
 
 # ---------------------------------------------------------------- the backend (a subprocess)
@@ -88,6 +103,42 @@ def serve_backend(port: int) -> None:
 
     app = server.streamable_http_app(stateless_http=True, json_response=True)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def serve_canned(port: int, source: str) -> None:
+    """A backend that answers every POST with the listing ``source`` gave once, under the
+    request's own id: the 100-tool server's bytes at almost no cost of its own."""
+    import urllib.request
+
+    import orjson
+    import uvicorn
+    from starlette.types import Receive, Scope, Send
+
+    ask = urllib.request.Request(
+        source,
+        data=call_body(1, MODERN, "tools/list"),
+        headers=base_headers(MODERN, None, "tools/list"),
+    )
+    with urllib.request.urlopen(ask, timeout=30) as answer:
+        result = orjson.dumps(orjson.loads(answer.read())["result"])
+    head = [(b"content-type", b"application/json")]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        request_id = orjson.dumps(orjson.loads(body)["id"])
+        data = b'{"jsonrpc":"2.0","id":' + request_id + b',"result":' + result + b"}"
+        length = [(b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": head + length})
+        await send({"type": "http.response.body", "body": data})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
 
 
 # ---------------------------------------------------------------- measuring processes
@@ -208,10 +259,13 @@ async def drive(
     seconds: float,
     token: str | None,
     method: str = "tools/call",
+    rate: float | None = None,
 ) -> int:
     """Calls answered by ``concurrency`` closed-loop clients in ``seconds`` (after a warm-up).
 
-    Each client has its own headers (and, in the initialize era, its own session).
+    Each client has its own headers (and, in the initialize era, its own session). With
+    ``rate``, the clients together send at most ``rate`` calls a second: each waits for its
+    next turn, one every ``concurrency / rate`` seconds.
     """
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -222,7 +276,11 @@ async def drive(
 
         async def client(headers: dict[str, str], deadline: float, count: bool) -> None:
             n = 0
+            turn = time.perf_counter()
             while time.perf_counter() < deadline:
+                if rate is not None:
+                    turn += concurrency / rate
+                    await asyncio.sleep(max(0.0, turn - time.perf_counter()))
                 n += 1
                 body = call_body(n, era, method)
                 async with http.post(url, data=body, headers=headers) as response:
@@ -254,6 +312,7 @@ def measured(
     token: str | None,
     pids: tuple[tuple[int, ...], int],
     method: str = "tools/call",
+    rate: float | None = None,
 ) -> Sample:
     """One run, with the CPU of the gateway (its processes summed) and the backend over
     exactly its measured window.
@@ -264,7 +323,7 @@ def measured(
     gateway, backend = pids
     cpu_before = sum(map(cpu_seconds, gateway)), cpu_seconds(backend)
     started = time.perf_counter()
-    calls = asyncio.run(drive(url, era, c, seconds, token, method))
+    calls = asyncio.run(drive(url, era, c, seconds, token, method, rate))
     elapsed = time.perf_counter() - started
     rps = calls / seconds
     served = rps * elapsed  # calls served over the whole window, warm-up included
@@ -286,29 +345,19 @@ def start_backend(stack: ExitStack, log: IO[str]) -> tuple[int, subprocess.Popen
     return port, process
 
 
-def write_project(project: Path, backend_url: str, listing_url: str | None) -> None:
+def write_project(project: Path, urls: dict[str, str]) -> None:
+    """The project's servers: each name of ``urls`` a remote server behind OAuth."""
     (project / "services/mcp").mkdir(parents=True)
     server = {
-        "echo": {
-            "transport": "remote",
-            "url": backend_url,
-            "oauth": {"required": True, "scopes": ["user"]},
-        }
+        name: {"transport": "remote", "url": url, "oauth": {"required": True, "scopes": ["user"]}}
+        for name, url in urls.items()
     }
-    if listing_url is not None:
-        server[LISTING] = {
-            "transport": "remote",
-            "url": listing_url,
-            "oauth": {"required": True, "scopes": ["user"]},
-        }
     (project / "services/mcp/bench.yaml").write_text(json.dumps({"mcp_servers": server}))
 
 
-def start_gateway(
-    stack: ExitStack, project: Path, backend_url: str, listing_url: str | None, log: IO[str]
-) -> int:
+def start_gateway(stack: ExitStack, project: Path, urls: dict[str, str], log: IO[str]) -> int:
     gateway_port = free_port()
-    write_project(project, backend_url, listing_url)
+    write_project(project, urls)
     env = {
         **os.environ,
         "ATRIUM_PORT_RANGE": "1024-65535",
@@ -330,6 +379,18 @@ def start_listing_backend(stack: ExitStack, log: IO[str]) -> tuple[int, subproce
     """``bench/registry_scale.py``'s backend: 100 tools, every other one read-only."""
     port = free_port()
     argv = [PYTHON, str(HERE / "registry_scale.py"), "--serve-backend", str(port)]
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    stack.callback(stop, process)
+    wait_port(port)
+    return port, process
+
+
+def start_canned(
+    stack: ExitStack, source: str, log: IO[str]
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """``--serve-canned``: the listing of ``source``, answered at almost no cost."""
+    port = free_port()
+    argv = [PYTHON, __file__, "--serve-canned", str(port), "--canned-source", source]
     process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     stack.callback(stop, process)
     wait_port(port)
@@ -458,10 +519,10 @@ def floor(
             direct_runs.append(measured(direct, MODERN, c, args.seconds, None, pids))
             spy = None
             if args.profile and c == args.concurrency[0] and run == 0:
-                spy = profiled(pids[0][0], floor_profile(args.profile), args.seconds)
+                spy = Profiled(pids[0][0], floor_profile(args.profile), args.seconds)
             through_runs.append(measured(relay, MODERN, c, args.seconds, None, pids))
             if spy is not None:
-                spy.wait(30)
+                spy.wait()
         rows.append(median_row(f"{MODERN}, {c}", direct_runs, through_runs))
         print(f"floor, {c}: done", file=sys.stderr)
     return rows
@@ -476,27 +537,54 @@ async def listed(url: str, token: str) -> int:
     return len(answer["result"]["tools"])
 
 
-def listings(args: argparse.Namespace, project: Path, port: int, backend: int) -> list[Row]:
+@dataclass
+class Listing:
+    """Where the listing rows come from: the gateway, its echo server and the two 100-tool
+    backends (the toolkit's, and the canned answer of its listing)."""
+
+    project: Path
+    port: int
+    echo: str  # the echo server through the gateway
+    echo_backend: int
+    toolkit: int  # pids of the backends
+    canned: int
+
+
+def listings(args: argparse.Namespace, where: Listing) -> list[Row]:
     """A caller's ``tools/list`` of the 100-tool server at the first concurrency (issue 17,
-    "Scale of the registry"): filtered to the 50 read-only tools for a ``tools:read`` token,
-    relayed whole for a ``tools:write`` one. No direct run: only the gateway's CPU counts."""
-    url = f"http://127.0.0.1:{port}/api/v1/mcp/{LISTING}/mcp"
-    pids = ((listening_pid(port),), backend)
+    "Scale of the registry"; the module's docstring): filtered to the 50 read-only tools for
+    a ``tools:read`` token, relayed whole for a ``tools:write`` one. No direct run: only the
+    gateway's CPU counts. Each ``Row`` reads: the label, the rate as ``direct`` and
+    ``through``, the gateway's and the backend's CPU per call."""
+    c = args.concurrency[0]
+    gateway = (listening_pid(where.port),)
     rows = []
-    for label, scopes, expected in [
-        (f"filtered to {READ_ONLY_TOOLS}", ("user", "tools:read"), READ_ONLY_TOOLS),
-        ("relayed whole", ("user", "tools:write"), LISTED_TOOLS),
-    ]:
-        token = token_for(project, url, port, scopes)
+    cases = [
+        (f"filtered to {READ_ONLY_TOOLS}", CANNED, ("user", "tools:read"), READ_ONLY_TOOLS),
+        ("relayed whole", CANNED, ("user", "tools:write"), LISTED_TOOLS),
+        (f"filtered to {READ_ONLY_TOOLS}, toolkit", LISTING, ("user", "tools:read"), 50),
+    ]
+    for label, server, scopes, expected in cases:
+        url = f"http://127.0.0.1:{where.port}/api/v1/mcp/{server}/mcp"
+        backend = where.canned if server == CANNED else where.toolkit
+        token = token_for(where.project, url, where.port, scopes)
         if (count := asyncio.run(listed(url, token))) != expected:
             raise RuntimeError(f"tools/list {label}: {count} tools, expected {expected}")
-        c = args.concurrency[0]
         runs = [
-            measured(url, MODERN, c, args.seconds, token, pids, "tools/list")
+            measured(url, MODERN, c, args.seconds, token, (gateway, backend), "tools/list")
             for _ in range(args.runs)
         ]
         rows.append(median_row(label, runs, runs))
         print(f"tools/list {label}: done", file=sys.stderr)
+    rate = rows[-1].through
+    token = token_for(where.project, where.echo, where.port)
+    pids = (gateway, where.echo_backend)
+    runs = [
+        measured(where.echo, MODERN, c, args.seconds, token, pids, rate=rate)
+        for _ in range(args.runs)
+    ]
+    rows.append(median_row(f"tools/call at {rate:.0f}/s", runs, runs))
+    print("tools/call at the toolkit's rate: done", file=sys.stderr)
     return rows
 
 
@@ -505,14 +593,16 @@ def print_listings(rows: list[Row], concurrency: int, runs: int) -> None:
         f"\na caller's tools/list of a {LISTED_TOOLS}-tool server, 2026-07-28, c={concurrency},"
         f" medians of {runs}; budget: 1 ms of gateway CPU"
     )
-    print(
-        "| tools/list | through Atrium req/s | Atrium CPU per call | /1 ms | backend CPU per call |"
-    )
-    print("|---|---|---|---|---|")
+    print("| tools/list | backend | req/s | Atrium CPU per call | /1 ms | backend CPU per call |")
+    print("|---|---|---|---|---|---|")
     for r in rows:
+        label, _, toolkit = r.label.partition(", ")
+        backend = "toolkit" if toolkit else "canned"
+        if label.startswith("tools/call"):
+            label, backend = f"({label}: echo)", "mcp SDK"
         print(
-            f"| {r.label} | {r.through:.0f} | {r.gateway_ms:.2f} ms | {r.gateway_ms:.2f} "
-            f"| {r.backend_ms:.2f} ms |"
+            f"| {label} | {backend} | {r.through:.0f} | {r.gateway_ms:.2f} ms "
+            f"| {r.gateway_ms:.2f} | {r.backend_ms:.2f} ms |"
         )
 
 
@@ -598,14 +688,73 @@ def cases(concurrencies: list[int]) -> Iterator[tuple[str, str, int]]:
             yield era, f"{name}, {c}", c
 
 
-def profiled(pid: int, path: Path, seconds: float) -> subprocess.Popen[bytes]:
-    """py-spy recording ``pid`` for ``seconds`` into ``path`` (an SVG flame graph)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    py_spy = Path(PYTHON).with_name("py-spy")
-    command = [str(py_spy), "record", "-p", str(pid), "-o", str(path), "-d", str(int(seconds))]
-    if path.suffix == ".txt":  # collapsed stacks, for reading self time with a script
-        command += ["--format", "raw"]
-    return subprocess.Popen([*command, "-r", "200", "--nonblocking"])
+SAMPLE_HZ = 200
+
+
+class Profiled:
+    """py-spy recording ``pid`` for ``seconds`` into ``path`` (an SVG flame graph, or collapsed
+    stacks for a ``.txt``), and the process's CPU over the same time, to check the samples
+    against: py-spy counts a thread that runs or waits for a CPU alike, so the two agree only
+    where the process has a core to itself (``--pin``). Where ``perf`` is on the PATH, it
+    records the same seconds beside it (``<name>.perf.data``, the ``cpu-clock`` event of every
+    CPU: time on a CPU only, by process, thread and library; threads started later are in it
+    too), and the pid in ``<name>.perf.pid`` (``bench/profile_parts.py`` reads both)."""
+
+    def __init__(self, pid: int, path: Path, seconds: float) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        py_spy = Path(PYTHON).with_name("py-spy")
+        command = [str(py_spy), "record", "-p", str(pid), "-o", str(path), "-d", str(int(seconds))]
+        if path.suffix == ".txt":  # collapsed stacks, for reading self time with a script
+            command += ["--format", "raw"]
+        self._cpu = cpu_seconds(pid)
+        self._process = subprocess.Popen([*command, "-r", str(SAMPLE_HZ), "--nonblocking"])
+        self._perf = None
+        if shutil.which("perf") is not None:
+            data = path.with_suffix(".perf.data")
+            path.with_suffix(".perf.pid").write_text(f"{pid}\n")
+            perf = ["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", "999"]
+            self._perf = subprocess.Popen(
+                [*perf, "-o", str(data), "--", "sleep", str(int(seconds))],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        self._watch = threading.Thread(target=self._until_done, args=(pid,), daemon=True)
+        self._watch.start()
+
+    def _until_done(self, pid: int) -> None:
+        self._process.wait()
+        self._cpu = cpu_seconds(pid) - self._cpu
+
+    def wait(self) -> None:
+        self._watch.join(60)
+        if self._perf is not None:
+            self._perf.wait(60)
+        if self.path.suffix != ".txt":
+            return
+        sampled = sum(
+            int(line.rpartition(" ")[2])
+            for line in self.path.read_text().splitlines()
+            if line.rpartition(" ")[2].isdigit()
+        )
+        print(
+            f"profile {self.path.name}: {sampled / SAMPLE_HZ:.2f} s of samples against"
+            f" {self._cpu:.2f} s of CPU (equal only where the process has a core to itself)",
+            file=sys.stderr,
+        )
+
+
+def pin(profiled: Iterable[int], others: Iterable[int]) -> None:
+    """``--pin``: every thread of the ``profiled`` processes on the last CPU, the ``others``
+    (and this process, the clients) on the rest; threads started later inherit it."""
+    cpus = CPUS
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs two CPUs at least")
+    for pids, where in ((profiled, {cpus[-1]}), (others, set(cpus[:-1]))):
+        for pid in pids:
+            for thread in Path(f"/proc/{pid}/task").iterdir():
+                os.sched_setaffinity(int(thread.name), where)
+    os.sched_setaffinity(0, set(cpus[:-1]))
 
 
 def overhead(
@@ -623,16 +772,16 @@ def overhead(
             direct_runs.append(measured(direct, era, c, args.seconds, None, pids))
             spy = None
             if args.profile and era == MODERN and c == args.concurrency[0] and run == 0:
-                spy = profiled(pids[0][0], args.profile, args.seconds)
+                spy = Profiled(pids[0][0], args.profile, args.seconds)
             through_runs.append(measured(through, era, c, args.seconds, token, pids))
             if spy is not None:
-                spy.wait(30)
+                spy.wait()
         rows.append(median_row(label, direct_runs, through_runs))
         print(f"{label}: done", file=sys.stderr)
     return rows
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--runs", type=int, default=3)
@@ -645,53 +794,103 @@ def main() -> None:
     parser.add_argument(
         "--no-listing", action="store_true", help="skip the tools/list rows (a 100-tool server)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="the gateway (and the floor) on a CPU of its own, the rest on the others: for a"
+        " profile whose samples are CPU time",
+    )
     parser.add_argument("--serve-backend", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    parser.add_argument("--serve-canned", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--canned-source", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def start_listings(
+    stack: ExitStack, log: IO[str], urls: dict[str, str]
+) -> dict[str, subprocess.Popen[bytes]]:
+    """The two 100-tool backends of the listing rows, added to the project's ``urls``."""
+    backends: dict[str, subprocess.Popen[bytes]] = {}
+    toolkit_port, backends[LISTING] = start_listing_backend(stack, log)
+    urls[LISTING] = f"http://127.0.0.1:{toolkit_port}/mcp"
+    canned_port, backends[CANNED] = start_canned(stack, urls[LISTING], log)
+    urls[CANNED] = f"http://127.0.0.1:{canned_port}/mcp"
+    return backends
+
+
+def main() -> None:
+    args = parse_args()
     if args.serve_backend:
         serve_backend(args.serve_backend)
-        return
+    elif args.serve_canned:
+        serve_canned(args.serve_canned, args.canned_source)
+    else:
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory() as folder:
         project = Path(folder)
         log = stack.enter_context((project / "bench.log").open("w"))
         backend_port, backend = start_backend(stack, log)
         direct = f"http://127.0.0.1:{backend_port}/mcp"
-        listing_backend = None
-        if not args.only_workers and not args.no_listing:
-            listing_backend = start_listing_backend(stack, log)
-        listing_direct = f"http://127.0.0.1:{listing_backend[0]}/mcp" if listing_backend else None
-        gateway_port = start_gateway(stack, project, direct, listing_direct, log)
+        urls = {"echo": direct}
+        listing = not args.only_workers and not args.no_listing
+        backends = start_listings(stack, log, urls) if listing else {}
+        gateway_port = start_gateway(stack, project, urls, log)
         through = f"http://127.0.0.1:{gateway_port}/api/v1/mcp/echo/mcp"
         time.sleep(1.0)  # let the gateway load its registry from the store
         token = token_for(project, through, gateway_port)
         pids = ((listening_pid(gateway_port),), backend.pid)
+        if args.pin:
+            pin(pids[0], [backend.pid, *(process.pid for process in backends.values())])
         steal_before = steal_ticks()
         rows = [] if args.only_workers else overhead(args, direct, through, token, pids)
         floor_rows: list[Row] = []
         if not args.only_workers and not args.no_floor:
             relay_port, relay_pid = start_floor(stack, direct, log)
+            if args.pin:
+                pin([relay_pid], [])
             relay = f"http://127.0.0.1:{relay_port}/mcp"
             floor_rows = floor(args, direct, relay, ((relay_pid,), backend.pid))
-        listing_rows = (
-            listings(args, project, gateway_port, listing_backend[1].pid)
-            if listing_backend is not None
-            else []
-        )
+        listing_rows = []
+        if backends:
+            where = Listing(
+                project,
+                gateway_port,
+                through,
+                backend.pid,
+                backends[LISTING].pid,
+                backends[CANNED].pid,
+            )
+            listing_rows = listings(args, where)
         workers: list[Row] = []
         if not args.no_workers and redis_reachable(args.redis_url):
             workers = compare_workers(stack, project, args, backend.pid, log)
         steal_after = steal_ticks()
         total = steal_after[1] - steal_before[1]
         steal = 100 * (steal_after[0] - steal_before[0]) / total if total else 0.0
-        if rows:
-            print_table(rows, steal, args.runs, args.seconds)
-        if floor_rows:
-            print_floor(floor_rows, rows)
-        if listing_rows:
-            print_listings(listing_rows, args.concurrency[0], args.runs)
-        if workers:
-            print_workers(workers, len(os.sched_getaffinity(0)), steal, args)
-        elif not args.no_workers:
-            print(f"\nworkers: not compared, no Redis at {args.redis_url} (--redis-url)")
+        report(args, steal, rows, floor_rows, listing_rows, workers)
+
+
+def report(
+    args: argparse.Namespace,
+    steal: float,
+    rows: list[Row],
+    floor_rows: list[Row],
+    listing_rows: list[Row],
+    workers: list[Row],
+) -> None:
+    if rows:
+        print_table(rows, steal, args.runs, args.seconds)
+    if floor_rows:
+        print_floor(floor_rows, rows)
+    if listing_rows:
+        print_listings(listing_rows, args.concurrency[0], args.runs)
+    if workers:
+        print_workers(workers, len(CPUS), steal, args)
+    elif not args.no_workers:
+        print(f"\nworkers: not compared, no Redis at {args.redis_url} (--redis-url)")
 
 
 if __name__ == "__main__":

@@ -18,14 +18,20 @@ A caveat: py-spy samples a thread that is running or waiting for a CPU alike. On
 machine (clients, gateway and backend on two cores) a gateway woken by the event loop often
 waits for a core, and is sampled in the loop meanwhile: "event loop and sockets" is overstated
 and every other part understated by the same factor, in both profiles. Compare the parts with
-each other and with the floor; ``perf record -p PID`` counts only time on a CPU (by library:
-the interpreter, the kernel, uvloop, SQLite, orjson) where Python's frames are not needed.
+each other and with the floor. ``bench/gateway.py --pin`` gives the profiled process a CPU of
+its own, which removes most of that (the run prints the seconds sampled against the CPU
+seconds). And where ``perf`` recorded the same run (``<name>.perf.data`` and ``.perf.pid``
+beside each profile), a second table splits each process's CPU per call by what ``perf``
+counts, time on a CPU only: by thread (the event loop's, the audit writer's) and by library
+(the interpreter, the kernel, uvloop, httptools, orjson, SQLite, the C library).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import shutil
+import subprocess
 from pathlib import Path
 
 # (part, markers): a frame belongs to the first part one of whose markers it contains. Order
@@ -92,6 +98,76 @@ def _part(frames: list[str]) -> str:
     return LOOP
 
 
+# (library, markers of its shared object's name), for the CPU-true split of ``perf``.
+LIBRARIES: list[tuple[str, tuple[str, ...]]] = [
+    ("the interpreter (libpython)", ("libpython", "/bin/python")),
+    ("the kernel (system calls, TCP, scheduling)", ("[kernel",)),
+    ("uvloop (libuv)", ("loop.cpython",)),
+    ("httptools (llhttp)", ("parser.cpython", "url_parser.cpython")),
+    ("orjson", ("orjson",)),
+    ("SQLite", ("libsqlite3", "_sqlite3")),
+    ("the C library (malloc, memcpy)", ("libc.so", "libm.so")),
+]
+
+
+def perf_split(profile: Path) -> tuple[collections.Counter[str], collections.Counter[str]] | None:
+    """Samples of the profiled process by library and by thread (``main``: the event loop's,
+    the one whose id is the process's), from ``perf`` data recorded beside ``profile``."""
+    data, pid_file = profile.with_suffix(".perf.data"), profile.with_suffix(".perf.pid")
+    if not data.exists() or not pid_file.exists() or shutil.which("perf") is None:
+        return None
+    pid = pid_file.read_text().strip()
+    lines = subprocess.run(
+        ["perf", "script", "-i", str(data), "-F", "pid,tid,ip,dso", "--pid", pid],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    libraries: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    thread: str | None = None  # a sample's thread, until its innermost frame's library
+    for line in lines:
+        first, _, _ = line.strip().partition(" ")
+        if "/" in first and first.replace("/", "").isdigit():
+            main = first.partition("/")[2] == pid
+            thread = "the event loop's thread" if main else "other threads (the audit writer's)"
+            threads[thread] += 1
+        if thread is not None and "(" in line:  # the sample's line, or its stack's first
+            libraries[_library(line.rpartition("(")[2])] += 1
+            thread = None
+    return libraries, threads
+
+
+def _library(dso: str) -> str:
+    for name, markers in LIBRARIES:
+        if any(marker in dso for marker in markers):
+            return name
+    return "other"
+
+
+def print_perf(gateway: Path, floor: Path, gateway_ms: float, floor_ms: float) -> None:
+    splits = perf_split(gateway), perf_split(floor)
+    if splits[0] is None:
+        return
+    print("\nCPU-true (perf, cpu-clock): the same runs by thread and by library, µs per call")
+    print("| where | gateway µs/call | floor µs/call |")
+    print("|---|---|---|")
+    for index in (1, 0):
+        names: list[str] = []
+        for split in splits:
+            if split is not None:
+                names += [n for n, _ in split[index].most_common() if n not in names]
+        for name in names:
+            cells = []
+            for split, ms in zip(splits, (gateway_ms, floor_ms), strict=True):
+                if split is None:
+                    cells.append("-")
+                    continue
+                counts = split[index]
+                cells.append(f"{counts[name] / max(1, sum(counts.values())) * ms * 1000:.0f}")
+            print(f"| {name} | {cells[0]} | {cells[1]} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("gateway", type=Path, help="the gateway's profile (collapsed stacks)")
@@ -114,6 +190,7 @@ def main() -> None:
         own_total += mine - bare
         print(f"| {part} | {mine:.0f} | {bare:.0f} | {mine - bare:+.0f} |")
     print(f"| all | {args.gateway_ms * 1000:.0f} | {args.floor_ms * 1000:.0f} | {own_total:+.0f} |")
+    print_perf(args.gateway, floor_path, args.gateway_ms, args.floor_ms)
 
 
 if __name__ == "__main__":
