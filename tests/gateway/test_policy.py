@@ -160,3 +160,22 @@ async def test_the_official_client_lists_only_the_tools_it_may_call_in_both_eras
         async with Client(gateway.url("guarded"), mode=mode) as client:
             listed = [tool.name for tool in (await client.list_tools()).tools]
         assert listed == expected, mode
+
+
+async def test_a_listing_answered_again_from_the_catalogs_copy_is_filtered_the_same(
+    gateway: Gateway, backend: Backend, http: httpx2.AsyncClient
+) -> None:
+    everything = await direct_tool_names(backend)
+    expected = [name for name in everything if name not in ("delete_everything", "admin_reset")]
+    url = gateway.url("guarded")
+
+    first = await http.post(url, content=list_body(), headers=modern_headers("tools/list"))
+    second = await http.post(url, content=list_body(), headers=modern_headers("tools/list"))
+
+    # The backend's answer is long enough to be kept parsed (``ToolCatalog.listing``): the
+    # second answer comes from the copy.
+    assert "guarded" in gateway.parts.proxy.catalog._listings
+    assert tool_names(first) == tool_names(second) == expected
+    assert first.content == second.content
+    records = await gateway.audit_of("guarded", 2)
+    assert [(r.method, r.outcome) for r in records[:2]] == [("tools/list", "ok")] * 2

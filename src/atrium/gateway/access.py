@@ -33,6 +33,7 @@ before any listing is looked up first (``lookup``); a tool still unknown is not 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -50,50 +51,111 @@ from atrium.registry.schema import ServerConfig
 
 Verdict = Literal["ok", "hidden", "sign-in"] | tuple[str, ...]  # a tuple: the scopes needed
 MAX_HEADER_TOOLS = 1000
+# Listings kept parsed (``ToolCatalog.listing``): a server's last one, for so many servers,
+# each with so many callers' views of it written out; only listings of ``LISTING_MIN_BYTES``
+# or more, which cost more to parse than to compare.
+MAX_LISTINGS = 32
+MAX_VIEWS = 4
+LISTING_MIN_BYTES = 4096
 X_MCP_HEADER = "x-mcp-header"  # the SDK's X_MCP_HEADER_KEY (header_codec says why not imported)
 _MARK = X_MCP_HEADER.encode()
 _NONE: Mapping[str, dict[str, Any]] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Learnt:
+    """What ``ToolCatalog.learn`` learnt of a listing, by tool name: its read-only hint, and
+    its header declarations (``None`` for a tool without; all ``None`` for a listing without
+    a single mark, the common case)."""
+
+    hints: dict[str, bool]
+    declared: dict[str, dict[str, Any] | None] | None
+
+
+@dataclass(eq=False)
+class Listing:
+    """A ``tools/list`` result as a backend wrote it (``raw``, the bytes of the JSON-RPC
+    ``result``) and as parsed once. Nothing here is changed after it is made: a caller's view
+    is a new list of the same entries, written out once per set of entries kept (``views``)."""
+
+    raw: bytes
+    result: dict[str, Any]
+    tools: list[Any]
+    learnt: Learnt
+    views: dict[tuple[int, ...], bytes] = field(default_factory=dict)
 
 
 @dataclass
 class ToolCatalog:
     """What the gateway learnt of each server's tools from their listings: ``readOnlyHint``,
     and the ``x-mcp-header`` declarations of the tools that have any (SEP-2243), kept as a
-    schema of just the declared arguments (at most ``MAX_HEADER_TOOLS`` tools a server)."""
+    schema of just the declared arguments (at most ``MAX_HEADER_TOOLS`` tools a server);
+    and the last listing of the ``MAX_LISTINGS`` servers listed last, parsed (``listing``)."""
 
     _read_only: dict[str, dict[str, bool]] = field(default_factory=dict)
     _headers: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    _listings: OrderedDict[str, Listing] = field(default_factory=OrderedDict)
 
-    def learn(self, server: str, tools: list[Any]) -> None:
-        known = self._read_only.setdefault(server, {})
-        headers = self._headers.setdefault(server, {})
+    def learn(self, server: str, tools: list[Any]) -> Learnt:
+        """Learn a listing's tools; what was learnt, to be told again (``listing``)."""
         # One pass of C over all the input schemas decides the common case, a listing without
         # any mark: a tool is then read only for its read-only hint (issue 17).
         schemas = [tool.get("inputSchema") for tool in tools if isinstance(tool, dict)]
-        if _MARK in orjson.dumps(schemas):
-            self._learn_marked(tools, known, headers)
-            return
+        declared: dict[str, dict[str, Any] | None] | None = (
+            {} if _MARK in orjson.dumps(schemas) else None
+        )
+        hints = {}
         for tool in tools:
             # ``read_only_hint``, inlined: a listing of 100 tools pays for 100 calls otherwise.
             if isinstance(tool, dict) and isinstance(name := tool.get("name"), str):
                 annotations = tool.get("annotations")
-                known[name] = (
+                hints[name] = (
                     isinstance(annotations, dict) and annotations.get("readOnlyHint") is True
                 )
-                if headers:
-                    headers.pop(name, None)
+                if declared is not None:
+                    declared[name] = header_schema(tool.get("inputSchema"))
+        learnt = Learnt(hints, declared)
+        self._tell(server, learnt)
+        return learnt
 
-    def _learn_marked(
-        self, tools: list[Any], known: dict[str, bool], headers: dict[str, dict[str, Any]]
-    ) -> None:
-        for tool in tools:
-            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
-                known[tool["name"]] = read_only_hint(tool)
-                declared = header_schema(tool.get("inputSchema"))
-                if declared is None:
-                    headers.pop(tool["name"], None)
-                elif tool["name"] in headers or len(headers) < MAX_HEADER_TOOLS:
-                    headers[tool["name"]] = declared
+    def _tell(self, server: str, learnt: Learnt) -> None:
+        self._read_only.setdefault(server, {}).update(learnt.hints)
+        headers = self._headers.setdefault(server, {})
+        if learnt.declared is None:
+            if headers:
+                for name in learnt.hints:
+                    headers.pop(name, None)
+            return
+        for name, declared in learnt.declared.items():
+            if declared is None:
+                headers.pop(name, None)
+            elif name in headers or len(headers) < MAX_HEADER_TOOLS:
+                headers[name] = declared
+
+    def listing(self, server: str, raw: bytes) -> Listing | None:
+        """``raw``, the bytes of a ``tools/list`` result of ``server``, parsed and learnt: the
+        server's last listing again when the bytes are the same (what was learnt of it told
+        again: another listing may have been learnt since), else parsed now. ``None`` for
+        bytes that are no JSON object with a list of tools: the caller reads the whole answer
+        as any other."""
+        kept = self._listings.get(server)
+        if kept is not None and kept.raw == raw:
+            self._listings.move_to_end(server)
+            self._tell(server, kept.learnt)
+            return kept
+        try:
+            result = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        tools = result.get("tools") if isinstance(result, dict) else None
+        if not isinstance(tools, list):
+            return None
+        listing = Listing(raw, result, tools, self.learn(server, tools))
+        self._listings[server] = listing
+        self._listings.move_to_end(server)
+        while len(self._listings) > MAX_LISTINGS:
+            self._listings.popitem(last=False)
+        return listing
 
     def header_schemas(self, server: str) -> Mapping[str, dict[str, Any]]:
         """The declared ``Mcp-Param-*`` arguments of the tools of ``server``, by tool."""
@@ -119,6 +181,7 @@ class ToolCatalog:
     def forget(self) -> None:
         self._read_only.clear()
         self._headers.clear()
+        self._listings.clear()
 
 
 def header_schema(input_schema: Any) -> dict[str, Any] | None:
@@ -247,14 +310,39 @@ class ToolAccess:
             result["cacheScope"] = "private"
         return True
 
+    def view(self, listing: Listing) -> bytes | None:
+        """The bytes of ``listing``'s result as this caller may see it, or ``None`` when the
+        caller sees it whole (the backend's own bytes go out). The verdicts are this caller's,
+        taken now; only the writing of a set of entries kept is shared between callers."""
+        if self.open:
+            return None
+        kept = self._kept_at(listing.tools)
+        if len(kept) == len(listing.tools):
+            return None
+        view = listing.views.get(kept)
+        if view is None:
+            tools = [listing.tools[index] for index in kept]
+            result = {k: tools if k == "tools" else v for k, v in listing.result.items()}
+            if "cacheScope" in result:
+                result["cacheScope"] = "private"  # as ``filter_result`` says
+            view = orjson.dumps(result)
+            if len(listing.views) < MAX_VIEWS:
+                listing.views[kept] = view
+        return view
+
     def _kept(self, tools: list[Any]) -> list[Any]:
-        """The entries of a listing whose verdict is ``ok``. Where no rule of the server reads
-        a tool's name (``_name_blind``), the verdict on a tool is the verdict on the first one
-        with the same read-only hint: one verdict for each hint, not one for each tool."""
+        """The entries of a listing whose verdict is ``ok``."""
+        return [tools[index] for index in self._kept_at(tools)]
+
+    def _kept_at(self, tools: list[Any]) -> tuple[int, ...]:
+        """Where the entries of a listing whose verdict is ``ok`` are. Where no rule of the
+        server reads a tool's name (``_name_blind``), the verdict on a tool is the verdict on
+        the first one with the same read-only hint: one verdict for each hint, not one for
+        each tool."""
         blind = self._name_blind
         decided: dict[bool, bool] = {}
         kept = []
-        for tool in tools:
+        for index, tool in enumerate(tools):
             if not isinstance(tool, dict):
                 continue
             annotations = tool.get("annotations")  # ``read_only_hint``, inlined
@@ -265,8 +353,8 @@ class ToolAccess:
                 if blind:
                     decided[read_only] = ok
             if ok:
-                kept.append(tool)
-        return kept
+                kept.append(index)
+        return tuple(kept)
 
     @property
     def _name_blind(self) -> bool:

@@ -21,7 +21,7 @@ from starlette.types import Send
 
 from atrium.auth.operator import AGENT_CLIENT_ID, CONSOLE_CLIENT_ID, OPERATOR_CLIENT_ID
 from atrium.auth.resource_guard import Caller
-from atrium.gateway.access import ToolAccess
+from atrium.gateway.access import LISTING_MIN_BYTES, ToolAccess
 from atrium.gateway.audit import capped_arguments, recorded_name
 from atrium.gateway.errors import GatewayError, timed_out
 from atrium.gateway.http1 import Response
@@ -152,6 +152,8 @@ class Exchange:
 
     def _inspect_json(self, body: bytes) -> bytes:
         """``body`` as the client gets it: parsed once, written again only if narrowed."""
+        if (listed := self._listing(body)) is not None:
+            return listed
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -162,6 +164,41 @@ class Exchange:
             if isinstance(message, dict) and self._inspect(message):
                 changed = True
         return orjson.dumps(document) if changed else body
+
+    def _listing(self, body: bytes) -> bytes | None:
+        """The answer to a lone ``tools/list`` as the client gets it, when the backend wrote
+        it as ``{"jsonrpc":"2.0","id":<the request's id>,"result":<result>}`` to the byte: the
+        result then goes to the catalog (``ToolCatalog.listing``), which parses it only when
+        its bytes differ from the server's last listing, and the caller's view of it is
+        written once per set of tools kept (``ToolAccess.view``) (issue 17: a listing of 100
+        tools cost more to parse than the rest of its relay). ``None``: read it as any answer.
+        """
+        inbound, access = self.inbound, self.access
+        if (
+            access is None
+            or inbound is None
+            or inbound.batch
+            or len(inbound.calls) != 1
+            or len(body) < LISTING_MIN_BYTES
+        ):
+            return None
+        call = inbound.calls[0]
+        if call.method != "tools/list" or not call.is_request or not isinstance(call.id, str | int):
+            return None
+        head = b'{"jsonrpc":"2.0","id":' + orjson.dumps(call.id) + b',"result":'
+        if not body.startswith(head) or not body.endswith(b"}"):
+            return None
+        listing = access.catalog.listing(access.server, body[len(head) : -1])
+        if listing is None:
+            return None
+        self._last_message = time.monotonic()
+        result = listing.result
+        if result.get("isError") is True:
+            self.outcomes[call.id] = ("tool_error", _error_text(result))
+        else:
+            self.outcomes[call.id] = ("ok", None)
+        view = access.view(listing)
+        return body if view is None else head + view + b"}"
 
     def note_response(self, message: dict[str, Any]) -> None:
         """Record the outcome of a response the gateway got itself (the OpenAPI bridge)."""
