@@ -195,3 +195,17 @@ def test_the_copies_are_bounded_and_go_with_the_catalog(monkeypatch: pytest.Monk
     catalog.forget()
     assert not catalog._listings
     assert MAX_LISTINGS > 3  # the default keeps more
+
+
+def test_a_listing_too_long_to_keep_is_served_all_the_same_and_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    catalog = ToolCatalog()
+    short, long = answer(LISTINGS["regular"]), answer(LISTINGS["regular"] * 3)
+    relayed(with_catalog("no-sign-in", None, catalog), short)
+    monkeypatch.setattr(access_module, "LISTING_MAX_BYTES", len(long) - 100)
+
+    out, _ = relayed(with_catalog("no-sign-in", None, catalog), long)
+
+    assert orjson.loads(out) == afresh("no-sign-in", None, long)
+    assert not catalog._listings  # nor the shorter one before it, which it replaces

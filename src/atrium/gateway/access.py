@@ -53,10 +53,13 @@ Verdict = Literal["ok", "hidden", "sign-in"] | tuple[str, ...]  # a tuple: the s
 MAX_HEADER_TOOLS = 1000
 # Listings kept parsed (``ToolCatalog.listing``): a server's last one, for so many servers,
 # each with so many callers' views of it written out; only listings of ``LISTING_MIN_BYTES``
-# or more, which cost more to parse than to compare.
-MAX_LISTINGS = 32
+# or more, which cost more to parse than to compare, and of ``LISTING_MAX_BYTES`` at most: a
+# listing kept costs up to ~12 times its bytes (~6.5 parsed, the views), so all of them stay
+# under ~50 MiB whatever the backends answer (a 100-tool listing: ~43 KB, ~0.5 MB kept).
+MAX_LISTINGS = 16
 MAX_VIEWS = 4
 LISTING_MIN_BYTES = 4096
+LISTING_MAX_BYTES = 256 * 1024
 X_MCP_HEADER = "x-mcp-header"  # the SDK's X_MCP_HEADER_KEY (header_codec says why not imported)
 _MARK = X_MCP_HEADER.encode()
 _NONE: Mapping[str, dict[str, Any]] = MappingProxyType({})
@@ -151,6 +154,9 @@ class ToolCatalog:
         if not isinstance(tools, list):
             return None
         listing = Listing(raw, result, tools, self.learn(server, tools))
+        if len(raw) > LISTING_MAX_BYTES:
+            self._listings.pop(server, None)  # served, not kept
+            return listing
         self._listings[server] = listing
         self._listings.move_to_end(server)
         while len(self._listings) > MAX_LISTINGS:
