@@ -27,6 +27,17 @@ FORWARDED = frozenset(
 CALL_TIMEOUT_S = 30.0
 
 
+async def whole_body(receive: Receive) -> bytes:
+    """A request's body, every message of it (also ``bench/gateway.py``'s canned backend)."""
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    return body
+
+
 class Relay:
     def __init__(self, backend: str) -> None:
         self._backend = backend
@@ -36,12 +47,7 @@ class Relay:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
+        body = await whole_body(receive)
         headers = [(name, value) for name, value in scope["headers"] if name in FORWARDED]
         assert self._upstream is not None
         endpoint = self._upstream.endpoint(self._backend)

@@ -112,6 +112,7 @@ def serve_canned(port: int, source: str) -> None:
 
     import orjson
     import uvicorn
+    from floor_proxy import whole_body
     from starlette.types import Receive, Scope, Send
 
     ask = urllib.request.Request(
@@ -126,13 +127,7 @@ def serve_canned(port: int, source: str) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-        request_id = orjson.dumps(orjson.loads(body)["id"])
+        request_id = orjson.dumps(orjson.loads(await whole_body(receive))["id"])
         data = b'{"jsonrpc":"2.0","id":' + request_id + b',"result":' + result + b"}"
         length = [(b"content-length", str(len(data)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": head + length})
