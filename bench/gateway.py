@@ -557,7 +557,12 @@ def listings(args: argparse.Namespace, where: Listing) -> list[Row]:
     cases = [
         (f"filtered to {READ_ONLY_TOOLS}", CANNED, ("user", "tools:read"), READ_ONLY_TOOLS),
         ("relayed whole", CANNED, ("user", "tools:write"), LISTED_TOOLS),
-        (f"filtered to {READ_ONLY_TOOLS}, toolkit", LISTING, ("user", "tools:read"), 50),
+        (
+            f"filtered to {READ_ONLY_TOOLS}, toolkit",
+            LISTING,
+            ("user", "tools:read"),
+            READ_ONLY_TOOLS,
+        ),
     ]
     for label, server, scopes, expected in cases:
         url = f"http://127.0.0.1:{where.port}/api/v1/mcp/{server}/mcp"
