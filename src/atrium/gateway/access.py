@@ -310,10 +310,7 @@ class ToolAccess:
         if len(kept) == len(tools):
             return False
         assert isinstance(result, dict)
-        result["tools"] = kept
-        if "cacheScope" in result:
-            # A narrowed list is this caller's view (2026-07-28, caching: "private").
-            result["cacheScope"] = "private"
+        _narrow(result, kept)
         return True
 
     def view(self, listing: Listing) -> bytes | None:
@@ -327,10 +324,8 @@ class ToolAccess:
             return None
         view = listing.views.get(kept)
         if view is None:
-            tools = [listing.tools[index] for index in kept]
-            result = {k: tools if k == "tools" else v for k, v in listing.result.items()}
-            if "cacheScope" in result:
-                result["cacheScope"] = "private"  # as ``filter_result`` says
+            result = dict(listing.result)  # the copy's own stays as parsed
+            _narrow(result, [listing.tools[index] for index in kept])
             view = orjson.dumps(result)
             if len(listing.views) < MAX_VIEWS:
                 listing.views[kept] = view
@@ -368,3 +363,11 @@ class ToolAccess:
         allow/deny globs to match, no ``tools.scopes``, no ``tools.public`` list."""
         tools = self.config.tools
         return self.policy.open and not tools.scopes and tools.public is None
+
+
+def _narrow(result: dict[str, Any], kept: list[Any]) -> None:
+    """A ``tools/list`` result narrowed to ``kept``: this caller's view (2026-07-28, caching:
+    ``private``)."""
+    result["tools"] = kept
+    if "cacheScope" in result:
+        result["cacheScope"] = "private"

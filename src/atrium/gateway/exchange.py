@@ -192,11 +192,7 @@ class Exchange:
         if listing is None:
             return None
         self._last_message = time.monotonic()
-        result = listing.result
-        if result.get("isError") is True:
-            self.outcomes[call.id] = ("tool_error", _error_text(result))
-        else:
-            self.outcomes[call.id] = ("ok", None)
+        self.outcomes[call.id] = _result_outcome(listing.result)
         view = access.view(listing)
         return body if view is None else head + view + b"}"
 
@@ -222,11 +218,7 @@ class Exchange:
             text = str(error.get("message"))[:MAX_ERROR_TEXT]
             self.outcomes[request_id] = ("jsonrpc_error", text)
             return False
-        result = message.get("result")
-        if isinstance(result, dict) and result.get("isError") is True:
-            self.outcomes[request_id] = ("tool_error", _error_text(result))
-        else:
-            self.outcomes[request_id] = ("ok", None)
+        self.outcomes[request_id] = _result_outcome(message.get("result"))
         if self.access is None or self._method_of(request_id) != "tools/list":
             return False
         return self._listed(self.access, message)
@@ -381,6 +373,13 @@ def _caller_name(caller: Caller | None) -> str:
     if caller is None or caller.subject is None:
         return "anonymous"
     return caller.subject
+
+
+def _result_outcome(result: Any) -> tuple[Outcome, str | None]:
+    """What a JSON-RPC result says: a failed tool (``isError``, with what it said), or ok."""
+    if isinstance(result, dict) and result.get("isError") is True:
+        return "tool_error", _error_text(result)
+    return "ok", None
 
 
 def _error_text(result: dict[str, Any]) -> str | None:
