@@ -682,13 +682,14 @@ def print_workers(rows: list[Row], cpus: int, steal: float, args: argparse.Names
         )
 
 
-def cases(concurrencies: list[int]) -> Iterator[tuple[str, str, int]]:
-    for era, name in ((MODERN, MODERN), (LEGACY, "initialize era")):
+def cases(concurrencies: list[int], modern_only: bool = False) -> Iterator[tuple[str, str, int]]:
+    eras = ((MODERN, MODERN),) if modern_only else ((MODERN, MODERN), (LEGACY, "initialize era"))
+    for era, name in eras:
         for c in concurrencies:
             yield era, f"{name}, {c}", c
 
 
-SAMPLE_HZ = 200
+SAMPLE_HZ = int(os.environ.get("BENCH_SAMPLE_HZ", "200"))  # py-spy samples a second
 
 
 class Profiled:
@@ -766,7 +767,7 @@ def overhead(
 ) -> list[Row]:
     """The table of issue 17: each era and concurrency, direct and through the gateway."""
     rows = []
-    for era, label, c in cases(args.concurrency):
+    for era, label, c in cases(args.concurrency, args.modern_only):
         direct_runs, through_runs = [], []
         for run in range(args.runs):
             direct_runs.append(measured(direct, era, c, args.seconds, None, pids))
@@ -791,6 +792,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-workers", action="store_true", help="skip the workers comparison")
     parser.add_argument("--only-workers", action="store_true", help="only the workers comparison")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (a bare relay)")
+    parser.add_argument(
+        "--modern-only", action="store_true", help="only the 2026-07-28 era (for A/B runs)"
+    )
     parser.add_argument(
         "--no-listing", action="store_true", help="skip the tools/list rows (a 100-tool server)"
     )

@@ -31,6 +31,9 @@ BODY_BACKSTOP_MARGIN_S = 1.0
 # A request's scope key: a future done when its connection is lost (``PacedProtocol``), so a
 # request can be told its client went away without a task reading ``receive`` for it.
 CONNECTION_LOST = "atrium.connection_lost"
+# A request's scope key, set once its whole body has been read from the connection: reading it
+# then waits for nothing, so it needs no deadline (``PacedProtocol``).
+BODY_ARRIVED = "atrium.body_arrived"
 
 
 class PortInUse(AtriumError):
@@ -266,6 +269,8 @@ class PacedProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._reading = None
         super().on_message_complete()
+        if self.cycle is not None and not self.cycle.more_body:
+            self.cycle.scope[BODY_ARRIVED] = True  # type: ignore[literal-required]
         if not self.pipeline:
             # A big body's last bytes may have paused reading until the app reads them; read
             # on, so the end of the connection is seen (CONNECTION_LOST) while the answer is

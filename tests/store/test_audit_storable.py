@@ -8,7 +8,7 @@ import math
 from datetime import UTC, datetime
 
 from atrium.store import Store
-from atrium.store.audit import AuditEvent
+from atrium.store.audit import AuditEvent, AuditRecord
 from atrium.store.audit_rows import CUT_MARK, storable
 from atrium.store.tables import audit_events
 
@@ -107,3 +107,19 @@ def test_a_naive_time_is_taken_as_utc() -> None:
     event = AuditEvent(request_id="r1", server="tools", method=None, at=datetime(2026, 5, 1))
 
     assert storable(event)["at"] == datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def test_a_row_has_exactly_the_columns_whatever_the_record_carries() -> None:
+    # ``storable`` copies an AuditEvent's fields at once when they are the columns; a stored
+    # record (its id too) or an event given an attribute of its own must not bring extra keys
+    # into the insert, nor lose one.
+    columns = {c.name for c in audit_events.columns if c.name != "id"}
+    event = AuditEvent(request_id="r1", server="s", method="tools/call", at=AT, tool="t")
+    record = AuditRecord(request_id="r2", server="s", method="tools/call", at=AT, id=7)
+    extra = AuditEvent(request_id="r3", server="s", method=None, at=AT)
+    extra.__dict__["smuggled"] = "x"
+    for each in (event, record, extra):
+        row = storable(each)
+        assert set(row) == columns
+        assert row["request_id"] == each.request_id
+    assert storable(event)["tool"] == "t"

@@ -14,6 +14,9 @@ from urllib.parse import urlsplit
 from atrium.auth.uris import LOOPBACK_HOSTS
 
 _PATH = re.compile(r"^/api/v1/mcp/([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)/mcp$")
+# ``Resources.server_of``'s answers kept: a token's audience is read on every call it makes,
+# and is one of a few URLs; past this many distinct ones, the memo starts again.
+MEMO_SIZE = 1024
 # The AI service's agents API (``atrium.gateway.agents_api``): a resource of its own, so a
 # client can ask for a token meant for it alone.
 AGENTS_PATH = "/api/v1/agents"
@@ -29,6 +32,7 @@ class Resources:
         parts = urlsplit(public_url)
         self.public_url = public_url.rstrip("/")
         self._origin = _origin(parts.scheme, (parts.hostname or "").lower(), parts.port)
+        self._servers: dict[str, str | None] = {}
 
     def url_for(self, server: str, origin: str | None = None) -> str:
         """The server's resource URL; on ``origin`` when that names the same place as ours."""
@@ -73,7 +77,19 @@ class Resources:
         )
 
     def server_of(self, resource: str) -> str | None:
-        """The server a resource URL names, or ``None`` if it names none of ours."""
+        """The server a resource URL names, or ``None`` if it names none of ours. A function
+        of the URL alone (and our public URL, fixed): remembered, as it is asked on every
+        call a token makes (issue 17)."""
+        try:
+            return self._servers[resource]
+        except KeyError:
+            pass
+        if len(self._servers) >= MEMO_SIZE:
+            self._servers.clear()
+        named = self._servers[resource] = self._server_of(resource)
+        return named
+
+    def _server_of(self, resource: str) -> str | None:
         try:
             parts = urlsplit(resource)
         except ValueError:  # "http://[::1": no URL at all

@@ -84,16 +84,20 @@ def _hostname(host: str) -> str:
 
 async def read_body(receive: Receive, limit: int, idle_s: float | None = None) -> bytes:
     """A request body of at most ``limit`` bytes (413 past it, read no further); 408 when
-    ``idle_s`` pass without a byte of it: a trickling client must not hold the request."""
+    ``idle_s`` pass without a byte of it: a trickling client must not hold the request.
+    ``idle_s`` is ``None`` for a body the server has read whole (``serving.BODY_ARRIVED``):
+    nothing is waited for, and a deadline costs a timer set and cancelled (issue 17)."""
     chunks: list[bytes] = []
     size = 0
     while True:
-        try:
-            async with asyncio.timeout(idle_s):
-                message = await receive()
-        except TimeoutError:
-            assert idle_s is not None
-            raise stalled(idle_s) from None
+        if idle_s is None:
+            message = await receive()
+        else:
+            try:
+                async with asyncio.timeout(idle_s):
+                    message = await receive()
+            except TimeoutError:
+                raise stalled(idle_s) from None
         if message["type"] == "http.disconnect":
             raise GatewayError(400, INVALID_REQUEST, "client disconnected")
         chunk = message.get("body", b"")

@@ -39,7 +39,7 @@ from atrium.gateway.oneshot import OneShot, check_one_shot, is_one_shot
 from atrium.gateway.ratelimit import RateLimiter, peer
 from atrium.gateway.sessions import SessionBinding
 from atrium.gateway.upstream import Upstreams, bare_error, request_headers, response_headers
-from atrium.serving import CONNECTION_LOST
+from atrium.serving import BODY_ARRIVED, CONNECTION_LOST
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,8 @@ class McpProxy:
                 headers={"Allow": "POST" if plain else "GET, POST, DELETE"},
             )
         self.guard.check_length(headers.get("content-length"))
-        return await read_body(receive, self.guard.max_body, self.guard.body_timeout_s)
+        idle_s = None if scope.get(BODY_ARRIVED) else self.guard.body_timeout_s
+        return await read_body(receive, self.guard.max_body, idle_s)
 
     def _facts(self, scope: Scope, headers: dict[str, str], server: str) -> RequestFacts:
         try:

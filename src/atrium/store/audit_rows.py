@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from atrium.store.audit import AuditEvent
 
 FIELDS = [c.name for c in audit_events.columns if c.name != "id"]
+_FIELD_SET = frozenset(FIELDS)
 # The longest text each column holds (PostgreSQL refuses more; SQLite would keep it).
 LENGTHS = {c.name: c.type.length for c in audit_events.columns if isinstance(c.type, String)}
 # No PostgreSQL text holds NUL, and no UTF-8 a lone surrogate (its JSON holds an escaped NUL).
@@ -42,7 +43,9 @@ def storable(event: AuditEvent, *, json_text: bool = False) -> dict[str, Any]:
     ``CUT_MARK``), NUL and lone surrogates replaced by U+FFFD; arguments as JSON both
     databases keep (with ``json_text``, that JSON's text); a naive time taken as UTC, a
     duration that is no number as 0, a status beyond 32 bits clamped."""
-    row = {name: getattr(event, name) for name in FIELDS}
+    row = vars(event).copy()  # an AuditEvent's fields are the columns: one copy (issue 17)
+    if row.keys() != _FIELD_SET:  # a subclass's (a stored record's id), or a changed class
+        row = {name: getattr(event, name) for name in FIELDS}
     for name, length in _TEXT_COLUMNS:
         value = row[name]
         # The common case at a glance: printable text (no NUL, no surrogate) that fits.

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,15 @@ class _Statements:
     upsert: str
     upsert_order: list[str]
     at: Callable[[Any], Any]
+
+    @cached_property
+    def values(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """A row's values in the insert's order, in one call."""
+        return itemgetter(*self.insert_order)
+
+    @cached_property
+    def at_index(self) -> int:
+        return self.insert_order.index("at")
 
     @classmethod
     def compiled(cls, dialect: Dialect) -> _Statements:
@@ -107,11 +117,12 @@ class SqliteAuditWriter:
         return f"write {len(rows)} audit records"
 
     @staticmethod
-    def _bound(statements: _Statements, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    def _bound(statements: _Statements, row: Mapping[str, Any]) -> list[Any]:
         """``row`` (``storable`` with ``json_text``: the arguments are JSON text already) as
         the insert's parameters, its time as SQLAlchemy writes it."""
-        values = {**row, "at": statements.at(row["at"])}
-        return tuple(values[name] for name in statements.insert_order)
+        values = list(statements.values(row))
+        values[statements.at_index] = statements.at(values[statements.at_index])
+        return values
 
     # -- in the writer's thread -----------------------------------------------------------
 
@@ -123,13 +134,18 @@ class SqliteAuditWriter:
                 self._path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             connection.execute("PRAGMA foreign_keys=ON")
+            # The store is in WAL mode (``atrium.store.sqlite``), where NORMAL syncs at each
+            # checkpoint rather than each commit: a commit outlives a killed process, as the
+            # journal's ``os.write`` does (``atrium.gateway.journal``); an operating system
+            # that fails may lose the last commits, as it loses the journal's last lines.
+            connection.execute("PRAGMA synchronous=NORMAL")
             self._connection = connection
         return self._connection
 
     def _write(
         self,
         statements: _Statements,
-        events: list[tuple[Any, ...]],
+        events: list[list[Any]],
         sums: list[tuple[Any, ...]],
     ) -> None:
         connection = self._connected()
