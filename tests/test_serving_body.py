@@ -64,10 +64,15 @@ def post(path: str, body: bytes) -> bytes:
     return head.encode() + body
 
 
-async def shut(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    with contextlib.suppress(OSError):  # the server closed it first (the 408)
-        await writer.wait_closed()
+@asynccontextmanager
+async def connected(port: int) -> AsyncIterator[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        yield reader, writer
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):  # the server closed it first (the 408)
+            await writer.wait_closed()
 
 
 async def answers(reader: asyncio.StreamReader, count: int) -> bytes:
@@ -82,26 +87,22 @@ async def answers(reader: asyncio.StreamReader, count: int) -> bytes:
 
 async def test_a_body_sent_whole_is_marked_before_the_app_reads_it() -> None:
     seen: Seen = []
-    async with served(recording_app(seen, asyncio.Event())) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(post("/whole", b'{"a":1}'))
-        await answers(reader, 1)
-        await shut(writer)
+    async with served(recording_app(seen, asyncio.Event())) as port, connected(port) as (r, w):
+        w.write(post("/whole", b'{"a":1}'))
+        await answers(r, 1)
     assert seen == [("/whole", True, True, b'{"a":1}')]
 
 
 async def test_half_a_body_is_not_marked_until_the_rest_comes() -> None:
     seen: Seen = []
     started = asyncio.Event()
-    async with served(recording_app(seen, started)) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        request = post("/halves", b'{"first":"half","second":"half"}')
-        writer.write(request[:-10])
+    request = post("/halves", b'{"first":"half","second":"half"}')
+    async with served(recording_app(seen, started)) as port, connected(port) as (r, w):
+        w.write(request[:-10])
         await asyncio.wait_for(started.wait(), 5)  # the app runs with half the body in
         await asyncio.sleep(0.05)
-        writer.write(request[-10:])
-        await answers(reader, 1)
-        await shut(writer)
+        w.write(request[-10:])
+        await answers(r, 1)
     assert seen == [("/halves", False, True, b'{"first":"half","second":"half"}')]
 
 
@@ -110,15 +111,13 @@ async def test_a_pipelined_request_is_marked_for_its_own_body_only() -> None:
     # first is marked, the second only once its own body is complete.
     seen: Seen = []
     started = asyncio.Event()
-    async with served(recording_app(seen, started)) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        second = post("/second", b"0123456789")
-        writer.write(post("/first", b"abc") + second[:-4])
+    second = post("/second", b"0123456789")
+    async with served(recording_app(seen, started)) as port, connected(port) as (r, w):
+        w.write(post("/first", b"abc") + second[:-4])
         await until(lambda: len(seen) == 1, what="the first answered", interval=0.01)
         await asyncio.sleep(0.05)
-        writer.write(second[-4:])
-        await answers(reader, 2)
-        await shut(writer)
+        w.write(second[-4:])
+        await answers(r, 2)
     assert seen == [("/first", True, True, b"abc"), ("/second", False, True, b"0123456789")]
 
 
@@ -128,10 +127,8 @@ async def test_a_body_that_stalls_is_never_marked() -> None:
     seen: Seen = []
     started = asyncio.Event()
     deadlines = Deadlines(header_s=5, body_s=0.2, keep_alive_s=5)
-    async with served(recording_app(seen, started), deadlines) as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(post("/stalls", b"0123456789")[:-5])
-        answer = await asyncio.wait_for(reader.read(65536), 5)
-        await shut(writer)
+    async with served(recording_app(seen, started), deadlines) as port, connected(port) as (r, w):
+        w.write(post("/stalls", b"0123456789")[:-5])
+        answer = await asyncio.wait_for(r.read(65536), 5)
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert [(path, start, end) for path, start, end, _ in seen] in ([], [("/stalls", False, False)])
