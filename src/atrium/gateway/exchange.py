@@ -41,17 +41,11 @@ MAX_ERROR_TEXT = 1000
 
 def new_request_id() -> str:
     """A request's id (``X-Request-Id``, the audit row's key): a UUIDv7 (RFC 9562 §5.7) in 32
-    hex digits: the Unix time in milliseconds (48 bits), then 74 random bits.
-
-    Time first, so that ids grow with time: the audit's ``request_id`` index takes each new
-    one at its end, where a random id (``uuid4``) lands on a random page of it, one that a
-    large trail no longer holds in memory; on SQLite the row's insert cost twice as much with
-    random ids, and more as the table grew (issue 17). Two ids of one millisecond are told
-    apart by 74 random bits (a pair draws the same with odds of one in ~10^22), and no id can
-    be guessed from another. The time it shows is when the request came: its client knows."""
+    hex digits, Unix milliseconds (48 bits) then 74 random bits. Time first, so the audit's
+    ``request_id`` index grows at its end: a random id's insert cost SQLite twice as much, and
+    more as the table grew (issue 17). The random bits keep ids unique and unguessable."""
     bits = os.urandom(10).hex()  # 80 random bits, 74 of them kept
     millis = time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF
-    # unix_ts_ms (12 digits), version 7, rand_a (3), the variant 0b10 and 2 bits, rand_b (15)
     return f"{millis:012x}7{bits[:3]}{_VARIANT_DIGIT[bits[3]]}{bits[4:19]}"
 
 
