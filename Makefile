@@ -30,7 +30,10 @@ run: $(STAMP)
 PYTEST_WORKERS ?= 4
 COVERAGE_FLOOR ?= 85
 COVERAGE := --cov=atrium --cov-branch --cov-report=term:skip-covered --cov-fail-under=$(COVERAGE_FLOOR)
+## (the sources are compiled first: with PYTHONDONTWRITEBYTECODE set, as on the CI machine, every
+## gateway, server and CLI process the tests start compiled the modules it imported again)
 test: $(STAMP) npm-deps system-deps
+	$(BIN)/python -m compileall -q -j0 src testing tests
 	$(BIN)/python scripts/pytest_strict.py -n $(PYTEST_WORKERS) --dist loadfile $(COVERAGE) $(PYTEST_ARGS)
 
 ## system-deps: system packages the tests need (Chromium for the web console's browser tests)
