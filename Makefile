@@ -55,11 +55,12 @@ check: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict src tests testing/everything/src
 
-## bench: every benchmark under bench/, each printing its ratios (not the soak: `make soak`;
+## bench: every benchmark under bench/, each printing its ratios (not the soak: `make soak`; nor
+## bench/callgrind.py, an A/B gauge of minutes under valgrind;
 ## nor the servers the benchmarks start, which would wait for input forever)
 bench: $(STAMP)
 	@set -e; found=0; for f in bench/*.py; do [ -e "$$f" ] || continue; \
-	case "$$f" in bench/soak.py|bench/stdio_echo.py|bench/trivial_server.py|bench/floor_proxy.py|bench/profile_parts.py) continue;; esac; \
+	case "$$f" in bench/soak.py|bench/stdio_echo.py|bench/trivial_server.py|bench/floor_proxy.py|bench/profile_parts.py|bench/callgrind.py) continue;; esac; \
 	found=1; $(BIN)/python "$$f"; done; \
 	[ $$found = 1 ] || echo "no benchmarks yet"
 

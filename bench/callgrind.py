@@ -10,7 +10,9 @@ instrumentation off; drives a warm-up, turns the instrumentation on (``callgrind
 on``), drives ``--calls`` calls of the 2026-07-28 era from ``--concurrency`` closed-loop
 clients, dumps the counters and prints the gateway's instructions per call (every thread: the
 audit writer's too). ``--floor`` does the same for ``bench/floor_proxy.py`` (uvicorn, the
-gateway's upstream client, nothing of Atrium's), whose figure is what the HTTP stack costs.
+gateway's upstream client, nothing of Atrium's), whose figure is what the HTTP stack costs;
+``--anonymous`` calls with no token a server open to anonymous callers (``oauth.dev_mode``):
+the default figure less that one is what authenticating a caller costs.
 
 Each run prints its count; two runs of one tree differ by the event loop's batching (how many
 answers one ``epoll`` wakes), well under 1 %. Compare two trees by running this in each
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -138,6 +141,10 @@ def gateway_run(
     project.mkdir()
     port = harness.free_port()
     harness.write_project(project, {"echo": backend_url})
+    if args.anonymous:  # the same server open to callers without a token (local development)
+        server = {"transport": "remote", "url": backend_url, "oauth": {"dev_mode": True}}
+        config = json.dumps({"mcp_servers": {"echo": server}})
+        (project / "services/mcp/bench.yaml").write_text(config)
     out = work / "gateway.callgrind"
     env = {
         **os.environ,
@@ -151,7 +158,7 @@ def gateway_run(
     stack.callback(harness.stop, process)
     harness.wait_port(port, deadline_s=600)
     url = f"http://127.0.0.1:{port}/api/v1/mcp/echo/mcp"
-    token = harness.token_for(project, url, port)
+    token = None if args.anonymous else harness.token_for(project, url, port)
     return measure(process.pid, out, url, args, token)
 
 
@@ -175,6 +182,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--floor", action="store_true", help="the floor relay too")
+    parser.add_argument(
+        "--anonymous",
+        action="store_true",
+        help="no token: the server open to anonymous callers (oauth.dev_mode), so the figure"
+        " less the default one is what authenticating a caller costs",
+    )
     parser.add_argument(
         "--keep", type=Path, help="keep the dumps here (for callgrind_annotate), else discarded"
     )
