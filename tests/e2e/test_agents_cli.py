@@ -210,9 +210,10 @@ def test_ctrl_c_stops_the_model_and_keeps_the_conversation(instance: Instance) -
         write_ai_config(instance.project, fake)
         write_agent(instance.project, "helper")
         argv = [sys.executable, "-m", "atrium", "--project", str(instance.project)]
+        # PYTHONFAULTHANDLER: a run that does not stop is made to say where each thread was.
         process = subprocess.Popen(
             [*argv, "agents", "run", "helper", "Take your time", "--json"],
-            env=instance.env,
+            env={**instance.env, "PYTHONFAULTHANDLER": "1"},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -221,13 +222,28 @@ def test_ctrl_c_stops_the_model_and_keeps_the_conversation(instance: Instance) -
         started = json.loads(process.stdout.readline())
         assert json.loads(process.stdout.readline())["type"] == "text"
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=30)
+        out, err = _communicated(process, timeout_s=30)
         wait_until(lambda: fake.abandoned == 1, what="the model stream closed")
     assert process.returncode == 130, err
     assert json.loads(out.splitlines()[-1])["kind"] == "cancelled"
     assert "Traceback" not in err
     shown = agents(instance, "conversations", "show", started["conversation_id"], "--json")
     assert [m["role"] for m in json.loads(shown.stdout)] == ["user"]
+
+
+def _communicated(process: subprocess.Popen[str], timeout_s: float) -> tuple[str, str]:
+    """``process``'s output once it ends; one still running after ``timeout_s`` is aborted
+    (its threads' stacks on stderr, from the fault handler) and the test fails with them."""
+    try:
+        return process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        try:
+            _, err = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, err = process.communicate()
+        pytest.fail(f"still running {timeout_s:g} s after Ctrl-C; its stacks:\n{err[-6000:]}")
 
 
 def _readme_block(language: str, after: str) -> str:
