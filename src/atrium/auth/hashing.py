@@ -55,17 +55,17 @@ def dummy_password_hash() -> str:
     """Verifying against this when the user is unknown keeps the answer time the same, so
     login timing does not tell which user names exist.
 
-    An argon2id hash in the PHC string format with the hasher's own parameters, a random salt
-    and a random digest: verifying a password against it runs the whole key derivation, as
-    against a stored hash, and fails. Made without running argon2 (a real hash of a random
-    password cost every process that loaded the authorization server ~0.2 s of CPU and 64 MiB,
-    issue 17), and no password has this digest but by chance."""
+    An argon2 hash in the PHC string format with the hasher's own type and parameters, a
+    random salt and a random digest: verifying a password against it runs the whole key
+    derivation, as against a stored hash, and fails. Made without running argon2 (a real hash
+    of a random password cost every process that loaded the authorization server ~0.2 s of CPU
+    and 64 MiB, issue 17), and no password has this digest but by chance."""
     from argon2.low_level import ARGON2_VERSION
 
     hasher = _passwords()
     salt, digest = secrets.token_bytes(hasher.salt_len), secrets.token_bytes(hasher.hash_len)
     return (
-        f"$argon2id$v={ARGON2_VERSION}"
+        f"$argon2{hasher.type.name.lower()}$v={ARGON2_VERSION}"
         f"$m={hasher.memory_cost},t={hasher.time_cost},p={hasher.parallelism}"
         f"${_b64(salt)}${_b64(digest)}"
     )
