@@ -1,7 +1,9 @@
-"""What tests of real processes share: a free loopback port, liveness (waiting: tests.polling)."""
+"""What tests of real processes share: a free loopback port, liveness (waiting: tests.polling),
+a signal to one of a process's threads."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import socket
@@ -29,6 +31,18 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat[stat.rfind(")") + 2] != "Z"
+
+
+def other_threads(pid: int) -> list[int]:
+    """The ids of ``pid``'s threads but its main one (Linux: ``/proc/PID/task``)."""
+    return sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+
+
+def signal_thread(pid: int, tid: int, signum: int) -> None:
+    """Send ``signum`` to one thread of ``pid``, as the kernel may when it picks which thread
+    takes a signal sent to the process (glibc's ``tgkill``; ``os`` has no wrapper)."""
+    if ctypes.CDLL(None, use_errno=True).tgkill(pid, tid, signum) != 0:
+        raise OSError(ctypes.get_errno(), f"tgkill({pid}, {tid}, {signum})")
 
 
 def free_server_ports(project: Path) -> None:

@@ -31,6 +31,7 @@ from tests.ai.providers_fake import OpenAIChatFake, text, tool_call, tool_calls
 from tests.cli.helpers import CliResult, run_atrium
 from tests.e2e.instance import Instance, started_instance
 from tests.polling import wait_until
+from tests.processes import other_threads, signal_thread
 
 PLAYBOOKS = "mcp__atrium__list_playbooks"
 
@@ -209,18 +210,7 @@ def test_ctrl_c_stops_the_model_and_keeps_the_conversation(instance: Instance) -
     with OpenAIChatFake([text("Thinking about it", stall=True)]) as fake:
         write_ai_config(instance.project, fake)
         write_agent(instance.project, "helper")
-        argv = [sys.executable, "-m", "atrium", "--project", str(instance.project)]
-        # PYTHONFAULTHANDLER: a run that does not stop is made to say where each thread was.
-        process = subprocess.Popen(
-            [*argv, "agents", "run", "helper", "Take your time", "--json"],
-            env={**instance.env, "PYTHONFAULTHANDLER": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert process.stdout is not None
-        started = json.loads(process.stdout.readline())
-        assert json.loads(process.stdout.readline())["type"] == "text"
+        process, started = _streaming_run(instance, "helper")
         process.send_signal(signal.SIGINT)
         out, err = _communicated(process, timeout_s=30)
         wait_until(lambda: fake.abandoned == 1, what="the model stream closed")
@@ -229,6 +219,43 @@ def test_ctrl_c_stops_the_model_and_keeps_the_conversation(instance: Instance) -
     assert "Traceback" not in err
     shown = agents(instance, "conversations", "show", started["conversation_id"], "--json")
     assert [m["role"] for m in json.loads(shown.stdout)] == ["user"]
+
+
+def test_ctrl_c_stops_the_run_whichever_of_its_threads_takes_the_signal(
+    instance: Instance,
+) -> None:
+    # The kernel hands a signal sent to a process to any of its threads that does not block it
+    # (aiosqlite's, an executor worker), not always the main one. A run with no server has
+    # nothing else that wakes its event loop while the model stalls.
+    with OpenAIChatFake([text("Thinking about it", stall=True)]) as fake:
+        write_ai_config(instance.project, fake)
+        write_agent(instance.project, "alone", servers=[])
+        process, started = _streaming_run(instance, "alone")
+        signal_thread(process.pid, other_threads(process.pid)[0], signal.SIGINT)
+        out, err = _communicated(process, timeout_s=30)
+        wait_until(lambda: fake.abandoned == 1, what="the model stream closed")
+    assert process.returncode == 130, err
+    assert json.loads(out.splitlines()[-1])["kind"] == "cancelled"
+    shown = agents(instance, "conversations", "show", started["conversation_id"], "--json")
+    assert [m["role"] for m in json.loads(shown.stdout)] == ["user"]
+
+
+def _streaming_run(instance: Instance, agent: str) -> tuple[subprocess.Popen[str], Any]:
+    """``atrium agents run AGENT ... --json`` as a user's shell runs it, once the model's text
+    has begun to stream; and its ``started`` event."""
+    argv = [sys.executable, "-m", "atrium", "--project", str(instance.project)]
+    # PYTHONFAULTHANDLER: a run that does not stop is made to say where each thread was.
+    process = subprocess.Popen(
+        [*argv, "agents", "run", agent, "Take your time", "--json"],
+        env={**instance.env, "PYTHONFAULTHANDLER": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    started = json.loads(process.stdout.readline())
+    assert json.loads(process.stdout.readline())["type"] == "text"
+    return process, started
 
 
 def _communicated(process: subprocess.Popen[str], timeout_s: float) -> tuple[str, str]:
