@@ -8,7 +8,6 @@ reached is named on stderr and skipped; the others answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from atrium.cli.context import CliState
+from atrium.cli.context import CliState, run_interruptible
 from atrium.cli.tables import table
 from atrium.client.schemas import FORMATS, Format
 from atrium.errors import UsageError
@@ -97,7 +96,7 @@ def _run(
                     )
             return await work(manager)
 
-    return asyncio.run(run())
+    return run_interruptible(run())
 
 
 @app.command("tools")

@@ -6,7 +6,6 @@ Each command connects with the official ``mcp`` client to the gateway's endpoint
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.markup import escape
 
-from atrium.cli.context import CliState, state
+from atrium.cli.context import CliState, run_interruptible, state
 from atrium.errors import AtriumError
 
 if TYPE_CHECKING:  # the MCP SDK and the registry load only when a command needs them
@@ -74,7 +73,7 @@ class Target:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
-        return asyncio.run(self.session(work))
+        return run_interruptible(self.session(work))
 
     async def session(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         """Connect, do ``work``, disconnect: one server's share of a run over several."""
